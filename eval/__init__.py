@@ -1,0 +1,1 @@
+"""Evaluation metrics (CSIM, FID, APD/AED/AGD, LPIPS, PSNR)."""

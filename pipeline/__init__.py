@@ -1,0 +1,1 @@
+"""Shared machinery of PiQPerfect: params, the Ray stage runner, manifests and shard I/O."""

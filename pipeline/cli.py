@@ -1,0 +1,47 @@
+"""`piq`: the one command line of PiQPerfect. Every dvc.yaml stage calls `piq <stage>`.
+
+Subcommands are registered by name with the module that implements them and imported only
+when run, so `piq --help` stays fast and a stage's heavy imports (torch, Ray) cost nothing to
+the others. A command module provides `add_arguments(parser)` (optional) and `main(args) -> int`.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import Sequence
+
+# name -> (module, one-line help). Keep in pipeline order.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "ingest": ("stages.ingest", "sample frames of the crowdsourced clips, keep frontal neutral faces, crop 1024 px (paper B.2)"),
+    "params": ("pipeline.params_cli", "validate params.yaml and print it as resolved"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="piq", description=__doc__.splitlines()[0])
+    parser.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
+    sub = parser.add_subparsers(dest="command", metavar="<command>")
+    for name, (module, help_text) in COMMANDS.items():
+        sub.add_parser(name, help=help_text, description=help_text, add_help=False)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    args, rest = parser.parse_known_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    module = importlib.import_module(COMMANDS[args.command][0])
+    sub = argparse.ArgumentParser(prog=f"piq {args.command}", description=COMMANDS[args.command][1])
+    sub.add_argument("--params", default=args.params, help="params file (default: params.yaml)")
+    if hasattr(module, "add_arguments"):
+        module.add_arguments(sub)
+    sub_args = sub.parse_args(rest)
+    return int(module.main(sub_args) or 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""One typed dataclass per params.yaml section; `pipeline.params` assembles them."""

@@ -1,0 +1,79 @@
+"""The contract between a stage and the runner.
+
+A stage is a pure function of an item and its params: it returns the rows it adds to its
+manifest and the files it made (as bytes), or raises `Reject` with a reason code for bad
+input. It knows nothing of Ray, DVC, retries or resumption: the runner owns those, writes the
+files atomically and records each finished item, so that a killed run resumes where it stopped.
+Returning bytes rather than writing files keeps stages pure and lets a Ray cluster run them
+without a shared filesystem.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from typing import Any, ClassVar
+
+
+class Reject(Exception):
+    """Bad input: recorded in the rejects table with `code`, never retried."""
+
+    def __init__(self, code: str, detail: str = "") -> None:
+        super().__init__(f"{code}: {detail}" if detail else code)
+        self.code = code
+        self.detail = detail
+
+
+@dataclasses.dataclass(frozen=True)
+class Item:
+    """One unit of work: a stable id (used for seeds, resumption, file names) and its data."""
+
+    id: str
+    data: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
+class ItemContext:
+    """What the runner tells a stage about this call. `seed` is the same on every attempt."""
+
+    seed: int
+    attempt: int = 0
+
+
+@dataclasses.dataclass
+class Output:
+    """What one item produced: manifest rows and files (path relative to the stage's out_dir)."""
+
+    rows: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    files: dict[str, bytes] = dataclasses.field(default_factory=dict)
+
+
+class Stage:
+    """Base class of item-parallel stages.
+
+    Subclasses set `name`, implement `process`, and may load models in `setup` (called once per
+    worker, after the stage object has been shipped there) and declare `manifest_columns` so an
+    empty manifest still has its schema.
+    """
+
+    name: ClassVar[str] = "stage"
+    manifest_columns: ClassVar[dict[str, str]] = {}
+
+    def setup(self) -> None:
+        """Load models or other per-worker state. Default: nothing."""
+
+    def process(self, item: Item, ctx: ItemContext) -> Output:
+        raise NotImplementedError
+
+    def fingerprint(self) -> dict[str, Any]:
+        """What decides the outputs besides the item: finished items made under another
+        fingerprint are stale and are redone. Default: the stage's dataclass fields."""
+        if dataclasses.is_dataclass(self):
+            return dataclasses.asdict(self)
+        return {}
+
+
+def item_seed(root_seed: int, stage: str, item_id: str) -> int:
+    """A 63-bit seed that depends only on (root seed, stage, item id): the same on retries,
+    resumption and any worker count."""
+    digest = hashlib.blake2b(f"{root_seed}/{stage}/{item_id}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") >> 1

@@ -1,0 +1,1 @@
+"""The PiQPerfect model, its data loader, training loop and sampling pipeline."""
