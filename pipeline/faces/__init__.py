@@ -1,0 +1,1 @@
+"""Face detection and face geometry shared by ingest, evaluation and the apply step."""
