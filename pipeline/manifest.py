@@ -27,7 +27,7 @@ def _frame(rows: list[dict[str, Any]], columns: dict[str, str]) -> pd.DataFrame:
             df[col] = df[col].astype(dtype)
     # nested values (lists of landmarks, dicts) go to parquet as JSON text: one portable schema
     for col in df.columns:
-        if df[col].map(lambda v: isinstance(v, (list, dict))).any():
+        if any(isinstance(v, (list, dict)) for v in df[col]):
             df[col] = df[col].map(lambda v: json.dumps(v) if isinstance(v, (list, dict)) else v)
     return df
 

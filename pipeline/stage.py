@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import importlib
+import inspect
+from pathlib import Path
 from typing import Any, ClassVar
 
 
@@ -57,6 +60,8 @@ class Stage:
 
     name: ClassVar[str] = "stage"
     manifest_columns: ClassVar[dict[str, str]] = {}
+    # Modules besides the stage's own whose code decides its outputs (e.g. shared geometry).
+    code_modules: ClassVar[tuple[str, ...]] = ()
 
     def setup(self) -> None:
         """Load models or other per-worker state. Default: nothing."""
@@ -66,10 +71,11 @@ class Stage:
 
     def fingerprint(self) -> dict[str, Any]:
         """What decides the outputs besides the item: finished items made under another
-        fingerprint are stale and are redone. Default: the stage's dataclass fields."""
-        if dataclasses.is_dataclass(self):
-            return dataclasses.asdict(self)
-        return {}
+        fingerprint are stale and are redone. Default: the stage's dataclass fields and a hash
+        of its code, because DVC reruns a stage whose code changed but keeps persistent outs,
+        and results of the old code must not be reused then."""
+        fields = dataclasses.asdict(self) if dataclasses.is_dataclass(self) else {}
+        return {"fields": fields, "code": code_digest(type(self), self.code_modules)}
 
 
 def item_seed(root_seed: int, stage: str, item_id: str) -> int:
@@ -77,3 +83,13 @@ def item_seed(root_seed: int, stage: str, item_id: str) -> int:
     resumption and any worker count."""
     digest = hashlib.blake2b(f"{root_seed}/{stage}/{item_id}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "little") >> 1
+
+
+def code_digest(cls: type, modules: tuple[str, ...] = ()) -> str:
+    """Hash of the source files of `cls`'s module and of `modules`."""
+    paths = [inspect.getsourcefile(cls)] + [inspect.getsourcefile(importlib.import_module(m)) for m in modules]
+    digest = hashlib.sha256()
+    for path in paths:
+        if path:
+            digest.update(Path(path).read_bytes())
+    return digest.hexdigest()[:16]

@@ -1,0 +1,44 @@
+"""Small stages for runner tests. They live in an importable module so Ray workers can load them."""
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from typing import ClassVar
+
+from pipeline.stage import Item, ItemContext, Output, Reject, Stage
+
+CALL_LOG_ENV = "PIQ_TEST_CALL_LOG"
+
+
+@dataclasses.dataclass
+class SquareStage(Stage):
+    """Squares a number; rejects negatives; fails the first `flaky` attempts of items named flaky*."""
+
+    flaky_attempts: int = 0
+    sleep_s: float = 0.0
+    name: ClassVar[str] = "square"
+    manifest_columns: ClassVar[dict[str, str]] = {"value": "int64", "square": "int64", "seed": "int64"}
+
+    def process(self, item: Item, ctx: ItemContext) -> Output:
+        log = os.environ.get(CALL_LOG_ENV)
+        if log:
+            with open(log, "a") as fh:
+                fh.write(f"{item.id}\n")
+        if self.sleep_s:
+            time.sleep(self.sleep_s)
+        value = item.data["value"]
+        if value < 0:
+            raise Reject("negative_value", f"{value} < 0")
+        if item.id.startswith("flaky") and ctx.attempt < self.flaky_attempts:
+            raise RuntimeError(f"transient failure on attempt {ctx.attempt}")
+        if item.id.startswith("broken"):
+            raise ZeroDivisionError("always broken")
+        return Output(
+            rows=[{"value": value, "square": value * value, "seed": ctx.seed}],
+            files={f"out/{item.id}.txt": f"{value * value}\n".encode()},
+        )
+
+
+def items(n: int) -> list[Item]:
+    return [Item(f"i{k:03d}", {"value": k}) for k in range(n)]
