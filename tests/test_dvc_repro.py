@@ -1,0 +1,69 @@
+"""`dvc repro` ingests the embedded sample as samples/expected.csv says; a second run does nothing.
+
+Runs on a copy of the working tree (a fresh git repo) so the checkout's own data/ is untouched.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import pandas as pd
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def sh(args: list[str], cwd: Path, env: dict) -> str:
+    done = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, f"{' '.join(args)} failed:\n{done.stdout}\n{done.stderr}"
+    return done.stdout + done.stderr
+
+
+@pytest.fixture(scope="module")
+def clone(tmp_path_factory) -> tuple[Path, dict]:
+    dest = tmp_path_factory.mktemp("clone")
+    files = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"], cwd=REPO, capture_output=True, check=True
+    ).stdout.decode().split("\0")
+    for rel in filter(None, files):
+        src = REPO / rel
+        if src.is_file():
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / rel)
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    env.update(GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@t", GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@t")
+    sh(["git", "init", "-q"], dest, env)
+    sh(["git", "add", "-A"], dest, env)
+    sh(["git", "commit", "-qm", "copy"], dest, env)
+    return dest, env
+
+
+@pytest.mark.slow
+def test_repro_ingests_the_sample_then_does_nothing(clone) -> None:
+    root, env = clone
+    first = sh(["dvc", "repro", "ingest"], root, env)
+    assert "Running stage 'ingest'" in first
+    out = root / "data" / "ingest"
+    expected = pd.read_csv(root / "samples" / "expected.csv", dtype=str)
+    rejects = pd.read_parquet(out / "rejects.parquet").set_index("item_id")["code"].to_dict()
+    manifest = pd.read_parquet(out / "manifest.parquet")
+    for row in expected.itertuples():
+        item = row.video_id if isinstance(row.video_id, str) and row.video_id else f"file:{row.file}"
+        if row.expected == "accept":
+            assert item in set(manifest["item_id"]), f"{item} ({row.file}) should yield faces; got {rejects.get(item)}"
+        else:
+            assert rejects.get(item) == row.expected, f"{item} ({row.file}): {rejects.get(item)} != {row.expected}"
+    assert sorted(p.relative_to(out).as_posix() for p in (out / "faces").iterdir()) == sorted(manifest["path"])
+    for path in manifest["path"]:
+        assert cv2.imread(str(out / path)).shape == (1024, 1024, 3)
+    stats = json.loads((root / "reports" / "ingest_stats.json").read_text())
+    assert stats["complete"] and stats["rows"] == len(manifest)
+
+    second = sh(["dvc", "repro", "ingest"], root, env)
+    assert "Running stage" not in second, second
+    assert "didn't change" in second or "up to date" in second.lower(), second
