@@ -61,10 +61,12 @@ def list_items(params: IngestParams) -> list[Item]:
         raise ValueError(f"{csv_path}: missing column(s) {missing}; need {list(METADATA_COLUMNS)}")
     items: list[Item] = []
     seen_ids: set[str] = set()
-    for row in meta.to_dict("records"):
+    for line, row in enumerate(meta.to_dict("records"), start=2):
         video_id = row["video_id"].strip()
-        if not video_id or video_id in seen_ids or "." in video_id:
-            raise ValueError(f"{csv_path}: video_id {video_id!r} is empty, repeated or contains a dot")
+        problem = _id_problem(video_id, seen_ids)
+        if problem:  # refused by the stage, so one bad row cannot stop the others
+            items.append(Item(f"row:{line}", {"row": row, "path": "", "invalid": f"line {line}: {problem}"}))
+            continue
         seen_ids.add(video_id)
         items.append(Item(video_id, {"row": row, "path": str(videos_dir / row["file"])}))
     named = set(meta["file"])
@@ -74,6 +76,16 @@ def list_items(params: IngestParams) -> list[Item]:
         if path.suffix.lower() in VIDEO_SUFFIXES:
             items.append(Item(f"file:{path.name}", {"row": None, "path": str(path)}))
     return items
+
+
+def _id_problem(video_id: str, seen: set[str]) -> str:
+    if not video_id:
+        return "empty video_id"
+    if video_id in seen:
+        return f"video_id {video_id!r} repeats an earlier row"
+    if not all(c.isalnum() or c == "-" for c in video_id):
+        return f"video_id {video_id!r} has characters other than letters, digits and '-'"
+    return ""
 
 
 @dataclasses.dataclass
@@ -116,6 +128,8 @@ class IngestStage(Stage):
         row = item.data["row"]
         if row is None:
             raise Reject("missing_metadata", f"{Path(item.data['path']).name} has no row in {p.metadata_csv}")
+        if item.data.get("invalid"):
+            raise Reject("invalid_metadata", item.data["invalid"])
         if row["category"] not in p.keep_categories:
             raise Reject("wrong_category", f"category {row['category']!r} is not kept")
         path = Path(item.data["path"])

@@ -66,6 +66,8 @@ def clips(tmp_path_factory) -> tuple[Path, Path]:
         ("v09", "p1", "absent.mp4", KEPT, ""),
         ("v10", "p1", "good.mp4", KEPT, "5-9"),
         ("v11", "p1", "good.mp4", KEPT, "two-three"),
+        ("v01", "p1", "good.mp4", KEPT, ""),
+        ("v.12", "p1", "good.mp4", KEPT, ""),
     ]
     meta = pd.DataFrame(rows, columns=["video_id", "participant_id", "file", "category", "camera_segments"])
     meta.to_csv(root / "metadata.csv", index=False)
@@ -102,6 +104,8 @@ def test_every_clip_gets_its_reason(ingested: Path) -> None:
         "v10": "bad_segments",
         "v11": "bad_segments",
         "file:orphan.mp4": "missing_metadata",
+        "row:13": "invalid_metadata",
+        "row:14": "invalid_metadata",
     }
 
 
