@@ -15,8 +15,11 @@ from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_
 
 import yaml
 
+from pipeline.config.data import DataParams
+from pipeline.config.dev_shards import DevShardsParams
 from pipeline.config.ingest import IngestParams
 from pipeline.config.runner import RunnerParams
+from pipeline.config.train import SampleParams, TrainParams
 
 T = TypeVar("T")
 
@@ -34,6 +37,10 @@ class Params:
     seed: int
     runner: RunnerParams
     ingest: IngestParams
+    dev_shards: DevShardsParams
+    data: DataParams
+    train: TrainParams
+    sample: SampleParams
 
 
 def _check_scalar(tp: Any, value: Any, path: str) -> Any:

@@ -1,0 +1,119 @@
+"""Backbone components: the real SDXL / SD1.5 from a local folder, or tiny random ones.
+
+Both paths give the same `Components`. The real path reads the diffusers folder layout
+(`unet/`, `vae/`, `text_encoder/`, `tokenizer/`, `scheduler/`, and for SDXL `text_encoder_2/`,
+`tokenizer_2/`) with `local_files_only=True`: nothing is ever downloaded. The tiny path builds
+small models of the same families in code, for CPU runs of the sample, the tests and the
+ablation plumbing; its tokenizer is a byte-level CLIP tokenizer with no merges.
+"""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Literal, Optional
+
+import torch
+from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
+from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
+
+Family = Literal["sdxl", "sd15"]
+TINY_MAX_TOKENS = 32
+
+
+@dataclasses.dataclass
+class Components:
+    family: Family
+    unet: UNet2DConditionModel
+    vae: AutoencoderKL
+    text_encoder: CLIPTextModel
+    tokenizer: CLIPTokenizer
+    scheduler: DDPMScheduler
+    text_encoder_2: Optional[CLIPTextModelWithProjection] = None
+    tokenizer_2: Optional[CLIPTokenizer] = None
+
+
+def load_pretrained(family: Family, folder: str | Path) -> Components:
+    """Real weights from a local diffusers-layout folder (e.g. a copy of SDXL base 1.0)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"train.pretrained_dir {folder} does not exist (weights are never downloaded)")
+    kw = {"local_files_only": True}
+    comps = Components(
+        family=family,
+        unet=UNet2DConditionModel.from_pretrained(folder, subfolder="unet", **kw),
+        vae=AutoencoderKL.from_pretrained(folder, subfolder="vae", **kw),
+        text_encoder=CLIPTextModel.from_pretrained(folder, subfolder="text_encoder", **kw),
+        tokenizer=CLIPTokenizer.from_pretrained(folder, subfolder="tokenizer", **kw),
+        scheduler=DDPMScheduler.from_pretrained(folder, subfolder="scheduler", **kw),
+    )
+    if family == "sdxl":
+        comps.text_encoder_2 = CLIPTextModelWithProjection.from_pretrained(folder, subfolder="text_encoder_2", **kw)
+        comps.tokenizer_2 = CLIPTokenizer.from_pretrained(folder, subfolder="tokenizer_2", **kw)
+    return comps
+
+
+def save_components(comps: Components, folder: str | Path) -> None:
+    """Write components in the layout `load_pretrained` reads (used by tests and tools)."""
+    folder = Path(folder)
+    for name in ("unet", "vae", "text_encoder", "tokenizer", "scheduler", "text_encoder_2", "tokenizer_2"):
+        part = getattr(comps, name)
+        if part is not None:
+            part.save_pretrained(folder / name)
+
+
+def _byte_vocab() -> dict[str, int]:
+    """CLIP's byte-to-unicode alphabet, plain and word-final, plus the two special tokens."""
+    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    codes, extra = printable[:], 0
+    for b in range(256):
+        if b not in printable:
+            codes.append(256 + extra)
+            extra += 1
+    chars = [chr(c) for c in codes]
+    vocab = {c: i for i, c in enumerate(chars)}
+    vocab.update({c + "</w>": len(chars) + i for i, c in enumerate(chars)})
+    vocab["<|startoftext|>"] = len(vocab)
+    vocab["<|endoftext|>"] = len(vocab)
+    return vocab
+
+
+def tiny_tokenizer() -> CLIPTokenizer:
+    return CLIPTokenizer(vocab=_byte_vocab(), merges=[], model_max_length=TINY_MAX_TOKENS, pad_token="<|endoftext|>")
+
+
+def _text_config(hidden: int, projection: int | None = None) -> CLIPTextConfig:
+    return CLIPTextConfig(
+        vocab_size=len(_byte_vocab()), hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=2,
+        num_attention_heads=2, max_position_embeddings=TINY_MAX_TOKENS, projection_dim=projection or hidden,
+        bos_token_id=512, eos_token_id=513, pad_token_id=513,
+    )
+
+
+def tiny_components(family: Family, seed: int = 0) -> Components:
+    """Small random models of the family: SDXL-like (two text encoders, `text_time`
+    micro-conditioning) or SD1.5-like (one encoder). VAE downsamples by 4."""
+    torch.manual_seed(seed)
+    vae = AutoencoderKL(
+        in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(16, 32, 32), layers_per_block=1,
+        down_block_types=("DownEncoderBlock2D",) * 3, up_block_types=("UpDecoderBlock2D",) * 3, norm_num_groups=8,
+        sample_size=64,
+    )
+    common = dict(
+        sample_size=16, in_channels=4, out_channels=4, layers_per_block=1, block_out_channels=(32, 64),
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        norm_num_groups=8, attention_head_dim=(2, 4),
+    )
+    scheduler = DDPMScheduler(num_train_timesteps=1000, beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012)
+    if family == "sdxl":
+        unet = UNet2DConditionModel(
+            **common, cross_attention_dim=32, addition_embed_type="text_time", addition_time_embed_dim=8,
+            projection_class_embeddings_input_dim=6 * 8 + 16, use_linear_projection=True,
+        )
+        return Components("sdxl", unet, vae, CLIPTextModel(_text_config(16)), tiny_tokenizer(), scheduler,
+                          CLIPTextModelWithProjection(_text_config(16, projection=16)), tiny_tokenizer())
+    unet = UNet2DConditionModel(**common, cross_attention_dim=32)
+    return Components("sd15", unet, vae, CLIPTextModel(_text_config(32)), tiny_tokenizer(), scheduler)
+
+
+def build_components(family: Family, pretrained_dir: str | None, seed: int = 0) -> Components:
+    return load_pretrained(family, pretrained_dir) if pretrained_dir else tiny_components(family, seed)

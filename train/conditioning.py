@@ -1,0 +1,70 @@
+"""Text embeddings and SDXL micro-conditioning, shared by the trainer and the sampler.
+
+Micro-conditioning choice: SDXL is told the size of the image it draws through
+`add_time_ids = (orig_h, orig_w, crop_top, crop_left, target_h, target_w)`. The UNet draws the
+whole canvas, so we pass the canvas's true size in pixels: (R, 3R) for spatial concatenation of
+three R x R images, (R, R) for channel concatenation, with no crop. Telling it "R x R" while it
+draws an R x 3R canvas would contradict what it sees; using the canvas size keeps the
+pretrained prior about wide images coherent. Sampler and trainer must agree: both call here.
+"""
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import torch
+
+from train.backbones import Components
+from train.layout import ConcatMode
+
+
+def time_ids(resolution: int, concat: ConcatMode, batch: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    width = 3 * resolution if concat == "spatial" else resolution
+    ids = torch.tensor([resolution, width, 0, 0, resolution, width], device=device, dtype=dtype)
+    return ids.expand(batch, 6)
+
+
+def _tokens(tokenizer, captions: Sequence[str], device: torch.device) -> torch.Tensor:
+    return tokenizer(
+        list(captions), padding="max_length", max_length=tokenizer.model_max_length, truncation=True, return_tensors="pt"
+    ).input_ids.to(device)
+
+
+@torch.no_grad()
+def encode_text(comps: Components, captions: Sequence[str], device: torch.device) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+    """(prompt_embeds, pooled) as the family expects: SDXL concatenates the penultimate hidden
+    states of both encoders and pools from the second; SD1.5 uses the last hidden state."""
+    if comps.family == "sd15":
+        return comps.text_encoder(_tokens(comps.tokenizer, captions, device))[0], None
+    out1 = comps.text_encoder(_tokens(comps.tokenizer, captions, device), output_hidden_states=True)
+    out2 = comps.text_encoder_2(_tokens(comps.tokenizer_2, captions, device), output_hidden_states=True)
+    embeds = torch.cat([out1.hidden_states[-2], out2.hidden_states[-2]], dim=-1)
+    return embeds, out2.text_embeds
+
+
+class TextCache:
+    """Caption -> (embeds, pooled) on the given device: the encoders are frozen, so a caption
+    is encoded once per run."""
+
+    def __init__(self, comps: Components, device: torch.device) -> None:
+        self.comps, self.device = comps, device
+        self._cache: dict[str, tuple[torch.Tensor, Optional[torch.Tensor]]] = {}
+
+    def __call__(self, captions: Sequence[str]) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+        missing = sorted({c for c in captions if c not in self._cache})
+        if missing:
+            embeds, pooled = encode_text(self.comps, missing, self.device)
+            for i, caption in enumerate(missing):
+                self._cache[caption] = (embeds[i], None if pooled is None else pooled[i])
+        embeds = torch.stack([self._cache[c][0] for c in captions])
+        pooled = None if self.comps.family == "sd15" else torch.stack([self._cache[c][1] for c in captions])
+        return embeds, pooled
+
+
+def unet_kwargs(comps: Components, embeds: torch.Tensor, pooled: Optional[torch.Tensor], resolution: int,
+                concat: ConcatMode) -> dict:
+    """Keyword arguments of the UNet call for this family."""
+    kwargs = {"encoder_hidden_states": embeds}
+    if comps.family == "sdxl":
+        ids = time_ids(resolution, concat, embeds.shape[0], embeds.device, embeds.dtype)
+        kwargs["added_cond_kwargs"] = {"text_embeds": pooled, "time_ids": ids}
+    return kwargs

@@ -1,0 +1,87 @@
+"""The PiQPerfect model: a backbone UNet fed [source | driving | noisy target] latents.
+
+Only the UNet trains; the VAE and text encoders are frozen (paper 4.1 fine-tunes SDXL's UNet).
+The noise and the loss touch the target only: source and driving latents enter clean at every
+timestep and their part of the UNet's output is ignored (`train/layout.py`).
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from diffusers import UNet2DConditionModel
+
+from train.backbones import Components
+from train.conditioning import TextCache, unet_kwargs
+from train.layout import ConcatMode, in_channels, join, target_part
+
+
+def widen_conv_in(unet: UNet2DConditionModel, latent_channels: int = 4) -> None:
+    """Channel concatenation (ablation): conv_in takes 3 x latent_channels inputs. The weights
+    for the noisy target (the last block, per `join`) are the pretrained ones, the new weights
+    for source and driving start at zero, so at step 0 the UNet behaves as pretrained.
+    `register_to_config` makes `from_pretrained` rebuild the wide layer."""
+    old = unet.conv_in
+    if old.in_channels != latent_channels:
+        raise ValueError(f"conv_in already has {old.in_channels} input channels")
+    new = torch.nn.Conv2d(3 * latent_channels, old.out_channels, old.kernel_size, old.stride, old.padding)
+    with torch.no_grad():
+        new.weight.zero_()
+        new.weight[:, 2 * latent_channels :] = old.weight
+        new.bias.copy_(old.bias)
+    unet.conv_in = new
+    unet.register_to_config(in_channels=3 * latent_channels)
+
+
+class PiQModel(torch.nn.Module):
+    """Wraps the components; `loss(batch)` is one training objective evaluation."""
+
+    def __init__(self, comps: Components, concat: ConcatMode, resolution: int) -> None:
+        super().__init__()
+        self.comps, self.concat, self.resolution = comps, concat, resolution
+        self.unet = comps.unet
+        latent = comps.vae.config.latent_channels
+        if concat == "channel" and self.unet.config.in_channels != in_channels(latent, "channel"):
+            widen_conv_in(self.unet, latent)
+        for frozen in (comps.vae, comps.text_encoder, comps.text_encoder_2):
+            if frozen is not None:
+                frozen.requires_grad_(False)
+                frozen.eval()
+        self._text: Optional[TextCache] = None
+
+    def text(self, device: torch.device) -> TextCache:
+        if self._text is None or self._text.device != device:
+            self._text = TextCache(self.comps, device)
+        return self._text
+
+    @torch.no_grad()
+    def encode(self, images: torch.Tensor, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+        """Images in [-1, 1] -> scaled latents (a sample of the VAE posterior)."""
+        vae = self.comps.vae
+        dist = vae.encode(images.to(vae.dtype)).latent_dist
+        return dist.sample(generator=generator) * vae.config.scaling_factor
+
+    def predict(self, source: torch.Tensor, driving: torch.Tensor, noisy_target: torch.Tensor, t: torch.Tensor,
+                embeds: torch.Tensor, pooled: Optional[torch.Tensor]) -> torch.Tensor:
+        """The UNet's prediction for the target latent."""
+        x = join(source, driving, noisy_target, self.concat)
+        kwargs = unet_kwargs(self.comps, embeds, pooled, self.resolution, self.concat)
+        return target_part(self.unet(x, t, **kwargs).sample, self.concat)
+
+    def loss(self, batch: dict, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+        """Denoising loss on the target third; `generator` makes noise and timesteps reproducible."""
+        device = next(self.unet.parameters()).device
+        images = torch.cat([batch["source"], batch["driving"], batch["target"]]).to(device)
+        source, driving, target = self.encode(images, generator).chunk(3)
+        sched = self.comps.scheduler
+        noise = torch.randn(target.shape, generator=generator, device=device, dtype=target.dtype)
+        t = torch.randint(0, sched.config.num_train_timesteps, (target.shape[0],), generator=generator, device=device)
+        noisy = sched.add_noise(target, noise, t)
+        if sched.config.prediction_type == "v_prediction":
+            goal = sched.get_velocity(target, noise, t)
+        else:
+            goal = noise
+        embeds, pooled = self.text(device)(batch["caption"])
+        pred = self.predict(source, driving, noisy, t, embeds, pooled)
+        return F.mse_loss(pred.float(), goal.float())
