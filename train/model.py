@@ -75,8 +75,9 @@ class PiQModel(torch.nn.Module):
         images = torch.cat([batch["source"], batch["driving"], batch["target"]]).to(device)
         source, driving, target = self.encode(images, generator).chunk(3)
         sched = self.comps.scheduler
-        noise = torch.randn(target.shape, generator=generator, device=device, dtype=target.dtype)
-        t = torch.randint(0, sched.config.num_train_timesteps, (target.shape[0],), generator=generator, device=device)
+        # drawn on the generator's device (CPU) and moved, so a CPU generator drives a GPU run
+        noise = torch.randn(target.shape, generator=generator, dtype=target.dtype).to(device)
+        t = torch.randint(0, sched.config.num_train_timesteps, (target.shape[0],), generator=generator).to(device)
         noisy = sched.add_noise(target, noise, t)
         if sched.config.prediction_type == "v_prediction":
             goal = sched.get_velocity(target, noise, t)

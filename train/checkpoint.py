@@ -1,0 +1,65 @@
+"""Training checkpoints that resume exactly: weights, optimizer, EMA, every RNG, the data
+stream's position and the loss history. A checkpoint directory is written under a temporary
+name and renamed, so a crash never leaves a half checkpoint that looks complete."""
+from __future__ import annotations
+
+import random
+import shutil
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import torch
+
+PREFIX = "step-"
+
+
+def checkpoint_dirs(root: str | Path) -> list[Path]:
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    return sorted((p for p in root.iterdir() if p.is_dir() and p.name.startswith(PREFIX)), key=lambda p: int(p.name[len(PREFIX):]))
+
+
+def latest(root: str | Path) -> Optional[Path]:
+    dirs = checkpoint_dirs(root)
+    return dirs[-1] if dirs else None
+
+
+def save(root: str | Path, step: int, state: dict[str, Any], keep: int) -> Path:
+    """Write `state` (torch-serialisable) as checkpoint `step`, keep the newest `keep`."""
+    root = Path(root)
+    final = root / f"{PREFIX}{step:08d}"
+    tmp = root / f".{final.name}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    torch.save(state, tmp / "state.pt")
+    shutil.rmtree(final, ignore_errors=True)
+    tmp.rename(final)
+    for old in checkpoint_dirs(root)[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def load(path: str | Path) -> dict[str, Any]:
+    return torch.load(Path(path) / "state.pt", map_location="cpu", weights_only=False)
+
+
+def rng_state(generator: torch.Generator) -> dict[str, Any]:
+    return {"generator": generator.get_state(), "torch": torch.get_rng_state(), "numpy": np.random.get_state(),
+            "python": random.getstate(), "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
+
+
+def restore_rng(state: dict[str, Any], generator: torch.Generator) -> None:
+    generator.set_state(state["generator"])
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+    if state.get("cuda") is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def discard(root: str | Path) -> None:
+    """Remove every checkpoint under `root`."""
+    for path in checkpoint_dirs(root):
+        shutil.rmtree(path, ignore_errors=True)

@@ -1,0 +1,185 @@
+"""The training loop: accelerate, gradient accumulation to a fixed effective batch, exact resume.
+
+One optimizer step consumes `effective_batch` samples: `batch_size` per process per micro-step,
+times the number of processes, times the accumulation steps computed here. Only the main
+process writes checkpoints, the loss curve and validation grids. A non-finite loss stops the
+run before it can touch the weights or write a checkpoint, so the last good one stays intact.
+"""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import math
+from pathlib import Path
+from typing import Any, Callable, Iterable, Optional
+
+import torch
+from accelerate import Accelerator, PartialState
+
+from pipeline.config.train import TrainParams
+from train import checkpoint
+from train.model import PiQModel
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite."""
+
+
+def accumulation_steps(effective_batch: int, batch_size: int, processes: int) -> int:
+    per_step = batch_size * processes
+    if effective_batch % per_step:
+        raise ValueError(f"train.effective_batch {effective_batch} is not a multiple of batch_size {batch_size} "
+                         f"x {processes} process(es)")
+    return effective_batch // per_step
+
+
+@dataclasses.dataclass
+class LoopResult:
+    step: int
+    losses: list[tuple[int, float]]
+    resumed_from: Optional[int]
+
+
+def make_accelerator(params: TrainParams) -> Accelerator:
+    """An Accelerator whose accumulation keeps the effective batch for the number of processes
+    the launcher started (1 without `accelerate launch`). Mixed precision only on a GPU."""
+    cpu = not torch.cuda.is_available()
+    processes = PartialState(cpu=cpu).num_processes
+    accum = accumulation_steps(params.effective_batch, params.batch_size, processes)
+    return Accelerator(cpu=cpu, gradient_accumulation_steps=accum, mixed_precision="no" if cpu else params.mixed_precision)
+
+
+def train(
+    model: PiQModel,
+    batches: Iterable[dict],
+    stream: Any,
+    params: TrainParams,
+    seed: int,
+    accelerator: Accelerator,
+    on_validate: Optional[Callable[[PiQModel, int], None]] = None,
+    max_steps: Optional[int] = None,
+    fingerprint: Optional[dict[str, Any]] = None,
+) -> LoopResult:
+    """Run (or resume) training until `max_steps` (default: params.max_steps). A checkpoint is
+    resumed only if it was made under the same `fingerprint` (what decides the weights, e.g.
+    backbone, concat mode, data params); one from another configuration is discarded, so an
+    ablation never continues another run's weights."""
+    max_steps = max_steps or params.max_steps
+    if params.gradient_checkpointing:
+        model.unet.enable_gradient_checkpointing()
+    model.unet.train()
+    trainable = [p for p in model.unet.parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam(trainable, lr=params.lr, betas=params.betas, weight_decay=params.weight_decay,
+                                 fused=torch.cuda.is_available())
+    model.to(accelerator.device)
+    model.unet, optimizer = accelerator.prepare(model.unet, optimizer)
+    ema = _make_ema(model, params)
+    generator = torch.Generator().manual_seed(seed * 1000 + accelerator.process_index)
+
+    step, losses, resumed = 0, [], None
+    last = checkpoint.latest(params.checkpoint_dir)
+    state = checkpoint.load(last) if last is not None else None
+    if state is not None and state.get("fingerprint") != fingerprint:
+        if accelerator.is_main_process:
+            print(f"train: discarding checkpoints in {params.checkpoint_dir} (made under another configuration)")
+            checkpoint.discard(params.checkpoint_dir)
+        accelerator.wait_for_everyone()
+        state = None
+    if state is not None:
+        accelerator.unwrap_model(model.unet).load_state_dict(state["unet"])
+        optimizer.load_state_dict(state["optimizer"])
+        if ema is not None and state.get("ema") is not None:
+            ema.load_state_dict(state["ema"])
+        stream.load_state_dict(state["stream"][accelerator.process_index])
+        checkpoint.restore_rng(state["rng"][accelerator.process_index], generator)
+        step, losses, resumed = state["step"], [tuple(x) for x in state["losses"]], state["step"]
+    if step >= max_steps:
+        return LoopResult(step, losses, resumed)
+
+    window: list[torch.Tensor] = []
+    for batch in batches:
+        with accelerator.accumulate(model.unet):
+            loss = model.loss(batch, generator)
+            if not torch.isfinite(loss).all():
+                raise TrainingDiverged(
+                    f"loss is {loss.item()} at step {step + 1}; weights not updated, no checkpoint written. "
+                    f"Last good checkpoint: {checkpoint.latest(params.checkpoint_dir) or 'none'}"
+                )
+            accelerator.backward(loss)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+        window.append(loss.detach())
+        if not accelerator.sync_gradients:
+            continue
+        step += 1
+        if ema is not None:
+            ema.step(accelerator.unwrap_model(model.unet).parameters())
+        mean = accelerator.reduce(torch.stack(window).mean(), reduction="mean").item()
+        window.clear()
+        losses.append((step, mean))
+        if accelerator.is_main_process and (step % params.log_every == 0 or step == max_steps):
+            write_loss_curve(Path(params.reports_dir) / "loss.tsv", losses)
+        if on_validate is not None and accelerator.is_main_process and (step % params.validate_every == 0 or step == max_steps):
+            on_validate(model, step)
+        if step % params.checkpoint_every == 0 or step == max_steps:
+            _checkpoint(accelerator, model, optimizer, ema, stream, generator, step, losses, params, fingerprint)
+        if step >= max_steps:
+            break
+    return LoopResult(step, losses, resumed)
+
+
+def _make_ema(model: PiQModel, params: TrainParams):
+    if params.ema_decay is None:
+        return None
+    from diffusers.training_utils import EMAModel
+
+    return EMAModel(model.unet.parameters(), decay=params.ema_decay)
+
+
+def _checkpoint(accelerator: Accelerator, model: PiQModel, optimizer, ema, stream, generator: torch.Generator,
+                step: int, losses: list, params: TrainParams, fingerprint: Optional[dict[str, Any]]) -> None:
+    streams = accelerator.gather_for_metrics([stream.state_dict()], use_gather_object=True)
+    rngs = accelerator.gather_for_metrics([checkpoint.rng_state(generator)], use_gather_object=True)
+    if accelerator.is_main_process:
+        state = {
+            "step": step, "losses": losses, "stream": streams, "rng": rngs, "fingerprint": fingerprint,
+            "unet": accelerator.unwrap_model(model.unet).state_dict(), "optimizer": optimizer.state_dict(),
+            "ema": None if ema is None else ema.state_dict(),
+        }
+        checkpoint.save(params.checkpoint_dir, step, state, params.keep_checkpoints)
+    accelerator.wait_for_everyone()
+
+
+def write_loss_curve(path: Path, losses: list[tuple[int, float]]) -> None:
+    """The whole curve, rewritten (a resumed run's history comes from its checkpoint)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", newline="") as fh:
+        writer = csv.writer(fh, delimiter="\t", lineterminator="\n")
+        writer.writerow(["step", "loss"])
+        writer.writerows((s, f"{l:.6f}") for s, l in losses)
+    tmp.replace(path)
+
+
+def summary(result: LoopResult, last_n: int = 10) -> dict[str, Any]:
+    tail = [l for _, l in result.losses[-last_n:]]
+    head = [l for _, l in result.losses[:last_n]]
+    mean = lambda xs: sum(xs) / len(xs) if xs else math.nan  # noqa: E731
+    return {"steps": result.step, "final_loss": mean(tail), "initial_loss": mean(head),
+            "resumed_from": result.resumed_from}
+
+
+def write_metrics(path: Path, metrics: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(metrics, indent=1, sort_keys=True) + "\n")
+
+
+# Train params that change how a run is logged or how long it lasts, not what its weights are.
+RUNTIME_KEYS = frozenset({"max_steps", "checkpoint_every", "keep_checkpoints", "log_every", "validate_every",
+                          "out_dir", "reports_dir", "checkpoint_dir", "num_workers"})
+
+
+def config_fingerprint(train_params: TrainParams, data_params: Any, seed: int) -> dict[str, Any]:
+    train_part = {k: v for k, v in dataclasses.asdict(train_params).items() if k not in RUNTIME_KEYS}
+    return {"train": train_part, "data": dataclasses.asdict(data_params), "seed": seed}

@@ -1,0 +1,122 @@
+"""`PiQPerfectPipeline`: sampling with a trained PiQPerfect model (paper A.1).
+
+Source and driving images are encoded once and enter every step clean; only the target part of
+the canvas is denoised. Classifier-free guidance follows the paper: the negative branch has the
+empty prompt and a zeroed driving image. "Zeroed" here means an all-black image (every pixel
+0, i.e. -1 in the model's [-1, 1] range) passed through the VAE: this is exactly what the
+trainer's mask produces where it removes everything, so the negative branch is "no driving
+face" in the language the model was trained on. Both branches run in one batched forward.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Optional, Sequence, Union
+
+import numpy as np
+import PIL.Image
+import torch
+from diffusers import AutoencoderKL, DiffusionPipeline, UNet2DConditionModel
+from diffusers.utils import BaseOutput
+from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
+
+from train.backbones import Components
+from train.conditioning import encode_text, unet_kwargs
+from train.layout import join, target_part
+
+ImageInput = Union[torch.Tensor, np.ndarray, PIL.Image.Image, Sequence[Union[np.ndarray, PIL.Image.Image]]]
+
+
+@dataclasses.dataclass
+class PiQPerfectOutput(BaseOutput):
+    images: Union[list[PIL.Image.Image], np.ndarray, torch.Tensor]
+
+
+def to_model_input(images: ImageInput, resolution: int) -> torch.Tensor:
+    """PIL / uint8 HWC arrays / float tensors in [-1, 1] -> (B, 3, R, R) float in [-1, 1]."""
+    if isinstance(images, torch.Tensor):
+        out = images if images.ndim == 4 else images[None]
+    else:
+        items = images if isinstance(images, (list, tuple)) else [images]
+        arrays = []
+        for item in items:
+            pil = item if isinstance(item, PIL.Image.Image) else PIL.Image.fromarray(np.asarray(item, np.uint8))
+            pil = pil.convert("RGB").resize((resolution, resolution), PIL.Image.Resampling.BICUBIC)
+            arrays.append(np.asarray(pil))
+        out = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+    if out.shape[-1] != resolution or out.shape[-2] != resolution:
+        out = torch.nn.functional.interpolate(out, size=(resolution, resolution), mode="bicubic", align_corners=False)
+    return out.clamp(-1, 1)
+
+
+class PiQPerfectPipeline(DiffusionPipeline):
+    """unet, vae, text encoder(s), tokenizer(s), scheduler; `concat` and `resolution` in its config."""
+
+    model_cpu_offload_seq = "text_encoder->text_encoder_2->unet->vae"
+    _optional_components = ["text_encoder_2", "tokenizer_2"]
+
+    def __init__(self, unet: UNet2DConditionModel, vae: AutoencoderKL, text_encoder: CLIPTextModel,
+                 tokenizer: CLIPTokenizer, scheduler, text_encoder_2: Optional[CLIPTextModelWithProjection] = None,
+                 tokenizer_2: Optional[CLIPTokenizer] = None, concat: str = "spatial", resolution: int = 576) -> None:
+        super().__init__()
+        self.register_modules(unet=unet, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, scheduler=scheduler,
+                              text_encoder_2=text_encoder_2, tokenizer_2=tokenizer_2)
+        self.register_to_config(concat=concat, resolution=resolution)
+
+    @property
+    def components_view(self) -> Components:
+        family = "sdxl" if self.text_encoder_2 is not None else "sd15"
+        return Components(family, self.unet, self.vae, self.text_encoder, self.tokenizer, self.scheduler,
+                          self.text_encoder_2, self.tokenizer_2)
+
+    @torch.no_grad()
+    def encode_images(self, images: torch.Tensor) -> torch.Tensor:
+        images = images.to(device=self.device, dtype=self.vae.dtype)
+        return self.vae.encode(images).latent_dist.mode() * self.vae.config.scaling_factor
+
+    @torch.no_grad()
+    def __call__(self, source: ImageInput, driving: ImageInput, prompt: Union[str, Sequence[str]] = "",
+                 num_inference_steps: int = 50, guidance_scale: float = 1.5,
+                 generator: Optional[torch.Generator] = None, output_type: str = "pil") -> PiQPerfectOutput:
+        res, concat = self.config.resolution, self.config.concat
+        src_px, drv_px = to_model_input(source, res), to_model_input(driving, res)
+        batch = src_px.shape[0]
+        if drv_px.shape[0] != batch:
+            raise ValueError(f"{batch} source image(s) but {drv_px.shape[0]} driving image(s)")
+        prompts = [prompt] * batch if isinstance(prompt, str) else list(prompt)
+        if len(prompts) != batch:
+            raise ValueError(f"{batch} image pair(s) but {len(prompts)} prompt(s)")
+        guided = guidance_scale != 1.0
+        comps = self.components_view
+        src, drv = self.encode_images(src_px), self.encode_images(drv_px)
+        embeds, pooled = encode_text(comps, prompts, self.device)
+        if guided:  # negative branch first: empty prompt, all-black driving image
+            neg_embeds, neg_pooled = encode_text(comps, [""] * batch, self.device)
+            zero_drv = self.encode_images(torch.full_like(drv_px, -1.0))
+            src, drv = torch.cat([src, src]), torch.cat([zero_drv, drv])
+            embeds = torch.cat([neg_embeds, embeds])
+            pooled = None if pooled is None else torch.cat([neg_pooled, pooled])
+        embeds = embeds.to(self.unet.dtype)
+        pooled = None if pooled is None else pooled.to(self.unet.dtype)
+        kwargs = unet_kwargs(comps, embeds, pooled, res, concat)
+
+        self.scheduler.set_timesteps(num_inference_steps, device=self.device)
+        shape = (batch, self.vae.config.latent_channels, *src.shape[-2:])
+        latents = torch.randn(shape, generator=generator, device=torch.device("cpu"), dtype=torch.float32)
+        latents = latents.to(self.device) * self.scheduler.init_noise_sigma
+        for t in self.progress_bar(self.scheduler.timesteps):
+            noisy = torch.cat([latents, latents]) if guided else latents
+            noisy = self.scheduler.scale_model_input(noisy, t).to(self.unet.dtype)
+            x = join(src.to(self.unet.dtype), drv.to(self.unet.dtype), noisy, concat)
+            pred = target_part(self.unet(x, t, **kwargs).sample, concat).float()
+            if guided:
+                uncond, cond = pred.chunk(2)
+                pred = uncond + guidance_scale * (cond - uncond)
+            latents = self.scheduler.step(pred, t, latents, generator=generator).prev_sample
+        images = self.vae.decode(latents.to(self.vae.dtype) / self.vae.config.scaling_factor).sample
+        images = (images.float().clamp(-1, 1) + 1) / 2
+        if output_type == "pt":
+            return PiQPerfectOutput(images)
+        arrays = (images.permute(0, 2, 3, 1).cpu().numpy() * 255).round().astype(np.uint8)
+        if output_type == "np":
+            return PiQPerfectOutput(arrays)
+        return PiQPerfectOutput([PIL.Image.fromarray(a) for a in arrays])
