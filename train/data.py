@@ -95,6 +95,9 @@ class PairStream(IterableDataset):
         while True:
             self.epoch = epoch
             i = 0
+            if not self.epoch_sets(epoch, part, parts):
+                raise ValueError(f"part {part} of {parts} (rank x DataLoader worker) has no set: the shards hold "
+                                 f"fewer sets than ranks x workers; use fewer workers")
             for shard, keys in _group_by_shard(self.epoch_sets(epoch, part, parts)):
                 wanted = set(keys)
                 decoded = {k: decode_sample(k, f) for k, f in iter_raw_samples(shard) if k in wanted and not self._skipped(i, keys, k, skip)}

@@ -1,0 +1,68 @@
+"""Shared fixtures: a tiny release-schema shard set made from the public-domain portraits."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib import cbook
+from PIL import Image
+from skimage import data
+
+from pipeline.config.dev_shards import DevShardsParams
+from pipeline.config.runner import RunnerParams
+from pipeline.runner import Runner
+from pipeline.shards import write_shards
+
+# MTCNN landmarks of the two portraits (source pixels) and a square crop around each face.
+PORTRAITS = {
+    "astronaut": ([[205.0, 101.7], [246.8, 103.7], [224.7, 129.0], [201.7, 139.2], [245.3, 141.9]], (109, 5, 230)),
+    "hopper": ([[221.7, 192.2], [309.8, 186.1], [269.4, 239.2], [232.7, 279.6], [306.6, 275.9]], (45, 45, 440)),
+}
+
+
+def _portrait(name: str) -> np.ndarray:
+    if name == "astronaut":
+        return data.astronaut()
+    return np.array(Image.open(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)).convert("RGB"))
+
+
+def make_fake_ingest(root: Path, size: int = 128) -> Path:
+    """An ingest output dir (manifest + faces) with three faces, without running MTCNN."""
+    faces = root / "faces"
+    faces.mkdir(parents=True)
+    rows = []
+    for k, (name, flip) in enumerate([("astronaut", False), ("hopper", False), ("astronaut", True)]):
+        lms, (x0, y0, side) = PORTRAITS[name]
+        crop = _portrait(name)[y0 : y0 + side, x0 : x0 + side]
+        pts = (np.array(lms) - (x0, y0)) * size / side
+        crop = cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA)
+        if flip:
+            crop = np.ascontiguousarray(crop[:, ::-1])
+            pts = np.array([[size - x, y] for x, y in pts])[[1, 0, 2, 4, 3]]
+        face_id = f"v{k:04d}-f000000"
+        cv2.imwrite(str(faces / f"{face_id}.jpg"), cv2.cvtColor(crop, cv2.COLOR_RGB2BGR))
+        rows.append({"item_id": f"v{k:04d}", "face_id": face_id, "participant_id": f"p{name}", "video_id": f"v{k:04d}",
+                     "category": "no gesture", "path": f"faces/{face_id}.jpg", "frame": 0,
+                     "bbox": json.dumps([0, 0, 1, 1]), "landmarks": json.dumps(pts.tolist()),
+                     "landmarks_crop": json.dumps(pts.tolist()), "crop_box": json.dumps([0, 0, size, size])})
+    pd.DataFrame(rows).to_parquet(root / "manifest.parquet", index=False)
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_shards(tmp_path_factory) -> Path:
+    """Three sets (2 expressive + 2 relit each, 64 px), one set per shard."""
+    from stages.dev_shards import DevSetStage, iter_set_samples, list_items
+
+    root = tmp_path_factory.mktemp("tiny")
+    ingest = make_fake_ingest(root / "ingest")
+    params = DevShardsParams(ingest_dir=str(ingest), out_dir=str(root / "sets"), shard_dir=str(root / "shards"),
+                             n_expressive=2, n_relit=2, image_size=64, sets_per_shard=1)
+    Runner(RunnerParams(workers=0, progress=False), seed=0).run(DevSetStage(params), list_items(params), params.out_dir)
+    ids = sorted(p.name for p in (root / "sets" / "sets").iterdir())
+    write_shards(iter_set_samples(root / "sets" / "sets", ids), params.shard_dir, "train", 1)
+    return Path(params.shard_dir)
