@@ -1,6 +1,7 @@
 """`piq train`: fine-tune the backbone on the release shards (paper 3.1, 4.1, table 2).
 
-Single process by default; `--processes N` re-launches itself under `accelerate launch` with
+Single process by default; `--processes N` re-launches itself (accelerate launch on GPUs, torchrun
+on CPUs) with
 one process per device (NCCL multicast kept off in every process, as this workplace requires).
 Ablations are params: `dvc exp run -S train.concat=channel`, `-S train.backbone=sd15`,
 `-S data.relight=false`, `-S data.augment=false`, `-S data.inner_face=false`.
@@ -30,13 +31,13 @@ SAFE_NCCL_ENV = {"NCCL_NVLS_ENABLE": "0", "TORCH_SYMM_MEM_DISABLE_MULTICAST": "1
 
 
 def launch(args: argparse.Namespace) -> int:
-    """Re-run this command under `accelerate launch` with `args.processes` processes."""
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(args.processes),
-           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
-    if not torch.cuda.is_available():
-        cmd.append("--cpu")
+    """Re-run this command with `args.processes` processes: `accelerate launch --multi_gpu` on
+    GPUs; torchrun (the same launcher underneath) on CPUs, where accelerate then uses gloo."""
+    if torch.cuda.is_available():
+        cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(args.processes),
+               "--num_machines", "1", "--dynamo_backend", "no"]
     else:
-        cmd.append("--multi_gpu")
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(args.processes), "--standalone"]
     cmd += ["-m", "pipeline.cli", "train", "--params", args.params]
     return subprocess.run(cmd, env={**os.environ, **SAFE_NCCL_ENV}).returncode
 

@@ -1,0 +1,75 @@
+"""The loop: accumulation, exact resume, NaN stop, checkpoints of another configuration."""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+import torch
+
+from pipeline.config.data import DataParams
+from pipeline.config.train import TrainParams
+from train import checkpoint
+from train.backbones import tiny_components
+from train.data import make_train_loader
+from train.loop import TrainingDiverged, accumulation_steps, config_fingerprint, make_accelerator, train
+from train.model import PiQModel
+
+DATA = DataParams(resolution=32, pairs_per_set=2)
+
+
+def params(tmp: Path, **kw) -> TrainParams:
+    base = TrainParams(batch_size=2, effective_batch=4, max_steps=6, lr=1e-3, mixed_precision="no",
+                       gradient_checkpointing=False, checkpoint_every=3, log_every=1, validate_every=1000,
+                       checkpoint_dir=str(tmp / "ckpt"), reports_dir=str(tmp / "reports"))
+    return dataclasses.replace(base, **kw)
+
+
+def run(tp: TrainParams, shards: Path, max_steps: int | None = None, concat: str = "spatial", data: DataParams = DATA):
+    model = PiQModel(tiny_components("sdxl", seed=0), concat, data.resolution)
+    loader, stream = make_train_loader(data, shards, tp.batch_size, seed=0)
+    fp = config_fingerprint(dataclasses.replace(tp, concat=concat), data, 0)
+    return train(model, loader, stream, tp, 0, make_accelerator(tp), max_steps=max_steps, fingerprint=fp)
+
+
+def test_accumulation_keeps_the_effective_batch() -> None:
+    assert accumulation_steps(64, 4, 1) == 16 and accumulation_steps(64, 4, 8) == 2 and accumulation_steps(64, 2, 2) == 16
+    with pytest.raises(ValueError, match="not a multiple"):
+        accumulation_steps(64, 3, 2)
+
+
+def test_resume_reproduces_the_uninterrupted_run(tmp_path: Path, tiny_shards: Path) -> None:
+    straight = run(params(tmp_path / "a"), tiny_shards)
+    first = run(params(tmp_path / "b"), tiny_shards, max_steps=3)
+    assert [p.name for p in checkpoint.checkpoint_dirs(tmp_path / "b" / "ckpt")] == ["step-00000003"]
+    resumed = run(params(tmp_path / "b"), tiny_shards)
+    assert resumed.resumed_from == 3 and first.step == 3
+    assert len(straight.losses) == 6
+    for (s1, l1), (s2, l2) in zip(straight.losses, resumed.losses):
+        assert s1 == s2 and l1 == pytest.approx(l2, rel=1e-5, abs=1e-6)
+    assert (tmp_path / "b" / "reports" / "loss.tsv").read_text().count("\n") == 7
+
+
+def test_another_configuration_does_not_resume(tmp_path: Path, tiny_shards: Path) -> None:
+    run(params(tmp_path), tiny_shards, max_steps=3)
+    other = run(params(tmp_path), tiny_shards, max_steps=3, data=dataclasses.replace(DATA, relight=False))
+    assert other.resumed_from is None and other.step == 3
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path: Path, tiny_shards: Path, monkeypatch) -> None:
+    calls = {"n": 0}
+    real_loss = PiQModel.loss
+
+    def poisoned(self, batch, generator=None):
+        calls["n"] += 1
+        loss = real_loss(self, batch, generator)
+        return loss * float("nan") if calls["n"] == 9 else loss  # micro-step 9 = optimizer step 5
+
+    monkeypatch.setattr(PiQModel, "loss", poisoned)
+    tp = params(tmp_path)
+    with pytest.raises(TrainingDiverged, match="at step 5"):
+        run(tp, tiny_shards)
+    good = checkpoint.latest(tp.checkpoint_dir)
+    assert good is not None and good.name == "step-00000003"
+    state = checkpoint.load(good)
+    assert all(torch.isfinite(v).all() for v in state["unet"].values())
