@@ -1,8 +1,7 @@
 """`piq train`: fine-tune the backbone on the release shards (paper 3.1, 4.1, table 2).
 
-Single process by default; `--processes N` re-launches itself (accelerate launch on GPUs, torchrun
-on CPUs) with
-one process per device (NCCL multicast kept off in every process, as this workplace requires).
+Single process by default; `--processes N` re-launches itself with one process per device
+(accelerate launch on GPUs, torchrun on CPUs), NCCL multicast kept off in every process.
 Ablations are params: `dvc exp run -S train.concat=channel`, `-S train.backbone=sd15`,
 `-S data.relight=false`, `-S data.augment=false`, `-S data.inner_face=false`.
 """
