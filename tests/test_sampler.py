@@ -73,3 +73,16 @@ def test_save_and_load_give_the_same_images(tmp_path: Path) -> None:
         loaded.set_progress_bar_config(disable=True)
         assert loaded.config.concat == concat and loaded.unet.config.in_channels == (12 if concat == "channel" else 4)
         assert np.array_equal(sample(pipe, 4), sample(loaded, 4)), family
+
+
+def test_benchmarks_run_tiny_on_cpu() -> None:
+    """The GPU benchmark scripts exercise the same code here with a tiny UNet (not timed)."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    for cmd in (["-m", "bench.train", "--tiny", "--steps", "1", "--warmup", "1"],
+                ["-m", "bench.sample", "--tiny", "--steps", "2", "--images", "1"]):
+        done = subprocess.run([sys.executable, *cmd], cwd=root, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+        assert "samples/s" in done.stdout or "s/image" in done.stdout
