@@ -19,7 +19,7 @@ DATA = DataParams(resolution=32, pairs_per_set=2)
 
 
 def params(tmp: Path, **kw) -> TrainParams:
-    base = TrainParams(batch_size=2, effective_batch=4, max_steps=6, lr=1e-3, mixed_precision="no",
+    base = TrainParams(batch_size=2, effective_batch=4, max_steps=6, lr=1e-3, mixed_precision="fp32",
                        gradient_checkpointing=False, checkpoint_every=3, log_every=1, validate_every=1000,
                        checkpoint_dir=str(tmp / "ckpt"), reports_dir=str(tmp / "reports"))
     return dataclasses.replace(base, **kw)

@@ -47,7 +47,8 @@ def make_accelerator(params: TrainParams) -> Accelerator:
     cpu = not torch.cuda.is_available()
     processes = PartialState(cpu=cpu).num_processes
     accum = accumulation_steps(params.effective_batch, params.batch_size, processes)
-    return Accelerator(cpu=cpu, gradient_accumulation_steps=accum, mixed_precision="no" if cpu else params.mixed_precision)
+    precision = "no" if cpu or params.mixed_precision == "fp32" else params.mixed_precision
+    return Accelerator(cpu=cpu, gradient_accumulation_steps=accum, mixed_precision=precision)
 
 
 def train(

@@ -24,7 +24,7 @@ class TrainParams:
     lr: float = 1e-5
     betas: tuple[float, float] = (0.9, 0.999)
     weight_decay: float = 0.0
-    mixed_precision: Literal["no", "bf16", "fp16"] = "bf16"
+    mixed_precision: Literal["fp32", "bf16", "fp16"] = "bf16"  # not "no": YAML 1.1 reads it as false
     gradient_checkpointing: bool = True
     ema_decay: Optional[float] = None
     checkpoint_every: int = 500
