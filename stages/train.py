@@ -1,7 +1,10 @@
 """`piq train`: fine-tune the backbone on the release shards (paper 3.1, 4.1, table 2).
 
-Single process by default; `--processes N` re-launches itself with one process per device
-(accelerate launch on GPUs, torchrun on CPUs), NCCL multicast kept off in every process.
+Single process by default; `piq train --processes N` re-launches itself under `accelerate launch
+--config_file configs/accelerate_single_node.yaml`, one process per device (GPUs with NCCL, or CPU
+processes with gloo), with NVLink multicast kept off in every process (SAFE_NCCL_ENV).
+Gradient accumulation is derived from the number of processes so the effective batch stays
+`train.effective_batch`.
 Ablations are params: `dvc exp run -S train.concat=channel`, `-S train.backbone=sd15`,
 `-S data.relight=false`, `-S data.augment=false`, `-S data.inner_face=false`.
 """
@@ -10,39 +13,53 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import torch
-from diffusers import EulerDiscreteScheduler
 
 from pipeline.params import load_params
 from train.backbones import build_components
 from train.data import make_train_loader
 from train.loop import config_fingerprint, make_accelerator, summary, train, write_metrics
-from train.model import PiQModel
-from train.pipeline import PiQPerfectPipeline
+from train.model import PiQModel, export_pipeline
 from train.plots import validation_grid
 
 # Set in every launched process: NVLink multicast can take a shared host's GPUs down.
 SAFE_NCCL_ENV = {"NCCL_NVLS_ENABLE": "0", "TORCH_SYMM_MEM_DISABLE_MULTICAST": "1", "NVSHMEM_DISABLE_NVLS": "1"}
+REPO = Path(__file__).resolve().parents[1]
+ACCELERATE_CONFIG = REPO / "configs" / "accelerate_single_node.yaml"
+
+
+def free_port() -> int:
+    """A port for the rendezvous of this run, so two runs on one host do not collide on 29500."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def launch_command(processes: int, params_path: str, port: int) -> list[str]:
+    """`accelerate launch` with the project's config, one process per device, running
+    `piq train` again inside each process (where LOCAL_RANK is set, so it trains)."""
+    return [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(ACCELERATE_CONFIG),
+            "--num_processes", str(processes), "--main_process_port", str(port),
+            "-m", "pipeline.cli", "--params", params_path, "train"]
 
 
 def launch(args: argparse.Namespace) -> int:
-    """Re-run this command with `args.processes` processes: `accelerate launch --multi_gpu` on
-    GPUs; torchrun (the same launcher underneath) on CPUs, where accelerate then uses gloo."""
-    if torch.cuda.is_available():
-        cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(args.processes),
-               "--num_machines", "1", "--dynamo_backend", "no"]
-    else:
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(args.processes), "--standalone"]
-    cmd += ["-m", "pipeline.cli", "train", "--params", args.params]
+    """Re-run this command under the launcher, NVLink multicast off in every process."""
+    cmd = launch_command(args.processes, args.params, free_port())
+    print("train: launching", " ".join(cmd), flush=True)
     return subprocess.run(cmd, env={**os.environ, **SAFE_NCCL_ENV}).returncode
 
 
 def main(args: argparse.Namespace) -> int:
-    os.environ.update(SAFE_NCCL_ENV)
+    inherited = all(os.environ.get(k) == v for k, v in SAFE_NCCL_ENV.items())  # as the launcher passed it
+    os.environ.update(SAFE_NCCL_ENV)  # and set here too, before any process group exists
+    if args.processes == 0:
+        args.processes = max(torch.cuda.device_count(), 1)
     if args.processes > 1 and "LOCAL_RANK" not in os.environ:
         return launch(args)
     params = load_params(args.params)
@@ -61,14 +78,13 @@ def main(args: argparse.Namespace) -> int:
 
     result = train(model, loader, stream, tp, params.seed, accelerator, on_validate,
                    fingerprint=config_fingerprint(tp, dp, params.seed))
+    launched_safe = all(accelerator.gather_for_metrics([inherited], use_gather_object=True))
     if accelerator.is_main_process:
-        unet = accelerator.unwrap_model(model.unet)
-        pipe = PiQPerfectPipeline(unet, comps.vae, comps.text_encoder, comps.tokenizer,
-                                  EulerDiscreteScheduler.from_config(comps.scheduler.config), comps.text_encoder_2,
-                                  comps.tokenizer_2, concat=tp.concat, resolution=dp.resolution)
-        pipe.save_pretrained(tp.out_dir)
+        export_pipeline(model, accelerator.unwrap_model(model.unet), tp.out_dir, result.ema)
         metrics = {**summary(result), "backbone": tp.backbone, "concat": tp.concat, "processes": accelerator.num_processes,
                    "accumulation": accelerator.gradient_accumulation_steps}
+        if accelerator.num_processes > 1:  # did the launcher hand every process the multicast-off settings?
+            metrics["multicast_off_all_ranks"] = launched_safe
         write_metrics(reports / "metrics.json", metrics)
         print(f"train: {result.step} steps, loss {metrics['initial_loss']:.4f} -> {metrics['final_loss']:.4f}; model -> {tp.out_dir}")
     accelerator.wait_for_everyone()
@@ -76,4 +92,6 @@ def main(args: argparse.Namespace) -> int:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--processes", type=int, default=1, help="processes (devices); >1 runs under accelerate launch")
+    parser.add_argument("--processes", type=int, default=1,
+                        help="processes, one per device; >1 re-launches under accelerate launch "
+                             "(NCCL on GPUs, gloo on CPUs); 0 = one per visible GPU")

@@ -1,4 +1,5 @@
-"""`piq train --processes 2`: accelerate launch, two CPU processes over gloo."""
+"""Scale-out on CPU: `piq train --processes 2` through accelerate launch (gloo), and a NaN on one
+rank stopping every rank."""
 from __future__ import annotations
 
 import json
@@ -8,9 +9,19 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch.multiprocessing as mp
 import yaml
 
+from stages.train import ACCELERATE_CONFIG, launch_command
+
 REPO = Path(__file__).resolve().parents[1]
+
+
+def test_launch_command_uses_the_project_config() -> None:
+    cmd = launch_command(8, "params.yaml", 29501)
+    assert cmd[1:3] == ["-m", "accelerate.commands.launch"]
+    assert cmd[cmd.index("--config_file") + 1] == str(ACCELERATE_CONFIG) and ACCELERATE_CONFIG.is_file()
+    assert cmd[cmd.index("--num_processes") + 1] == "8" and cmd[-4:] == ["pipeline.cli", "--params", "params.yaml", "train"]
 
 
 @pytest.mark.slow
@@ -22,13 +33,60 @@ def test_two_process_training_keeps_the_effective_batch(tmp_path: Path, tiny_sha
                            checkpoint_dir=str(tmp_path / "ckpt"))
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump(params))
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    env = {k: v for k, v in os.environ.items() if k not in ("NCCL_NVLS_ENABLE", "LOCAL_RANK")}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
     done = subprocess.run([sys.executable, "-m", "pipeline.cli", "--params", str(path), "train", "--processes", "2"],
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "accelerate.commands.launch --config_file" in done.stdout
     metrics = json.loads((tmp_path / "reports" / "metrics.json").read_text())
     assert metrics["processes"] == 2 and metrics["accumulation"] == 2  # 2 per device x 2 processes x 2 = 8
+    assert metrics["multicast_off_all_ranks"] is True
     assert done.stdout.count("train: 2 steps") == 1, "only rank 0 reports and saves"
     assert (tmp_path / "model" / "model_index.json").exists()
     state_dirs = sorted(p.name for p in (tmp_path / "ckpt").iterdir())
     assert state_dirs == ["step-00000001", "step-00000002"]
+
+
+def _nan_on_rank_one(rank: int, world: int, port: int, shards: str, tmp: str) -> None:
+    """One process of a 2-process gloo run whose rank 1 sees a NaN loss at micro-step 5."""
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world), LOCAL_WORLD_SIZE=str(world),
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    from pipeline.config.data import DataParams
+    from pipeline.config.train import TrainParams
+    from train.backbones import tiny_components
+    from train.data import make_train_loader
+    from train.loop import TrainingDiverged, make_accelerator, train
+    from train.model import PiQModel
+
+    data = DataParams(resolution=32, pairs_per_set=2)
+    tp = TrainParams(batch_size=1, effective_batch=4, max_steps=4, lr=1e-3, mixed_precision="fp32",
+                     gradient_checkpointing=False, checkpoint_every=1, log_every=1, validate_every=100,
+                     checkpoint_dir=f"{tmp}/ckpt", reports_dir=f"{tmp}/reports")
+    accelerator = make_accelerator(tp)
+    model = PiQModel(tiny_components("sdxl"), "spatial", 32)
+    loader, stream = make_train_loader(data, Path(shards), 1, seed=0, rank=rank, world_size=world)
+    real_loss, calls = model.loss, {"n": 0}
+
+    def poisoned(batch, generator=None):
+        calls["n"] += 1
+        loss = real_loss(batch, generator)
+        return loss * float("nan") if rank == 1 and calls["n"] == 5 else loss  # accumulation 2: step 3
+
+    model.loss = poisoned
+    try:
+        train(model, loader, stream, tp, 0, accelerator)
+        outcome = "finished"
+    except TrainingDiverged as err:
+        outcome = str(err)
+    Path(tmp, f"rank{rank}.txt").write_text(outcome)
+
+
+@pytest.mark.slow
+def test_nan_on_one_rank_stops_every_rank(tmp_path: Path, tiny_shards: Path) -> None:
+    from stages.train import free_port
+
+    mp.spawn(_nan_on_rank_one, args=(2, free_port(), str(tiny_shards), str(tmp_path)), nprocs=2, join=True)
+    for rank in (0, 1):
+        assert "not finite on 1 of 2 processes at step 3" in (tmp_path / f"rank{rank}.txt").read_text()
+    assert sorted(p.name for p in (tmp_path / "ckpt").iterdir()) == ["step-00000001", "step-00000002"]

@@ -1,14 +1,24 @@
-"""The model: where the loss acts, channel widening, micro-conditioning, real loading path, overfitting."""
+"""The model: where the loss acts, channel widening, micro-conditioning, real loading path, export
+and reload of a trained model, overfitting."""
 from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import torch
+from diffusers.training_utils import EMAModel
 
 from train.backbones import load_pretrained, save_components, tiny_components
 from train.conditioning import time_ids
 from train.layout import join
-from train.model import PiQModel
+from train.model import PiQModel, export_pipeline
+from train.pipeline import PiQPerfectPipeline
+
+
+# The tiny random model's intermediate floats (softmax, Adam's second moments) reach denormals,
+# ~50x slower on x86 CPUs. Flushing them is a per-thread CPU flag that torch's worker threads
+# inherit when they are created, so it is set at import (collection), before any test computes.
+torch.set_flush_denormal(True)
 
 
 def batch(n: int = 2, res: int = 32, seed: int = 0) -> dict:
@@ -95,3 +105,42 @@ def test_tiny_model_overfits_one_pair() -> None:
         loss.backward()
         opt.step()
     assert model.loss(b, fixed()).item() < 0.1 * start
+
+
+def _prediction(model: PiQModel, seed: int = 5) -> torch.Tensor:
+    """The UNet's target prediction for fixed latents, caption and timestep."""
+    g = torch.Generator().manual_seed(seed)
+    src, drv, tgt = (torch.randn(2, 4, 8, 8, generator=g) for _ in range(3))
+    embeds, pooled = model.text(torch.device("cpu"))(["a smile", ""])
+    with torch.no_grad():
+        return model.predict(src, drv, tgt, torch.tensor([10, 700]), embeds, pooled)
+
+
+@pytest.mark.parametrize("family,concat", [("sdxl", "spatial"), ("sdxl", "channel"), ("sd15", "channel")])
+def test_exported_model_reloads_identically(tmp_path: Path, family: str, concat: str) -> None:
+    model = PiQModel(tiny_components(family, seed=1), concat, 32)
+    with torch.no_grad():  # stand-in for training: weights that differ from any freshly built model
+        for p in model.unet.parameters():
+            p.add_(torch.randn_like(p) * 0.01)
+    export_pipeline(model, model.unet, tmp_path / "piq")
+    pipe = PiQPerfectPipeline.from_pretrained(tmp_path / "piq", local_files_only=True)
+    assert pipe.config.concat == concat and pipe.config.resolution == 32
+    assert pipe.unet.config.in_channels == (12 if concat == "channel" else 4)
+    expected = _prediction(model)
+    via_pipeline = PiQModel(pipe.components_view, concat, 32)
+    via_backbone = PiQModel(load_pretrained(family, tmp_path / "piq"), concat, 32)  # fine-tuning it further
+    assert torch.equal(_prediction(via_pipeline), expected) and torch.equal(_prediction(via_backbone), expected)
+
+
+def test_export_writes_the_ema_weights_and_keeps_the_live_ones(tmp_path: Path) -> None:
+    model = PiQModel(tiny_components("sd15"), "spatial", 32)
+    ema = EMAModel(model.unet.parameters(), decay=0.9)  # shadow = the weights before the "update"
+    averaged = _prediction(model)
+    with torch.no_grad():
+        for p in model.unet.parameters():
+            p.add_(0.01)
+    live = _prediction(model)
+    export_pipeline(model, model.unet, tmp_path / "piq", ema)
+    reloaded = PiQModel(load_pretrained("sd15", tmp_path / "piq"), "spatial", 32)
+    assert torch.equal(_prediction(reloaded), averaged) and not torch.equal(averaged, live)
+    assert torch.equal(_prediction(model), live)

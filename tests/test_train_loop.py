@@ -15,6 +15,11 @@ from train.data import make_train_loader
 from train.loop import TrainingDiverged, accumulation_steps, config_fingerprint, make_accelerator, train
 from train.model import PiQModel
 
+# The tiny random model's intermediate floats (softmax, Adam's second moments) reach denormals,
+# ~50x slower on x86 CPUs. Flushing them is a per-thread CPU flag that torch's worker threads
+# inherit when they are created, so it is set at import (collection), before any test computes.
+torch.set_flush_denormal(True)
+
 DATA = DataParams(resolution=32, pairs_per_set=2)
 
 

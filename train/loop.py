@@ -39,12 +39,15 @@ class LoopResult:
     step: int
     losses: list[tuple[int, float]]
     resumed_from: Optional[int]
+    ema: Any = None  # diffusers EMAModel when train.ema_decay is set: the weights to export
 
 
 def make_accelerator(params: TrainParams) -> Accelerator:
     """An Accelerator whose accumulation keeps the effective batch for the number of processes
     the launcher started (1 without `accelerate launch`). Mixed precision only on a GPU."""
     cpu = not torch.cuda.is_available()
+    if cpu:  # denormal floats are ~50x slower on x86; torch's worker threads created after this inherit it
+        torch.set_flush_denormal(True)
     processes = PartialState(cpu=cpu).num_processes
     accum = accumulation_steps(params.effective_batch, params.batch_size, processes)
     precision = "no" if cpu or params.mixed_precision == "fp32" else params.mixed_precision
@@ -96,17 +99,13 @@ def train(
         checkpoint.restore_rng(state["rng"][accelerator.process_index], generator)
         step, losses, resumed = state["step"], [tuple(x) for x in state["losses"]], state["step"]
     if step >= max_steps:
-        return LoopResult(step, losses, resumed)
+        return LoopResult(step, losses, resumed, ema)
 
     window: list[torch.Tensor] = []
     for batch in batches:
         with accelerator.accumulate(model.unet):
             loss = model.loss(batch, generator)
-            if not torch.isfinite(loss).all():
-                raise TrainingDiverged(
-                    f"loss is {loss.item()} at step {step + 1}; weights not updated, no checkpoint written. "
-                    f"Last good checkpoint: {checkpoint.latest(params.checkpoint_dir) or 'none'}"
-                )
+            _stop_if_diverged(accelerator, loss, step + 1, params.checkpoint_dir)
             accelerator.backward(loss)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
@@ -127,7 +126,22 @@ def train(
             _checkpoint(accelerator, model, optimizer, ema, stream, generator, step, losses, params, fingerprint)
         if step >= max_steps:
             break
-    return LoopResult(step, losses, resumed)
+    return LoopResult(step, losses, resumed, ema)
+
+
+def _stop_if_diverged(accelerator: Accelerator, loss: torch.Tensor, step: int, checkpoint_dir: str) -> None:
+    """Raise `TrainingDiverged` on every process if any process saw a NaN/inf loss, before the
+    backward pass: the weights are not updated and no checkpoint is written. The check is
+    collective (one scalar all-reduce per micro-step) so all ranks stop together with the
+    same message instead of the healthy ones blocking in the next gradient all-reduce."""
+    local_bad = (~torch.isfinite(loss.detach())).any().float()
+    bad = accelerator.reduce(local_bad, reduction="sum") if accelerator.num_processes > 1 else local_bad
+    if bad.item() > 0:
+        where = f"on {int(bad.item())} of {accelerator.num_processes} processes " if accelerator.num_processes > 1 else ""
+        raise TrainingDiverged(
+            f"loss is not finite {where}at step {step} (this process: {loss.item()}); weights not updated, "
+            f"no checkpoint written. Last good checkpoint: {checkpoint.latest(checkpoint_dir) or 'none'}"
+        )
 
 
 def _make_ema(model: PiQModel, params: TrainParams):

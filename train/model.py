@@ -6,15 +6,17 @@ timestep and their part of the UNet's output is ignored (`train/layout.py`).
 """
 from __future__ import annotations
 
-from typing import Optional
+from pathlib import Path
+from typing import Any, Optional
 
 import torch
 import torch.nn.functional as F
-from diffusers import UNet2DConditionModel
+from diffusers import EulerDiscreteScheduler, UNet2DConditionModel
 
 from train.backbones import Components
 from train.conditioning import TextCache, unet_kwargs
 from train.layout import ConcatMode, in_channels, join, target_part
+from train.pipeline import PiQPerfectPipeline
 
 
 def widen_conv_in(unet: UNet2DConditionModel, latent_channels: int = 4) -> None:
@@ -86,3 +88,25 @@ class PiQModel(torch.nn.Module):
         embeds, pooled = self.text(device)(batch["caption"])
         pred = self.predict(source, driving, noisy, t, embeds, pooled)
         return F.mse_loss(pred.float(), goal.float())
+
+
+def export_pipeline(model: PiQModel, unet: UNet2DConditionModel, out_dir: str | Path, ema: Any = None) -> Path:
+    """Save the trained model as a `PiQPerfectPipeline` folder (diffusers layout, `concat` and
+    `resolution` in model_index.json) that `PiQPerfectPipeline.from_pretrained` and
+    `train.backbones.load_pretrained` both read back. `unet` is the unwrapped training UNet
+    (not the DDP wrapper). With `ema` (a diffusers EMAModel) the averaged weights are written
+    and the live ones put back afterwards. The sampler gets an Euler scheduler built from the
+    training scheduler's config (same betas and prediction type)."""
+    comps = model.comps
+    pipe = PiQPerfectPipeline(unet, comps.vae, comps.text_encoder, comps.tokenizer,
+                              EulerDiscreteScheduler.from_config(comps.scheduler.config), comps.text_encoder_2,
+                              comps.tokenizer_2, concat=model.concat, resolution=model.resolution)
+    if ema is not None:
+        ema.store(unet.parameters())
+        ema.copy_to(unet.parameters())
+    try:
+        pipe.save_pretrained(out_dir)
+    finally:
+        if ema is not None:
+            ema.restore(unet.parameters())
+    return Path(out_dir)
