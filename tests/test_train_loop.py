@@ -43,16 +43,24 @@ def test_accumulation_keeps_the_effective_batch() -> None:
         accumulation_steps(64, 3, 2)
 
 
-def test_resume_reproduces_the_uninterrupted_run(tmp_path: Path, tiny_shards: Path) -> None:
-    straight = run(params(tmp_path / "a"), tiny_shards)
-    first = run(params(tmp_path / "b"), tiny_shards, max_steps=3)
+@pytest.mark.parametrize("ema_decay", [None, 0.9])
+def test_resume_reproduces_the_uninterrupted_run(tmp_path: Path, tiny_shards: Path, ema_decay) -> None:
+    straight = run(params(tmp_path / "a", ema_decay=ema_decay), tiny_shards)
+    first = run(params(tmp_path / "b", ema_decay=ema_decay), tiny_shards, max_steps=3)
     assert [p.name for p in checkpoint.checkpoint_dirs(tmp_path / "b" / "ckpt")] == ["step-00000003"]
-    resumed = run(params(tmp_path / "b"), tiny_shards)
+    resumed = run(params(tmp_path / "b", ema_decay=ema_decay), tiny_shards)
     assert resumed.resumed_from == 3 and first.step == 3
     assert len(straight.losses) == 6
     for (s1, l1), (s2, l2) in zip(straight.losses, resumed.losses):
         assert s1 == s2 and l1 == pytest.approx(l2, rel=1e-5, abs=1e-6)
     assert (tmp_path / "b" / "reports" / "loss.tsv").read_text().count("\n") == 7
+    end_a = checkpoint.load(checkpoint.latest(tmp_path / "a" / "ckpt"))
+    end_b = checkpoint.load(checkpoint.latest(tmp_path / "b" / "ckpt"))
+    for name, weight in end_a["unet"].items():
+        assert torch.allclose(weight, end_b["unet"][name], rtol=1e-4, atol=1e-6), name
+    if ema_decay is not None:
+        for a, b in zip(end_a["ema"]["shadow_params"], end_b["ema"]["shadow_params"]):
+            assert torch.allclose(a, b, rtol=1e-4, atol=1e-6)
 
 
 def test_another_configuration_does_not_resume(tmp_path: Path, tiny_shards: Path) -> None:
