@@ -66,3 +66,15 @@ def tiny_shards(tmp_path_factory) -> Path:
     ids = sorted(p.name for p in (root / "sets" / "sets").iterdir())
     write_shards(iter_set_samples(root / "sets" / "sets", ids), params.shard_dir, "train", 1)
     return Path(params.shard_dir)
+
+
+def pytest_collection_modifyitems(config, items):
+    """`gpu` tests run only where CUDA is (the device: `pytest -m gpu`); skipped elsewhere."""
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs CUDA (run on the device with: pytest -m gpu)")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
