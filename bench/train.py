@@ -61,17 +61,17 @@ def train_params(cfg: Config, tmp: Path, steps: int) -> TrainParams:
     return TrainParams(batch_size=cfg.batch, effective_batch=cfg.batch, max_steps=steps, lr=1e-5,
                        mixed_precision="bf16" if torch.cuda.is_available() else "fp32",
                        gradient_checkpointing=cfg.checkpointing, compile=cfg.compile, fp8=cfg.fp8,
-                       channels_last=cfg.channels_last, checkpoint_every=10**9, validate_every=10**9,
+                       channels_last=cfg.channels_last, checkpoint_every=10**9, keep_checkpoints=0, validate_every=10**9,
                        log_every=10**9, checkpoint_dir=str(tmp / "ckpt"), reports_dir=str(tmp / "reports"))
 
 
 def end_to_end(cfg: Config, args, shards: Path, data: DataParams) -> dict:
-    """samples/s of `train.loop.train` (first 2 steps excluded: compilation and warm-up)."""
+    """samples/s of `train.loop.train` (first step excluded: compilation and warm-up)."""
     from train.data import make_train_loader
     from train.loop import make_accelerator, train
 
     with tempfile.TemporaryDirectory() as tmp:
-        tp = train_params(cfg, Path(tmp), args.steps + 2)
+        tp = train_params(cfg, Path(tmp), args.steps + 1)
         model = build_model(args.tiny, data.resolution)
         loader, stream = make_train_loader(data, shards, cfg.batch, seed=0, num_workers=args.workers)
         t0 = time.perf_counter()
@@ -83,7 +83,7 @@ def end_to_end(cfg: Config, args, shards: Path, data: DataParams) -> dict:
 
 def unet_floor(cfg: Config, args, resolution: int) -> float:
     """samples/s of forward + backward + Adam of the UNet alone, same levers, random inputs."""
-    from train.loop import prepare_unet_for_speed
+    from train.loop import prepare_for_speed
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model = build_model(args.tiny, resolution)
@@ -91,7 +91,7 @@ def unet_floor(cfg: Config, args, resolution: int) -> float:
     if cfg.checkpointing:
         model.unet.enable_gradient_checkpointing()
     tp = train_params(cfg, Path("."), 1)
-    prepare_unet_for_speed(model, tp, torch.device(device))
+    prepare_for_speed(model, tp, torch.device(device))
     unet = model.unet.train()
     opt = torch.optim.Adam(unet.parameters(), lr=1e-5, fused=device == "cuda")
     lat = resolution // 8 if not args.tiny else resolution // 4
@@ -113,8 +113,7 @@ def unet_floor(cfg: Config, args, resolution: int) -> float:
         opt.zero_grad(set_to_none=True)
 
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
-    for _ in range(2):
-        step()
+    step()
     sync()
     t0 = time.perf_counter()
     for _ in range(args.steps):
@@ -128,7 +127,7 @@ def unet_floor(cfg: Config, args, resolution: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tiny", action="store_true")
-    parser.add_argument("--steps", type=int, default=8, help="timed optimizer steps per configuration")
+    parser.add_argument("--steps", type=int, default=8, help="timed optimizer steps per configuration (after 1 warm-up)")
     parser.add_argument("--workers", type=int, default=3, help="DataLoader workers of the end-to-end runs")
     parser.add_argument("--only", nargs="*", help="substrings of configuration names to run")
     args = parser.parse_args()
@@ -136,14 +135,16 @@ def main() -> None:
 
     resolution = 64 if args.tiny else 576
     data = DataParams(resolution=resolution, pairs_per_set=64)
-    torch.backends.cuda.matmul.allow_tf32 = True
-    torch.backends.cudnn.allow_tf32 = True
+    if torch.cuda.is_available():
+        from train.speed import enable_gpu_defaults
+
+        enable_gpu_defaults()  # as `piq train` does (make_accelerator)
     configs = [c for c in CONFIGS if not args.only or any(s in c.name for s in args.only)]
     if args.tiny:
         configs = [dataclasses.replace(c, batch=2, compile="none", fp8=False) for c in configs[:1]]
     name = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
     print(f"device {name}, torch {torch.__version__}, {'tiny model 64 px' if args.tiny else 'SDXL architecture, 576 px'}; "
-          f"{args.steps} timed steps after 2 warm-up, {args.workers} loader workers")
+          f"{args.steps} timed steps after 1 warm-up, {args.workers} loader workers")
     with tempfile.TemporaryDirectory() as tmp:
         shards = make_release_shards(Path(tmp), image_size=128 if args.tiny else 1024, n_expressive=4, n_relit=5)
         for cfg in configs:

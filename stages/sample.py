@@ -19,6 +19,7 @@ from pipeline.params import load_params
 from train.data import make_train_loader
 from train.model import resolve_dtype
 from train.pipeline import PiQPerfectPipeline
+from train.speed import enable_gpu_defaults
 from train.plots import to_uint8, write_grid
 
 
@@ -32,6 +33,8 @@ def load_sampler(sp: SampleParams, device: str | None = None) -> PiQPerfectPipel
     levers of params applied (`sample.compile: auto` = whole-UNet compile with CUDA graphs on a
     GPU, nothing on a CPU)."""
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if torch.device(device).type == "cuda":
+        enable_gpu_defaults()
     dtype = resolve_dtype(sp.dtype, device)
     pipe = PiQPerfectPipeline.from_pretrained(sp.model_dir, local_files_only=True, torch_dtype=dtype).to(device)
     compile_mode = {"auto": "full" if device == "cuda" else "none"}.get(sp.compile, sp.compile)

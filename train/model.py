@@ -97,6 +97,8 @@ class PiQModel(torch.nn.Module):
         dtype = resolve_dtype(frozen_dtype, device)
         for frozen in self.frozen_parts():
             frozen.to(dtype=dtype)
+        if torch.device(device).type == "cuda":  # NHWC convolutions: the VAE encodes 3 images per sample
+            self.comps.vae.to(memory_format=torch.channels_last)
         self._text = None
         return self
 

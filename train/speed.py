@@ -54,6 +54,14 @@ def compile_unet(unet: torch.nn.Module, mode: str, *, cuda_graphs: bool = False)
         raise ValueError(f"unknown compile mode {mode!r} (auto | none | regional | full)")
 
 
+def enable_gpu_defaults() -> None:
+    """cuDNN autotuning (fixed shapes: every step has the same convolutions) and TF32 for any
+    fp32 matmul left outside autocast."""
+    torch.backends.cudnn.benchmark = True
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
+
+
 def _fp8_filter(module: torch.nn.Module, name: str) -> bool:
     if not isinstance(module, torch.nn.Linear):
         return False

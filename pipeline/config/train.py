@@ -45,6 +45,8 @@ class TrainParams:
             raise ValueError("train.max_steps, checkpoint_every, log_every, validate_every must be >= 1")
         if self.ema_decay is not None and not 0.0 < self.ema_decay < 1.0:
             raise ValueError("train.ema_decay must be in (0, 1) or null")
+        if self.keep_checkpoints < 0:
+            raise ValueError("train.keep_checkpoints must be >= 0 (0 = write none)")
         if self.vae_chunk < 1:
             raise ValueError("train.vae_chunk must be >= 1")
 
