@@ -70,7 +70,8 @@ def tar_bytes(samples: Sequence[tuple[str, Mapping[str, bytes]]]) -> bytes:
         if sorted(fields) != field_set:
             raise ShardError(f"sample {key} has fields {sorted(fields)}, the shard has {field_set}")
     buf = io.BytesIO()
-    with wds.TarWriter(buf, encoder=False, user=TAR_OWNER, group=TAR_OWNER, mode=0o644, mtime=0.0) as sink:
+    # mtime an int: a float one makes tarfile add a PAX header to every member
+    with wds.TarWriter(buf, encoder=False, user=TAR_OWNER, group=TAR_OWNER, mode=0o644, mtime=0) as sink:
         for key, fields in samples:
             sink.write({"__key__": key, **fields})
     return buf.getvalue()
@@ -79,6 +80,15 @@ def tar_bytes(samples: Sequence[tuple[str, Mapping[str, bytes]]]) -> bytes:
 def shard_stats(name: str, samples: Sequence[tuple[str, Mapping[str, bytes]]], data: bytes) -> dict[str, Any]:
     return {"shard": name, "samples": len(samples), "keys": [k for k, _ in samples], "fields": sorted(samples[0][1]),
             "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+
+
+def sample_digest(fields: Mapping[str, bytes]) -> str:
+    """sha256 over (field name, bytes) in field order: the index keeps one per sample, so
+    `verify` names the sample a flipped byte is in."""
+    digest = hashlib.sha256()
+    for field in sorted(fields):
+        digest.update(field.encode() + b"\0" + fields[field])
+    return digest.hexdigest()
 
 
 def write_shard(path: Path, samples: list[tuple[str, dict[str, bytes]]]) -> dict[str, Any]:

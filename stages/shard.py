@@ -35,13 +35,22 @@ from pipeline.labels import LABEL_NAMES
 from pipeline.config.runner import RunnerParams
 from pipeline.params import load_params
 from pipeline.runner import Runner
-from pipeline.shards import shard_name, shard_stats, tar_bytes
+from pipeline.shards import sample_digest, shard_name, shard_stats, tar_bytes
 from pipeline.splits import SPLITS, assign_split
 from pipeline.stage import Item, ItemContext, Output, Reject, Stage
 from pipeline.state import atomic_write_bytes, atomic_write_json
 
 UPSTREAM = ("ingest", "animate", "caption", "segment", "relight")
-TAR_OVERHEAD = 1024  # header + padding per member, for the size estimate
+TAR_BLOCK, TAR_RECORD = 512, 10240  # a member is a header block + its data padded to blocks; a tar ends on a record
+
+
+def _member_bytes(size: int) -> int:
+    return TAR_BLOCK + -(-size // TAR_BLOCK) * TAR_BLOCK
+
+
+def _tar_size(members_bytes: int) -> int:
+    """Exact size of a tar holding members of `members_bytes` (two zero blocks, record padding)."""
+    return -(-(members_bytes + 2 * TAR_BLOCK) // TAR_RECORD) * TAR_RECORD
 POSE = ("yaw", "pitch", "roll")
 EXPRESSION = ("mouth_open", "smile", "eye_open", "brow_raise")
 IMAGE_COLUMNS = ("kind", "driving_video", "driver_label", "motion_magnitude", *POSE, *EXPRESSION)
@@ -139,12 +148,14 @@ def plan_release(p: ShardParams) -> ReleasePlan:
                 for pid, v in videos.items()}
     for rec in sets.values():
         rec["meta"]["split"] = rec["split"] = split_of[rec["meta"]["participant_id"]]
+        rec["bytes"] += _member_bytes(len(json.dumps(rec["meta"], indent=1, sort_keys=True).encode()))
     return ReleasePlan(sets, refused, _pack(sets, p), n_images, n_relit)
 
 
 def _pack(sets: dict[str, dict[str, Any]], p: ShardParams) -> dict[str, list[str]]:
-    """Shards of about `target_shard_bytes` per split; sets in a seeded hash order so a shard
-    mixes identities and the order does not depend on how the manifests were sorted."""
+    """Shards of at most `target_shard_bytes` per split (exact: tar sizes are computed from the
+    file sizes; a single larger set gets a shard of its own); sets in a seeded hash order, so a
+    shard mixes identities and the order does not depend on how the manifests were sorted."""
     shards: dict[str, list[str]] = {}
     for split in SPLITS:
         ids = sorted((s for s, r in sets.items() if r["split"] == split),
@@ -152,7 +163,7 @@ def _pack(sets: dict[str, dict[str, Any]], p: ShardParams) -> dict[str, list[str
         current: list[str] = []
         size = 0
         for set_id in ids:
-            full = current and (size + sets[set_id]["bytes"] > p.target_shard_bytes
+            full = current and (_tar_size(size + sets[set_id]["bytes"]) > p.target_shard_bytes
                                 or (p.max_sets_per_shard and len(current) >= p.max_sets_per_shard))
             if full:
                 shards[shard_name(split, sum(n.startswith(f"{split}-") for n in shards))] = current
@@ -214,16 +225,8 @@ def _set_record(face: str, rows: list[dict], ingest: dict, captions: dict, segme
         "license": src.get("license") or None, "consent": src.get("consent") or None,
         "backends": {s: ",".join(sorted(b)) for s, b in backends.items()},
     }
-    size = sum(Path(path).stat().st_size + TAR_OVERHEAD for _, path in files) + 4096
+    size = sum(_member_bytes(Path(path).stat().st_size) for _, path in files)  # + meta.json, once the split is known
     return {"set_id": face, "files": files, "meta": meta, "bytes": size, "split": ""}
-
-
-def sample_digest(fields: dict[str, bytes]) -> str:
-    """sha256 over (field name, bytes) in field order: names the sample a flipped byte is in."""
-    digest = hashlib.sha256()
-    for field in sorted(fields):
-        digest.update(field.encode() + b"\0" + fields[field])
-    return digest.hexdigest()
 
 
 @dataclasses.dataclass
