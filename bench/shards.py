@@ -147,7 +147,8 @@ def main() -> None:
         files = sorted(p for s in STAGES for p in (up / s / "sets").rglob("*") if p.is_file())
         mb = tree_bytes(files) / 1e6
         # -- writing -----------------------------------------------------------------------------
-        copy_s, _ = timed(lambda: [shutil.copytree(up / s / "sets", work / "plain" / s) for s in STAGES])
+        os.sync()  # both writes end with their bytes on disk: the runner fsyncs each tar, the copy syncs at the end
+        copy_s, _ = timed(lambda: ([shutil.copytree(up / s / "sets", work / "plain" / s) for s in STAGES], os.sync()))
         p = shard_params(up, up / "ingest", out_dir=str(work / "release"), target_shard_bytes=200_000_000,
                          test_id_fraction=0.0, test_ood_fraction=0.0)
         write_s, stats = timed(build_release, p, RunnerParams(workers=0, progress=False), 0)
