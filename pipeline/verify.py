@@ -13,7 +13,9 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import sys
+from concurrent.futures import ProcessPoolExecutor
 import tarfile
 from pathlib import Path
 from typing import Any, Iterator
@@ -105,37 +107,43 @@ def check_sample_content(key: str, fields: dict[str, bytes], expected_sha: str |
     return problems
 
 
-def verify_split(folder: Path) -> tuple[list[str], int, int]:
-    """(problems, shards checked, samples checked) of one split folder."""
-    problems: list[str] = []
+def verify_shard(folder: Path, entry: dict[str, Any]) -> tuple[list[str], int]:
+    """(problems, samples read) of one shard the index lists."""
+    name, problems = entry["name"], []
+    path = folder / name
+    if not path.exists():
+        return [f"{name}: missing shard (listed in {INDEX_FILE})"], 0
+    size = path.stat().st_size
+    if size != entry["bytes"]:
+        problems.append(f"{name}: {size} bytes, the index says {entry['bytes']} (truncated or appended)")
+    elif _file_sha256(path) != entry["sha256"]:
+        problems.append(f"{name}: sha256 differs from the index")
+    digests = entry.get("sample_sha256", {})
+    seen = []
+    for key, fields in _samples(path, problems):
+        seen.append(key)
+        problems += [f"{name}: sample {key}: {p}" for p in check_sample_content(key, fields, digests.get(key))]
+    problems += [f"{name}: sample {key}: listed in the index, not in the shard" for key in entry["keys"] if key not in seen]
+    return problems, len(seen)
+
+
+def verify_split(folder: Path, workers: int = 1) -> tuple[list[str], int, int]:
+    """(problems, shards checked, samples checked) of one split folder; shards in parallel
+    processes when `workers` > 1 (decoding every image of a paper-size release is CPU-bound)."""
     index_path = folder / INDEX_FILE
     if not index_path.exists():
         return [f"{folder}: no {INDEX_FILE}"], 0, 0
-    index = json.loads(index_path.read_text())
-    listed = {e["name"]: e for e in index["shards"]}
-    for extra in sorted(p.name for p in folder.glob("*.tar") if p.name not in listed):
-        problems.append(f"{extra}: not in {INDEX_FILE}")
-    n_samples = 0
-    for name, entry in listed.items():
-        path = folder / name
-        if not path.exists():
-            problems.append(f"{name}: missing shard (listed in {INDEX_FILE})")
-            continue
-        size = path.stat().st_size
-        if size != entry["bytes"]:
-            problems.append(f"{name}: {size} bytes, the index says {entry['bytes']} (truncated or appended)")
-        elif _file_sha256(path) != entry["sha256"]:
-            problems.append(f"{name}: sha256 differs from the index")
-        digests = entry.get("sample_sha256", {})
-        seen = []
-        for key, fields in _samples(path, problems):
-            seen.append(key)
-            n_samples += 1
-            problems += [f"{name}: sample {key}: {p}" for p in check_sample_content(key, fields, digests.get(key))]
-        for key in entry["keys"]:
-            if key not in seen:
-                problems.append(f"{name}: sample {key}: listed in the index, not in the shard")
-    return problems, len(listed), n_samples
+    entries = json.loads(index_path.read_text())["shards"]
+    listed = {e["name"] for e in entries}
+    problems = [f"{extra}: not in {INDEX_FILE}" for extra in sorted(p.name for p in folder.glob("*.tar") if p.name not in listed)]
+    if workers > 1 and len(entries) > 1:
+        with ProcessPoolExecutor(min(workers, len(entries))) as pool:
+            results = list(pool.map(verify_shard, [folder] * len(entries), entries))
+    else:
+        results = [verify_shard(folder, e) for e in entries]
+    for p, _ in results:
+        problems += p
+    return problems, len(entries), sum(n for _, n in results)
 
 
 def split_folders(root: Path) -> list[Path]:
@@ -144,13 +152,13 @@ def split_folders(root: Path) -> list[Path]:
     return sorted(p.parent for p in root.glob(f"*/{INDEX_FILE}"))
 
 
-def verify(root: Path) -> tuple[list[str], int, int]:
+def verify(root: Path, workers: int = 1) -> tuple[list[str], int, int]:
     folders = split_folders(root)
     if not folders:
         return [f"{root}: no {INDEX_FILE} here or in its sub-folders (not a release)"], 0, 0
     problems, shards, samples = [], 0, 0
     for folder in folders:
-        p, s, n = verify_split(folder)
+        p, s, n = verify_split(folder, workers)
         problems += [f"{folder.name}/{x}" for x in p]
         shards, samples = shards + s, samples + n
     return problems, shards, samples
@@ -160,7 +168,7 @@ def main(args: argparse.Namespace) -> int:
     if args.action != "verify":
         print(f"piq shards: unknown action {args.action!r} (try: piq shards verify DIR)", file=sys.stderr)
         return 2
-    problems, shards, samples = verify(Path(args.dir))
+    problems, shards, samples = verify(Path(args.dir), args.workers or os.cpu_count() or 1)
     for line in problems:
         print(f"BROKEN {line}")
     verdict = f"{len(problems)} problem(s)" if problems else "all good"
@@ -171,3 +179,4 @@ def main(args: argparse.Namespace) -> int:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("action", choices=["verify"], help="verify: re-read, decode and checksum every sample")
     parser.add_argument("dir", help="a release folder (data/shards) or one split folder")
+    parser.add_argument("--workers", type=int, default=0, help="processes checking shards in parallel (0 = one per core)")

@@ -149,3 +149,18 @@ def test_card_counts_and_pictures(people, tmp_path: Path) -> None:
         img = cv2.imread(str(out / picture))
         assert img is not None and img.shape[1] > 600 and img.std() > 5, f"{picture} is a drawn histogram"
         assert f"]({picture})" in card
+
+
+def test_shard_benchmark_runs_small() -> None:
+    """bench/shards.py end to end on a tiny input (not timed: the figures are the script's job)."""
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, "bench/shards.py", "--sets", "2", "--size", "64", "--n-expressive", "1",
+                           "--n-relit", "1", "--batches", "1", "--batch", "2", "--resolution", "32", "--big-gb", "0.005"],
+                          cwd=repo, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = done.stdout.splitlines()
+    assert [line.split(":")[0] for line in lines[1:]] == ["write", "read", "train stream (32 px, batch 2)", "browse open"]
+    assert "plain copy" in lines[1] and "2 workers" in lines[3]

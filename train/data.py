@@ -232,10 +232,13 @@ def make_train_loader(params: DataParams, shards: str | Path | Sequence[Path | s
                       index: str | None = None) -> tuple[DataLoader, PairStream]:
     """(loader of batches, its stream). `shards`: a split folder, an index, a URL or brace
     pattern, or a list of tar paths/URLs (`index=` for pipe: URLs). `num_workers=None` picks
-    `default_workers()`."""
+    `default_workers()`; workers are capped so that every rank x worker gets at least one set."""
     refs = resolve_shards(shards, index)
     stream = PairStream(params, refs, seed, rank, world_size)
     workers = default_workers() if num_workers is None else num_workers
+    n_sets = sum(len(r.keys) for r in refs)
+    if workers > 1 and workers * world_size > n_sets:  # every part (rank x worker) needs a set
+        workers = max(1, n_sets // world_size)
     stream.batch_size, stream.workers = batch_size, workers
     stream.load_state_dict(stream.state_dict())
     loader = ResumableLoader(stream, batch_size=batch_size, num_workers=workers, persistent_workers=False,
