@@ -295,6 +295,8 @@ def build_release(p: ShardParams, runner: RunnerParams, seed: int) -> dict[str, 
     """Plan, write the shards (resumably), then the indexes, the card and stats.json last."""
     out = Path(p.out_dir)
     plan = plan_release(p)
+    for tmp in out.glob("*/.*.tmp-*"):  # what a killed writer left under a temporary name
+        tmp.unlink()
     summary = Runner(runner, seed).run(ShardStage(p, plan.digest()), plan.items(), out)
     (out / "stats.json").unlink(missing_ok=True)  # complete only once the index and card exist
     for split in SPLITS:  # tars that an earlier plan wrote and this one does not name

@@ -164,3 +164,55 @@ def test_shard_benchmark_runs_small() -> None:
     lines = done.stdout.splitlines()
     assert [line.split(":")[0] for line in lines[1:]] == ["write", "read", "train stream (32 px, batch 2)", "browse open"]
     assert "plain copy" in lines[1] and "2 workers" in lines[3]
+
+
+KILLED_WRITER = """
+import sys, time
+import pipeline.state as state
+from pipeline.config.runner import RunnerParams
+from stages.shard import build_release
+from tests.release_fixtures import shard_params
+
+real = state.atomic_write_bytes
+
+def dying(path, data):
+    if path.name == "train-000001.tar":  # write half of it under the temporary name, then hang
+        tmp = path.with_name(f".{path.name}.tmp-0")
+        tmp.write_bytes(data[: len(data) // 2])
+        print("HALF", flush=True)
+        time.sleep(120)
+    real(path, data)
+
+state.atomic_write_bytes = dying
+root, ingest, out = sys.argv[1:4]
+from pathlib import Path
+p = shard_params(Path(root), Path(ingest), out_dir=out, test_id_fraction=0.0, test_ood_fraction=0.0, max_sets_per_shard=4)
+build_release(p, RunnerParams(workers=0, progress=False), 0)
+"""
+
+
+def test_kill_9_while_writing_a_shard_leaves_nothing_that_looks_complete(people, tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    root, ingest = people
+    out = tmp_path / "k"
+    repo = Path(__file__).resolve().parents[1]
+    proc = subprocess.Popen([sys.executable, "-c", KILLED_WRITER, str(root), str(ingest), str(out)], cwd=repo,
+                            stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(repo)})
+    assert proc.stdout.readline().strip() == "HALF"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    split = out / "train"
+    assert (split / ".train-000001.tar.tmp-0").exists() and not (split / "train-000001.tar").exists()
+    assert not (out / "stats.json").exists() and not (split / "index.json").exists()
+    assert [p.name for p in finished_shards(split)] == ["train-000000.tar"]
+    p = shard_params(root, ingest, out_dir=str(out), test_id_fraction=0.0, test_ood_fraction=0.0, max_sets_per_shard=4)
+    stats = build_release(p, RUN, seed=0)
+    assert stats["complete"] and not list(split.glob(".*tmp*"))
+    clean = tmp_path / "clean"
+    build_release(shard_params(root, ingest, out_dir=str(clean), test_id_fraction=0.0, test_ood_fraction=0.0,
+                               max_sets_per_shard=4), RUN, seed=0)
+    assert [_sha(t) for t in sorted(split.glob("*.tar"))] == [_sha(t) for t in sorted((clean / "train").glob("*.tar"))]
