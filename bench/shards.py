@@ -15,7 +15,6 @@ Page cache is not dropped: every figure is warm-cache, the ratios compare like w
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import shutil

@@ -18,18 +18,16 @@ import dataclasses
 import hashlib
 import io
 import json
-import os
 import re
 import tarfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterator
 
 import cv2
 import numpy as np
 import webdataset as wds
 
-from pipeline.state import atomic_write_json
 
 _FIELD = re.compile(r"^(meta\.json|i\d{2}\.jpg|i\d{2}\.seg\.png|i\d{2}\.r\d\.jpg)$")
 TAR_OWNER = "piq"  # fixed owner/group/mtime: the tar's bytes depend on its samples alone
@@ -89,52 +87,6 @@ def sample_digest(fields: Mapping[str, bytes]) -> str:
     for field in sorted(fields):
         digest.update(field.encode() + b"\0" + fields[field])
     return digest.hexdigest()
-
-
-def write_shard(path: Path, samples: list[tuple[str, dict[str, bytes]]]) -> dict[str, Any]:
-    """Write one finished shard (tar under a temporary name, renamed, then stats)."""
-    try:
-        data = tar_bytes(samples)
-    except ShardError as err:
-        raise ShardError(f"{path.name}: {err}") from None
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    stats = shard_stats(path.name, samples, data)
-    atomic_write_json(path.with_suffix(".stats.json"), stats)
-    return stats
-
-
-def write_shards(samples: Iterable[tuple[str, dict[str, bytes]]], shard_dir: str | Path, split: str,
-                 per_shard: int) -> list[dict[str, Any]]:
-    """Pack samples into `<split>-NNNNNN.tar`, skipping shards that are already finished.
-    The sample order must be deterministic so a rerun rebuilds the same shards."""
-    shard_dir = Path(shard_dir)
-    shard_dir.mkdir(parents=True, exist_ok=True)
-    batch: list[tuple[str, dict[str, bytes]]] = []
-    stats: list[dict[str, Any]] = []
-    index = 0
-
-    def flush() -> None:
-        nonlocal index, batch
-        path = shard_dir / f"{shard_name(split, index)}.tar"
-        stats_path = path.with_suffix(".stats.json")
-        if stats_path.exists():
-            stats.append(json.loads(stats_path.read_text()))
-        else:
-            stats.append(write_shard(path, batch))
-        index, batch = index + 1, []
-
-    for sample in samples:
-        batch.append(sample)
-        if len(batch) == per_shard:
-            flush()
-    if batch:
-        flush()
-    return stats
 
 
 @dataclasses.dataclass

@@ -30,9 +30,9 @@ import numpy as np
 import pandas as pd
 
 from pipeline.card import write_card
+from pipeline.config.runner import RunnerParams
 from pipeline.config.shard import ShardParams
 from pipeline.labels import LABEL_NAMES
-from pipeline.config.runner import RunnerParams
 from pipeline.params import load_params
 from pipeline.runner import Runner
 from pipeline.shards import sample_digest, shard_name, shard_stats, tar_bytes

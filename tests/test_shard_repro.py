@@ -4,7 +4,6 @@ the test so the stage runs alone: `--single-item`.)"""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
