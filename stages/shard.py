@@ -29,7 +29,7 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 
-from pipeline.card import write_card
+from pipeline.card import EXPRESSION, POSE, write_card
 from pipeline.config.runner import RunnerParams
 from pipeline.config.shard import ShardParams
 from pipeline.labels import LABEL_NAMES
@@ -42,6 +42,7 @@ from pipeline.state import atomic_write_bytes, atomic_write_json
 
 UPSTREAM = ("ingest", "animate", "caption", "segment", "relight")
 TAR_BLOCK, TAR_RECORD = 512, 10240  # a member is a header block + its data padded to blocks; a tar ends on a record
+IMAGE_COLUMNS = ("kind", "driving_video", "driver_label", "motion_magnitude", *POSE, *EXPRESSION)
 
 
 def _member_bytes(size: int) -> int:
@@ -51,9 +52,6 @@ def _member_bytes(size: int) -> int:
 def _tar_size(members_bytes: int) -> int:
     """Exact size of a tar holding members of `members_bytes` (two zero blocks, record padding)."""
     return -(-(members_bytes + 2 * TAR_BLOCK) // TAR_RECORD) * TAR_RECORD
-POSE = ("yaw", "pitch", "roll")
-EXPRESSION = ("mouth_open", "smile", "eye_open", "brow_raise")
-IMAGE_COLUMNS = ("kind", "driving_video", "driver_label", "motion_magnitude", *POSE, *EXPRESSION)
 
 
 def _clean(value: Any) -> Any:
