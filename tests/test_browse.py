@@ -12,6 +12,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pandas as pd
 import pytest
 
 from pipeline.browse.server import Release, serve
@@ -45,6 +46,13 @@ def test_api_lists_filters_and_reads_members(tiny_release: Path, server: str) ->
     assert [s["participant_id"] for s in only] == ["phopper"]
     smiling = json.loads(_get(f"{server}/api/sets?expression=neutral"))["sets"]
     assert smiling and all("i00" in s["match"] for s in smiling)
+    images = pd.read_parquet(tiny_release / "train" / "sets.parquet").set_index(["set_id", "image"])
+    for pose, ok in (("frontal", lambda y, p: abs(y) <= 10 and abs(p) <= 10), ("left", lambda y, p: y < -10),
+                     ("right", lambda y, p: y > 10), ("down", lambda y, p: p < -10)):
+        found = json.loads(_get(f"{server}/api/sets?pose={pose}"))["sets"]
+        want = {k for (k, i), r in images.iterrows() if ok(r["yaw"], r["pitch"])}
+        assert {s["key"] for s in found} == want, pose
+        assert all(ok(*images.loc[(s["key"], i), ["yaw", "pitch"]]) for s in found for i in s["match"]), pose
     first = listing["sets"][0]
     shard = tiny_release / first["split"] / first["shard"]
     (key, raw), = list(iter_raw_samples(shard))
@@ -111,6 +119,12 @@ def test_page_in_headless_chromium(server: str, tmp_path: Path) -> None:
         meta = json.loads(driver.find_element(By.ID, "meta").text)
         assert meta["image"]["index"] == "i02" and meta["set"]["set_id"] == sets[1]["key"]
         assert driver.find_element(By.ID, "caption").text == meta["image"]["caption"]
+        from selenium.webdriver.support.ui import Select
+
+        Select(driver.find_element(By.ID, "f-identity")).select_by_value("phopper")
+        driver.find_element(By.ID, "apply").click()
+        wait.until(lambda d: d.find_element(By.ID, "counter").text == "1 / 1" and d.execute_script(loaded))
+        assert "phopper" in driver.find_element(By.ID, "set-info").text
         OUTPUT.mkdir(parents=True, exist_ok=True)
         assert driver.save_screenshot(str(OUTPUT / "browse.png"))
         shot = cv2.imread(str(OUTPUT / "browse.png"))
