@@ -131,3 +131,13 @@ def test_page_in_headless_chromium(server: str, tmp_path: Path) -> None:
         assert shot is not None and shot.shape[1] >= 1000 and shot.std() > 10
     finally:
         driver.quit()
+
+
+def test_without_sets_parquet_filters_read_meta_json(tiny_release: Path, tmp_path: Path) -> None:
+    shutil.copytree(tiny_release / "train", tmp_path / "train")
+    (tmp_path / "train" / "sets.parquet").unlink()
+    release = Release(tmp_path / "train")
+    assert release.identities() == ["pastronaut", "phopper"]
+    found = release.find(identity="phopper", expression="neutral")
+    assert [f["participant_id"] for f in found] == ["phopper"] and "i00" in found[0]["match"]
+    assert release.find(identity="phopper", expression="no such expression") == []

@@ -74,7 +74,9 @@ class Release:
                     self.where[(split, key)] = folder / entry["name"]
             if (folder / "sets.parquet").exists():
                 frames.append(pd.read_parquet(folder / "sets.parquet"))
-        self.images = pd.concat(frames, ignore_index=True) if frames else None
+        images = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["split", "set_id"])
+        self.rows: dict[tuple[str, str], list[dict[str, Any]]] = {
+            key: group.to_dict("records") for key, group in images.groupby(["split", "set_id"], sort=False)}
         self._offsets: dict[Path, dict[str, dict[str, tuple[int, int]]]] = {}
         self._lock = threading.Lock()
         self.colours = palette()
@@ -94,17 +96,15 @@ class Release:
         return json.loads(self.member(split, key, "meta.json"))
 
     def image_rows(self, split: str, key: str) -> list[dict[str, Any]]:
-        if self.images is not None:
-            rows = self.images[(self.images["split"] == split) & (self.images["set_id"] == key)]
-            if len(rows):
-                return rows.to_dict("records")
-        meta = self.meta(split, key)
-        return [{"participant_id": meta.get("participant_id"), **img} | {"image": img["index"]} for img in meta["images"]]
+        """One row per image of a set: from sets.parquet, else from its meta.json (kept)."""
+        if (split, key) not in self.rows:
+            meta = self.meta(split, key)
+            self.rows[(split, key)] = [{"participant_id": meta.get("participant_id"), **img, "image": img["index"]}
+                                       for img in meta["images"]]
+        return self.rows[(split, key)]
 
     def identities(self) -> list[str]:
-        if self.images is not None:
-            return sorted(self.images["participant_id"].dropna().unique().tolist())
-        return sorted({r["participant_id"] for s in self.sets for r in self.image_rows(s["split"], s["key"])[:1]})
+        return sorted({str(r[0]["participant_id"]) for s in self.sets if (r := self.image_rows(s["split"], s["key"]))})
 
     def find(self, identity: str = "", expression: str = "", pose: str = "") -> list[dict[str, Any]]:
         """Sets with at least one image matching every filter, with the matching images."""
