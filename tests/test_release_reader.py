@@ -110,3 +110,14 @@ def test_batches_mix_identities(tiny_shards: Path) -> None:
     loader, _ = make_train_loader(dataclasses.replace(P, shuffle_sets=3), tiny_shards, 6, seed=1, num_workers=0)
     batches = _batches(loader, 4)
     assert max(len(set(b["set_id"])) for b in batches) >= 2, "pairs of a window are interleaved"
+
+
+def test_resume_with_other_workers_restarts_the_epoch_with_a_warning(tiny_shards: Path) -> None:
+    p = dataclasses.replace(P, pairs_per_set=2)
+    loader, stream = make_train_loader(p, tiny_shards, 2, seed=4, num_workers=0)
+    _batches(loader, 5)  # 10 items: epoch 0 has 3 sets x 2 pairs = 6, so epoch 1 is reached
+    state = stream.state_dict()
+    loader2, stream2 = make_train_loader(p, tiny_shards, 2, seed=4, num_workers=2)
+    with pytest.warns(UserWarning, match="restarting epoch 1"):
+        stream2.load_state_dict(state)
+    assert len(_batches(loader2, 2)) == 2

@@ -99,34 +99,28 @@ class PairStream(IterableDataset):
         self.consumed = int(state["consumed"])
         self._resume = {"batch_size": self.batch_size, "workers": self.workers, "world_size": self.world_size,
                         **{k: int(v) for k, v in state.items()}}
+        r = self._resume
+        if self.consumed and (r["batch_size"], r["workers"], r["world_size"]) != (self.batch_size, self.workers, self.world_size):
+            old_workers = max(r["workers"], 1)
+            epoch, _ = self._locate(self.rank * old_workers, r["world_size"] * old_workers, self.consumed // old_workers)
+            r["restart_epoch"] = epoch
+            warnings.warn(f"data stream saved with batch size {r['batch_size']}, {r['workers']} workers, world size "
+                          f"{r['world_size']}, resumed with {self.batch_size}, {self.workers}, {self.world_size}: "
+                          f"restarting epoch {epoch} instead of resuming exactly", stacklevel=2)
 
     def _start(self, worker: int, workers: int) -> tuple[int, int]:
         """(part role of this worker, items of that part already consumed)."""
         r = self._resume
-        same = (r["batch_size"], r["workers"], r["world_size"]) == (self.batch_size, workers, self.world_size)
-        if not same:
-            return worker, self._epoch_start_items(worker, workers)
+        parts = self.world_size * max(workers, 1)
+        if "restart_epoch" in r:  # another batch size / workers / world size: the epoch's first item
+            part = self.rank * max(workers, 1) + worker
+            return worker, sum(self._epoch_items(e, part, parts) for e in range(r["restart_epoch"]))
         if workers == 0:
             return 0, r["consumed"]
         batches = r["consumed"] // r["batch_size"]
         role = (worker + batches) % workers  # the resumed loader's first batch comes from this role
         taken = max(0, (batches - role + workers - 1) // workers)
         return role, taken * r["batch_size"]
-
-    def _epoch_start_items(self, role: int, workers: int) -> int:
-        """After a change of batch size, workers or world size: start at the first item of the
-        epoch that the old run's first part had reached."""
-        r = self._resume
-        if r["consumed"] == 0:
-            return 0
-        old_parts = r["world_size"] * max(r["workers"], 1)
-        old_items = r["consumed"] // max(r["workers"], 1)
-        epoch, _ = self._locate(self.rank * max(r["workers"], 1), old_parts, old_items)
-        warnings.warn(f"data stream resumed with another batch size / workers / world size than it was saved with: "
-                      f"restarting epoch {epoch} instead of resuming exactly", stacklevel=2)
-        parts = self.world_size * max(workers, 1)
-        part = self.rank * max(workers, 1) + role
-        return sum(self._epoch_items(e, part, parts) for e in range(epoch))
 
     # -- epochs --------------------------------------------------------------------------------
     def epoch_sets(self, epoch: int, part: int, parts: int) -> list[tuple[ShardRef, str]]:
