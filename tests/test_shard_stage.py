@@ -101,6 +101,12 @@ def test_a_set_missing_a_part_is_refused_with_its_reason(people, tmp_path: Path)
     caption = pd.read_parquet(work / "caption" / "manifest.parquet")
     caption.loc[(caption["face_id"] == "v020-f000000") & (caption["image"] == "i00"), "caption"] = ""
     caption.to_parquet(work / "caption" / "manifest.parquet", index=False)
+    relight = pd.read_parquet(work / "relight" / "manifest.parquet")
+    relight = relight[~((relight["face_id"] == "v041-f000000") & (relight["image"] == "i01"))]
+    relight.to_parquet(work / "relight" / "manifest.parquet", index=False)
+    animate = pd.read_parquet(work / "animate" / "manifest.parquet")
+    animate = animate[~((animate["face_id"] == "v050-f000000") & (animate["image"] == "i02"))]
+    animate.to_parquet(work / "animate" / "manifest.parquet", index=False)
     jpg = work / "animate" / "sets" / "v031-f000000" / "i02.jpg"
     jpg.write_bytes(jpg.read_bytes()[:200])
     stats = build_release(shard_params(work, ingest, test_id_fraction=0.0, test_ood_fraction=0.0), RUN, seed=0)
@@ -109,9 +115,12 @@ def test_a_set_missing_a_part_is_refused_with_its_reason(people, tmp_path: Path)
     assert rejects.loc["v011-f000000", "code"] == "missing_label_map"
     assert rejects.loc["v020-f000000", "code"] == "missing_caption"
     assert rejects.loc["v031-f000000", "code"] == "unreadable_file" and "truncated" in rejects.loc["v031-f000000", "detail"]
-    assert stats["sets_refused"] == {"missing_caption": 1, "missing_label_map": 1, "unreadable_file": 2}
+    assert rejects.loc["v041-f000000", "code"] == "missing_relit"
+    assert rejects.loc["v050-f000000", "code"] == "missing_image" and "i02" in rejects.loc["v050-f000000", "detail"]
+    assert stats["sets_refused"] == {"missing_caption": 1, "missing_image": 1, "missing_label_map": 1, "missing_relit": 1,
+                                     "unreadable_file": 2}
     released = {k for ref in resolve_shards(work / "shards" / "train") for k in ref.keys}
-    assert len(released) == 12 and not released & set(rejects.index)
+    assert len(released) == 10 and not released & set(rejects.index)
     card = (work / "shards" / "README.md").read_text()
     assert "| missing_label_map | 1 |" in card and "| unreadable_file | 2 |" in card
 
