@@ -49,7 +49,12 @@ def feather(mask: np.ndarray, px: float) -> np.ndarray:
 
 def composite(image: np.ndarray, relit: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     """`relit` inside the mask, `image` outside; exactly `image` wherever alpha is 0."""
-    a = alpha[..., None]
-    out = np.rint(image.astype(np.float32) * (1 - a) + relit.astype(np.float32) * a).astype(np.uint8)
-    out[alpha <= 0] = image[alpha <= 0]
+    out = image.copy()
+    ys, xs = np.nonzero(alpha > 0)
+    if len(ys) == 0:
+        return out
+    box = np.s_[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
+    a = alpha[box][..., None]
+    blend = np.rint(image[box].astype(np.float32) * (1 - a) + relit[box].astype(np.float32) * a).astype(np.uint8)
+    out[box] = np.where(a > 0, blend, image[box])
     return out

@@ -28,6 +28,14 @@ from pipeline.relighters.envmaps import LUMA, EnvLight, irradiance, linear_to_sr
 from pipeline.stage import Reject
 
 _SRGB_TO_LINEAR = srgb_to_linear(np.arange(256) / 255.0).astype(np.float32)
+_LINEAR_STEPS = 16383  # linear -> 8-bit sRGB through a table: < 0.3 code values of error near black
+_LINEAR_TO_SRGB8 = np.rint(linear_to_srgb(np.arange(_LINEAR_STEPS + 1) / _LINEAR_STEPS) * 255).astype(np.uint8)
+
+
+def encode_srgb8(linear: np.ndarray) -> np.ndarray:
+    """Linear [0, 1] floats -> 8-bit sRGB."""
+    idx = np.clip(linear * _LINEAR_STEPS + 0.5, 0, _LINEAR_STEPS).astype(np.int32)
+    return _LINEAR_TO_SRGB8[idx]
 
 
 def soft_shoulder(x: np.ndarray, knee: float = 0.8) -> np.ndarray:
@@ -70,17 +78,22 @@ class SHRelighter(Relighter):
         if not small.any():
             raise Reject("no_face_mask", "the mask is empty at the shading resolution")
         normals = head_normals(mesh, small)
-        linear = _SRGB_TO_LINEAR[image]
-        lum_small = self._luminance_small(linear, side, size)
+        linear_full = _SRGB_TO_LINEAR[image]
+        lum_small = self._luminance_small(linear_full, side, size)
         orig = self.original_shading(normals, lum_small, small)
+        ys, xs = np.nonzero(mask)  # only the mask's box changes: the rest is copied
+        box = np.s_[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
+        linear = linear_full[box]
         out = []
         for light in lights:
             ratio = self.new_shading(normals, small, light) / orig[..., None]
-            ratio = cv2.resize(ratio.astype(np.float32), (side, side), interpolation=cv2.INTER_LINEAR)[:h, :w]
+            ratio = cv2.resize(ratio.astype(np.float32), (side, side), interpolation=cv2.INTER_LINEAR)[box]
             relit = linear * ratio
             lum = relit @ LUMA.astype(np.float32)
             relit *= (soft_shoulder(lum) / np.maximum(lum, 1e-6))[..., None]  # hue-preserving roll-off
-            out.append(np.rint(linear_to_srgb(relit) * 255).astype(np.uint8))
+            new = image.copy()
+            new[box] = encode_srgb8(relit)
+            out.append(new)
         return out
 
     @staticmethod
