@@ -277,3 +277,16 @@ def test_neural_gaffer_on_cuda(tmp_path, gaffer_dir) -> None:
     params = dataclasses.replace(gaffer_params(tmp_path, animate, segment, gaffer_dir, device="cuda"), dtype="bf16")
     stats = run_stage(params).stats
     assert stats["done"] == 1 and stats["rows"] == 2, stats
+
+
+@pytest.mark.parametrize("az,column", [(90, 0.5), (0, 0.75), (-90, 0.0), (180, 0.25)])
+def test_neural_gaffer_map_frame(az, column) -> None:
+    """NeuralGaffer's camera-aligned map: phi = 0 (centre) looks to image right, phi = -pi/2
+    (three quarters) towards the camera, pi/2 (one quarter) behind the subject."""
+    from pipeline.relighters.neural_gaffer import gaffer_envmaps
+
+    hdr, ldr = gaffer_envmaps(lobe_light(0, az, sharpness=200.0), 64)
+    row, col = np.unravel_index(np.argmax(hdr.sum(-1)), hdr.shape[:2])
+    assert abs(row / 64 - 0.5) < 0.05
+    assert min(abs(col / 64 - column), 1 - abs(col / 64 - column)) < 0.05
+    assert hdr.max() == pytest.approx(1.0) and 0 <= ldr.min() and ldr.max() <= 1
