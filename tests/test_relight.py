@@ -290,3 +290,16 @@ def test_neural_gaffer_map_frame(az, column) -> None:
     assert abs(row / 64 - 0.5) < 0.05
     assert min(abs(col / 64 - column), 1 - abs(col / 64 - column)) < 0.05
     assert hdr.max() == pytest.approx(1.0) and 0 <= ldr.min() and ldr.max() <= 1
+
+
+def test_benchmark_runs_on_cpu() -> None:
+    """bench/relight.py: the sh figure through the stage, and the NeuralGaffer code with --tiny (not timed)."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    for cmd, expect in ((["--images", "1", "--variants", "1", "--size", "256"], "images/s/core"),
+                        (["--tiny", "--steps", "2", "--batches", "1", "2", "--repeats", "1", "--stage-images", "2", "--size", "256"], "images/s (")):
+        done = subprocess.run([sys.executable, "-m", "bench.relight", *cmd], cwd=root, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert expect in done.stdout, done.stdout
