@@ -34,7 +34,7 @@ class RelightParams:
     # --- sh backend ---------------------------------------------------------------------------
     normal_size: int = 256                   # normals and shading are computed at this size, then upsampled
     original_shading: float = 0.7            # 0: the original is taken as flat-lit; 1: divide out its fitted shading fully
-    color_strength: float = 0.5              # 0: white light; 1: the map's full colour
+    color_strength: float = 0.35             # 0: white light; 1: the map's full colour
     exposure: tuple[float, float] = (0.85, 1.15)  # random overall exposure of a variant (mean face brightness ratio)
     shade_range: tuple[float, float] = (0.15, 2.2)  # clip of the relative shading (deep shadow floor, highlight cap)
     # --- neural_gaffer backend ------------------------------------------------------------------

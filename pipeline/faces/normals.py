@@ -87,10 +87,11 @@ def ellipsoid_normals(mask: np.ndarray, rim_z: float = 0.15) -> np.ndarray:
     return n / np.linalg.norm(n, axis=-1, keepdims=True)
 
 
-def head_normals(mesh: Mesh, mask: np.ndarray, blend_px: float = 6.0, smooth_px: float = 1.5) -> np.ndarray:
-    """Normals (size, size, 3) on the grid of `mask` (size, size, at the image's aspect, square
-    images): the face mesh where it covers, the mask's ellipsoid elsewhere, blended over
-    `blend_px` pixels inside the mesh border and lightly smoothed (tessellation facets)."""
+def head_normals(mesh: Mesh, mask: np.ndarray, blend_px: float = 6.0, smooth_px: float = 1.5) -> tuple[np.ndarray, np.ndarray]:
+    """Normals (size, size, 3) on the grid of `mask` (size, size, over the square image): the
+    face mesh where it covers, the mask's ellipsoid elsewhere, blended over `blend_px` pixels
+    inside the mesh border and lightly smoothed (tessellation facets); and the bool coverage of
+    the face mesh (where skin, not hair, is)."""
     size = mask.shape[0]
     face, covered = mesh_normals(mesh, size)
     if smooth_px > 0:
@@ -99,4 +100,4 @@ def head_normals(mesh: Mesh, mask: np.ndarray, blend_px: float = 6.0, smooth_px:
     dist = cv2.distanceTransform(covered.astype(np.uint8), cv2.DIST_L2, 5)
     w = np.clip(dist / max(blend_px, 1e-6), 0, 1)[..., None]
     n = w * face + (1 - w) * fallback
-    return (n / np.maximum(np.linalg.norm(n, axis=-1, keepdims=True), 1e-12)).astype(np.float32)
+    return (n / np.maximum(np.linalg.norm(n, axis=-1, keepdims=True), 1e-12)).astype(np.float32), covered

@@ -223,7 +223,7 @@ def _hue(rng: np.random.Generator) -> np.ndarray:
 def _sun_sky(d: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, str]:
     el, az, temp = rng.uniform(15, 60), rng.uniform(-60, 60), rng.uniform(4500, 6500)
     up = np.clip(d[..., 1:2], 0, 1)
-    sky = (0.25 + 0.35 * up) * kelvin_to_rgb(11000)
+    sky = (0.25 + 0.35 * up) * kelvin_to_rgb(9000)
     ground = 0.12 * kelvin_to_rgb(4000)
     base = np.where(d[..., 1:2] > 0, sky, ground)
     sun = _lobe(d, from_azimuth(el, az), 900.0)[..., None] * 6.0 * kelvin_to_rgb(temp)

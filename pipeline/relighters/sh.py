@@ -4,10 +4,10 @@ Why a ratio image: without an albedo estimate, new = image x shade_new / shade_o
 skin texture, make-up, eyes and hair colour exactly and changes only the lighting. Both
 shadings live on the same normals (face mesh + ellipsoid, `pipeline.faces.normals`):
 - shade_orig: a first-order SH (ambient + one direction) fitted by least squares to the
-  luminance of the masked pixels, i.e. the light the photo was taken under, divided out with
+  luminance of the face (the mesh's pixels: hair has another albedo), i.e. the light the photo was taken under, divided out with
   strength `original_shading` (0 treats the photo as flat-lit).
 - shade_new: the irradiance of the map's 9 SH coefficients per channel, relative to its mean
-  over the mask (so a variant keeps the photo's exposure, scaled by the light's `exposure`),
+  over the face (so a variant keeps the photo's exposure, scaled by the light's `exposure`),
   with the map's colour at strength `color_strength`.
 The ratio is computed at `normal_size` and upsampled (shading is smooth); the product is
 taken in linear light with a soft shoulder on luminance, so highlights roll off instead of
@@ -77,16 +77,19 @@ class SHRelighter(Relighter):
         small = cv2.resize(square.astype(np.uint8), (size, size), interpolation=cv2.INTER_AREA) > 0
         if not small.any():
             raise Reject("no_face_mask", "the mask is empty at the shading resolution")
-        normals = head_normals(mesh, small)
+        normals, covered = head_normals(mesh, small)
+        face = small & covered  # skin: where the photo's shading is fitted and exposure is kept
+        if face.sum() < 16:
+            face = small
         linear_full = _SRGB_TO_LINEAR[image]
         lum_small = self._luminance_small(linear_full, side, size)
-        orig = self.original_shading(normals, lum_small, small)
+        orig = self.original_shading(normals, lum_small, face)
         ys, xs = np.nonzero(mask)  # only the mask's box changes: the rest is copied
         box = np.s_[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
         linear = linear_full[box]
         out = []
         for light in lights:
-            ratio = self.new_shading(normals, small, light) / orig[..., None]
+            ratio = self.new_shading(normals, face, light) / orig[..., None]
             ratio = cv2.resize(ratio.astype(np.float32), (side, side), interpolation=cv2.INTER_LINEAR)[box]
             relit = linear * ratio
             lum = relit @ LUMA.astype(np.float32)
@@ -104,8 +107,8 @@ class SHRelighter(Relighter):
         return cv2.resize(padded, (size, size), interpolation=cv2.INTER_AREA)
 
     def original_shading(self, normals: np.ndarray, lum: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        """Relative shading of the photo (mean 1 over the mask), fitted as ambient + one
-        direction on the normals, raised to `original_shading` (0 = flat)."""
+        """Relative shading of the photo (mean 1 over `mask`, the face), fitted as ambient +
+        one direction on the normals, raised to `original_shading` (0 = flat)."""
         basis = sh_basis(normals[mask].astype(np.float64))[:, :4]
         target = lum[mask].astype(np.float64)
         coef, *_ = np.linalg.lstsq(basis, target, rcond=None)
@@ -115,8 +118,9 @@ class SHRelighter(Relighter):
         return rel ** self.params.original_shading
 
     def new_shading(self, normals: np.ndarray, mask: np.ndarray, light: EnvLight) -> np.ndarray:
-        """(size, size, 3) relative shading under `light`: mean luminance 1 over the mask times
-        the light's exposure, the map's colour at `color_strength`."""
+        """(size, size, 3) relative shading under `light`: mean luminance 1 over `mask` (the
+        face, so the face keeps the photo's exposure and hair may brighten or darken) times the
+        light's exposure, the map's colour at `color_strength`."""
         p = self.params
         rgb = np.clip(irradiance(light.sh, normals.astype(np.float64)), 1e-6, None)
         lum = rgb @ LUMA
