@@ -96,6 +96,9 @@ def test_hdr_files_from_a_user_folder(tmp_path) -> None:
     loaded = E.load_envmap(files[0], 32)
     assert loaded.shape == (32, 64, 3) and loaded.dtype == np.float32
     assert np.degrees(np.arccos(E.dominant_direction(E.project_sh(loaded)) @ E.from_azimuth(15, -60))) < 5
+    cv2.imwrite(str(folder / "studio2.exr"), np.ascontiguousarray(light.radiance[..., ::-1]))
+    assert [p.name for p in E.list_envmaps(folder)] == ["studio.hdr", "studio2.exr"]
+    assert np.allclose(E.load_envmap(folder / "studio2.exr", 32), loaded, atol=0.02 * loaded.max())
     cv2.imwrite(str(folder / "square.hdr"), np.ones((16, 16, 3), np.float32))
     with pytest.raises(ValueError, match="equirectangular"):
         E.load_envmap(folder / "square.hdr", 32)
@@ -200,6 +203,25 @@ def test_stage_uses_user_envmaps_and_records_them(tmp_path) -> None:
     man = pd.read_parquet(Path(params.out_dir) / "manifest.parquet")
     assert set(man.envmap) == {"left.hdr", "right.hdr"}  # two variants, two maps, no repeat
     assert man.rotation_deg.between(-180, 180).all()
+
+
+def test_piq_relight_command(tmp_path) -> None:
+    """`piq relight` reads params.yaml's section, runs, writes the DVC metric and exits 0."""
+    import yaml
+
+    from pipeline.cli import main
+
+    animate, segment = make_fake_annotate_inputs(tmp_path / "in", size=256, faces=(("hopper", False),), images=1)
+    root = Path(__file__).resolve().parents[1]
+    data = yaml.safe_load((root / "params.yaml").read_text())
+    data["relight"].update(animate_dir=str(animate), segment_dir=str(segment), out_dir=str(tmp_path / "out"), variants=2)
+    data["runner"]["progress"] = False
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(data))
+    report = tmp_path / "stats.json"
+    assert main(["--params", str(tmp_path / "params.yaml"), "relight", "--workers", "0", "--report", str(report)]) == 0
+    stats = json.loads(report.read_text())
+    assert stats["complete"] and stats["rows"] == 2
+    assert (tmp_path / "out" / "preview.jpg").is_file()
 
 
 def test_list_items_needs_the_animate_manifest(tmp_path) -> None:
