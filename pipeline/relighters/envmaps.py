@@ -55,14 +55,18 @@ class EnvLight:
 
 # --- geometry ----------------------------------------------------------------------------------
 
+@functools.lru_cache(maxsize=8)
 def directions(height: int) -> tuple[np.ndarray, np.ndarray]:
-    """Unit directions (H, 2H, 3) of the pixel centres and their solid angles (H, 2H)."""
+    """Unit directions (H, 2H, 3) of the pixel centres and their solid angles (H, 2H); cached,
+    read-only."""
     width = 2 * height
     el = np.pi / 2 - (np.arange(height) + 0.5) * np.pi / height
     phi = (np.arange(width) + 0.5) * 2 * np.pi / width - np.pi
     el, phi = np.meshgrid(el, phi, indexing="ij")
     d = np.stack([np.cos(el) * np.sin(phi), np.sin(el), -np.cos(el) * np.cos(phi)], axis=-1)
     solid = np.cos(el) * (np.pi / height) * (2 * np.pi / width)
+    d.flags.writeable = False
+    solid.flags.writeable = False
     return d, solid
 
 
