@@ -23,6 +23,7 @@ import os
 import tempfile
 import time
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
@@ -30,7 +31,9 @@ from pipeline.config.relight import RelightParams
 from pipeline.config.runner import RunnerParams
 
 
-def bench_cpu(args: argparse.Namespace) -> None:
+def bench_cpu(images: int = 6, variants: int = 5, size: int = 1024, workers: Sequence[int] = (0,)) -> dict[str, float]:
+    """images/s of the sh backend through `stages.relight.run` per runner configuration
+    ("in-process", "ray xN"); prints one line each. bench/annotate.py can call this."""
     from pipeline.runner import init_ray
     from stages.relight import run
     from tests.annotate_fixtures import make_fake_annotate_inputs
@@ -38,40 +41,44 @@ def bench_cpu(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         faces = (("astronaut", False), ("hopper", False), ("astronaut", True))
-        per_face = max(1, -(-args.images // len(faces)))
-        animate, segment = make_fake_annotate_inputs(work / "in", size=args.size, faces=faces, images=per_face)
+        per_face = max(1, -(-images // len(faces)))
+        animate, segment = make_fake_annotate_inputs(work / "in", size=size, faces=faces, images=per_face)
         n = len(faces) * per_face
-        print(f"input: {n} images of {args.size} px x {args.variants} variants, backend sh, procedural maps")
-        results = {}
-        for workers in args.workers:
-            if workers:
+        print(f"relight sh input: {n} images of {size} px x {variants} variants, procedural maps")
+        results: dict[str, float] = {}
+        ray_started = False
+        for count in workers:
+            if count and not ray_started:
                 t0 = time.perf_counter()
-                init_ray(RunnerParams(workers=max(args.workers)))
+                init_ray(RunnerParams(workers=max(workers)))
+                ray_started = True
                 print(f"ray start-up (excluded): {time.perf_counter() - t0:.1f} s")
-            params = RelightParams(animate_dir=str(animate), segment_dir=str(segment), out_dir=str(work / f"out{workers}"),
-                                   variants=args.variants, preview=False)
+            params = RelightParams(animate_dir=str(animate), segment_dir=str(segment), out_dir=str(work / f"out{count}"),
+                                   variants=variants, preview=False)
             start = time.perf_counter()
-            stats = run(params, RunnerParams(workers=workers, threads_per_worker=1, progress=False), seed=0).stats
+            stats = run(params, RunnerParams(workers=count, threads_per_worker=1, progress=False), seed=0).stats
             seconds = time.perf_counter() - start
-            label = "in-process" if workers == 0 else f"ray x{workers}"
-            cores = max(workers, 1)
+            label = "in-process" if count == 0 else f"ray x{count}"
             results[label] = n / seconds
-            print(f"{label:>10}: {seconds:6.1f} s  {n / seconds:5.2f} images/s  {n / seconds / cores:5.2f} images/s/core  "
-                  f"{n * args.variants / seconds:5.2f} variants/s  ({stats['done']} done, {stats['rejected']} refused)")
-        if len(results) > 1:
-            base = results.get("in-process")
-            for label, rate in results.items():
-                if base and label != "in-process":
-                    print(f"ratio {label} / in-process: {rate / base:.2f}")
+            print(f"relight sh {label:>10}: {seconds:6.1f} s  {n / seconds:5.2f} images/s  "
+                  f"{n / seconds / max(count, 1):5.2f} images/s/core  {n * variants / seconds:5.2f} variants/s  "
+                  f"({stats['done']} done, {stats['rejected']} refused)")
+        labels = list(results)
+        for label in labels[1:]:
+            print(f"ratio {label} / {labels[0]}: {results[label] / results[labels[0]]:.2f}")
+        return results
 
 
-def bench_gpu(args: argparse.Namespace) -> None:
+def bench_gpu(steps: int = 50, batches: Sequence[int] = (1, 5, 10, 20, 40), resolution: int = 256, repeats: int = 2,
+              tiny: bool = False, stage_images: int = 8, variants: int = 5, size: int = 1024) -> dict[int, float]:
+    """variants/s of NeuralGaffer sampling per batch size (real architecture in bf16 on CUDA, or
+    the tiny model on a CPU), then `stage_images` through the stage; prints one line each."""
     import torch
 
     from pipeline.relighters.neural_gaffer import NeuralGafferModel
     from pipeline.relighters.neural_gaffer_random import build_random_components
 
-    cuda = not args.tiny
+    cuda = not tiny
     device, dt = ("cuda", torch.bfloat16) if cuda else ("cpu", torch.float32)
     if cuda:
         torch.backends.cuda.matmul.allow_tf32 = True
@@ -79,9 +86,9 @@ def bench_gpu(args: argparse.Namespace) -> None:
     unet, vae, encoder, scheduler = build_random_components(full=cuda)
     model = NeuralGafferModel(unet.to(device, dt).eval(), vae.to(device, dt).eval(), encoder.to(device, dt).eval(), scheduler)
     n_params = sum(p.numel() for p in unet.parameters()) / 1e6
-    res = args.resolution if cuda else 32
+    res = resolution if cuda else 32
     where = torch.cuda.get_device_name() if cuda else "CPU (--tiny: a tiny model, figures mean nothing)"
-    print(f"NeuralGaffer architecture, random weights, {str(dt).split('.')[-1]}, {res} px, {args.steps} DDIM steps, "
+    print(f"NeuralGaffer architecture, random weights, {str(dt).split('.')[-1]}, {res} px, {steps} DDIM steps, "
           f"guidance 3 (2x batch); UNet {n_params:.0f} M parameters on {where}")
 
     def sync() -> None:
@@ -89,7 +96,7 @@ def bench_gpu(args: argparse.Namespace) -> None:
             torch.cuda.synchronize()
 
     rates = {}
-    for batch in args.batches:
+    for batch in batches:
         x = torch.rand(batch, 3, res, res, device=device) * 2 - 1
         gen = torch.Generator(device=device).manual_seed(0)
         model.sample(x, x, x, steps=2, guidance=3.0, generator=gen)  # warm-up
@@ -97,22 +104,23 @@ def bench_gpu(args: argparse.Namespace) -> None:
         if cuda:
             torch.cuda.reset_peak_memory_stats()
         start = time.perf_counter()
-        for _ in range(args.repeats):
-            model.sample(x, x, x, steps=args.steps, guidance=3.0, generator=gen)
+        for _ in range(repeats):
+            model.sample(x, x, x, steps=steps, guidance=3.0, generator=gen)
         sync()
-        seconds = (time.perf_counter() - start) / args.repeats
+        seconds = (time.perf_counter() - start) / repeats
         rates[batch] = batch / seconds
         peak = f"  peak {torch.cuda.max_memory_allocated() / 2**30:5.1f} GiB" if cuda else ""
-        print(f"batch {batch:>3}: {seconds * 1000:8.1f} ms/call  {batch / seconds:7.2f} variants/s  "
-              f"{batch / seconds / 5:6.2f} images/s (5 variants){peak}")
+        print(f"relight neural_gaffer batch {batch:>3}: {seconds * 1000:8.1f} ms/call  {batch / seconds:7.2f} variants/s  "
+              f"{batch / seconds / variants:6.2f} images/s ({variants} variants){peak}")
     if 1 in rates:
         best = max(rates, key=rates.get)
         print(f"ratio batch {best} / batch 1: {rates[best] / rates[1]:.2f}")
-    if args.stage_images:
-        bench_gpu_stage(args, cuda)
+    if stage_images:
+        bench_gpu_stage(stage_images, variants, size, resolution, steps, cuda)
+    return rates
 
 
-def bench_gpu_stage(args: argparse.Namespace, cuda: bool) -> None:
+def bench_gpu_stage(images: int, variants: int, size: int, resolution: int, steps: int, cuda: bool) -> float:
     """The product path: a saved random folder loaded by the stage, 1024 px images in, JPEGs out."""
     from pipeline.relighters.neural_gaffer_random import save_random_folder
     from stages.relight import run
@@ -124,18 +132,19 @@ def bench_gpu_stage(args: argparse.Namespace, cuda: bool) -> None:
         folder = save_random_folder(work / "neural_gaffer", full=cuda)
         print(f"stage: random folder saved in {time.perf_counter() - start:.1f} s (excluded)")
         faces = (("astronaut", False), ("hopper", False))
-        per_face = max(1, -(-args.stage_images // len(faces)))
-        animate, segment = make_fake_annotate_inputs(work / "in", size=args.size, faces=faces, images=per_face)
+        per_face = max(1, -(-images // len(faces)))
+        animate, segment = make_fake_annotate_inputs(work / "in", size=size, faces=faces, images=per_face)
         n = len(faces) * per_face
         params = RelightParams(animate_dir=str(animate), segment_dir=str(segment), out_dir=str(work / "out"),
-                               backend="neural_gaffer", neural_gaffer_dir=str(folder), variants=args.variants,
-                               resolution=args.resolution if cuda else 32, num_inference_steps=args.steps,
+                               backend="neural_gaffer", neural_gaffer_dir=str(folder), variants=variants,
+                               resolution=resolution if cuda else 32, num_inference_steps=steps,
                                device="cuda" if cuda else "cpu", preview=False)
         start = time.perf_counter()
         stats = run(params, RunnerParams(workers=0, progress=False), seed=0).stats
         seconds = time.perf_counter() - start
-        print(f"stage (piq relight path, in-process, model load included): {n} images x {args.variants} variants "
-              f"in {seconds:.1f} s = {n / seconds:.2f} images/s ({stats['done']} done, {stats['rejected']} refused)")
+        print(f"relight neural_gaffer stage (piq relight path, in-process, model load included): {n} images x "
+              f"{variants} variants in {seconds:.1f} s = {n / seconds:.2f} images/s ({stats['done']} done, {stats['rejected']} refused)")
+        return n / seconds
 
 
 def main() -> None:
@@ -154,9 +163,9 @@ def main() -> None:
     args = parser.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     if args.device == "cuda" or args.tiny:
-        bench_gpu(args)
+        bench_gpu(args.steps, args.batches, args.resolution, args.repeats, args.tiny, args.stage_images, args.variants, args.size)
     else:
-        bench_cpu(args)
+        bench_cpu(args.images, args.variants, args.size, args.workers)
 
 
 if __name__ == "__main__":
