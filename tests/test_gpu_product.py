@@ -31,10 +31,10 @@ def workdir(tmp_path_factory) -> Path:
     save_components(comps, root / "sdxl")
     del comps
     torch.cuda.empty_cache()
-    make_release_shards(root / "release", image_size=1024, n_expressive=2, n_relit=2)
+    shards = make_release_shards(root / "release", image_size=1024, n_expressive=2, n_relit=2)
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["runner"]["workers"] = 0
-    params["data"].update(shards=str(root / "release" / "shards"), resolution=576, pairs_per_set=2)
+    params["data"].update(shards=str(shards), resolution=576, pairs_per_set=2)
     params["train"].update(pretrained_dir=str(root / "sdxl"), out_dir=str(root / "piq"), reports_dir=str(root / "reports"),
                            checkpoint_dir=str(root / "ckpt"), batch_size=2, effective_batch=4, max_steps=2,
                            checkpoint_every=2, validate_every=2, log_every=1, mixed_precision="bf16",

@@ -36,7 +36,7 @@ class TrainParams:
     keep_checkpoints: int = 2
     log_every: int = 10
     validate_every: int = 500
-    num_workers: int = 0
+    num_workers: Optional[int] = None  # DataLoader workers; null = up to 8 on a GPU machine, 0 on a CPU
 
     def validate(self) -> None:
         if self.batch_size < 1 or self.effective_batch < self.batch_size:
