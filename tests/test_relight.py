@@ -325,3 +325,30 @@ def test_benchmark_runs_on_cpu() -> None:
         done = subprocess.run([sys.executable, "-m", "bench.relight", *cmd], cwd=root, capture_output=True, text=True, timeout=300)
         assert done.returncode == 0, done.stderr[-2000:]
         assert expect in done.stdout, done.stdout
+
+
+def test_relight_output_feeds_the_shard_stage(tmp_path) -> None:
+    """`piq relight` on animate/segment outputs, then `piq shard` takes its variants into the
+    release with no set refused and the manifest's light records in meta.json."""
+    import tarfile
+
+    from stages.shard import build_release
+    from tests.conftest import make_fake_ingest
+    from tests.release_fixtures import make_upstream, shard_params
+
+    ingest = make_fake_ingest(tmp_path / "ingest", size=256)
+    (ingest / "stats.json").write_text(json.dumps({"complete": True}))
+    upstream = make_upstream(tmp_path / "up", ingest, n_expressive=1, n_relit=2, size=256)
+    params = params_for(tmp_path, upstream["animate"], upstream["segment"], variants=2)
+    relit = run_stage(params).stats
+    assert relit["rejected"] == 0 and relit["rows"] == 3 * 2 * 2, relit
+    shard = dataclasses.replace(shard_params(tmp_path / "up", ingest), relight_dir=params.out_dir)
+    stats = build_release(shard, RunnerParams(workers=0, progress=False), seed=0)
+    assert stats["sets_refused"] == {} and stats["relit_per_image"] == 2, stats
+    tars = sorted(Path(shard.out_dir).glob("*/*.tar"))
+    with tarfile.open(tars[0]) as tar:
+        names = tar.getnames()
+        meta = json.loads(tar.extractfile(next(n for n in names if n.endswith("meta.json"))).read())
+    assert any(n.endswith(".i01.r2.jpg") for n in names)
+    assert meta["backends"]["relight"] == "sh"
+    assert meta["images"][0]["relit"][0]["envmap"].split("(")[0] in RelightParams().procedural_kinds
