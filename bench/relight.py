@@ -36,7 +36,7 @@ def bench_cpu(images: int = 6, variants: int = 5, size: int = 1024, workers: Seq
     ("in-process", "ray xN"); prints one line each. bench/annotate.py can call this."""
     from pipeline.runner import init_ray
     from stages.relight import run
-    from tests.annotate_fixtures import make_fake_annotate_inputs
+    from tests.relight_fixtures import make_fake_annotate_inputs
 
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -124,7 +124,7 @@ def bench_gpu_stage(images: int, variants: int, size: int, resolution: int, step
     """The product path: a saved random folder loaded by the stage, 1024 px images in, JPEGs out."""
     from pipeline.relighters.neural_gaffer_random import save_random_folder
     from stages.relight import run
-    from tests.annotate_fixtures import make_fake_annotate_inputs
+    from tests.relight_fixtures import make_fake_annotate_inputs
 
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)

@@ -19,7 +19,7 @@ from pipeline.relighters.base import composite, feather, region_mask
 from pipeline.relighters.sh import SHRelighter
 from pipeline.runner import Runner
 from stages.relight import RelightStage, list_items, run, write_preview
-from tests.annotate_fixtures import make_fake_annotate_inputs, portrait_crop
+from tests.relight_fixtures import make_fake_annotate_inputs, portrait_crop
 
 SIZE = 512
 
