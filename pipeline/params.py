@@ -19,6 +19,7 @@ from pipeline.config.data import DataParams
 from pipeline.config.ingest import IngestParams
 from pipeline.config.relight import RelightParams
 from pipeline.config.runner import RunnerParams
+from pipeline.config.segment import SegmentParams
 from pipeline.config.shard import ShardParams
 from pipeline.config.train import SampleParams, TrainParams
 
@@ -43,6 +44,7 @@ class Params:
     train: TrainParams
     sample: SampleParams
     relight: RelightParams
+    segment: SegmentParams
 
 
 def _check_scalar(tp: Any, value: Any, path: str) -> Any:

@@ -65,6 +65,29 @@ def attempt(stage: Stage, item: Item, ctx: ItemContext) -> Outcome:
         return Outcome("error", code="stage_error", detail=f"{type(err).__name__}: {err}\n{tb}")
 
 
+def attempt_batch(stage: Stage, items: list[Item], ctxs: list[ItemContext]) -> list[Outcome]:
+    """`stage.process_batch` over several items; one Outcome per item. An exception makes every
+    item of the batch an error (each is then retried on its own)."""
+    if len(items) == 1:
+        return [attempt(stage, items[0], ctxs[0])]
+    try:
+        results = stage.process_batch(items, ctxs)
+        if len(results) != len(items):
+            raise ValueError(f"{stage.name}.process_batch returned {len(results)} results for {len(items)} items")
+    except Exception as err:  # noqa: BLE001
+        detail = f"{type(err).__name__}: {err}\n{traceback.format_exc(limit=6)}"
+        return [Outcome("error", code="stage_error", detail=detail) for _ in items]
+    outcomes = []
+    for result in results:
+        if isinstance(result, Reject):
+            outcomes.append(Outcome("rejected", code=result.code, detail=result.detail))
+        elif isinstance(result, Output):
+            outcomes.append(Outcome("done", output=result))
+        else:
+            outcomes.append(Outcome("error", code="stage_error", detail=f"process_batch gave {type(result).__name__}"))
+    return outcomes
+
+
 class _Worker:
     """Holds one stage instance (and its loaded models) inside a Ray actor."""
 
@@ -75,6 +98,9 @@ class _Worker:
 
     def run(self, item: Item, ctx: ItemContext) -> Outcome:
         return attempt(self.stage, item, ctx)
+
+    def run_batch(self, items: list[Item], ctxs: list[ItemContext]) -> list[Outcome]:
+        return attempt_batch(self.stage, items, ctxs)
 
 
 @dataclasses.dataclass
@@ -131,13 +157,17 @@ class Runner:
     def _run_local(self, stage: Stage, pending: list[Item], state: StageState, bar: tqdm) -> None:
         _limit_threads(self.params.threads_per_worker)
         stage.setup()
-        for item in pending:
-            for attempt_no in range(self.params.retries + 1):
-                outcome = attempt(stage, item, self._ctx(stage, item, attempt_no))
-                if outcome.kind != "error":
-                    break
-            self._record(state, item, outcome, attempt_no + 1)
-            bar.update(1)
+        size = max(int(getattr(stage, "batch_size", 1) or 1), 1)
+        for start in range(0, len(pending), size):
+            chunk = pending[start : start + size]
+            outcomes = attempt_batch(stage, chunk, [self._ctx(stage, item, 0) for item in chunk])
+            for item, outcome in zip(chunk, outcomes):
+                attempt_no = 0
+                while outcome.kind == "error" and attempt_no < self.params.retries:
+                    attempt_no += 1
+                    outcome = attempt(stage, item, self._ctx(stage, item, attempt_no))
+                self._record(state, item, outcome, attempt_no + 1)
+                bar.update(1)
 
     def _run_ray(self, stage: Stage, pending: list[Item], state: StageState, bar: tqdm) -> None:
         import ray
@@ -148,34 +178,41 @@ class Runner:
         n_actors = min(self.params.workers, len(pending))
         actors = [actor_cls.remote(stage, self.params.threads_per_worker) for _ in range(n_actors)]
         queue: deque[tuple[Item, int]] = deque((item, 0) for item in pending)
-        in_flight: dict[Any, tuple[Item, int, int]] = {}  # ref -> (item, attempt, actor index)
+        # ref -> ([(item, attempt)], actor index); first attempts go in batches, retries alone
+        in_flight: dict[Any, tuple[list[tuple[Item, int]], int]] = {}
         load = [0] * n_actors
         cap = self.params.max_in_flight_per_worker
+        size = max(int(getattr(stage, "batch_size", 1) or 1), 1)
         try:
             while queue or in_flight:
                 while queue and min(load) < cap:
                     idx = load.index(min(load))
-                    item, attempt_no = queue.popleft()
-                    ref = actors[idx].run.remote(item, self._ctx(stage, item, attempt_no))
-                    in_flight[ref] = (item, attempt_no, idx)
+                    batch = [queue.popleft()]
+                    while queue and len(batch) < size and batch[0][1] == 0 and queue[0][1] == 0:
+                        batch.append(queue.popleft())
+                    items = [item for item, _ in batch]
+                    ctxs = [self._ctx(stage, item, attempt_no) for item, attempt_no in batch]
+                    ref = actors[idx].run_batch.remote(items, ctxs)
+                    in_flight[ref] = (batch, idx)
                     load[idx] += 1
                 ready, _ = ray.wait(list(in_flight), num_returns=1)
                 ref = ready[0]
-                item, attempt_no, idx = in_flight.pop(ref)
+                batch, idx = in_flight.pop(ref)
                 load[idx] -= 1
                 try:
-                    outcome = ray.get(ref)
+                    outcomes = ray.get(ref)
                 except ray.exceptions.RayActorError as err:
-                    # The worker process died (segfault, OOM kill): replace it, retry the item.
+                    # The worker process died (segfault, OOM kill): replace it, retry the items.
                     actors[idx] = actor_cls.remote(stage, self.params.threads_per_worker)
-                    outcome = Outcome("error", code="worker_died", detail=str(err)[:2000])
+                    outcomes = [Outcome("error", code="worker_died", detail=str(err)[:2000])] * len(batch)
                 except ray.exceptions.RayTaskError as err:
-                    outcome = Outcome("error", code="stage_error", detail=str(err)[:2000])
-                if outcome.kind == "error" and attempt_no < self.params.retries:
-                    queue.append((item, attempt_no + 1))
-                    continue
-                self._record(state, item, outcome, attempt_no + 1)
-                bar.update(1)
+                    outcomes = [Outcome("error", code="stage_error", detail=str(err)[:2000])] * len(batch)
+                for (item, attempt_no), outcome in zip(batch, outcomes):
+                    if outcome.kind == "error" and attempt_no < self.params.retries:
+                        queue.append((item, attempt_no + 1))
+                        continue
+                    self._record(state, item, outcome, attempt_no + 1)
+                    bar.update(1)
         finally:
             for actor in actors:
                 ray.kill(actor)

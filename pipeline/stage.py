@@ -69,6 +69,21 @@ class Stage:
     def process(self, item: Item, ctx: ItemContext) -> Output:
         raise NotImplementedError
 
+    # Items the runner hands to `process_batch` at once (model backends batch on a GPU).
+    batch_size: int = 1
+
+    def process_batch(self, items: list[Item], ctxs: list[ItemContext]) -> list[Output | Reject]:
+        """One result per item: its Output, or the Reject it earned (returned, not raised, so
+        one bad image does not sink its batch). An exception fails the whole batch; the runner
+        then retries its items one by one through `process`. Default: `process` per item."""
+        results: list[Output | Reject] = []
+        for item, ctx in zip(items, ctxs):
+            try:
+                results.append(self.process(item, ctx))
+            except Reject as rej:
+                results.append(rej)
+        return results
+
     def fingerprint(self) -> dict[str, Any]:
         """What decides the outputs besides the item: finished items made under another
         fingerprint are stale and are redone. Default: the stage's dataclass fields and a hash

@@ -1,0 +1,91 @@
+"""What the per-image annotation stages (`caption`, `segment`) share: their items, image reading,
+device choice and how many Ray actors they get.
+
+Items are the images of `data/animate` (one row of its manifest each, id `<face_id>-<image>`).
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import pandas as pd
+
+from pipeline.stage import Item, Reject
+
+
+def animate_items(input_dir: str) -> list[Item]:
+    """One item per row of `<input_dir>/manifest.parquet`; data carries the row's columns and
+    the image's absolute path."""
+    manifest = Path(input_dir) / "manifest.parquet"
+    if not manifest.is_file():
+        raise FileNotFoundError(f"{manifest} not found: run `piq animate` first (input_dir)")
+    rows = pd.read_parquet(manifest)
+    missing = [c for c in ("face_id", "image", "path") if c not in rows.columns]
+    if missing:
+        raise ValueError(f"{manifest}: missing column(s) {missing}")
+    items = []
+    for row in rows.to_dict("records"):
+        data = {k: (None if _is_nan(v) else v) for k, v in row.items()}
+        data["file"] = str(Path(input_dir) / row["path"])
+        items.append(Item(f"{row['face_id']}-{row['image']}", data))
+    return items
+
+
+def _is_nan(value: Any) -> bool:
+    return isinstance(value, float) and value != value
+
+
+def read_rgb(path: str) -> np.ndarray:
+    """RGB uint8, or Reject `unreadable_image`."""
+    bgr = cv2.imread(path, cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise Reject("unreadable_image", f"{path} is missing or not an image")
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def resolve_device(device: str, dtype: str) -> tuple[Any, Any]:
+    """torch device and dtype for a model backend; fp32 whenever the device is a CPU."""
+    import torch
+
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device is cuda but no CUDA device is visible")
+    dt = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[dtype]
+    return torch.device(device), (torch.float32 if device == "cpu" else dt)
+
+
+def default_workers(workers: int | None, offline: bool, device: str, num_gpus: float, runner_workers: int) -> int:
+    """Ray actors when the stage's `workers` is null: every core for an offline backend (none
+    when the runner is set in-process), one actor per GPU share for a model backend, and
+    in-process when there is no GPU."""
+    if workers is not None:
+        return workers
+    if offline:
+        return max(os.cpu_count() or 1, 1) if runner_workers else 0
+    try:
+        import torch
+
+        gpus = torch.cuda.device_count()
+    except ImportError:  # pragma: no cover
+        gpus = 0
+    if gpus == 0 or device == "cpu" or num_gpus <= 0:
+        return 0
+    return max(int(gpus / num_gpus), 1)
+
+
+def gpu_resources(model_backend: bool, device: str, num_gpus: float) -> dict[str, float]:
+    """What one Ray actor asks for: a GPU share for a model backend that may use one."""
+    if model_backend and device != "cpu" and num_gpus > 0:
+        return {"num_cpus": 1, "num_gpus": num_gpus}
+    return {"num_cpus": 1}
+
+
+def encode_png(array: np.ndarray) -> bytes:
+    ok, buf = cv2.imencode(".png", array)
+    if not ok:
+        raise RuntimeError("PNG encoding failed")
+    return buf.tobytes()

@@ -1,0 +1,74 @@
+"""SegFormer face parsing (paper 4.1): `SegformerForSemanticSegmentation` and its image processor
+loaded from a local folder (e.g. a CelebAMask-HQ checkpoint such as jonathandinu/face-parsing,
+downloaded by the user), its 19 labels mapped to our canonical ids by name from `config.id2label`.
+
+A batch is preprocessed by the model's own processor (resize to its size, normalise), run in one
+forward in bf16 on a GPU, and the logits are upsampled bilinearly to each image's size before the
+argmax, so label edges follow the image rather than the 128 px logit grid.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from pipeline.annotate import resolve_device
+from pipeline.labels import id_lookup
+from pipeline.parsers.base import FaceParser
+from pipeline.stage import Reject
+
+
+class SegformerParser(FaceParser):
+    name = "segformer"
+
+    def __init__(self, params) -> None:
+        self.params = params
+        self._model = None
+        self._processor = None
+        self._lut = None
+
+    def __getstate__(self) -> dict:
+        return {"params": self.params, "_model": None, "_processor": None, "_lut": None}
+
+    def setup(self) -> None:
+        if self._model is not None:
+            return
+        import torch
+        from transformers import AutoImageProcessor, SegformerForSemanticSegmentation
+
+        folder = Path(self.params.segformer_dir)
+        if not (folder / "config.json").is_file():
+            raise FileNotFoundError(f"segment.segformer_dir {folder} has no config.json (a SegFormer folder)")
+        device, dtype = resolve_device(self.params.device, self.params.dtype)
+        model = SegformerForSemanticSegmentation.from_pretrained(folder, local_files_only=True, torch_dtype=dtype)
+        self._model = model.to(device).eval()
+        self._processor = AutoImageProcessor.from_pretrained(folder, local_files_only=True)
+        lookup = id_lookup(model.config.id2label)  # KeyError names a label we cannot map
+        lut = np.zeros(max(lookup) + 1, np.uint8)
+        for src, dst in lookup.items():
+            lut[src] = dst
+        self._lut = torch.as_tensor(lut, device=device)
+        if device.type == "cuda":
+            torch.backends.cudnn.benchmark = True
+
+    def parse(self, images: Sequence[np.ndarray]) -> list[np.ndarray | Reject]:
+        import torch
+        import torch.nn.functional as F
+
+        self.setup()
+        model = self._model
+        inputs = self._processor(images=list(images), return_tensors="pt")
+        pixels = inputs["pixel_values"].to(model.device, model.dtype)
+        with torch.inference_mode():
+            logits = model(pixel_values=pixels).logits  # (B, 19, H/4, W/4)
+            out = []
+            sizes = {img.shape[:2] for img in images}
+            if len(sizes) == 1:  # one upsampling call for the whole batch
+                up = F.interpolate(logits.float(), size=images[0].shape[:2], mode="bilinear", align_corners=False)
+                ids = self._lut[up.argmax(1)].cpu().numpy()
+                return [ids[i] for i in range(len(images))]
+            for i, img in enumerate(images):
+                up = F.interpolate(logits[i : i + 1].float(), size=img.shape[:2], mode="bilinear", align_corners=False)
+                out.append(self._lut[up.argmax(1)[0]].cpu().numpy())
+        return out

@@ -1,0 +1,171 @@
+"""`piq segment`: a face-parsing label map for every animated image (paper 4.1).
+
+One item per image of `data/animate` (`<face_id>-<image>`). The parser named by
+`segment.backend` (the paper's SegFormer, or the offline dense-mesh parser) gives a one-channel
+8-bit map of canonical ids (pipeline/labels.py), written as `sets/<face_id>/<image>.seg.png` at
+the image's size, so training can compose inner face, hair and neck and erode them later. Model
+backends get `segment.batch_size` images per call from the runner. `preview.jpg` overlays one
+face's maps on its images.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any, ClassVar
+
+import cv2
+import numpy as np
+import pandas as pd
+
+from pipeline.annotate import animate_items, default_workers, encode_png, gpu_resources, read_rgb
+from pipeline.config.segment import SegmentParams
+from pipeline.labels import LABEL_NAMES
+from pipeline.params import load_params
+from pipeline.parsers import build_parser
+from pipeline.parsers.base import FaceParser
+from pipeline.runner import Runner
+from pipeline.stage import Item, ItemContext, Output, Reject, Stage
+
+# Overlay colours of the preview, one per canonical id (background black = untouched).
+PALETTE = np.array([
+    [0, 0, 0], [204, 153, 102], [255, 128, 0], [128, 128, 255], [0, 200, 255], [0, 120, 255],
+    [150, 80, 0], [100, 60, 0], [255, 200, 150], [255, 170, 120], [255, 0, 0], [220, 20, 120],
+    [255, 60, 160], [120, 60, 20], [80, 80, 80], [255, 255, 0], [200, 200, 0], [255, 220, 180], [60, 60, 160],
+], np.uint8)
+
+
+@dataclasses.dataclass
+class SegmentStage(Stage):
+    params: SegmentParams
+    name: ClassVar[str] = "segment"
+    code_modules: ClassVar[tuple[str, ...]] = (
+        "pipeline.parsers.mesh", "pipeline.parsers.segformer", "pipeline.labels", "pipeline.faces.mesh", "pipeline.annotate",
+    )
+    manifest_columns: ClassVar[dict[str, str]] = {
+        "face_id": "string", "image": "string", "path": "string", "label_counts": "string", "backend": "string",
+    }
+
+    def __post_init__(self) -> None:
+        self._parser: FaceParser | None = None
+
+    def __getstate__(self) -> dict[str, Any]:  # ship params only; each worker loads its own model
+        return {"params": self.params}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.params, self._parser = state["params"], None
+
+    @property
+    def batch_size(self) -> int:  # the runner hands model backends whole batches
+        return 1 if self.params.backend == "mesh" else self.params.batch_size
+
+    @property
+    def resources(self) -> dict[str, float]:
+        p = self.params
+        return gpu_resources(p.backend != "mesh", p.device, p.num_gpus)
+
+    def setup(self) -> None:
+        if self._parser is None:
+            self._parser = build_parser(self.params)
+            self._parser.setup()
+
+    @property
+    def parser(self) -> FaceParser:
+        self.setup()
+        return self._parser
+
+    def process(self, item: Item, ctx: ItemContext) -> Output:
+        result = self.process_batch([item], [ctx])[0]
+        if isinstance(result, Reject):
+            raise result
+        return result
+
+    def process_batch(self, items: list[Item], ctxs: list[ItemContext]) -> list[Output | Reject]:
+        results: list[Output | Reject | None] = [None] * len(items)
+        images, where = [], []
+        for k, item in enumerate(items):
+            try:
+                images.append(read_rgb(item.data["file"]))
+                where.append(k)
+            except Reject as rej:
+                results[k] = rej
+        if images:
+            for k, labels in zip(where, self.parser.parse(images)):
+                results[k] = labels if isinstance(labels, Reject) else self._output(items[k], labels)
+        return results
+
+    def _output(self, item: Item, labels: np.ndarray) -> Output:
+        d = item.data
+        rel = f"sets/{d['face_id']}/{d['image']}.seg.png"
+        ids, counts = np.unique(labels, return_counts=True)
+        row = {"face_id": d["face_id"], "image": d["image"], "path": rel,
+               "label_counts": json.dumps({LABEL_NAMES[i]: int(c) for i, c in zip(ids, counts)}),
+               "backend": self.parser.name}
+        return Output(rows=[row], files={rel: encode_png(labels.astype(np.uint8))})
+
+
+def overlay(rgb: np.ndarray, labels: np.ndarray, alpha: float = 0.55) -> np.ndarray:
+    """The image with each labelled pixel tinted by its label's colour."""
+    tint = PALETTE[labels]
+    out = rgb.astype(np.float32)
+    mask = labels > 0
+    out[mask] = out[mask] * (1 - alpha) + tint[mask] * alpha
+    return out.astype(np.uint8)
+
+
+def write_preview(params: SegmentParams, tile: int = 256, max_images: int = 6) -> Path | None:
+    """`preview.jpg`: the first face's images (top) and their label overlays (bottom), with a legend."""
+    manifest = Path(params.out_dir) / "manifest.parquet"
+    if not manifest.is_file():
+        return None
+    rows = pd.read_parquet(manifest)
+    if rows.empty:
+        return None
+    rows = rows[rows.face_id == rows.iloc[0].face_id].sort_values("image").head(max_images)
+    animate = pd.read_parquet(Path(params.input_dir) / "manifest.parquet").set_index(["face_id", "image"])
+    top, bottom = [], []
+    present: set[int] = set()
+    for r in rows.itertuples():
+        rgb = read_rgb(str(Path(params.input_dir) / animate.loc[(r.face_id, r.image), "path"]))
+        labels = cv2.imread(str(Path(params.out_dir) / r.path), cv2.IMREAD_UNCHANGED)
+        present |= set(np.unique(labels).tolist())
+        top.append(cv2.resize(rgb, (tile, tile), interpolation=cv2.INTER_AREA))
+        bottom.append(cv2.resize(overlay(rgb, labels), (tile, tile), interpolation=cv2.INTER_AREA))
+    grid = np.concatenate([np.concatenate(top, 1), np.concatenate(bottom, 1)], 0)
+    legend = np.full((24, grid.shape[1], 3), 255, np.uint8)
+    x = 4
+    for i in sorted(present - {0}):
+        cv2.rectangle(legend, (x, 6), (x + 12, 18), PALETTE[i].tolist(), -1)
+        cv2.putText(legend, LABEL_NAMES[i], (x + 15, 17), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
+        x += 20 + 8 * len(LABEL_NAMES[i])
+    out = Path(params.out_dir) / "preview.jpg"
+    cv2.imwrite(str(out), cv2.cvtColor(np.concatenate([grid, legend], 0), cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 90])
+    return out
+
+
+def run(params: SegmentParams, runner_params, seed: int):
+    summary = Runner(runner_params, seed).run(SegmentStage(params), animate_items(params.input_dir), params.out_dir)
+    if params.preview:
+        write_preview(params)
+    return summary
+
+
+def main(args: argparse.Namespace) -> int:
+    all_params = load_params(args.params)
+    p = all_params.segment
+    workers = args.workers if args.workers is not None else default_workers(
+        p.workers, p.backend == "mesh", p.device, p.num_gpus, all_params.runner.workers)
+    summary = run(p, dataclasses.replace(all_params.runner, workers=workers), all_params.seed)
+    stats = summary.stats
+    report = Path(args.report)
+    report.parent.mkdir(parents=True, exist_ok=True)
+    report.write_text(json.dumps(stats, indent=1, sort_keys=True) + "\n")
+    print(f"segment ({p.backend}): {stats['items']} images, {stats['done']} label maps, {stats['rejected']} refused "
+          f"{stats['reject_codes']}, {summary.skipped} already done -> {p.out_dir}")
+    return 0 if stats["complete"] else 1
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--workers", type=int, default=None, help="Ray actors (0 = no Ray); default: segment.workers")
+    parser.add_argument("--report", default="reports/segment_stats.json", help="where to copy stats.json (a DVC metric)")
