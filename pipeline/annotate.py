@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from pipeline.stage import Item, Reject
+from pipeline.stage import Item, ItemContext, Output, Reject, Stage
 
 
 def animate_items(input_dir: str) -> list[Item]:
@@ -89,3 +89,32 @@ def encode_png(array: np.ndarray) -> bytes:
     if not ok:
         raise RuntimeError("PNG encoding failed")
     return buf.tobytes()
+
+
+class ImageBatchStage(Stage):
+    """A stage whose item is one image of `data/animate` (`item.data["file"]`), annotated in
+    batches: unreadable images are refused one by one, the rest go to `annotate` together."""
+
+    def annotate(self, images: list[np.ndarray], items: list[Item], ctxs: list[ItemContext]) -> list[Output | Reject]:
+        raise NotImplementedError
+
+    def process(self, item: Item, ctx: ItemContext) -> Output:
+        result = self.process_batch([item], [ctx])[0]
+        if isinstance(result, Reject):
+            raise result
+        return result
+
+    def process_batch(self, items: list[Item], ctxs: list[ItemContext]) -> list[Output | Reject]:
+        results: list[Output | Reject | None] = [None] * len(items)
+        images, where = [], []
+        for k, item in enumerate(items):
+            try:
+                images.append(read_rgb(item.data["file"]))
+                where.append(k)
+            except Reject as rej:
+                results[k] = rej
+        if images:
+            done = self.annotate(images, [items[k] for k in where], [ctxs[k] for k in where])
+            for k, result in zip(where, done):
+                results[k] = result
+        return results

@@ -15,6 +15,7 @@ from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_
 
 import yaml
 
+from pipeline.config.caption import CaptionParams
 from pipeline.config.data import DataParams
 from pipeline.config.ingest import IngestParams
 from pipeline.config.relight import RelightParams
@@ -45,6 +46,7 @@ class Params:
     sample: SampleParams
     relight: RelightParams
     segment: SegmentParams
+    caption: CaptionParams
 
 
 def _check_scalar(tp: Any, value: Any, path: str) -> Any:

@@ -19,14 +19,14 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from pipeline.annotate import animate_items, default_workers, encode_png, gpu_resources, read_rgb
+from pipeline.annotate import ImageBatchStage, animate_items, default_workers, encode_png, gpu_resources, read_rgb
 from pipeline.config.segment import SegmentParams
 from pipeline.labels import LABEL_NAMES
 from pipeline.params import load_params
 from pipeline.parsers import build_parser
 from pipeline.parsers.base import FaceParser
 from pipeline.runner import Runner
-from pipeline.stage import Item, ItemContext, Output, Reject, Stage
+from pipeline.stage import Item, ItemContext, Output, Reject
 
 # Overlay colours of the preview, one per canonical id (background black = untouched).
 PALETTE = np.array([
@@ -37,7 +37,7 @@ PALETTE = np.array([
 
 
 @dataclasses.dataclass
-class SegmentStage(Stage):
+class SegmentStage(ImageBatchStage):
     params: SegmentParams
     name: ClassVar[str] = "segment"
     code_modules: ClassVar[tuple[str, ...]] = (
@@ -75,25 +75,9 @@ class SegmentStage(Stage):
         self.setup()
         return self._parser
 
-    def process(self, item: Item, ctx: ItemContext) -> Output:
-        result = self.process_batch([item], [ctx])[0]
-        if isinstance(result, Reject):
-            raise result
-        return result
-
-    def process_batch(self, items: list[Item], ctxs: list[ItemContext]) -> list[Output | Reject]:
-        results: list[Output | Reject | None] = [None] * len(items)
-        images, where = [], []
-        for k, item in enumerate(items):
-            try:
-                images.append(read_rgb(item.data["file"]))
-                where.append(k)
-            except Reject as rej:
-                results[k] = rej
-        if images:
-            for k, labels in zip(where, self.parser.parse(images)):
-                results[k] = labels if isinstance(labels, Reject) else self._output(items[k], labels)
-        return results
+    def annotate(self, images: list[np.ndarray], items: list[Item], ctxs: list[ItemContext]) -> list[Output | Reject]:
+        return [labels if isinstance(labels, Reject) else self._output(item, labels)
+                for item, labels in zip(items, self.parser.parse(images))]
 
     def _output(self, item: Item, labels: np.ndarray) -> Output:
         d = item.data

@@ -1,0 +1,135 @@
+"""`piq caption`: a detailed caption for every animated image (paper 3.2, B.3).
+
+One item per image of `data/animate` (`<face_id>-<image>`). The captioner named by
+`caption.backend` (the paper's LLaVA-1.5 with its instruction, or the offline captioner that
+describes what it measures) writes one caption per image; the manifest keeps the offline
+backend's measures beside it. Model backends get `caption.batch_size` images per call from the
+runner. `preview.jpg` shows one face's images with their captions underneath.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import textwrap
+from pathlib import Path
+from typing import Any, ClassVar
+
+import cv2
+import numpy as np
+import pandas as pd
+
+from pipeline.annotate import ImageBatchStage, animate_items, default_workers, gpu_resources, read_rgb
+from pipeline.captioners import Caption, Captioner, build_captioner
+from pipeline.config.caption import CaptionParams
+from pipeline.params import load_params
+from pipeline.runner import Runner
+from pipeline.stage import Item, ItemContext, Output, Reject
+
+# Measured attributes the offline backend adds to the manifest (NaN for a model backend).
+ATTRIBUTES = ("smile", "mouth_open", "eye_open", "brow_raise", "yaw", "pitch", "roll", "gaze_x", "gaze_y",
+              "brightness", "contrast", "side_light", "warmth")
+
+
+@dataclasses.dataclass
+class CaptionStage(ImageBatchStage):
+    params: CaptionParams
+    name: ClassVar[str] = "caption"
+    code_modules: ClassVar[tuple[str, ...]] = (
+        "pipeline.captioners.attributes", "pipeline.captioners.llava", "pipeline.faces.mesh", "pipeline.annotate",
+    )
+    manifest_columns: ClassVar[dict[str, str]] = {
+        "face_id": "string", "image": "string", "caption": "string", "backend": "string",
+        **{a: "float64" for a in ATTRIBUTES},
+    }
+
+    def __post_init__(self) -> None:
+        self._captioner: Captioner | None = None
+
+    def __getstate__(self) -> dict[str, Any]:  # ship params only; each worker loads its own model
+        return {"params": self.params}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.params, self._captioner = state["params"], None
+
+    @property
+    def batch_size(self) -> int:
+        return 1 if self.params.backend == "attributes" else self.params.batch_size
+
+    @property
+    def resources(self) -> dict[str, float]:
+        p = self.params
+        return gpu_resources(p.backend != "attributes", p.device, p.num_gpus)
+
+    def setup(self) -> None:
+        if self._captioner is None:
+            self._captioner = build_captioner(self.params)
+            self._captioner.setup()
+
+    @property
+    def captioner(self) -> Captioner:
+        self.setup()
+        return self._captioner
+
+    def annotate(self, images: list[np.ndarray], items: list[Item], ctxs: list[ItemContext]) -> list[Output | Reject]:
+        captions = self.captioner.caption(images, [c.seed for c in ctxs])
+        return [c if isinstance(c, Reject) else self._output(item, c) for item, c in zip(items, captions)]
+
+    def _output(self, item: Item, caption: Caption) -> Output:
+        row = {"face_id": item.data["face_id"], "image": item.data["image"], "caption": caption.text,
+               "backend": self.captioner.name}
+        row.update({a: caption.attributes.get(a, float("nan")) for a in ATTRIBUTES})
+        return Output(rows=[row])
+
+
+def write_preview(params: CaptionParams, tile: int = 256, max_images: int = 4, width: int = 38) -> Path | None:
+    """`preview.jpg`: the first face's images side by side, each caption wrapped underneath."""
+    manifest = Path(params.out_dir) / "manifest.parquet"
+    if not manifest.is_file():
+        return None
+    rows = pd.read_parquet(manifest)
+    if rows.empty:
+        return None
+    rows = rows[rows.face_id == rows.iloc[0].face_id].sort_values("image").head(max_images)
+    animate = pd.read_parquet(Path(params.input_dir) / "manifest.parquet").set_index(["face_id", "image"])
+    columns = []
+    wrapped = [textwrap.wrap(f"{r.image}: {r.caption}", width) for r in rows.itertuples()]
+    lines = max(len(w) for w in wrapped)
+    for r, text in zip(rows.itertuples(), wrapped):
+        rgb = read_rgb(str(Path(params.input_dir) / animate.loc[(r.face_id, r.image), "path"]))
+        img = cv2.resize(rgb, (tile, tile), interpolation=cv2.INTER_AREA)
+        band = np.full((14 * lines + 8, tile, 3), 255, np.uint8)
+        for k, line in enumerate(text):
+            cv2.putText(band, line, (4, 14 + 14 * k), cv2.FONT_HERSHEY_SIMPLEX, 0.36, (0, 0, 0), 1, cv2.LINE_AA)
+        columns.append(np.concatenate([img, band], 0))
+        columns.append(np.full((columns[-1].shape[0], 4, 3), 255, np.uint8))
+    out = Path(params.out_dir) / "preview.jpg"
+    cv2.imwrite(str(out), cv2.cvtColor(np.concatenate(columns[:-1], 1), cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 90])
+    return out
+
+
+def run(params: CaptionParams, runner_params, seed: int):
+    summary = Runner(runner_params, seed).run(CaptionStage(params), animate_items(params.input_dir), params.out_dir)
+    if params.preview:
+        write_preview(params)
+    return summary
+
+
+def main(args: argparse.Namespace) -> int:
+    all_params = load_params(args.params)
+    p = all_params.caption
+    workers = args.workers if args.workers is not None else default_workers(
+        p.workers, p.backend == "attributes", p.device, p.num_gpus, all_params.runner.workers)
+    summary = run(p, dataclasses.replace(all_params.runner, workers=workers), all_params.seed)
+    stats = summary.stats
+    report = Path(args.report)
+    report.parent.mkdir(parents=True, exist_ok=True)
+    report.write_text(json.dumps(stats, indent=1, sort_keys=True) + "\n")
+    print(f"caption ({p.backend}): {stats['items']} images, {stats['done']} captions, {stats['rejected']} refused "
+          f"{stats['reject_codes']}, {summary.skipped} already done -> {p.out_dir}")
+    return 0 if stats["complete"] else 1
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--workers", type=int, default=None, help="Ray actors (0 = no Ray); default: caption.workers")
+    parser.add_argument("--report", default="reports/caption_stats.json", help="where to copy stats.json (a DVC metric)")

@@ -1,0 +1,94 @@
+"""The `caption` stage: offline attribute captions on the public-domain portraits (the astronaut
+smiles with teeth, Grace Hopper's mouth is closed) and a tiny random LLaVA saved in the published
+layout and loaded through the real path."""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipeline.config.caption import PAPER_INSTRUCTION, CaptionParams
+from pipeline.config.runner import RunnerParams
+from stages.caption import ATTRIBUTES, run
+from tests.relight_fixtures import make_fake_annotate_inputs
+
+LOCAL = RunnerParams(workers=0, progress=False)
+
+
+@pytest.fixture(scope="module")
+def attribute_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("caption")
+    animate, _ = make_fake_annotate_inputs(root, size=384, images=3, with_labels=False)
+    manifest = pd.read_parquet(animate / "manifest.parquet")
+    blank = manifest.iloc[[0]].assign(image="i09", path=lambda f: f.path.str.replace("i00", "i09"))
+    cv2.imwrite(str(animate / blank.path.iloc[0]), np.full((384, 384, 3), 90, np.uint8))
+    pd.concat([manifest, blank]).to_parquet(animate / "manifest.parquet", index=False)
+    params = CaptionParams(input_dir=str(animate), out_dir=str(root / "out"))
+    stats = run(params, LOCAL, seed=0).stats
+    return params, stats
+
+
+def test_smiling_face_is_called_smiling_and_neutral_is_not(attribute_run):
+    params, _ = attribute_run
+    out = pd.read_parquet(f"{params.out_dir}/manifest.parquet")
+    astronaut, hopper = out[out.face_id == "v0000-f000000"], out[out.face_id == "v0001-f000000"]
+    assert len(astronaut) == 3 and len(hopper) == 3
+    for caption in astronaut.caption:
+        assert "smil" in caption.lower() and ("teeth" in caption or "toothy" in caption or "open-mouthed" in caption)
+    for caption in hopper.caption:
+        assert "smil" not in caption.lower() and "open" not in caption.lower()
+    assert (astronaut.smile > hopper.smile.max()).all() and (astronaut.mouth_open > hopper.mouth_open.max()).all()
+    assert set(out.backend) == {"attributes"} and all(out[a].notna().all() for a in ATTRIBUTES)
+
+
+def test_phrasing_varies_by_seed_and_is_deterministic(attribute_run, tmp_path):
+    params, _ = attribute_run
+    out = pd.read_parquet(f"{params.out_dir}/manifest.parquet")
+    # three images of one portrait: same measures, different seeds -> different wordings
+    assert out[out.face_id == "v0000-f000000"].caption.nunique() >= 2
+    again = CaptionParams(input_dir=params.input_dir, out_dir=str(tmp_path / "again"), preview=False)
+    run(again, LOCAL, seed=0)
+    redo = pd.read_parquet(f"{again.out_dir}/manifest.parquet")
+    key = ["face_id", "image"]
+    assert out.sort_values(key).caption.tolist() == redo.sort_values(key).caption.tolist()
+
+
+def test_no_face_refused_and_preview_written(attribute_run):
+    params, stats = attribute_run
+    assert stats["reject_codes"] == {"no_face": 1} and stats["done"] == 6
+    preview = cv2.imread(f"{params.out_dir}/preview.jpg")
+    assert preview is not None and preview.shape[0] > 256 + 40  # images plus caption bands
+
+
+def test_llava_random_model_through_the_real_path(tmp_path):
+    from pipeline.captioners.llava import LlavaCaptioner
+    from pipeline.captioners.llava_random import save_random_llava
+    from tests.relight_fixtures import portrait_crop
+
+    folder = save_random_llava(tmp_path / "llava")
+    animate, _ = make_fake_annotate_inputs(tmp_path, size=64, images=3, with_labels=False)
+    params = CaptionParams(input_dir=str(animate), out_dir=str(tmp_path / "out"), backend="llava", llava_dir=str(folder),
+                           device="cpu", batch_size=4, max_new_tokens=8)
+    stats = run(params, LOCAL, seed=0).stats
+    out = pd.read_parquet(f"{params.out_dir}/manifest.parquet")
+    assert set(out.backend) == {"llava"} and len(out) + stats["rejected"] == 6
+    assert out[list(ATTRIBUTES)].isna().all().all()
+    captioner = LlavaCaptioner(params)
+    assert PAPER_INSTRUCTION in captioner.prompt and captioner.prompt.count("<image>") == 1
+    # batched greedy generation (one shared prompt, no padding) equals one image at a time
+    single = captioner.generate([portrait_crop("hopper", 64)[0]])[0]
+    assert out[out.face_id == "v0001-f000000"].caption.iloc[0] == single
+    assert out.caption.str.len().min() > 0
+
+
+@pytest.mark.gpu
+def test_llava_bf16_static_cache_on_gpu(tmp_path):
+    from pipeline.captioners.llava_random import save_random_llava
+
+    folder = save_random_llava(tmp_path / "llava")
+    animate, _ = make_fake_annotate_inputs(tmp_path, size=64, images=3, with_labels=False)
+    params = CaptionParams(input_dir=str(animate), out_dir=str(tmp_path / "out"), backend="llava", llava_dir=str(folder),
+                           device="cuda", batch_size=4, max_new_tokens=8)
+    stats = run(params, LOCAL, seed=0).stats
+    assert stats["done"] + stats["rejected"] == 6 and stats["done"] > 0
