@@ -118,3 +118,47 @@ class ImageBatchStage(Stage):
             for k, result in zip(where, done):
                 results[k] = result
         return results
+
+
+def _size_key(size: Any, key: str) -> Any:
+    return size.get(key) if isinstance(size, dict) else getattr(size, key, None)
+
+
+def pixel_batch(images: list[np.ndarray], image_processor: Any, device: Any, dtype: Any):
+    """The model input a Hugging Face image processor would make (resize, centre crop, rescale,
+    normalise, with its own sizes, resampling and statistics), computed in torch on `device`.
+
+    Why: the processors work image by image on the CPU in PIL (~10 ms for a 1024 px image),
+    which caps a GPU model at ~100 images/s per worker; this does the same on the GPU. Resampling
+    differs from PIL's only in rounding (tests/test_caption.py compares them)."""
+    import torch
+    import torch.nn.functional as F
+
+    ip = image_processor
+    mode = {2: "bilinear", 3: "bicubic"}.get(int(getattr(ip, "resample", 2) or 2), "bilinear")
+    size = ip.size
+    out = []
+    for img in images:
+        x = torch.from_numpy(np.ascontiguousarray(img)).to(device).permute(2, 0, 1)[None].float()
+        h, w = x.shape[-2:]
+        if getattr(ip, "do_resize", True):
+            short = _size_key(size, "shortest_edge")
+            if short:
+                scale = short / min(h, w)
+                new = (max(int(short if h <= w else round(h * scale)), 1), max(int(short if w <= h else round(w * scale)), 1))
+            else:
+                new = (int(_size_key(size, "height")), int(_size_key(size, "width")))
+            x = F.interpolate(x, size=new, mode=mode, align_corners=False, antialias=True)
+        if getattr(ip, "do_center_crop", False) and getattr(ip, "crop_size", None) is not None:
+            ch, cw = int(_size_key(ip.crop_size, "height")), int(_size_key(ip.crop_size, "width"))
+            top, left = (x.shape[-2] - ch) // 2, (x.shape[-1] - cw) // 2
+            x = x[..., top : top + ch, left : left + cw]
+        out.append(x)
+    x = torch.cat(out).clamp_(0, 255)
+    if getattr(ip, "do_rescale", True):
+        x = x * float(ip.rescale_factor)
+    if getattr(ip, "do_normalize", True):
+        mean = torch.tensor(ip.image_mean, device=x.device).view(1, -1, 1, 1)
+        std = torch.tensor(ip.image_std, device=x.device).view(1, -1, 1, 1)
+        x = (x - mean) / std
+    return x.to(dtype)

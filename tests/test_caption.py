@@ -92,3 +92,19 @@ def test_llava_bf16_static_cache_on_gpu(tmp_path):
                            device="cuda", batch_size=4, max_new_tokens=8)
     stats = run(params, LOCAL, seed=0).stats
     assert stats["done"] + stats["rejected"] == 6 and stats["done"] > 0
+
+
+def test_pixel_batch_matches_the_hf_image_processors():
+    """The GPU-side preprocessing gives what the models' own processors give (PIL resampling)."""
+    import torch
+    from transformers import CLIPImageProcessor, SegformerImageProcessor
+
+    from pipeline.annotate import pixel_batch
+    from tests.relight_fixtures import portrait_crop
+
+    images = [portrait_crop("astronaut", 400)[0], portrait_crop("hopper", 300)[0]]
+    for ip in (SegformerImageProcessor(size={"height": 128, "width": 128}),
+               CLIPImageProcessor(size={"shortest_edge": 112}, crop_size={"height": 112, "width": 112})):
+        ref = ip(images=images, return_tensors="pt")["pixel_values"]
+        got = pixel_batch(images, ip, "cpu", torch.float32)
+        assert got.shape == ref.shape and (got - ref).abs().mean() < 0.01

@@ -3,8 +3,10 @@ local folder (e.g. llava-hf/llava-1.5-7b-hf, downloaded by the user), the paper'
 greedy decoding, bf16 on a GPU.
 
 What the shared prompt buys: every image gets the same instruction and (at the processor's fixed
-336 px) the same number of image tokens, so all sequences of a batch have one length: no padding,
-no attention mask holes, and positions identical across the batch. That lets generation run with
+336 px) the same number of image tokens, so the prompt is tokenized once (at setup) and tiled
+over the batch: no per-batch tokenization, no padding, no attention-mask holes, positions
+identical across the batch. Pixels are preprocessed on the model's device
+(`pipeline.annotate.pixel_batch`, the image processor's own sizes and statistics). That lets generation run with
 a *static* KV cache of a fixed shape (`cache_implementation="static"`, `caption.static_cache`); on
 CUDA, transformers then compiles the one-token decode step (torch.compile, CUDA graphs,
 `generation_config.compile_config`), which removes the per-layer launch overhead that dominates
@@ -20,7 +22,7 @@ from typing import Sequence
 
 import numpy as np
 
-from pipeline.annotate import resolve_device
+from pipeline.annotate import pixel_batch, resolve_device
 from pipeline.captioners.base import Caption, Captioner
 from pipeline.stage import Reject
 
@@ -36,9 +38,10 @@ class LlavaCaptioner(Captioner):
         self._model = None
         self._processor = None
         self._prompt: str | None = None
+        self._ids = None
 
     def __getstate__(self) -> dict:
-        return {"params": self.params, "_model": None, "_processor": None, "_prompt": None}
+        return {"params": self.params, "_model": None, "_processor": None, "_prompt": None, "_ids": None}
 
     def setup(self) -> None:
         if self._model is not None:
@@ -51,13 +54,30 @@ class LlavaCaptioner(Captioner):
             raise FileNotFoundError(f"caption.llava_dir {folder} has no config.json (a LLaVA folder)")
         device, dtype = resolve_device(p.device, p.dtype)
         model = LlavaForConditionalGeneration.from_pretrained(folder, local_files_only=True, dtype=dtype)
-        self._model = model.to(device).eval()
         processor = AutoProcessor.from_pretrained(folder, local_files_only=True)
-        processor.tokenizer.padding_side = "left"  # generation appends on the right
-        if processor.tokenizer.pad_token is None:
-            processor.tokenizer.pad_token = processor.tokenizer.eos_token or processor.tokenizer.unk_token
-        self._processor = processor
-        self._prompt = self.build_prompt(processor, p.instruction)
+        self._attach(model.to(device).eval(), processor)
+
+    @classmethod
+    def from_model(cls, params, model, processor) -> "LlavaCaptioner":
+        """A captioner around a model already in memory (bench/annotate.py's random 7B model)."""
+        captioner = cls(params)
+        captioner._attach(model, processor)
+        return captioner
+
+    def _attach(self, model, processor) -> None:
+        self._model, self._processor = model, processor
+        self._prompt = self.build_prompt(processor, self.params.instruction)
+        self._encode_prompt()
+
+    def _encode_prompt(self) -> None:
+        """Token ids of the prompt with its image tokens expanded, computed once (all images
+        share them)."""
+        ip = self._processor.image_processor
+        crop = getattr(ip, "crop_size", None) or ip.size
+        side = int(crop["height"] if isinstance(crop, dict) else getattr(crop, "height", None) or 336)
+        dummy = np.zeros((side, side, 3), np.uint8)
+        enc = self._processor(images=[dummy], text=[self._prompt], return_tensors="pt")
+        self._ids = enc["input_ids"].to(self._model.device)
 
     @staticmethod
     def build_prompt(processor, instruction: str) -> str:
@@ -82,13 +102,13 @@ class LlavaCaptioner(Captioner):
         batch = list(images)
         if p.static_cache and model.device.type == "cuda" and n < p.batch_size:
             batch += [images[0]] * (p.batch_size - n)  # one shape for the compiled decode step
-        inputs = self._processor(images=batch, text=[self._prompt] * len(batch), return_tensors="pt", padding=True)
-        inputs = {k: v.to(model.device) for k, v in inputs.items()}
-        inputs["pixel_values"] = inputs["pixel_values"].to(model.dtype)
         kwargs = {"cache_implementation": "static"} if p.static_cache else {}
         with torch.inference_mode():
-            out = model.generate(**inputs, do_sample=False, max_new_tokens=p.max_new_tokens, **kwargs)
-        new = out[:n, inputs["input_ids"].shape[1] :]
+            pixels = pixel_batch(batch, self._processor.image_processor, model.device, model.dtype)
+            ids = self._ids.expand(len(batch), -1)
+            out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), pixel_values=pixels,
+                                 do_sample=False, max_new_tokens=p.max_new_tokens, **kwargs)
+        new = out[:n, ids.shape[1] :]
         return [t.strip() for t in self._processor.batch_decode(new, skip_special_tokens=True)]
 
     def caption(self, images: Sequence[np.ndarray], seeds: Sequence[int]) -> list[Caption | Reject]:

@@ -2,8 +2,9 @@
 loaded from a local folder (e.g. a CelebAMask-HQ checkpoint such as jonathandinu/face-parsing,
 downloaded by the user), its 19 labels mapped to our canonical ids by name from `config.id2label`.
 
-A batch is preprocessed by the model's own processor (resize to its size, normalise), run in one
-forward in bf16 on a GPU, and the logits are upsampled bilinearly to each image's size before the
+A batch is preprocessed as the model's own processor says (its size, resampling and statistics;
+done in torch on the model's device, `pipeline.annotate.pixel_batch`), run in one forward in bf16
+on a GPU, and the logits are upsampled bilinearly to each image's size before the
 argmax, so label edges follow the image rather than the 128 px logit grid.
 """
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Sequence
 
 import numpy as np
 
-from pipeline.annotate import resolve_device
+from pipeline.annotate import pixel_batch, resolve_device
 from pipeline.labels import id_lookup
 from pipeline.parsers.base import FaceParser
 from pipeline.stage import Reject
@@ -41,15 +42,26 @@ class SegformerParser(FaceParser):
         if not (folder / "config.json").is_file():
             raise FileNotFoundError(f"segment.segformer_dir {folder} has no config.json (a SegFormer folder)")
         device, dtype = resolve_device(self.params.device, self.params.dtype)
-        model = SegformerForSemanticSegmentation.from_pretrained(folder, local_files_only=True, torch_dtype=dtype)
-        self._model = model.to(device).eval()
-        self._processor = AutoImageProcessor.from_pretrained(folder, local_files_only=True)
+        model = SegformerForSemanticSegmentation.from_pretrained(folder, local_files_only=True, dtype=dtype)
+        self._attach(model.to(device).eval(), AutoImageProcessor.from_pretrained(folder, local_files_only=True))
+
+    @classmethod
+    def from_model(cls, params, model, image_processor) -> "SegformerParser":
+        """A parser around a model already in memory (bench/annotate.py's random B5)."""
+        parser = cls(params)
+        parser._attach(model, image_processor)
+        return parser
+
+    def _attach(self, model, image_processor) -> None:
+        import torch
+
+        self._model, self._processor = model, image_processor
         lookup = id_lookup(model.config.id2label)  # KeyError names a label we cannot map
         lut = np.zeros(max(lookup) + 1, np.uint8)
         for src, dst in lookup.items():
             lut[src] = dst
-        self._lut = torch.as_tensor(lut, device=device)
-        if device.type == "cuda":
+        self._lut = torch.as_tensor(lut, device=model.device)
+        if model.device.type == "cuda":
             torch.backends.cudnn.benchmark = True
 
     def parse(self, images: Sequence[np.ndarray]) -> list[np.ndarray | Reject]:
@@ -58,9 +70,8 @@ class SegformerParser(FaceParser):
 
         self.setup()
         model = self._model
-        inputs = self._processor(images=list(images), return_tensors="pt")
-        pixels = inputs["pixel_values"].to(model.device, model.dtype)
         with torch.inference_mode():
+            pixels = pixel_batch(list(images), self._processor, model.device, model.dtype)
             logits = model(pixel_values=pixels).logits  # (B, 19, H/4, W/4)
             out = []
             sizes = {img.shape[:2] for img in images}
