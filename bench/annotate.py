@@ -1,0 +1,243 @@
+"""Benchmark of the annotation stages: offline backends per CPU core, model backends on a GPU.
+
+    python bench/annotate.py [--images 6] [--size 1024] [--workers 0 2] [--skip-relight]
+    python bench/annotate.py --device cuda [--what llava segformer] [--llava-batches 1 16 64]
+                             [--seg-batches 1 32 64 128] [--modes eager static]
+    python bench/annotate.py --tiny      (the GPU code on a CPU with tiny models: a smoke test, not a figure)
+
+CPU: images/s of the offline backends through the stages' entry points (`stages.caption.run`,
+`stages.segment.run`, and `bench.relight.bench_cpu` for relight's `sh`), the runner in-process
+with one thread (= one core), then on N Ray actors, on 1024 px portraits in the layout of
+data/animate. mediapipe's own graph threads are not limited by the runner.
+
+GPU (`--device cuda`): random weights of the real sizes in bf16 (weights do not change the cost):
+- LLaVA-1.5-7B (CLIP ViT-L/14 at 336 px, 576 image tokens + the paper's instruction, Llama-2-7B
+  sized decoder), greedy, exactly `--new-tokens` (128) new tokens (EOS disabled), through
+  `LlavaCaptioner.generate` (1024 px images in, preprocessing on the GPU included), batch 1 vs
+  batched, `eager` (dynamic KV cache) and `static` (static KV cache; transformers compiles the
+  decode step on CUDA; the first call per batch size compiles and is excluded).
+- SegFormer-B5 (depths 3/6/40/3, widths 64/128/320/512, 768-d decoder, 19 labels) at 512 px
+  through `SegformerParser.parse` (1024 px uint8 images in, label maps at 1024 px out, on the
+  host), batch 1 vs batched; plus the bare forward at 512 px for comparison with FACTS.md.
+Aims per H100 (issue 10): captions >= 50/s, SegFormer >= 500 images/s; ratios are printed.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+CAPTION_AIM, SEGFORMER_AIM = 50.0, 500.0
+
+
+def bench_cpu(images: int = 6, size: int = 1024, workers: Sequence[int] = (0,), relight: bool = True) -> dict[str, float]:
+    """images/s (and per core) of the offline caption, segment (and relight) backends."""
+    from pipeline.config.caption import CaptionParams
+    from pipeline.config.runner import RunnerParams
+    from pipeline.config.segment import SegmentParams
+    from pipeline.runner import init_ray
+    from stages import caption, segment
+    from tests.relight_fixtures import make_fake_annotate_inputs
+
+    results: dict[str, float] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        faces = (("astronaut", False), ("hopper", False), ("astronaut", True))
+        per_face = max(1, -(-images // len(faces)))
+        animate, _ = make_fake_annotate_inputs(work / "in", size=size, faces=faces, images=per_face, with_labels=False)
+        n = len(faces) * per_face
+        print(f"offline annotation input: {n} images of {size} px")
+        ray_started = False
+        for count in workers:
+            if count and not ray_started:
+                t0 = time.perf_counter()
+                init_ray(RunnerParams(workers=max(workers)))
+                ray_started = True
+                print(f"ray start-up (excluded): {time.perf_counter() - t0:.1f} s")
+            runner = RunnerParams(workers=count, threads_per_worker=1, progress=False)
+            label = "in-process" if count == 0 else f"ray x{count}"
+            for stage, module, params in (
+                ("caption attributes", caption, CaptionParams(input_dir=str(animate), out_dir=str(work / f"cap{count}"), preview=False)),
+                ("segment mesh", segment, SegmentParams(input_dir=str(animate), out_dir=str(work / f"seg{count}"), preview=False)),
+            ):
+                start = time.perf_counter()
+                stats = module.run(params, runner, seed=0).stats
+                seconds = time.perf_counter() - start
+                results[f"{stage} {label}"] = n / seconds
+                print(f"{stage:>18} {label:>10}: {seconds:6.1f} s  {n / seconds:6.2f} images/s  "
+                      f"{n / seconds / max(count, 1):6.2f} images/s/core  ({stats['done']} done, {stats['rejected']} refused)")
+    if relight:
+        from bench.relight import bench_cpu as relight_cpu
+
+        for label, rate in relight_cpu(images, 5, size, workers).items():
+            results[f"relight sh {label}"] = rate
+    return results
+
+
+def _sync(cuda: bool) -> None:
+    if cuda:
+        import torch
+
+        torch.cuda.synchronize()
+
+
+def _portraits(n: int, size: int) -> list[np.ndarray]:
+    from tests.relight_fixtures import portrait_crop
+
+    base = [portrait_crop("astronaut", size)[0], portrait_crop("hopper", size)[0]]
+    return [base[i % 2] for i in range(n)]
+
+
+def bench_llava(batches: Sequence[int], modes: Sequence[str], new_tokens: int, size: int, repeats: int, tiny: bool) -> dict:
+    import torch
+
+    from pipeline.captioners.llava import LlavaCaptioner
+    from pipeline.captioners.llava_random import build_random_llava
+    from pipeline.config.caption import CaptionParams
+
+    cuda = not tiny
+    t0 = time.perf_counter()
+    model, processor = build_random_llava(full=cuda, dtype=torch.bfloat16 if cuda else None)
+    if cuda:
+        model = model.to("cuda")
+    model.generation_config.eos_token_id = None  # always exactly `new_tokens` tokens
+    n_params = sum(p.numel() for p in model.parameters()) / 1e9
+    where = torch.cuda.get_device_name() if cuda else "CPU (--tiny: a tiny model, figures mean nothing)"
+    print(f"LLaVA-1.5 architecture, random weights, {model.dtype}, {n_params:.2f} B parameters on {where} "
+          f"(built in {time.perf_counter() - t0:.0f} s); {new_tokens} new tokens, {size} px images in")
+    rates: dict[tuple[str, int], float] = {}
+    for mode in modes:
+        for batch in batches:
+            params = CaptionParams(backend="llava", llava_dir="(in memory)", batch_size=batch, max_new_tokens=new_tokens,
+                                   static_cache=mode == "static", device="cuda" if cuda else "cpu")
+            captioner = LlavaCaptioner.from_model(params, model, processor)
+            images = _portraits(batch, size)
+            if cuda:
+                torch.cuda.reset_peak_memory_stats()
+            t0 = time.perf_counter()
+            captioner.generate(images)  # warm-up (static: compiles the decode step for this shape)
+            _sync(cuda)
+            warm = time.perf_counter() - t0
+            start = time.perf_counter()
+            for _ in range(repeats):
+                captioner.generate(images)
+            _sync(cuda)
+            seconds = (time.perf_counter() - start) / repeats
+            rates[(mode, batch)] = batch / seconds
+            peak = f"  peak {torch.cuda.max_memory_allocated() / 2**30:5.1f} GiB" if cuda else ""
+            print(f"llava {mode:>6} batch {batch:>3}: {seconds:7.2f} s/call  {batch / seconds:7.2f} captions/s  "
+                  f"{batch * new_tokens / seconds:8.0f} tokens/s  (first call {warm:.1f} s){peak}")
+            if cuda:
+                torch._dynamo.reset()
+    for mode in modes:
+        if (mode, 1) in rates and len(batches) > 1:
+            best = max((b for b in batches if (mode, b) in rates), key=lambda b: rates[(mode, b)])
+            print(f"ratio llava {mode} batch {best} / batch 1: {rates[(mode, best)] / rates[(mode, 1)]:.2f}")
+    best = max(rates, key=rates.get)
+    print(f"ratio best llava ({best[0]}, batch {best[1]}) / aim {CAPTION_AIM:.0f} captions/s: {rates[best] / CAPTION_AIM:.2f}")
+    return rates
+
+
+def random_segformer_b5(tiny: bool):
+    from transformers import SegformerConfig, SegformerForSemanticSegmentation, SegformerImageProcessor
+
+    labels = ["background", "skin", "nose", "eye_g", "l_eye", "r_eye", "l_brow", "r_brow", "l_ear", "r_ear",
+              "mouth", "u_lip", "l_lip", "hair", "hat", "ear_r", "neck_l", "neck", "cloth"]
+    if tiny:
+        config = SegformerConfig(depths=[1, 1, 1, 1], hidden_sizes=[8, 16, 24, 32], num_attention_heads=[1, 1, 1, 1],
+                                 decoder_hidden_size=16, num_labels=19)
+        size = 64
+    else:
+        config = SegformerConfig(depths=[3, 6, 40, 3], hidden_sizes=[64, 128, 320, 512], num_attention_heads=[1, 2, 5, 8],
+                                 decoder_hidden_size=768, num_labels=19)
+        size = 512
+    config.id2label = dict(enumerate(labels))
+    config.label2id = {n: i for i, n in enumerate(labels)}
+    return SegformerForSemanticSegmentation(config).eval(), SegformerImageProcessor(size={"height": size, "width": size})
+
+
+def bench_segformer(batches: Sequence[int], size: int, repeats: int, tiny: bool) -> dict:
+    import torch
+
+    from pipeline.config.segment import SegmentParams
+    from pipeline.parsers.segformer import SegformerParser
+
+    cuda = not tiny
+    model, image_processor = random_segformer_b5(tiny)
+    if cuda:
+        model = model.to("cuda", torch.bfloat16)
+        torch.backends.cudnn.benchmark = True
+    n_params = sum(p.numel() for p in model.parameters()) / 1e6
+    res = image_processor.size["height"]
+    where = torch.cuda.get_device_name() if cuda else "CPU (--tiny: a tiny model, figures mean nothing)"
+    print(f"SegFormer-B5 architecture, random weights, {model.dtype}, {n_params:.1f} M parameters, {res} px, on {where}")
+    parser = SegformerParser.from_model(SegmentParams(backend="segformer", segformer_dir="(in memory)"), model, image_processor)
+    rates, bare = {}, {}
+    for batch in batches:
+        images = _portraits(batch, size)
+        parser.parse(images)  # warm-up
+        _sync(cuda)
+        start = time.perf_counter()
+        for _ in range(repeats):
+            maps = parser.parse(images)
+        _sync(cuda)
+        seconds = (time.perf_counter() - start) / repeats
+        rates[batch] = batch / seconds
+        x = torch.randn(batch, 3, res, res, device=model.device, dtype=model.dtype)
+        with torch.inference_mode():
+            model(pixel_values=x)
+            _sync(cuda)
+            start = time.perf_counter()
+            for _ in range(repeats):
+                model(pixel_values=x)
+            _sync(cuda)
+        fwd = (time.perf_counter() - start) / repeats
+        bare[batch] = batch / fwd
+        print(f"segformer batch {batch:>3}: parse {seconds * 1000:8.1f} ms  {batch / seconds:7.1f} images/s "
+              f"({size} px in, {maps[0].shape[0]} px maps out)   bare forward {batch / fwd:7.1f} images/s")
+    if 1 in rates and len(batches) > 1:
+        best = max(rates, key=rates.get)
+        print(f"ratio segformer batch {best} / batch 1: {rates[best] / rates[1]:.2f}")
+    best = max(rates, key=rates.get)
+    print(f"ratio best segformer parse (batch {best}) / aim {SEGFORMER_AIM:.0f} images/s: {rates[best] / SEGFORMER_AIM:.2f}; "
+          f"bare forward {max(bare.values()) / SEGFORMER_AIM:.2f}")
+    return rates
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--tiny", action="store_true", help="the GPU benchmark's code on a CPU with tiny models (smoke test)")
+    parser.add_argument("--images", type=int, default=6)
+    parser.add_argument("--size", type=int, default=1024, help="side of the input images (data/animate: 1024)")
+    parser.add_argument("--workers", type=int, nargs="+", default=[0], help="CPU: 0 = in-process; N = N Ray actors")
+    parser.add_argument("--skip-relight", action="store_true")
+    parser.add_argument("--what", nargs="+", default=["llava", "segformer"], choices=["llava", "segformer"])
+    parser.add_argument("--llava-batches", type=int, nargs="+", default=[1, 16, 64])
+    parser.add_argument("--modes", nargs="+", default=["eager", "static"], choices=["eager", "static"])
+    parser.add_argument("--new-tokens", type=int, default=128)
+    parser.add_argument("--seg-batches", type=int, nargs="+", default=[1, 32, 64, 128])
+    parser.add_argument("--repeats", type=int, default=2)
+    args = parser.parse_args()
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    if args.device == "cuda" or args.tiny:
+        if args.device == "cuda":
+            import torch
+
+            torch.backends.cuda.matmul.allow_tf32 = True
+        if "segformer" in args.what:
+            bench_segformer(args.seg_batches if not args.tiny else [1, 2], args.size, args.repeats, args.tiny)
+        if "llava" in args.what:
+            bench_llava(args.llava_batches if not args.tiny else [1, 2], args.modes, args.new_tokens if not args.tiny else 4,
+                        args.size, args.repeats if not args.tiny else 1, args.tiny)
+    else:
+        bench_cpu(args.images, args.size, args.workers, relight=not args.skip_relight)
+
+
+if __name__ == "__main__":
+    main()
