@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, ClassVar
 
 import cv2
 import numpy as np
@@ -93,7 +93,44 @@ def encode_png(array: np.ndarray) -> bytes:
 
 class ImageBatchStage(Stage):
     """A stage whose item is one image of `data/animate` (`item.data["file"]`), annotated in
-    batches: unreadable images are refused one by one, the rest go to `annotate` together."""
+    batches by a backend chosen in its params (`params.backend`; `offline_backend` names the one
+    that needs no GPU): unreadable images are refused one by one, the rest go to `annotate`
+    together. Only the params are shipped to a Ray worker; each worker builds its own backend."""
+
+    params: Any
+    offline_backend: ClassVar[str] = ""
+
+    def __post_init__(self) -> None:
+        self._impl = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"params": self.params}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.params, self._impl = state["params"], None
+
+    def build(self) -> Any:
+        """The backend object named by the params, not yet set up."""
+        raise NotImplementedError
+
+    @property
+    def batch_size(self) -> int:  # the runner hands model backends whole batches
+        return 1 if self.params.backend == self.offline_backend else self.params.batch_size
+
+    @property
+    def resources(self) -> dict[str, float]:
+        p = self.params
+        return gpu_resources(p.backend != self.offline_backend, p.device, p.num_gpus)
+
+    def setup(self) -> None:
+        if self._impl is None:
+            self._impl = self.build()
+            self._impl.setup()
+
+    @property
+    def backend(self) -> Any:
+        self.setup()
+        return self._impl
 
     def annotate(self, images: list[np.ndarray], items: list[Item], ctxs: list[ItemContext]) -> list[Output | Reject]:
         raise NotImplementedError
@@ -162,3 +199,40 @@ def pixel_batch(images: list[np.ndarray], image_processor: Any, device: Any, dty
         std = torch.tensor(ip.image_std, device=x.device).view(1, -1, 1, 1)
         x = (x - mean) / std
     return x.to(dtype)
+
+
+def run_annotation(stage: ImageBatchStage, runner_params: Any, seed: int, preview: Callable[[Any], Any] | None = None):
+    """Run `stage` over every image of its `params.input_dir`, then write its preview."""
+    from pipeline.runner import Runner
+
+    p = stage.params
+    summary = Runner(runner_params, seed).run(stage, animate_items(p.input_dir), p.out_dir)
+    if p.preview and preview is not None:
+        preview(p)
+    return summary
+
+
+def annotation_main(args: Any, section: str, stage_cls: type, preview: Callable[[Any], Any], made: str) -> int:
+    """`piq caption` / `piq segment`: params, workers, run, stats report, one summary line."""
+    import dataclasses
+    import json
+
+    from pipeline.params import load_params
+
+    all_params = load_params(args.params)
+    p = getattr(all_params, section)
+    workers = args.workers if args.workers is not None else default_workers(
+        p.workers, p.backend == stage_cls.offline_backend, p.device, p.num_gpus, all_params.runner.workers)
+    summary = run_annotation(stage_cls(p), dataclasses.replace(all_params.runner, workers=workers), all_params.seed, preview)
+    stats = summary.stats
+    report = Path(args.report)
+    report.parent.mkdir(parents=True, exist_ok=True)
+    report.write_text(json.dumps(stats, indent=1, sort_keys=True) + "\n")
+    print(f"{section} ({p.backend}): {stats['items']} images, {stats['done']} {made}, {stats['rejected']} refused "
+          f"{stats['reject_codes']}, {summary.skipped} already done -> {p.out_dir}")
+    return 0 if stats["complete"] else 1
+
+
+def add_annotation_arguments(parser: Any, section: str) -> None:
+    parser.add_argument("--workers", type=int, default=None, help=f"Ray actors (0 = no Ray); default: {section}.workers")
+    parser.add_argument("--report", default=f"reports/{section}_stats.json", help="where to copy stats.json (a DVC metric)")

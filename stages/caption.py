@@ -10,20 +10,17 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import textwrap
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import cv2
 import numpy as np
 import pandas as pd
 
-from pipeline.annotate import ImageBatchStage, animate_items, default_workers, gpu_resources, read_rgb
-from pipeline.captioners import Caption, Captioner, build_captioner
+from pipeline.annotate import ImageBatchStage, add_annotation_arguments, annotation_main, read_rgb, run_annotation
+from pipeline.captioners import Caption, build_captioner
 from pipeline.config.caption import CaptionParams
-from pipeline.params import load_params
-from pipeline.runner import Runner
 from pipeline.stage import Item, ItemContext, Output, Reject
 
 # Measured attributes the offline backend adds to the manifest (NaN for a model backend).
@@ -43,41 +40,18 @@ class CaptionStage(ImageBatchStage):
         **{a: "float64" for a in ATTRIBUTES},
     }
 
-    def __post_init__(self) -> None:
-        self._captioner: Captioner | None = None
+    offline_backend: ClassVar[str] = "attributes"
 
-    def __getstate__(self) -> dict[str, Any]:  # ship params only; each worker loads its own model
-        return {"params": self.params}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.params, self._captioner = state["params"], None
-
-    @property
-    def batch_size(self) -> int:
-        return 1 if self.params.backend == "attributes" else self.params.batch_size
-
-    @property
-    def resources(self) -> dict[str, float]:
-        p = self.params
-        return gpu_resources(p.backend != "attributes", p.device, p.num_gpus)
-
-    def setup(self) -> None:
-        if self._captioner is None:
-            self._captioner = build_captioner(self.params)
-            self._captioner.setup()
-
-    @property
-    def captioner(self) -> Captioner:
-        self.setup()
-        return self._captioner
+    def build(self):
+        return build_captioner(self.params)
 
     def annotate(self, images: list[np.ndarray], items: list[Item], ctxs: list[ItemContext]) -> list[Output | Reject]:
-        captions = self.captioner.caption(images, [c.seed for c in ctxs])
+        captions = self.backend.caption(images, [c.seed for c in ctxs])
         return [c if isinstance(c, Reject) else self._output(item, c) for item, c in zip(items, captions)]
 
     def _output(self, item: Item, caption: Caption) -> Output:
         row = {"face_id": item.data["face_id"], "image": item.data["image"], "caption": caption.text,
-               "backend": self.captioner.name}
+               "backend": self.backend.name}
         row.update({a: caption.attributes.get(a, float("nan")) for a in ATTRIBUTES})
         return Output(rows=[row])
 
@@ -109,27 +83,12 @@ def write_preview(params: CaptionParams, tile: int = 256, max_images: int = 4, w
 
 
 def run(params: CaptionParams, runner_params, seed: int):
-    summary = Runner(runner_params, seed).run(CaptionStage(params), animate_items(params.input_dir), params.out_dir)
-    if params.preview:
-        write_preview(params)
-    return summary
+    return run_annotation(CaptionStage(params), runner_params, seed, write_preview)
 
 
 def main(args: argparse.Namespace) -> int:
-    all_params = load_params(args.params)
-    p = all_params.caption
-    workers = args.workers if args.workers is not None else default_workers(
-        p.workers, p.backend == "attributes", p.device, p.num_gpus, all_params.runner.workers)
-    summary = run(p, dataclasses.replace(all_params.runner, workers=workers), all_params.seed)
-    stats = summary.stats
-    report = Path(args.report)
-    report.parent.mkdir(parents=True, exist_ok=True)
-    report.write_text(json.dumps(stats, indent=1, sort_keys=True) + "\n")
-    print(f"caption ({p.backend}): {stats['items']} images, {stats['done']} captions, {stats['rejected']} refused "
-          f"{stats['reject_codes']}, {summary.skipped} already done -> {p.out_dir}")
-    return 0 if stats["complete"] else 1
+    return annotation_main(args, "caption", CaptionStage, write_preview, "captions")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--workers", type=int, default=None, help="Ray actors (0 = no Ray); default: caption.workers")
-    parser.add_argument("--report", default="reports/caption_stats.json", help="where to copy stats.json (a DVC metric)")
+    add_annotation_arguments(parser, "caption")

@@ -13,19 +13,16 @@ import argparse
 import dataclasses
 import json
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import cv2
 import numpy as np
 import pandas as pd
 
-from pipeline.annotate import ImageBatchStage, animate_items, default_workers, encode_png, gpu_resources, read_rgb
+from pipeline.annotate import ImageBatchStage, add_annotation_arguments, annotation_main, encode_png, read_rgb, run_annotation
 from pipeline.config.segment import SegmentParams
 from pipeline.labels import LABEL_NAMES
-from pipeline.params import load_params
 from pipeline.parsers import build_parser
-from pipeline.parsers.base import FaceParser
-from pipeline.runner import Runner
 from pipeline.stage import Item, ItemContext, Output, Reject
 
 # Overlay colours of the preview, one per canonical id (background black = untouched).
@@ -47,37 +44,14 @@ class SegmentStage(ImageBatchStage):
         "face_id": "string", "image": "string", "path": "string", "label_counts": "string", "backend": "string",
     }
 
-    def __post_init__(self) -> None:
-        self._parser: FaceParser | None = None
+    offline_backend: ClassVar[str] = "mesh"
 
-    def __getstate__(self) -> dict[str, Any]:  # ship params only; each worker loads its own model
-        return {"params": self.params}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.params, self._parser = state["params"], None
-
-    @property
-    def batch_size(self) -> int:  # the runner hands model backends whole batches
-        return 1 if self.params.backend == "mesh" else self.params.batch_size
-
-    @property
-    def resources(self) -> dict[str, float]:
-        p = self.params
-        return gpu_resources(p.backend != "mesh", p.device, p.num_gpus)
-
-    def setup(self) -> None:
-        if self._parser is None:
-            self._parser = build_parser(self.params)
-            self._parser.setup()
-
-    @property
-    def parser(self) -> FaceParser:
-        self.setup()
-        return self._parser
+    def build(self):
+        return build_parser(self.params)
 
     def annotate(self, images: list[np.ndarray], items: list[Item], ctxs: list[ItemContext]) -> list[Output | Reject]:
         return [labels if isinstance(labels, Reject) else self._output(item, labels)
-                for item, labels in zip(items, self.parser.parse(images))]
+                for item, labels in zip(items, self.backend.parse(images))]
 
     def _output(self, item: Item, labels: np.ndarray) -> Output:
         d = item.data
@@ -85,7 +59,7 @@ class SegmentStage(ImageBatchStage):
         ids, counts = np.unique(labels, return_counts=True)
         row = {"face_id": d["face_id"], "image": d["image"], "path": rel,
                "label_counts": json.dumps({LABEL_NAMES[i]: int(c) for i, c in zip(ids, counts)}),
-               "backend": self.parser.name}
+               "backend": self.backend.name}
         return Output(rows=[row], files={rel: encode_png(labels.astype(np.uint8))})
 
 
@@ -129,27 +103,12 @@ def write_preview(params: SegmentParams, tile: int = 256, max_images: int = 6) -
 
 
 def run(params: SegmentParams, runner_params, seed: int):
-    summary = Runner(runner_params, seed).run(SegmentStage(params), animate_items(params.input_dir), params.out_dir)
-    if params.preview:
-        write_preview(params)
-    return summary
+    return run_annotation(SegmentStage(params), runner_params, seed, write_preview)
 
 
 def main(args: argparse.Namespace) -> int:
-    all_params = load_params(args.params)
-    p = all_params.segment
-    workers = args.workers if args.workers is not None else default_workers(
-        p.workers, p.backend == "mesh", p.device, p.num_gpus, all_params.runner.workers)
-    summary = run(p, dataclasses.replace(all_params.runner, workers=workers), all_params.seed)
-    stats = summary.stats
-    report = Path(args.report)
-    report.parent.mkdir(parents=True, exist_ok=True)
-    report.write_text(json.dumps(stats, indent=1, sort_keys=True) + "\n")
-    print(f"segment ({p.backend}): {stats['items']} images, {stats['done']} label maps, {stats['rejected']} refused "
-          f"{stats['reject_codes']}, {summary.skipped} already done -> {p.out_dir}")
-    return 0 if stats["complete"] else 1
+    return annotation_main(args, "segment", SegmentStage, write_preview, "label maps")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--workers", type=int, default=None, help="Ray actors (0 = no Ray); default: segment.workers")
-    parser.add_argument("--report", default="reports/segment_stats.json", help="where to copy stats.json (a DVC metric)")
+    add_annotation_arguments(parser, "segment")

@@ -35,7 +35,6 @@ class SegformerParser(FaceParser):
     def setup(self) -> None:
         if self._model is not None:
             return
-        import torch
         from transformers import AutoImageProcessor, SegformerForSemanticSegmentation
 
         folder = Path(self.params.segformer_dir)
