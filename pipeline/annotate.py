@@ -84,6 +84,21 @@ def gpu_resources(model_backend: bool, device: str, num_gpus: float) -> dict[str
     return {"num_cpus": 1}
 
 
+def preview_images(params: Any, max_images: int) -> list[tuple[dict, np.ndarray]]:
+    """(manifest row, RGB image) of the first face in `params.out_dir`'s manifest, up to
+    `max_images` in image order; empty before the stage has made anything."""
+    manifest = Path(params.out_dir) / "manifest.parquet"
+    if not manifest.is_file():
+        return []
+    rows = pd.read_parquet(manifest)
+    if rows.empty:
+        return []
+    rows = rows[rows.face_id == rows.iloc[0].face_id].sort_values("image").head(max_images)
+    animate = pd.read_parquet(Path(params.input_dir) / "manifest.parquet").set_index(["face_id", "image"])
+    return [(row, read_rgb(str(Path(params.input_dir) / animate.loc[(row["face_id"], row["image"]), "path"])))
+            for row in rows.to_dict("records")]
+
+
 def encode_png(array: np.ndarray) -> bytes:
     ok, buf = cv2.imencode(".png", array)
     if not ok:

@@ -16,9 +16,8 @@ from typing import ClassVar
 
 import cv2
 import numpy as np
-import pandas as pd
 
-from pipeline.annotate import ImageBatchStage, add_annotation_arguments, annotation_main, read_rgb, run_annotation
+from pipeline.annotate import ImageBatchStage, add_annotation_arguments, annotation_main, preview_images, run_annotation
 from pipeline.captioners import Caption, build_captioner
 from pipeline.config.caption import CaptionParams
 from pipeline.stage import Item, ItemContext, Output, Reject
@@ -58,19 +57,13 @@ class CaptionStage(ImageBatchStage):
 
 def write_preview(params: CaptionParams, tile: int = 256, max_images: int = 4, width: int = 38) -> Path | None:
     """`preview.jpg`: the first face's images side by side, each caption wrapped underneath."""
-    manifest = Path(params.out_dir) / "manifest.parquet"
-    if not manifest.is_file():
+    shown = preview_images(params, max_images)
+    if not shown:
         return None
-    rows = pd.read_parquet(manifest)
-    if rows.empty:
-        return None
-    rows = rows[rows.face_id == rows.iloc[0].face_id].sort_values("image").head(max_images)
-    animate = pd.read_parquet(Path(params.input_dir) / "manifest.parquet").set_index(["face_id", "image"])
-    columns = []
-    wrapped = [textwrap.wrap(f"{r.image}: {r.caption}", width) for r in rows.itertuples()]
+    wrapped = [textwrap.wrap(f"{row['image']}: {row['caption']}", width) for row, _ in shown]
     lines = max(len(w) for w in wrapped)
-    for r, text in zip(rows.itertuples(), wrapped):
-        rgb = read_rgb(str(Path(params.input_dir) / animate.loc[(r.face_id, r.image), "path"]))
+    columns = []
+    for (_, rgb), text in zip(shown, wrapped):
         img = cv2.resize(rgb, (tile, tile), interpolation=cv2.INTER_AREA)
         band = np.full((14 * lines + 8, tile, 3), 255, np.uint8)
         for k, line in enumerate(text):

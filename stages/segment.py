@@ -17,9 +17,8 @@ from typing import ClassVar
 
 import cv2
 import numpy as np
-import pandas as pd
 
-from pipeline.annotate import ImageBatchStage, add_annotation_arguments, annotation_main, encode_png, read_rgb, run_annotation
+from pipeline.annotate import ImageBatchStage, add_annotation_arguments, annotation_main, encode_png, preview_images, run_annotation
 from pipeline.config.segment import SegmentParams
 from pipeline.labels import LABEL_NAMES
 from pipeline.parsers import build_parser
@@ -74,19 +73,13 @@ def overlay(rgb: np.ndarray, labels: np.ndarray, alpha: float = 0.55) -> np.ndar
 
 def write_preview(params: SegmentParams, tile: int = 256, max_images: int = 6) -> Path | None:
     """`preview.jpg`: the first face's images (top) and their label overlays (bottom), with a legend."""
-    manifest = Path(params.out_dir) / "manifest.parquet"
-    if not manifest.is_file():
+    shown = preview_images(params, max_images)
+    if not shown:
         return None
-    rows = pd.read_parquet(manifest)
-    if rows.empty:
-        return None
-    rows = rows[rows.face_id == rows.iloc[0].face_id].sort_values("image").head(max_images)
-    animate = pd.read_parquet(Path(params.input_dir) / "manifest.parquet").set_index(["face_id", "image"])
     top, bottom = [], []
     present: set[int] = set()
-    for r in rows.itertuples():
-        rgb = read_rgb(str(Path(params.input_dir) / animate.loc[(r.face_id, r.image), "path"]))
-        labels = cv2.imread(str(Path(params.out_dir) / r.path), cv2.IMREAD_UNCHANGED)
+    for row, rgb in shown:
+        labels = cv2.imread(str(Path(params.out_dir) / row["path"]), cv2.IMREAD_UNCHANGED)
         present |= set(np.unique(labels).tolist())
         top.append(cv2.resize(rgb, (tile, tile), interpolation=cv2.INTER_AREA))
         bottom.append(cv2.resize(overlay(rgb, labels), (tile, tile), interpolation=cv2.INTER_AREA))

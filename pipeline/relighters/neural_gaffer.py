@@ -33,6 +33,7 @@ from typing import Any, ClassVar, Sequence
 import cv2
 import numpy as np
 
+from pipeline.annotate import resolve_device
 from pipeline.config.relight import RelightParams
 from pipeline.relighters.base import Relighter
 from pipeline.relighters.envmaps import EnvLight, sample
@@ -125,17 +126,6 @@ def load_unet(folder: Path, dtype):
     unet.load_state_dict(state, strict=True)
     return unet.to(dtype)
 
-
-def resolve_device(device: str, dtype: str) -> tuple[Any, Any]:
-    """torch device and dtype; fp32 whenever the device is a CPU."""
-    import torch
-
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("relight.device is cuda but no CUDA device is visible")
-    dt = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[dtype]
-    return torch.device(device), (torch.float32 if device == "cpu" else dt)
 
 
 @dataclasses.dataclass
