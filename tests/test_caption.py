@@ -11,6 +11,7 @@ import pytest
 from pipeline.config.caption import PAPER_INSTRUCTION, CaptionParams
 from pipeline.config.runner import RunnerParams
 from stages.caption import ATTRIBUTES, run
+from tests.annotate_fixtures import animate_with_blank
 from tests.relight_fixtures import make_fake_annotate_inputs
 
 LOCAL = RunnerParams(workers=0, progress=False)
@@ -19,11 +20,7 @@ LOCAL = RunnerParams(workers=0, progress=False)
 @pytest.fixture(scope="module")
 def attribute_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("caption")
-    animate, _ = make_fake_annotate_inputs(root, size=384, images=3, with_labels=False)
-    manifest = pd.read_parquet(animate / "manifest.parquet")
-    blank = manifest.iloc[[0]].assign(image="i09", path=lambda f: f.path.str.replace("i00", "i09"))
-    cv2.imwrite(str(animate / blank.path.iloc[0]), np.full((384, 384, 3), 90, np.uint8))
-    pd.concat([manifest, blank]).to_parquet(animate / "manifest.parquet", index=False)
+    animate, _ = animate_with_blank(root, size=384, images=3, blank_image="i09")
     params = CaptionParams(input_dir=str(animate), out_dir=str(root / "out"))
     stats = run(params, LOCAL, seed=0).stats
     return params, stats
@@ -61,7 +58,8 @@ def test_no_face_refused_and_preview_written(attribute_run):
     assert preview is not None and preview.shape[0] > 256 + 40  # images plus caption bands
 
 
-def test_llava_random_model_through_the_real_path(tmp_path):
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)])
+def test_llava_random_model_through_the_real_path(tmp_path, device):
     from pipeline.captioners.llava import LlavaCaptioner
     from pipeline.captioners.llava_random import save_random_llava
     from tests.relight_fixtures import portrait_crop
@@ -69,7 +67,7 @@ def test_llava_random_model_through_the_real_path(tmp_path):
     folder = save_random_llava(tmp_path / "llava")
     animate, _ = make_fake_annotate_inputs(tmp_path, size=64, images=3, with_labels=False)
     params = CaptionParams(input_dir=str(animate), out_dir=str(tmp_path / "out"), backend="llava", llava_dir=str(folder),
-                           device="cpu", batch_size=4, max_new_tokens=8)
+                           device=device, batch_size=4, max_new_tokens=8)
     stats = run(params, LOCAL, seed=0).stats
     out = pd.read_parquet(f"{params.out_dir}/manifest.parquet")
     assert set(out.backend) == {"llava"} and len(out) + stats["rejected"] == 6
@@ -77,21 +75,11 @@ def test_llava_random_model_through_the_real_path(tmp_path):
     captioner = LlavaCaptioner(params)
     assert PAPER_INSTRUCTION in captioner.prompt and captioner.prompt.count("<image>") == 1
     # batched greedy generation (one shared prompt, no padding) equals one image at a time
+    # (exactly in fp32 on a CPU; bf16 on a GPU may round differently)
     single = captioner.generate([portrait_crop("hopper", 64)[0]])[0]
-    assert out[out.face_id == "v0001-f000000"].caption.iloc[0] == single
+    if device == "cpu":
+        assert out[out.face_id == "v0001-f000000"].caption.iloc[0] == single
     assert out.caption.str.len().min() > 0
-
-
-@pytest.mark.gpu
-def test_llava_bf16_static_cache_on_gpu(tmp_path):
-    from pipeline.captioners.llava_random import save_random_llava
-
-    folder = save_random_llava(tmp_path / "llava")
-    animate, _ = make_fake_annotate_inputs(tmp_path, size=64, images=3, with_labels=False)
-    params = CaptionParams(input_dir=str(animate), out_dir=str(tmp_path / "out"), backend="llava", llava_dir=str(folder),
-                           device="cuda", batch_size=4, max_new_tokens=8)
-    stats = run(params, LOCAL, seed=0).stats
-    assert stats["done"] + stats["rejected"] == 6 and stats["done"] > 0
 
 
 def test_pixel_batch_matches_the_hf_image_processors():

@@ -14,6 +14,7 @@ from pipeline.config.runner import RunnerParams
 from pipeline.config.segment import SegmentParams
 from pipeline.labels import INNER_FACE, LABEL_IDS
 from stages.segment import run
+from tests.annotate_fixtures import animate_with_blank
 from tests.relight_fixtures import make_fake_annotate_inputs
 
 LOCAL = RunnerParams(workers=0, progress=False)
@@ -24,12 +25,7 @@ CELEBAMASK = ["background", "skin", "nose", "eye_g", "l_eye", "r_eye", "l_brow",
 @pytest.fixture(scope="module")
 def mesh_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("segment")
-    animate, _ = make_fake_annotate_inputs(root, size=384, images=1, with_labels=False)
-    # one image with no face: a flat grey picture in the same set layout
-    manifest = pd.read_parquet(animate / "manifest.parquet")
-    blank = manifest.iloc[[0]].assign(image="i01", path=lambda f: f.path.str.replace("i00", "i01"))
-    cv2.imwrite(str(animate / blank.path.iloc[0]), np.full((384, 384, 3), 128, np.uint8))
-    pd.concat([manifest, blank]).to_parquet(animate / "manifest.parquet", index=False)
+    animate, manifest = animate_with_blank(root, size=384, images=1, blank_image="i01")
     params = SegmentParams(input_dir=str(animate), out_dir=str(root / "out"))
     stats = run(params, LOCAL, seed=0).stats
     return params, stats, manifest
