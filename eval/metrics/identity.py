@@ -1,0 +1,52 @@
+"""CSIM: cosine similarity of identity embeddings of the output and the target (paper: ArcFace;
+offline: dlib's ResNet, see eval/identity.py). A pair where either image has no face found is a
+failure. Target embeddings are the same for every method: pass one `cache` dict to share them."""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from eval.identity import load_identity_encoder
+from eval.metrics import MetricResult, summarize, unavailable
+
+
+class CSIM:
+    names = ("CSIM",)
+
+    def __init__(self, kind: str = "auto", weights: str | None = None, cache: dict | None = None, encoder=None) -> None:
+        self.reason = None
+        self.encoder = encoder
+        if encoder is None:
+            try:
+                self.encoder = load_identity_encoder(kind, weights)
+            except (FileNotFoundError, ImportError, OSError) as err:
+                self.reason = f"{kind} identity encoder: {err}"
+        self.backend = self.encoder.name if self.encoder else kind
+        self.cache = {} if cache is None else cache
+        self._values: list[float | None] = []
+
+    def _embed_many(self, images: Sequence[np.ndarray]) -> list[np.ndarray | None]:
+        batch = getattr(self.encoder, "embed_batch", None)
+        return batch(list(images)) if batch else [self.encoder.embed(i) for i in images]
+
+    def update(self, outputs: Sequence[np.ndarray], targets: Sequence[np.ndarray], pair_ids: Sequence[str] = ()) -> None:
+        if self.encoder is None:
+            return
+        ids = list(pair_ids) or [None] * len(targets)
+        tgt: list[np.ndarray | None] = [self.cache.get((self.backend, p)) if p else None for p in ids]
+        todo = [i for i, p in enumerate(ids) if not p or (self.backend, p) not in self.cache]
+        for i, e in zip(todo, self._embed_many([targets[i] for i in todo])):
+            tgt[i] = e
+            if ids[i]:
+                self.cache[(self.backend, ids[i])] = e
+        for o, t in zip(self._embed_many(outputs), tgt):
+            self._values.append(None if o is None or t is None else float(np.dot(o, t)))
+
+    def per_pair(self) -> dict[str, list[float | None]]:
+        return {"CSIM": self._values}
+
+    def results(self) -> dict[str, MetricResult]:
+        if self.reason:
+            return {"CSIM": unavailable("CSIM", self.backend, self.reason)}
+        return {"CSIM": summarize("CSIM", self.backend, self._values)}
