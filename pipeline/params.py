@@ -17,6 +17,7 @@ import yaml
 
 from pipeline.config.data import DataParams
 from pipeline.config.dev_shards import DevShardsParams
+from pipeline.config.evaluate import EvaluateParams
 from pipeline.config.ingest import IngestParams
 from pipeline.config.runner import RunnerParams
 from pipeline.config.train import SampleParams, TrainParams
@@ -41,6 +42,7 @@ class Params:
     data: DataParams
     train: TrainParams
     sample: SampleParams
+    evaluate: EvaluateParams
 
 
 def _check_scalar(tp: Any, value: Any, path: str) -> Any:

@@ -74,21 +74,23 @@ class InceptionFeatures:
         return f.float().cpu().numpy().reshape(len(images), -1)
 
 
+def load_features(weights: str | None, device: str | None = None):
+    """(InceptionFeatures, None) or (None, why FID is unavailable)."""
+    try:
+        if not weights:
+            raise FileNotFoundError("evaluate.inception_weights is not set")
+        return InceptionFeatures(weights, device), None
+    except (FileNotFoundError, RuntimeError, OSError) as err:
+        return None, str(err)
+
+
 class FID:
     names = ("FID",)
 
-    def __init__(self, weights: str | None, device: str | None = None, cache: dict | None = None,
-                 features: InceptionFeatures | None = None) -> None:
-        self.reason = None
-        self.features = features
-        if features is None:
-            try:
-                if not weights:
-                    raise FileNotFoundError("evaluate.inception_weights is not set")
-                self.features = InceptionFeatures(weights, device)
-            except (FileNotFoundError, RuntimeError, OSError) as err:
-                self.reason = str(err)
-        self.backend = self.features.name if self.features else "inception"
+    def __init__(self, features: InceptionFeatures | None = None, reason: str | None = None,
+                 cache: dict | None = None) -> None:
+        self.features, self.reason = features, reason
+        self.backend = features.name if features is not None else "inception"
         self.cache = {} if cache is None else cache
         self._out: list[np.ndarray] = []
         self._tgt: list[np.ndarray] = []

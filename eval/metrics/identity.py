@@ -11,18 +11,20 @@ from eval.identity import load_identity_encoder
 from eval.metrics import MetricResult, summarize, unavailable
 
 
+def load_encoder(kind: str = "auto", weights: str | None = None):
+    """(encoder, None) or (None, why it is unavailable)."""
+    try:
+        return load_identity_encoder(kind, weights), None
+    except (FileNotFoundError, ImportError, OSError, RuntimeError) as err:
+        return None, f"{kind} identity encoder: {err}"
+
+
 class CSIM:
     names = ("CSIM",)
 
-    def __init__(self, kind: str = "auto", weights: str | None = None, cache: dict | None = None, encoder=None) -> None:
-        self.reason = None
-        self.encoder = encoder
-        if encoder is None:
-            try:
-                self.encoder = load_identity_encoder(kind, weights)
-            except (FileNotFoundError, ImportError, OSError) as err:
-                self.reason = f"{kind} identity encoder: {err}"
-        self.backend = self.encoder.name if self.encoder else kind
+    def __init__(self, encoder=None, reason: str | None = None, cache: dict | None = None) -> None:
+        self.encoder, self.reason = encoder, reason
+        self.backend = encoder.name if encoder is not None else "identity encoder"
         self.cache = {} if cache is None else cache
         self._values: list[float | None] = []
 

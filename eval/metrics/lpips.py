@@ -64,20 +64,22 @@ class LPIPSNet:
         return d.float().cpu().numpy()
 
 
+def load_net(alexnet_weights: str | None, device: str | None = None):
+    """(LPIPSNet, None) or (None, why LPIPS is unavailable)."""
+    try:
+        if not alexnet_weights:
+            raise FileNotFoundError("evaluate.lpips_alexnet_weights is not set")
+        return LPIPSNet(alexnet_weights, device), None
+    except (FileNotFoundError, ImportError, RuntimeError, OSError) as err:
+        return None, str(err)
+
+
 class LPIPS:
     names = ("LPIPS",)
 
-    def __init__(self, alexnet_weights: str | None, device: str | None = None, net: LPIPSNet | None = None) -> None:
-        self.reason = None
-        self.net = net
-        if net is None:
-            try:
-                if not alexnet_weights:
-                    raise FileNotFoundError("evaluate.lpips_alexnet_weights is not set")
-                self.net = LPIPSNet(alexnet_weights, device)
-            except (FileNotFoundError, ImportError, RuntimeError, OSError) as err:
-                self.reason = str(err)
-        self.backend = self.net.name if self.net else "lpips_alex"
+    def __init__(self, net: LPIPSNet | None = None, reason: str | None = None) -> None:
+        self.net, self.reason = net, reason
+        self.backend = net.name if net is not None else "lpips_alex"
         self._values: list[float | None] = []
 
     def update(self, outputs: Sequence[np.ndarray], targets: Sequence[np.ndarray], pair_ids: Sequence[str] = ()) -> None:

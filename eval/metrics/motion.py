@@ -38,11 +38,6 @@ def expression_points() -> tuple[int, ...]:
     return tuple(sorted(set(outer) | set(inner) | set(r["r_eye"]) | set(r["l_eye"]) | set(r["r_brow"]) | set(r["l_brow"])))
 
 
-def _rot_yx(yaw_deg: float, pitch_deg: float) -> np.ndarray:
-    y, p = np.radians(yaw_deg), np.radians(pitch_deg)
-    return np.array([np.sin(y) * np.cos(p), -np.sin(p), np.cos(y) * np.cos(p)])
-
-
 def mesh_measures(m: fm.Mesh) -> dict[str, np.ndarray]:
     """pose (3, radians), expression (K, 2) frontalised points (interocular = 100), gaze (3,)
     unit direction in camera space."""
@@ -84,24 +79,28 @@ class Face3DMM:
         return cv2.warpAffine(rgb, faces.similarity(m.five_points(), TEMPLATE_3DMM), (224, 224), flags=cv2.INTER_LINEAR)
 
 
+def load_3dmm(backend: str = "auto", folder: str | None = None, device: str | None = None):
+    """(Face3DMM or None, reason or None). `auto`: the 3DMM when its file is there, else the
+    mesh (no reason: the mesh is a backend, not a failure). `3dmm` without the file:
+    unavailable. `mesh`: never the 3DMM."""
+    if backend not in ("auto", "mesh", "3dmm"):
+        raise ValueError(f"motion backend {backend!r}: expected auto, mesh or 3dmm")
+    if backend == "mesh":
+        return None, None
+    try:
+        if not folder:
+            raise FileNotFoundError("evaluate.motion_3dmm_dir is not set")
+        return Face3DMM(folder, device), None
+    except (FileNotFoundError, RuntimeError, OSError) as err:
+        return None, (str(err) if backend == "3dmm" else None)
+
+
 class MotionMetrics:
     names = ("APD", "AED", "AGD")
 
-    def __init__(self, backend: str = "auto", dmm_dir: str | None = None, cache: dict | None = None,
-                 device: str | None = None) -> None:
-        if backend not in ("auto", "mesh", "3dmm"):
-            raise ValueError(f"motion backend {backend!r}: expected auto, mesh or 3dmm")
-        self.dmm = None
-        self.reason = None
-        if backend in ("auto", "3dmm"):
-            try:
-                self.dmm = Face3DMM(dmm_dir or "", device) if dmm_dir else None
-                if self.dmm is None and backend == "3dmm":
-                    raise FileNotFoundError("evaluate.motion_3dmm_dir is not set")
-            except FileNotFoundError as err:
-                if backend == "3dmm":
-                    self.reason = str(err)
-        self.pose_backend = "3dmm" if self.dmm else "mesh"
+    def __init__(self, dmm: Face3DMM | None = None, reason: str | None = None, cache: dict | None = None) -> None:
+        self.dmm, self.reason = dmm, reason
+        self.pose_backend = "3dmm" if dmm is not None else "mesh"
         self.cache = {} if cache is None else cache
         self._v: dict[str, list[float | None]] = {k: [] for k in self.names}
 
