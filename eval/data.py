@@ -145,6 +145,7 @@ def build_test_set(shards: str | Path, out_dir: str | Path, kind: str, num_pairs
     plans = plan_pairs(meta, kind, num_pairs, seed)
     fingerprint = {"kind": kind, "num_pairs": num_pairs, "seed": seed, "resolution": resolution,
                    "data": dataclasses.asdict(data), "sets": sorted(k for k, _ in meta)}
+    fingerprint = json.loads(json.dumps(fingerprint))  # as it reads back (tuples -> lists)
     index_path = out_dir / "index.json"
     if index_path.exists() and json.loads(index_path.read_text()).get("fingerprint") == fingerprint:
         return out_dir

@@ -77,8 +77,17 @@ def poisson(fg: np.ndarray, bg: np.ndarray, mask: np.ndarray) -> np.ndarray:
     if len(xs) == 0:
         return bg.copy()
     x0, x1, y0, y1 = xs.min(), xs.max(), ys.min(), ys.max()
-    center = (int((x0 + x1 + 1) // 2), int((y0 + y1 + 1) // 2))
-    out = cv2.seamlessClone(fg, bg, m, center, cv2.NORMAL_CLONE)
+    # OpenCV centres the mask's bounding box on `center` with integer halves: an even extent
+    # makes that exact (an odd one shifts the clone by a pixel).
+    if (x1 - x0) % 2:
+        m[:, x1] = 0
+        x1 -= 1
+    if (y1 - y0) % 2:
+        m[y1, :] = 0
+        y1 -= 1
+    center = (int((x0 + x1) // 2), int((y0 + y1) // 2))
+    # OpenCV 4.11 overwrites the mask passed to seamlessClone: give it a copy.
+    out = cv2.seamlessClone(np.ascontiguousarray(fg), bg, m.copy(), center, cv2.NORMAL_CLONE)
     keep = m == 0
     out[keep] = bg[keep]
     return out
