@@ -163,5 +163,5 @@ def write_report(out_dir: str | Path, results: dict[str, list[MethodReport]], ki
     (out / "tables.md").write_text("\n".join(md))
     frame = pd.DataFrame(rows, columns=["dataset", "method", "name", "metric", "value"])
     for k in ORDER:
-        part = frame[frame.metric == k][["name", "value"]].rename(columns={"value": k})
+        part = frame[frame.metric == k][["name", "value"]]
         part.to_csv(out / "plots" / f"{k}.csv", index=False)

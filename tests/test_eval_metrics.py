@@ -138,3 +138,18 @@ def test_3dmm_backend_loads_through_its_folder(tmp_path, hopper):
     r = m.results()
     assert r["APD"].backend == "3dmm" and r["AED"].backend == "3dmm" and r["AGD"].backend == "mesh"
     assert m.per_pair()["APD"][0] == pytest.approx(0.0, abs=1e-6) and m.per_pair()["APD"][1] > 0
+
+
+@pytest.mark.gpu
+def test_torch_metrics_agree_on_cuda_and_cpu(tmp_path):
+    torch.manual_seed(0)
+    torch.save(torchvision.models.alexnet().state_dict(), tmp_path / "alexnet.pth")
+    a = data.astronaut()[:256, :256]
+    b = np.ascontiguousarray(a[:, ::-1])
+    values = {}
+    for dev in ("cpu", "cuda"):
+        px, lp = PixelMetrics(dev), LPIPS(*load_net(str(tmp_path / "alexnet.pth"), dev))
+        px.update([a, b], [a, a])
+        lp.update([a, b], [a, a])
+        values[dev] = px.per_pair()["SSIM"] + px.per_pair()["PSNR"][1:] + lp.per_pair()["LPIPS"]
+    assert values["cuda"] == pytest.approx(values["cpu"], rel=1e-3, abs=1e-4)
