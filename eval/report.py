@@ -140,6 +140,7 @@ def write_report(out_dir: str | Path, results: dict[str, list[MethodReport]], ki
     out = Path(out_dir)
     (out / "plots").mkdir(parents=True, exist_ok=True)
     (out / "grids").mkdir(parents=True, exist_ok=True)
+    (out / "pairs").mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps(metrics_json(results), indent=1))
     (out / "report.json").write_text(json.dumps(report_json(results, meta), indent=1, default=str))
     md = ["# Evaluation", "", f"Pairs per data set: {meta.get('num_pairs')}; resolution {meta.get('resolution')} px; "
@@ -155,7 +156,7 @@ def write_report(out_dir: str | Path, results: dict[str, list[MethodReport]], ki
                 m = r.metrics.get(k)
                 if m is not None and m.mean is not None and not m.unavailable and math.isfinite(m.mean):
                     rows.append({"dataset": ds, "method": r.method, "name": f"{ds}/{r.method}", "metric": k, "value": m.mean})
-            pd.DataFrame(r.per_pair).to_csv(out / f"pairs_{ds}_{r.method}.csv", index=False)
+            pd.DataFrame(r.per_pair).to_csv(out / "pairs" / f"{ds}_{r.method}.csv", index=False)
             if r.grid:
                 cols = [np.stack([g[i] for g in r.grid]) for i in range(4)]
                 write_grid(out / "grids" / f"{ds}_{r.method}.png", cols,

@@ -35,7 +35,11 @@ def datasets(params) -> dict[str, tuple[Path, str]]:
         if not Path(shards).is_dir():
             print(f"evaluate: no shards at {shards}: replacement-{kind.upper()} skipped")
             continue
-        folder = build_test_set(shards, Path(p.testset_dir) / name, kind, p.num_pairs, p.seed, test_data, p.resolution)
+        try:
+            folder = build_test_set(shards, Path(p.testset_dir) / name, kind, p.num_pairs, p.seed, test_data, p.resolution)
+        except ValueError as err:  # e.g. no identity with two sets: no OOD pair can be made
+            print(f"evaluate: replacement-{kind.upper()} skipped: {err}")
+            continue
         out[name] = (folder, kind.upper())
     for folder in p.user_triplets:
         out[Path(folder).name] = (Path(folder), "user")

@@ -47,3 +47,11 @@ def test_arcface_missing_file_is_an_error_not_a_silent_fallback(tmp_path):
     with pytest.raises(FileNotFoundError):
         load_identity_encoder("arcface", str(tmp_path / "absent.onnx"))
     assert load_identity_encoder("auto", str(tmp_path / "absent.onnx")).name == "dlib_resnet_v1"
+
+
+def test_dlib_models_folder_can_be_given(tmp_path):
+    from eval.identity import dlib_models_dir
+
+    assert load_identity_encoder("dlib", str(dlib_models_dir())).name == "dlib_resnet_v1"
+    with pytest.raises(FileNotFoundError):
+        load_identity_encoder("dlib", str(tmp_path))

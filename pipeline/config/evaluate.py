@@ -22,7 +22,7 @@ class EvaluateParams:
     methods: tuple[str, ...] = METHOD_NAMES
     align_landmarks: Literal["five", "mesh"] = "mesh"
     identity_encoder: Literal["auto", "arcface", "dlib"] = "auto"
-    arcface_weights: str | None = None
+    identity_weights: str | None = None
     inception_weights: str | None = None
     lpips_alexnet_weights: str | None = None
     motion_backend: Literal["auto", "mesh", "3dmm"] = "auto"
