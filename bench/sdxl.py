@@ -42,3 +42,40 @@ def inputs(unet: UNet2DConditionModel, batch: int, latent: int, device: str, dty
             "time_ids": torch.tensor([res, 3 * res, 0, 0, res, 3 * res], device=device, dtype=dtype).expand(batch, 6),
         },
     }
+
+
+def full_components(family: str = "sdxl", seed: int = 0, dtype: torch.dtype = torch.float32):
+    """The whole SDXL base architecture with random weights (UNet, SDXL VAE, CLIP ViT-L and
+    OpenCLIP bigG text encoders, Euler-compatible DDPM scheduler), as `train.backbones.Components`.
+    The tokenizers are the byte-level ones of the tiny models with SDXL's 77-token length (no
+    BPE vocabulary ships offline); their ids fit the real 49,408-entry embedding tables."""
+    from diffusers import AutoencoderKL, DDPMScheduler
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+    from train.backbones import Components, _byte_vocab, tiny_tokenizer
+
+    if family != "sdxl":
+        raise ValueError("only the SDXL architecture is written out here")
+    torch.manual_seed(seed)
+    vae = AutoencoderKL(
+        in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(128, 256, 512, 512), layers_per_block=2,
+        down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4, norm_num_groups=32,
+        sample_size=1024, scaling_factor=0.13025,
+    )
+    ids = dict(vocab_size=49408, max_position_embeddings=77, bos_token_id=len(_byte_vocab()) - 2,
+               eos_token_id=len(_byte_vocab()) - 1, pad_token_id=len(_byte_vocab()) - 1)
+    te1 = CLIPTextModel(CLIPTextConfig(hidden_size=768, intermediate_size=3072, num_hidden_layers=12,
+                                       num_attention_heads=12, hidden_act="quick_gelu", projection_dim=768, **ids))
+    te2 = CLIPTextModelWithProjection(CLIPTextConfig(hidden_size=1280, intermediate_size=5120, num_hidden_layers=32,
+                                                     num_attention_heads=20, hidden_act="gelu", projection_dim=1280, **ids))
+    scheduler = DDPMScheduler(num_train_timesteps=1000, beta_schedule="scaled_linear", beta_start=0.00085,
+                              beta_end=0.012, steps_offset=1, timestep_spacing="leading")
+    tok = tiny_tokenizer()
+    tok.model_max_length = 77
+    tok2 = tiny_tokenizer()
+    tok2.model_max_length = 77
+    unet = UNet2DConditionModel(**SDXL_UNET)
+    comps = Components("sdxl", unet, vae, te1, tok, scheduler, te2, tok2)
+    for part in (unet, vae, te1, te2):
+        part.to(dtype)
+    return comps

@@ -15,9 +15,9 @@ A test set is a flat folder of files `<pair_id>.<role>.png` and an `index.json`:
 The same layout is accepted for outside data (FFHQ or VoxCeleb crops): drop files named like
 that into a folder and list it in `evaluate.user_triplets`.
 
-Shards are read through `iter_test_sets` only (one call to change when the shared webdataset
-reader lands). Test sets use the shards' test identities only: `evaluate.id_shards` and
-`evaluate.ood_shards` name the test splits.
+Shards are read through `pipeline.release.iter_sets` (the shared webdataset reader). Test sets
+use the shards' test identities only: `evaluate.id_shards` and `evaluate.ood_shards` name the
+release's `test_id` and `test_ood` splits (identity-disjoint from `train`, pipeline/splits.py).
 """
 from __future__ import annotations
 
@@ -30,29 +30,29 @@ import cv2
 import numpy as np
 
 from pipeline.config.data import DataParams
-from pipeline.shards import SetSample, decode_sample, finished_shards, iter_raw_samples
+from pipeline.release import iter_sets
+from pipeline.shards import SetSample
 from train.driving import driving_image
 
 ROLES = ("source", "driving", "driving_input", "target")
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".webp")
 
 
-# --- shard reading (the one place that knows the shard reader) --------------------------------
+# --- shard reading (through the shared release reader) -----------------------------------------
 
 def iter_test_sets(path: str | Path, keys: set[str] | None = None) -> Iterator[SetSample]:
-    """Decoded identity sets of the finished shards under `path` (shard order). With `keys`,
-    only those sets are decoded."""
-    for shard in finished_shards(path):
-        for key, fields in iter_raw_samples(shard):
-            if keys is None or key in keys:
-                yield decode_sample(key, fields)
+    """Identity sets of a release split (a folder, its index.json, or shard URLs; see
+    pipeline/release.py), in index order. Images decode lazily, on first access; with `keys`
+    only those sets are yielded."""
+    for sample in iter_sets(str(path)):
+        if keys is None or sample.key in keys:
+            yield sample
 
 
 def iter_test_meta(path: str | Path) -> Iterator[tuple[str, dict]]:
     """(set key, meta.json) of every set, without decoding images."""
-    for shard in finished_shards(path):
-        for key, fields in iter_raw_samples(shard):
-            yield key, json.loads(fields["meta.json"])
+    for sample in iter_sets(str(path)):
+        yield sample.key, sample.meta
 
 
 # --- pair plans ------------------------------------------------------------------------------
@@ -80,13 +80,13 @@ def plan_pairs(meta: Sequence[tuple[str, dict]], kind: str, num_pairs: int, seed
     if kind not in ("id", "ood"):
         raise ValueError(f"test set kind {kind!r}: expected 'id' or 'ood'")
     indices = {k: [img["index"] for img in m["images"]] for k, m in meta}
-    by_person: dict[str, list[str]] = {}
-    for k, m in meta:
-        by_person.setdefault(str(m["participant_id"]), []).append(k)
+    person = {k: str(m["participant_id"]) for k, m in meta}
+    clip = {k: str(m.get("video_id")) for k, m in meta}
+    others = {k: [o for o, _ in meta if person[o] == person[k] and clip[o] != clip[k]] for k, _ in meta}
     if kind == "id":
         eligible = [k for k, _ in meta if len(indices[k]) >= 2]
     else:
-        eligible = [k for k, m in meta if len(by_person[str(m["participant_id"])]) >= 2]
+        eligible = [k for k, _ in meta if others[k]]
     if not eligible:
         raise ValueError(f"no set can make a replacement-{kind.upper()} pair "
                          f"({'two images per set' if kind == 'id' else 'two sets of one identity'} needed)")
@@ -102,8 +102,7 @@ def plan_pairs(meta: Sequence[tuple[str, dict]], kind: str, num_pairs: int, seed
             options = [i for i in indices[src_set] if i != src_idx]
             tgt_set = src_set
         else:
-            others = [k for k in by_person[person[src_set]] if k != src_set]
-            tgt_set = others[int(r.integers(len(others)))]
+            tgt_set = others[src_set][int(r.integers(len(others[src_set])))]
             options = indices[tgt_set]
         tgt_idx = options[int(r.integers(len(options)))]
         plans.append(PairPlan(f"{kind}{n:05d}", src_set, src_idx, tgt_set, tgt_idx, int(r.integers(2**31))))

@@ -16,10 +16,10 @@ from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_
 import yaml
 
 from pipeline.config.data import DataParams
-from pipeline.config.dev_shards import DevShardsParams
 from pipeline.config.evaluate import EvaluateParams
 from pipeline.config.ingest import IngestParams
 from pipeline.config.runner import RunnerParams
+from pipeline.config.shard import ShardParams
 from pipeline.config.train import SampleParams, TrainParams
 
 T = TypeVar("T")
@@ -38,7 +38,7 @@ class Params:
     seed: int
     runner: RunnerParams
     ingest: IngestParams
-    dev_shards: DevShardsParams
+    shard: ShardParams
     data: DataParams
     train: TrainParams
     sample: SampleParams

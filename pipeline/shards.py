@@ -1,25 +1,36 @@
 """WebDataset shards in the release schema (docs/DATA.md): one sample per identity set.
 
-A shard is the unit of completion: its tar is written under a temporary name and renamed into
-place, then its `.stats.json` is written; a tar without stats is unfinished and is rewritten,
-a finished shard is never rewritten. Readers only see finished shards.
+Writing goes through `webdataset.TarWriter` with fixed member metadata (mtime 0, owner
+`piq`, mode 0644, fields in sorted order), so the same samples always give byte-identical
+tars. A shard is the unit of completion: its tar is written under a temporary name and renamed
+into place, then its `.stats.json`; a tar without stats is unfinished and is rewritten, a
+finished shard is never rewritten. Readers only see finished shards.
+
+Reading: `decode_sample` decodes every image of a set at once (verification, small tools);
+`LazySetSample` decodes an image the first time it is asked for, so a training pair pays for
+the four images it uses, not for the 147 of a paper-size set. `tar_offsets` lists where each
+member's bytes lie in a tar by reading its headers only, which is what lets the browser open a
+1 GB shard without reading it.
 """
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import io
 import json
 import re
 import tarfile
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterator
 
 import cv2
 import numpy as np
+import webdataset as wds
 
-from pipeline.state import atomic_write_json
 
 _FIELD = re.compile(r"^(meta\.json|i\d{2}\.jpg|i\d{2}\.seg\.png|i\d{2}\.r\d\.jpg)$")
+TAR_OWNER = "piq"  # fixed owner/group/mtime: the tar's bytes depend on its samples alone
 
 
 class ShardError(ValueError):
@@ -36,7 +47,7 @@ def finished_shards(shard_dir: str | Path) -> list[Path]:
     return sorted(p for p in shard_dir.glob("*.tar") if p.with_suffix(".stats.json").exists())
 
 
-def check_sample(key: str, fields: dict[str, bytes]) -> None:
+def check_sample(key: str, fields: Mapping[str, bytes]) -> None:
     if not key or "." in key or "/" in key:
         raise ShardError(f"sample key {key!r} must be non-empty and hold no '.' or '/'")
     if "meta.json" not in fields:
@@ -46,57 +57,36 @@ def check_sample(key: str, fields: dict[str, bytes]) -> None:
         raise ShardError(f"sample {key}: fields outside the schema: {bad}")
 
 
-def write_shard(path: Path, samples: list[tuple[str, dict[str, bytes]]]) -> dict[str, Any]:
-    """Write one finished shard (tar, then stats). Every sample must have the same fields."""
+def tar_bytes(samples: Sequence[tuple[str, Mapping[str, bytes]]]) -> bytes:
+    """The tar of `samples` (in the given order) as bytes, written by webdataset's TarWriter.
+    Every sample must have the same fields."""
     if not samples:
-        raise ShardError(f"{path.name}: no samples")
+        raise ShardError("a shard needs at least one sample")
     field_set = sorted(samples[0][1])
     for key, fields in samples:
         check_sample(key, fields)
         if sorted(fields) != field_set:
-            raise ShardError(f"{path.name}: sample {key} has fields {sorted(fields)}, the shard has {field_set}")
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tarfile.open(tmp, "w") as tar:
+            raise ShardError(f"sample {key} has fields {sorted(fields)}, the shard has {field_set}")
+    buf = io.BytesIO()
+    # mtime an int: a float one makes tarfile add a PAX header to every member
+    with wds.TarWriter(buf, encoder=False, user=TAR_OWNER, group=TAR_OWNER, mode=0o644, mtime=0) as sink:
         for key, fields in samples:
-            for field in field_set:
-                data = fields[field]
-                info = tarfile.TarInfo(f"{key}.{field}")
-                info.size, info.mtime, info.mode = len(data), 0, 0o644
-                tar.addfile(info, io.BytesIO(data))
-    tmp.replace(path)
-    stats = {"shard": path.name, "samples": len(samples), "keys": [k for k, _ in samples],
-             "fields": field_set, "bytes": path.stat().st_size}
-    atomic_write_json(path.with_suffix(".stats.json"), stats)
-    return stats
+            sink.write({"__key__": key, **fields})
+    return buf.getvalue()
 
 
-def write_shards(samples: Iterable[tuple[str, dict[str, bytes]]], shard_dir: str | Path, split: str,
-                 per_shard: int) -> list[dict[str, Any]]:
-    """Pack samples into `<split>-NNNNNN.tar`, skipping shards that are already finished.
-    The sample order must be deterministic so a rerun rebuilds the same shards."""
-    shard_dir = Path(shard_dir)
-    shard_dir.mkdir(parents=True, exist_ok=True)
-    batch: list[tuple[str, dict[str, bytes]]] = []
-    stats: list[dict[str, Any]] = []
-    index = 0
+def shard_stats(name: str, samples: Sequence[tuple[str, Mapping[str, bytes]]], data: bytes) -> dict[str, Any]:
+    return {"shard": name, "samples": len(samples), "keys": [k for k, _ in samples], "fields": sorted(samples[0][1]),
+            "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
 
-    def flush() -> None:
-        nonlocal index, batch
-        path = shard_dir / f"{shard_name(split, index)}.tar"
-        stats_path = path.with_suffix(".stats.json")
-        if stats_path.exists():
-            stats.append(json.loads(stats_path.read_text()))
-        else:
-            stats.append(write_shard(path, batch))
-        index, batch = index + 1, []
 
-    for sample in samples:
-        batch.append(sample)
-        if len(batch) == per_shard:
-            flush()
-    if batch:
-        flush()
-    return stats
+def sample_digest(fields: Mapping[str, bytes]) -> str:
+    """sha256 over (field name, bytes) in field order: the index keeps one per sample, so
+    `verify` names the sample a flipped byte is in."""
+    digest = hashlib.sha256()
+    for field in sorted(fields):
+        digest.update(field.encode() + b"\0" + fields[field])
+    return digest.hexdigest()
 
 
 @dataclasses.dataclass
@@ -105,9 +95,9 @@ class SetSample:
 
     key: str
     meta: dict[str, Any]
-    images: dict[str, np.ndarray]  # "i00" -> image
-    labels: dict[str, np.ndarray]  # "i00" -> label map
-    relit: dict[str, list[np.ndarray]]  # "i00" -> [r1, r2, ...]
+    images: Mapping[str, np.ndarray]  # "i00" -> image
+    labels: Mapping[str, np.ndarray]  # "i00" -> label map
+    relit: Mapping[str, Sequence[np.ndarray]]  # "i00" -> [r1, r2, ...]
 
     @property
     def indices(self) -> list[str]:
@@ -120,30 +110,90 @@ class SetSample:
         return next(img.get("driving_video") for img in self.meta["images"] if img["index"] == index)
 
 
-def _decode_image(data: bytes, flags: int) -> np.ndarray:
+def decode_image(data: bytes, what: str = "image") -> np.ndarray:
+    """RGB uint8 for a JPEG/PNG photo, uint8 (H, W) for a label map (`.seg.png`)."""
+    flags = cv2.IMREAD_UNCHANGED if what.endswith("seg.png") else cv2.IMREAD_COLOR
     img = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
     if img is None:
-        raise ShardError("undecodable image in shard")
+        raise ShardError(f"undecodable {what}")
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB) if img.ndim == 3 else img
 
 
-def decode_sample(key: str, fields: dict[str, bytes]) -> SetSample:
-    images, labels, relit = {}, {}, {}
-    for field in sorted(fields):
-        parts = field.split(".")
-        if field == "meta.json":
-            continue
-        if len(parts) == 2:
-            images[parts[0]] = _decode_image(fields[field], cv2.IMREAD_COLOR)
-        elif parts[1] == "seg":
-            labels[parts[0]] = _decode_image(fields[field], cv2.IMREAD_UNCHANGED)
-        else:
-            relit.setdefault(parts[0], []).append(_decode_image(fields[field], cv2.IMREAD_COLOR))
-    return SetSample(key, json.loads(fields["meta.json"]), images, labels, relit)
+def _parse_field(field: str) -> tuple[str, str]:
+    """'i03.jpg' -> ('i03', 'image'); 'i03.seg.png' -> ('i03', 'seg'); 'i03.r2.jpg' -> ('i03', 'r2')."""
+    parts = field.split(".")
+    if len(parts) == 2:
+        return parts[0], "image"
+    return parts[0], "seg" if parts[1] == "seg" else parts[1]
+
+
+class _LazyImages(Mapping):
+    """index -> decoded array, decoded on first access and kept."""
+
+    def __init__(self, fields: Mapping[str, bytes], names: dict[str, str]) -> None:
+        self._fields, self._names, self._cache = fields, names, {}
+
+    def __getitem__(self, index: str) -> np.ndarray:
+        if index not in self._cache:
+            name = self._names[index]
+            self._cache[index] = decode_image(self._fields[name], name)
+        return self._cache[index]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names)
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+
+class _LazyVariants(Sequence):
+    """The relit variants of one image, each decoded when indexed."""
+
+    def __init__(self, fields: Mapping[str, bytes], names: list[str]) -> None:
+        self._images = _LazyImages(fields, {n: n for n in names})
+        self._names = names
+
+    def __getitem__(self, i):  # type: ignore[override]
+        if isinstance(i, slice):
+            return [self._images[n] for n in self._names[i]]
+        return self._images[self._names[i]]
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+
+class LazySetSample(SetSample):
+    """A `SetSample` over the raw bytes of a sample: `images[...]`, `labels[...]` and
+    `relit[...][k]` decode one image on first access. `fields` keeps the raw bytes."""
+
+    def __init__(self, key: str, fields: Mapping[str, bytes]) -> None:
+        images: dict[str, str] = {}
+        labels: dict[str, str] = {}
+        relit: dict[str, list[str]] = {}
+        for field in sorted(fields):
+            if field == "meta.json":
+                continue
+            index, kind = _parse_field(field)
+            if kind == "image":
+                images[index] = field
+            elif kind == "seg":
+                labels[index] = field
+            else:
+                relit.setdefault(index, []).append(field)
+        self.fields = fields
+        super().__init__(key, json.loads(fields["meta.json"]), _LazyImages(fields, images), _LazyImages(fields, labels),
+                         {i: _LazyVariants(fields, names) for i, names in relit.items()})
+
+
+def decode_sample(key: str, fields: Mapping[str, bytes]) -> SetSample:
+    """Every image, label map and relit variant of a set, decoded now."""
+    lazy = LazySetSample(key, fields)
+    return SetSample(key, lazy.meta, {i: lazy.images[i] for i in lazy.images}, {i: lazy.labels[i] for i in lazy.labels},
+                     {i: list(v) for i, v in lazy.relit.items()})
 
 
 def iter_raw_samples(path: Path) -> Iterator[tuple[str, dict[str, bytes]]]:
-    """(key, {field: bytes}) of one tar, in file order."""
+    """(key, {field: bytes}) of one local tar, in file order."""
     current, fields = None, {}
     with tarfile.open(path) as tar:
         for member in tar:
@@ -162,3 +212,21 @@ def iter_raw_samples(path: Path) -> Iterator[tuple[str, dict[str, bytes]]]:
 def read_keys(path: Path) -> list[str]:
     """Sample keys of a finished shard, from its stats file (no decoding)."""
     return json.loads(path.with_suffix(".stats.json").read_text())["keys"]
+
+
+def tar_offsets(path: Path) -> dict[str, dict[str, tuple[int, int]]]:
+    """{key: {field: (data offset, size)}} of a local tar, from its headers alone (tarfile
+    seeks over the data), so listing a 1 GB shard reads a few hundred KB."""
+    out: dict[str, dict[str, tuple[int, int]]] = {}
+    with tarfile.open(path, "r:") as tar:
+        for member in tar:
+            if member.isfile():
+                key, _, field = member.name.partition(".")
+                out.setdefault(key, {})[field] = (member.offset_data, member.size)
+    return out
+
+
+def read_range(path: Path, offset: int, size: int) -> bytes:
+    with open(path, "rb") as fh:
+        fh.seek(offset)
+        return fh.read(size)

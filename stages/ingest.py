@@ -101,7 +101,7 @@ class IngestStage(Stage):
         "bbox": "object", "prob": "float64", "landmarks": "object", "landmarks_crop": "object",
         "crop_box": "object", "pad_fraction": "float64", "scale": "float64", "eye_nose_deg": "float64",
         "mouth_nose_deg": "float64", "vertical_deg": "float64", "sharpness": "float64", "score": "float64",
-        "rank": "int64",
+        "rank": "int64", "license": "string", "consent": "string",
     }
 
     def __post_init__(self) -> None:
@@ -233,6 +233,8 @@ class IngestStage(Stage):
             "eye_nose_deg": round(cand.angles.eye_nose, 3), "mouth_nose_deg": round(cand.angles.mouth_nose, 3),
             "vertical_deg": round(cand.angles.vertical, 3), "sharpness": round(cand.sharpness, 3),
             "score": round(score, 4), "rank": rank,
+            # optional metadata columns, carried to the release's dataset card ("" when absent)
+            "license": row.get("license") or "", "consent": row.get("consent") or "",
         })
 
 

@@ -65,8 +65,8 @@ def main(args: argparse.Namespace) -> int:
     params = load_params(args.params)
     tp, dp = params.train, params.data
     accelerator = make_accelerator(tp)
-    comps = build_components(tp.backbone, tp.pretrained_dir, params.seed)
-    model = PiQModel(comps, tp.concat, dp.resolution)
+    comps = build_components(tp.backbone, tp.pretrained_dir, params.seed, tp.concat)  # checks the folder first
+    model = PiQModel(comps, tp.concat, dp.resolution, tp.vae_chunk)
     loader, stream = make_train_loader(dp, dp.shards, tp.batch_size, params.seed, accelerator.process_index,
                                        accelerator.num_processes, tp.num_workers)
     val_loader, _ = make_train_loader(dataclasses.replace(dp, caption_dropout=0.0), dp.shards, 4, params.seed + 1)
@@ -80,9 +80,9 @@ def main(args: argparse.Namespace) -> int:
                    fingerprint=config_fingerprint(tp, dp, params.seed))
     launched_safe = all(accelerator.gather_for_metrics([inherited], use_gather_object=True))
     if accelerator.is_main_process:
-        export_pipeline(model, accelerator.unwrap_model(model.unet), tp.out_dir, result.ema)
-        metrics = {**summary(result), "backbone": tp.backbone, "concat": tp.concat, "processes": accelerator.num_processes,
-                   "accumulation": accelerator.gradient_accumulation_steps}
+        export_pipeline(model, accelerator.unwrap_model(model.unet), tp.out_dir, result.ema, tp.pretrained_dir)
+        metrics = {**summary(result), **result.throughput, "backbone": tp.backbone, "concat": tp.concat,
+                   "processes": accelerator.num_processes, "accumulation": accelerator.gradient_accumulation_steps}
         if accelerator.num_processes > 1:  # did the launcher hand every process the multicast-off settings?
             metrics["multicast_off_all_ranks"] = launched_safe
         write_metrics(reports / "metrics.json", metrics)

@@ -1,4 +1,4 @@
-"""Shared fixtures: a tiny release-schema shard set made from the public-domain portraits."""
+"""Shared fixtures: a tiny release made by the shard stage from the public-domain portraits."""
 from __future__ import annotations
 
 import json
@@ -12,10 +12,6 @@ from matplotlib import cbook
 from PIL import Image
 from skimage import data
 
-from pipeline.config.dev_shards import DevShardsParams
-from pipeline.config.runner import RunnerParams
-from pipeline.runner import Runner
-from pipeline.shards import write_shards
 
 # MTCNN landmarks of the two portraits (source pixels) and a square crop around each face.
 PORTRAITS = {
@@ -48,24 +44,29 @@ def make_fake_ingest(root: Path, size: int = 128) -> Path:
         rows.append({"item_id": f"v{k:04d}", "face_id": face_id, "participant_id": f"p{name}", "video_id": f"v{k:04d}",
                      "category": "no gesture", "path": f"faces/{face_id}.jpg", "frame": 0,
                      "bbox": json.dumps([0, 0, 1, 1]), "landmarks": json.dumps(pts.tolist()),
-                     "landmarks_crop": json.dumps(pts.tolist()), "crop_box": json.dumps([0, 0, size, size])})
+                     "landmarks_crop": json.dumps(pts.tolist()), "crop_box": json.dumps([0, 0, size, size]),
+                     "license": "public domain", "consent": "not required (public-domain photograph)"})
     pd.DataFrame(rows).to_parquet(root / "manifest.parquet", index=False)
     return root
 
 
 @pytest.fixture(scope="session")
-def tiny_shards(tmp_path_factory) -> Path:
-    """Three sets (2 expressive + 2 relit each, 64 px), one set per shard."""
-    from stages.dev_shards import DevSetStage, iter_set_samples, list_items
+def tiny_release(tmp_path_factory) -> Path:
+    """A release of three sets (2 expressive + 2 relit each, 64 px) made by the shard stage, all
+    in train, one set per shard."""
+    from tests.release_fixtures import build_release
 
     root = tmp_path_factory.mktemp("tiny")
     ingest = make_fake_ingest(root / "ingest")
-    params = DevShardsParams(ingest_dir=str(ingest), out_dir=str(root / "sets"), shard_dir=str(root / "shards"),
-                             n_expressive=2, n_relit=2, image_size=64, sets_per_shard=1)
-    Runner(RunnerParams(workers=0, progress=False), seed=0).run(DevSetStage(params), list_items(params), params.out_dir)
-    ids = sorted(p.name for p in (root / "sets" / "sets").iterdir())
-    write_shards(iter_set_samples(root / "sets" / "sets", ids), params.shard_dir, "train", 1)
-    return Path(params.shard_dir)
+    (ingest / "stats.json").write_text(json.dumps({"complete": True}))
+    return build_release(root, ingest, n_expressive=2, n_relit=2, size=64, max_sets_per_shard=1,
+                         test_id_fraction=0.0, test_ood_fraction=0.0)
+
+
+@pytest.fixture(scope="session")
+def tiny_shards(tiny_release: Path) -> Path:
+    """The train split of `tiny_release`: three shards of one set each."""
+    return tiny_release / "train"
 
 
 def pytest_collection_modifyitems(config, items):

@@ -36,7 +36,7 @@ def test_ood_pairs_take_the_target_from_another_set_of_the_same_identity(meta):
         assert p.source_set != p.target_set and person[p.source_set] == person[p.target_set]
     assert {person[p.source_set] for p in plans} == {"pastronaut"}  # hopper has one set: no OOD pair
     only_one = [(k, m) for k, m in meta if m["participant_id"] == "phopper"]
-    with pytest.raises(ValueError, match="two sets of one identity"):
+    with pytest.raises(ValueError, match="two clips of one identity"):
         plan_pairs(only_one, "ood", 2, seed=0)
 
 

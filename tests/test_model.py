@@ -128,7 +128,7 @@ def test_exported_model_reloads_identically(tmp_path: Path, family: str, concat:
     assert pipe.unet.config.in_channels == (12 if concat == "channel" else 4)
     expected = _prediction(model)
     via_pipeline = PiQModel(pipe.components_view, concat, 32)
-    via_backbone = PiQModel(load_pretrained(family, tmp_path / "piq"), concat, 32)  # fine-tuning it further
+    via_backbone = PiQModel(load_pretrained(family, tmp_path / "piq", concat), concat, 32)  # fine-tuning it further
     assert torch.equal(_prediction(via_pipeline), expected) and torch.equal(_prediction(via_backbone), expected)
 
 

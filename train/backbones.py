@@ -9,6 +9,7 @@ ablation plumbing; its tokenizer is a byte-level CLIP tokenizer with no merges.
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 from typing import Literal, Optional
 
@@ -32,15 +33,53 @@ class Components:
     tokenizer_2: Optional[CLIPTokenizer] = None
 
 
-def load_pretrained(family: Family, folder: str | Path) -> Components:
-    """Real weights from a local diffusers-layout folder (e.g. a copy of SDXL base 1.0)."""
+class BackboneError(ValueError):
+    """A pretrained folder that cannot give the model asked for; raised before any weight loads."""
+
+
+# subfolder -> files of which one must be there
+REQUIRED = {
+    "unet": ("config.json",), "vae": ("config.json",), "text_encoder": ("config.json",),
+    "tokenizer": ("vocab.json", "tokenizer.json"), "scheduler": ("scheduler_config.json",),
+}
+REQUIRED_SDXL = {"text_encoder_2": ("config.json",), "tokenizer_2": ("vocab.json", "tokenizer.json")}
+
+
+def check_pretrained(family: Family, folder: str | Path, concat: str = "spatial") -> None:
+    """Read only the folder's config files: every component the family needs is there, the
+    UNet is of that family and its `in_channels` fits `concat`. Cheap, so it runs before any
+    weight is read or any GPU memory is taken."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise FileNotFoundError(f"train.pretrained_dir {folder} does not exist (weights are never downloaded)")
+        raise BackboneError(f"train.pretrained_dir {folder} does not exist (weights are never downloaded)")
+    needed = {**REQUIRED, **(REQUIRED_SDXL if family == "sdxl" else {})}
+    missing = [f"{sub}/ ({' or '.join(files)})" for sub, files in needed.items()
+               if not any((folder / sub / f).is_file() for f in files)]
+    if missing:
+        raise BackboneError(f"{folder} is not a complete {family} folder in the diffusers layout: missing "
+                            + ", ".join(missing))
+    unet = json.loads((folder / "unet" / "config.json").read_text())
+    latent = json.loads((folder / "vae" / "config.json").read_text()).get("latent_channels", 4)
+    is_sdxl = unet.get("addition_embed_type") == "text_time"
+    if is_sdxl != (family == "sdxl"):
+        raise BackboneError(f"{folder}/unet is {'an SDXL' if is_sdxl else 'not an SDXL'} UNet but train.backbone is {family}")
+    allowed = {latent} if concat == "spatial" else {latent, 3 * latent}
+    if unet.get("in_channels") not in allowed:
+        raise BackboneError(f"{folder}/unet has in_channels={unet.get('in_channels')}, which does not fit "
+                            f"train.concat={concat} (needs {' or '.join(map(str, sorted(allowed)))} with a "
+                            f"{latent}-channel VAE)")
+
+
+def load_pretrained(family: Family, folder: str | Path, concat: str = "spatial") -> Components:
+    """Real weights from a local diffusers-layout folder (e.g. a copy of SDXL base 1.0), checked
+    first by `check_pretrained`. Loaded on the CPU in the stored precision; `PiQModel.place`
+    moves and casts them."""
+    check_pretrained(family, folder, concat)
+    folder = Path(folder)
     kw = {"local_files_only": True}
     comps = Components(
         family=family,
-        unet=UNet2DConditionModel.from_pretrained(folder, subfolder="unet", **kw),
+        unet=UNet2DConditionModel.from_pretrained(folder, subfolder="unet", torch_dtype=torch.float32, **kw),
         vae=AutoencoderKL.from_pretrained(folder, subfolder="vae", **kw),
         text_encoder=CLIPTextModel.from_pretrained(folder, subfolder="text_encoder", **kw),
         tokenizer=CLIPTokenizer.from_pretrained(folder, subfolder="tokenizer", **kw),
@@ -115,5 +154,5 @@ def tiny_components(family: Family, seed: int = 0) -> Components:
     return Components("sd15", unet, vae, CLIPTextModel(_text_config(32)), tiny_tokenizer(), scheduler)
 
 
-def build_components(family: Family, pretrained_dir: str | None, seed: int = 0) -> Components:
-    return load_pretrained(family, pretrained_dir) if pretrained_dir else tiny_components(family, seed)
+def build_components(family: Family, pretrained_dir: str | None, seed: int = 0, concat: str = "spatial") -> Components:
+    return load_pretrained(family, pretrained_dir, concat) if pretrained_dir else tiny_components(family, seed)

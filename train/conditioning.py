@@ -14,7 +14,7 @@ from typing import Optional, Sequence
 import torch
 
 from train.backbones import Components
-from train.layout import ConcatMode
+from train.layout import ConcatMode, join, target_part
 
 
 def time_ids(resolution: int, concat: ConcatMode, batch: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
@@ -60,11 +60,23 @@ class TextCache:
         return embeds, pooled
 
 
-def unet_kwargs(comps: Components, embeds: torch.Tensor, pooled: Optional[torch.Tensor], resolution: int,
+def unet_kwargs(family: str, embeds: torch.Tensor, pooled: Optional[torch.Tensor], resolution: int,
                 concat: ConcatMode) -> dict:
-    """Keyword arguments of the UNet call for this family."""
+    """Keyword arguments of the UNet call for this family (`sdxl` adds micro-conditioning)."""
     kwargs = {"encoder_hidden_states": embeds}
-    if comps.family == "sdxl":
+    if family == "sdxl":
         ids = time_ids(resolution, concat, embeds.shape[0], embeds.device, embeds.dtype)
         kwargs["added_cond_kwargs"] = {"text_embeds": pooled, "time_ids": ids}
     return kwargs
+
+
+def predict_target(unet, family: str, source: torch.Tensor, driving: torch.Tensor, noisy_target: torch.Tensor,
+                   t: torch.Tensor, embeds: torch.Tensor, pooled: Optional[torch.Tensor], resolution: int,
+                   concat: ConcatMode) -> torch.Tensor:
+    """The UNet's prediction for the target latent from [source | driving | noisy target]: the
+    one place where trainer, validation grids and sampler build the UNet call, so they cannot
+    drift apart (latents are cast to the UNet's dtype; under autocast that is a no-op)."""
+    dtype = next(unet.parameters()).dtype  # unet may be a DDP wrapper, which has no .dtype
+    x = join(source.to(dtype), driving.to(dtype), noisy_target.to(dtype), concat)
+    kwargs = unet_kwargs(family, embeds.to(dtype), None if pooled is None else pooled.to(dtype), resolution, concat)
+    return target_part(unet(x, t, **kwargs).sample, concat)

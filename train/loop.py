@@ -11,15 +11,20 @@ import csv
 import dataclasses
 import json
 import math
+import sys
+import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Optional
 
 import torch
 from accelerate import Accelerator, PartialState
 
+from tqdm import tqdm
+
 from pipeline.config.train import TrainParams
 from train import checkpoint
 from train.model import PiQModel
+from train.speed import compile_unet, enable_fp8_training, enable_gpu_defaults, resolve_compile
 
 
 class TrainingDiverged(RuntimeError):
@@ -40,6 +45,57 @@ class LoopResult:
     losses: list[tuple[int, float]]
     resumed_from: Optional[int]
     ema: Any = None  # diffusers EMAModel when train.ema_decay is set: the weights to export
+    throughput: dict[str, float] = dataclasses.field(default_factory=dict)  # samples/s, peak memory
+
+
+class Throughput:
+    """Samples/s of this run's optimizer steps, the first `warmup` excluded (compilation, cuDNN
+    autotuning, allocator growth), and peak GPU memory: what a user waits for and what the
+    benchmark reports."""
+
+    def __init__(self, samples_per_step: int, warmup: int = 1) -> None:
+        self.samples_per_step, self.warmup = samples_per_step, warmup
+        self.steps, self.start = 0, None
+
+    def step(self) -> None:
+        self.steps += 1
+        if self.steps == self.warmup:
+            _sync()
+            self.start = time.perf_counter()
+
+    @property
+    def samples_per_s(self) -> float:
+        if self.start is None or self.steps <= self.warmup:
+            return math.nan
+        return (self.steps - self.warmup) * self.samples_per_step / (time.perf_counter() - self.start)
+
+    def summary(self) -> dict[str, float]:
+        _sync()
+        out = {"samples_per_s": round(self.samples_per_s, 3), "timed_steps": max(self.steps - self.warmup, 0)}
+        if torch.cuda.is_available():
+            out["peak_gpu_mem_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
+        return out
+
+
+def _sync() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def _gpu_mem() -> str:
+    return f"{torch.cuda.max_memory_allocated() / 2**30:.1f}G" if torch.cuda.is_available() else "-"
+
+
+class OutOfMemory(RuntimeError):
+    """The accelerator ran out of memory; the message names the params to lower."""
+
+
+def _oom_message(params: TrainParams, step: int) -> str:
+    return (f"out of GPU memory at step {step} with train.batch_size={params.batch_size}, "
+            f"train.vae_chunk={params.vae_chunk}, train.gradient_checkpointing={params.gradient_checkpointing}, "
+            f"train.frozen_dtype={params.frozen_dtype}: lower train.batch_size (gradient accumulation keeps "
+            f"train.effective_batch={params.effective_batch}), lower train.vae_chunk, or set "
+            f"train.gradient_checkpointing: true")
 
 
 def make_accelerator(params: TrainParams) -> Accelerator:
@@ -48,6 +104,8 @@ def make_accelerator(params: TrainParams) -> Accelerator:
     cpu = not torch.cuda.is_available()
     if cpu:  # denormal floats are ~50x slower on x86; torch's worker threads created after this inherit it
         torch.set_flush_denormal(True)
+    else:
+        enable_gpu_defaults()
     processes = PartialState(cpu=cpu).num_processes
     accum = accumulation_steps(params.effective_batch, params.batch_size, processes)
     precision = "no" if cpu or params.mixed_precision == "fp32" else params.mixed_precision
@@ -73,10 +131,11 @@ def train(
     if params.gradient_checkpointing:
         model.unet.enable_gradient_checkpointing()
     model.unet.train()
+    model.place(accelerator.device, params.frozen_dtype)
+    prepare_for_speed(model, params, accelerator.device)
     trainable = [p for p in model.unet.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(trainable, lr=params.lr, betas=params.betas, weight_decay=params.weight_decay,
                                  fused=torch.cuda.is_available())
-    model.to(accelerator.device)
     model.unet, optimizer = accelerator.prepare(model.unet, optimizer)
     ema = _make_ema(model, params)
     generator = torch.Generator().manual_seed(seed * 1000 + accelerator.process_index)
@@ -102,31 +161,55 @@ def train(
         return LoopResult(step, losses, resumed, ema)
 
     window: list[torch.Tensor] = []
+    speed = Throughput(params.effective_batch)
+    bar = tqdm(total=max_steps, initial=step, desc="train", unit="step", file=sys.stderr,
+               disable=not accelerator.is_main_process, dynamic_ncols=True)
     for batch in batches:
-        with accelerator.accumulate(model.unet):
-            loss = model.loss(batch, generator)
-            _stop_if_diverged(accelerator, loss, step + 1, params.checkpoint_dir)
-            accelerator.backward(loss)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
+        try:
+            with accelerator.accumulate(model.unet):
+                loss = model.loss(batch, generator)
+                _stop_if_diverged(accelerator, loss, step + 1, params.checkpoint_dir)
+                accelerator.backward(loss)
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+        except torch.OutOfMemoryError as err:
+            raise OutOfMemory(_oom_message(params, step + 1)) from err
         window.append(loss.detach())
         if not accelerator.sync_gradients:
             continue
         step += 1
+        speed.step()
         if ema is not None:
             ema.step(accelerator.unwrap_model(model.unet).parameters())
         mean = accelerator.reduce(torch.stack(window).mean(), reduction="mean").item()
         window.clear()
         losses.append((step, mean))
+        bar.update(1)
+        bar.set_postfix(loss=f"{mean:.4f}", samples_s=f"{speed.samples_per_s:.2f}", gpu_mem=_gpu_mem(), refresh=False)
         if accelerator.is_main_process and (step % params.log_every == 0 or step == max_steps):
             write_loss_curve(Path(params.reports_dir) / "loss.tsv", losses)
         if on_validate is not None and accelerator.is_main_process and (step % params.validate_every == 0 or step == max_steps):
             on_validate(model, step)
-        if step % params.checkpoint_every == 0 or step == max_steps:
+        if params.keep_checkpoints and (step % params.checkpoint_every == 0 or step == max_steps):
             _checkpoint(accelerator, model, optimizer, ema, stream, generator, step, losses, params, fingerprint)
         if step >= max_steps:
             break
-    return LoopResult(step, losses, resumed, ema)
+    bar.close()
+    return LoopResult(step, losses, resumed, ema, speed.summary())
+
+
+def prepare_for_speed(model: PiQModel, params: TrainParams, device: torch.device) -> None:
+    """The training speed levers of params (train/speed.py), applied before the optimizer and
+    the DDP wrapper see the UNet. FP8 replaces linear layers, so it comes before compiling. The
+    frozen VAE encoder (3 images per sample at full resolution) is compiled with the UNet."""
+    if params.channels_last:
+        model.unet.to(memory_format=torch.channels_last)
+    if params.fp8:
+        enable_fp8_training(model.unet)
+    mode = resolve_compile(params.compile, device)
+    compile_unet(model.unet, mode)
+    if mode != "none":
+        model.comps.vae.encoder.compile(dynamic=False)
 
 
 def _stop_if_diverged(accelerator: Accelerator, loss: torch.Tensor, step: int, checkpoint_dir: str) -> None:
@@ -192,7 +275,8 @@ def write_metrics(path: Path, metrics: dict[str, Any]) -> None:
 
 # Train params that change how a run is logged or how long it lasts, not what its weights are.
 RUNTIME_KEYS = frozenset({"max_steps", "checkpoint_every", "keep_checkpoints", "log_every", "validate_every",
-                          "out_dir", "reports_dir", "checkpoint_dir", "num_workers"})
+                          "out_dir", "reports_dir", "checkpoint_dir", "num_workers", "vae_chunk", "compile",
+                          "channels_last"})
 
 
 def config_fingerprint(train_params: TrainParams, data_params: Any, seed: int) -> dict[str, Any]:

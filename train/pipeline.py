@@ -20,8 +20,7 @@ from diffusers.utils import BaseOutput
 from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
 from train.backbones import Components
-from train.conditioning import encode_text, unet_kwargs
-from train.layout import join, target_part
+from train.conditioning import encode_text, predict_target
 
 ImageInput = Union[torch.Tensor, np.ndarray, PIL.Image.Image, Sequence[Union[np.ndarray, PIL.Image.Image]]]
 
@@ -64,14 +63,33 @@ class PiQPerfectPipeline(DiffusionPipeline):
 
     @property
     def components_view(self) -> Components:
-        family = "sdxl" if self.text_encoder_2 is not None else "sd15"
-        return Components(family, self.unet, self.vae, self.text_encoder, self.tokenizer, self.scheduler,
+        return Components(self.family, self.unet, self.vae, self.text_encoder, self.tokenizer, self.scheduler,
                           self.text_encoder_2, self.tokenizer_2)
+
+    @property
+    def family(self) -> str:
+        return "sdxl" if self.text_encoder_2 is not None else "sd15"
+
+    def optimize(self, compile: str = "none", fuse_qkv: bool = False, channels_last: bool = False,
+                 fp8: bool = False, cuda_graphs: bool = True) -> "PiQPerfectPipeline":
+        """Apply the speed levers of `train/speed.py` to the UNet (and the VAE's layout). Call
+        after `.to(device)`; compiling happens at the first call (printed by the benchmark)."""
+        from train.speed import compile_unet, enable_fp8_inference
+
+        if fuse_qkv:
+            self.unet.fuse_qkv_projections()
+        if channels_last:
+            self.unet.to(memory_format=torch.channels_last)
+            self.vae.to(memory_format=torch.channels_last)
+        if fp8:
+            enable_fp8_inference(self.unet)
+        compile_unet(self.unet, compile, cuda_graphs=cuda_graphs and self.device.type == "cuda")
+        return self
 
     @torch.no_grad()
     def encode_images(self, images: torch.Tensor) -> torch.Tensor:
         images = images.to(device=self.device, dtype=self.vae.dtype)
-        return self.vae.encode(images).latent_dist.mode() * self.vae.config.scaling_factor
+        return self.vae.encode(images).latent_dist.mode().float() * self.vae.config.scaling_factor
 
     @torch.no_grad()
     def __call__(self, source: ImageInput, driving: ImageInput, prompt: Union[str, Sequence[str]] = "",
@@ -87,17 +105,17 @@ class PiQPerfectPipeline(DiffusionPipeline):
             raise ValueError(f"{batch} image pair(s) but {len(prompts)} prompt(s)")
         guided = guidance_scale != 1.0
         comps = self.components_view
-        src, drv = self.encode_images(src_px), self.encode_images(drv_px)
-        embeds, pooled = encode_text(comps, prompts, self.device)
-        if guided:  # negative branch first: empty prompt, all-black driving image
-            neg_embeds, neg_pooled = encode_text(comps, [""] * batch, self.device)
-            zero_drv = self.encode_images(torch.full_like(drv_px, -1.0))
+        if guided:  # negative branch first: empty prompt, all-black driving image; one encode call each
+            latents_in = self.encode_images(torch.cat([src_px, drv_px, torch.full_like(drv_px, -1.0)]))
+            src, drv, zero_drv = latents_in.chunk(3)
+            embeds, pooled = encode_text(comps, [""] + prompts, self.device)
+            neg = [0] * batch
+            embeds = torch.cat([embeds[neg], embeds[1:]])
+            pooled = None if pooled is None else torch.cat([pooled[neg], pooled[1:]])
             src, drv = torch.cat([src, src]), torch.cat([zero_drv, drv])
-            embeds = torch.cat([neg_embeds, embeds])
-            pooled = None if pooled is None else torch.cat([neg_pooled, pooled])
-        embeds = embeds.to(self.unet.dtype)
-        pooled = None if pooled is None else pooled.to(self.unet.dtype)
-        kwargs = unet_kwargs(comps, embeds, pooled, res, concat)
+        else:
+            src, drv = self.encode_images(torch.cat([src_px, drv_px])).chunk(2)
+            embeds, pooled = encode_text(comps, prompts, self.device)
 
         self.scheduler.set_timesteps(num_inference_steps, device=self.device)
         shape = (batch, self.vae.config.latent_channels, *src.shape[-2:])
@@ -105,9 +123,8 @@ class PiQPerfectPipeline(DiffusionPipeline):
         latents = latents.to(self.device) * self.scheduler.init_noise_sigma
         for t in self.progress_bar(self.scheduler.timesteps):
             noisy = torch.cat([latents, latents]) if guided else latents
-            noisy = self.scheduler.scale_model_input(noisy, t).to(self.unet.dtype)
-            x = join(src.to(self.unet.dtype), drv.to(self.unet.dtype), noisy, concat)
-            pred = target_part(self.unet(x, t, **kwargs).sample, concat).float()
+            noisy = self.scheduler.scale_model_input(noisy, t)
+            pred = predict_target(self.unet, self.family, src, drv, noisy, t, embeds, pooled, res, concat).float()
             if guided:
                 uncond, cond = pred.chunk(2)
                 pred = uncond + guidance_scale * (cond - uncond)

@@ -21,27 +21,6 @@ def to_uint8(images: torch.Tensor) -> np.ndarray:
     return ((images.float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
 
 
-@torch.no_grad()
-def x0_estimate(model: PiQModel, batch: dict, t: int, seed: int = 0) -> torch.Tensor:
-    device = next(model.unet.parameters()).device
-    gen = torch.Generator().manual_seed(seed)
-    images = torch.cat([batch["source"], batch["driving"], batch["target"]]).to(device)
-    source, driving, target = model.encode(images, gen).chunk(3)
-    sched = model.comps.scheduler
-    steps = torch.full((target.shape[0],), t, dtype=torch.long, device=device)
-    noise = torch.randn(target.shape, generator=gen).to(device)
-    noisy = sched.add_noise(target, noise, steps)
-    embeds, pooled = model.text(device)(batch["caption"])
-    pred = model.predict(source, driving, noisy, steps, embeds, pooled).float()
-    alpha = sched.alphas_cumprod.to(device)[t]
-    if sched.config.prediction_type == "v_prediction":
-        x0 = alpha.sqrt() * noisy - (1 - alpha).sqrt() * pred
-    else:
-        x0 = (noisy - (1 - alpha).sqrt() * pred) / alpha.sqrt()
-    vae = model.comps.vae
-    return vae.decode(x0.to(vae.dtype) / vae.config.scaling_factor).sample
-
-
 def write_grid(path: Path, columns: list[np.ndarray], titles: list[str], cell: int = 128) -> None:
     """Rows of images (one array (B, H, W, 3) per column) with a title bar."""
     rows = []
@@ -58,7 +37,7 @@ def validation_grid(model: PiQModel, batch: dict, path: Path, t: int = 500) -> N
     was_training = model.unet.training
     model.unet.eval()
     try:
-        out = x0_estimate(model, batch, t)
+        out = model.x0_estimate(batch, t)
     finally:
         model.unet.train(was_training)
     cols = [to_uint8(batch["source"]), to_uint8(batch["driving"]), to_uint8(out), to_uint8(batch["target"])]

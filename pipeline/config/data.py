@@ -12,9 +12,10 @@ class DataParams:
     paper's 1024 px scale and scaled to the stored image size.
     """
 
-    shards: str = "data/dev_shards"
+    shards: str = "data/shards/train"
     resolution: int = 576
     pairs_per_set: int = 4
+    shuffle_sets: int = 8
     prefer_dissimilar: bool = True
     caption_dropout: float = 0.1
     inner_face: bool = True
@@ -43,5 +44,5 @@ class DataParams:
             raise ValueError("data.erosion_px must be a range 0 <= low <= high")
         if not 0 < self.scale[0] <= self.scale[1]:
             raise ValueError("data.scale must be a range 0 < low <= high")
-        if self.resolution < 8 or self.pairs_per_set < 1:
-            raise ValueError("data.resolution must be >= 8 and data.pairs_per_set >= 1")
+        if self.resolution < 8 or self.pairs_per_set < 1 or self.shuffle_sets < 1:
+            raise ValueError("data.resolution must be >= 8, data.pairs_per_set and data.shuffle_sets >= 1")

@@ -26,12 +26,17 @@ class TrainParams:
     weight_decay: float = 0.0
     mixed_precision: Literal["fp32", "bf16", "fp16"] = "bf16"  # not "no": YAML 1.1 reads it as false
     gradient_checkpointing: bool = True
+    frozen_dtype: Literal["auto", "bf16", "fp16", "fp32"] = "auto"  # VAE + text encoders; auto: bf16 on GPU, fp32 on CPU
+    vae_chunk: int = 16  # images per VAE encode call (3 per sample: source, driving, target)
+    compile: Literal["auto", "none", "regional", "full"] = "auto"  # auto: regional on GPU, none on CPU
+    channels_last: bool = False
+    fp8: bool = False  # torchao Float8Linear for large linears (Hopper); fp32 master weights kept
     ema_decay: Optional[float] = None
     checkpoint_every: int = 500
     keep_checkpoints: int = 2
     log_every: int = 10
     validate_every: int = 500
-    num_workers: int = 0
+    num_workers: Optional[int] = None  # DataLoader workers; null = up to 8 on a GPU machine, 0 on a CPU
 
     def validate(self) -> None:
         if self.batch_size < 1 or self.effective_batch < self.batch_size:
@@ -40,6 +45,10 @@ class TrainParams:
             raise ValueError("train.max_steps, checkpoint_every, log_every, validate_every must be >= 1")
         if self.ema_decay is not None and not 0.0 < self.ema_decay < 1.0:
             raise ValueError("train.ema_decay must be in (0, 1) or null")
+        if self.keep_checkpoints < 0:
+            raise ValueError("train.keep_checkpoints must be >= 0 (0 = write none)")
+        if self.vae_chunk < 1:
+            raise ValueError("train.vae_chunk must be >= 1")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,6 +62,11 @@ class SampleParams:
     num_pairs: int = 4
     batch_size: int = 4
     seed: int = 0
+    dtype: Literal["bf16", "fp16", "fp32"] = "bf16"  # whole pipeline on a GPU; always fp32 on a CPU
+    compile: Literal["auto", "none", "regional", "full"] = "auto"  # auto: full + CUDA graphs on GPU, none on CPU
+    fuse_qkv: bool = True
+    channels_last: bool = True
+    fp8: bool = False  # torchao per-row FP8 linears (Hopper)
 
     def validate(self) -> None:
         if self.num_inference_steps < 1 or self.num_pairs < 1 or self.batch_size < 1:

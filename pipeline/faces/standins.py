@@ -1,8 +1,9 @@
 """Classical stand-ins for the learned dataset stages, driven by the five MTCNN landmarks.
 
-Until the animate (LivePortrait), segment (SegFormer), relight (NeuralGaffer) and caption
-(LLaVA) stages land, `piq dev-shards` fills the release schema with these: honest, visibly
-working, and labelled as such in each sample's `meta.json`.
+The test fixtures (tests/release_fixtures.py) and bench/shards.py make upstream stage outputs
+with these (in the layouts of animate, segment, relight and caption) and build releases from
+them through `piq shard`: honest, visibly working, and labelled as such in each sample's
+`meta.json` backends.
 
 - re-posing: a landmark-driven expression warp (mouth corners, jaw) then a similarity transform;
 - label maps: ellipses and bands placed from the landmarks (canonical ids, pipeline/labels.py);

@@ -1,0 +1,1 @@
+"""`piq browse`: a local web page over released shards (pipeline/browse/server.py)."""

@@ -1,0 +1,209 @@
+"""`piq browse DIR`: page through released sets in a local web page, served from this machine.
+
+Standard library only (ThreadingHTTPServer); the page (static/index.html, static/app.js) loads
+nothing from outside. Shards are read lazily: the first request into a shard lists its members
+from the tar headers (`pipeline.shards.tar_offsets`, a few hundred KB read even for a 1 GB
+shard), and every image is then one seek and one read. Filtering uses each split's
+`sets.parquet` (one row per image), falling back to the sets' meta.json when it is absent.
+
+API (all GET): `/api/sets?identity=&expression=&pose=` the matching sets, `/api/set/<split>/<key>`
+meta.json and member names, `/file/<split>/<key>/<field>` a member's bytes,
+`/overlay/<split>/<key>/<index>.png` the label map coloured with transparency.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import threading
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlparse
+
+import cv2
+import numpy as np
+import pandas as pd
+
+from pipeline.labels import LABEL_NAMES
+from pipeline.release import INDEX_FILE
+from pipeline.shards import read_range, tar_offsets
+from pipeline.splits import SPLITS
+
+STATIC = Path(__file__).parent / "static"
+TYPES = {".jpg": "image/jpeg", ".png": "image/png", ".json": "application/json", ".html": "text/html; charset=utf-8",
+         ".js": "text/javascript; charset=utf-8", ".css": "text/css"}
+POSES = ("all", "frontal", "left", "right", "up", "down")
+POSE_DEG = 10.0
+
+
+def palette() -> np.ndarray:
+    """RGBA colour per canonical label id; background transparent."""
+    rng = np.random.default_rng(7)
+    colours = np.concatenate([rng.integers(40, 256, (len(LABEL_NAMES), 3)), np.full((len(LABEL_NAMES), 1), 150)], axis=1)
+    colours[0] = 0
+    return colours.astype(np.uint8)
+
+
+def pose_matches(pose: str, yaw: Any, pitch: Any) -> bool:
+    if pose in ("", "all"):
+        return True
+    if yaw is None or pitch is None or (isinstance(yaw, float) and np.isnan(yaw)) or (isinstance(pitch, float) and np.isnan(pitch)):
+        return False
+    return {"frontal": abs(yaw) <= POSE_DEG and abs(pitch) <= POSE_DEG, "left": yaw < -POSE_DEG,
+            "right": yaw > POSE_DEG, "up": pitch > POSE_DEG, "down": pitch < -POSE_DEG}[pose]
+
+
+class Release:
+    """The split folders of a release, their sets, and lazily built tar offset indexes."""
+
+    def __init__(self, root: str | Path) -> None:
+        root = Path(root)
+        folders = [root] if (root / INDEX_FILE).exists() else [root / s for s in SPLITS if (root / s / INDEX_FILE).exists()]
+        if not folders:
+            raise FileNotFoundError(f"{root}: no {INDEX_FILE} here or in {'/'.join(SPLITS)} sub-folders (not a release)")
+        self.sets: list[dict[str, Any]] = []
+        self.where: dict[tuple[str, str], Path] = {}
+        frames = []
+        for folder in folders:
+            index = json.loads((folder / INDEX_FILE).read_text())
+            split = index.get("split", folder.name)
+            for entry in index["shards"]:
+                for key in entry["keys"]:
+                    self.sets.append({"split": split, "shard": entry["name"], "key": key})
+                    self.where[(split, key)] = folder / entry["name"]
+            if (folder / "sets.parquet").exists():
+                frames.append(pd.read_parquet(folder / "sets.parquet"))
+        images = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["split", "set_id"])
+        self.rows: dict[tuple[str, str], list[dict[str, Any]]] = {
+            key: group.to_dict("records") for key, group in images.groupby(["split", "set_id"], sort=False)}
+        self._offsets: dict[Path, dict[str, dict[str, tuple[int, int]]]] = {}
+        self._lock = threading.Lock()
+        self.colours = palette()
+
+    def offsets(self, shard: Path) -> dict[str, dict[str, tuple[int, int]]]:
+        with self._lock:
+            if shard not in self._offsets:
+                self._offsets[shard] = tar_offsets(shard)
+            return self._offsets[shard]
+
+    def member(self, split: str, key: str, field: str) -> bytes:
+        shard = self.where[(split, key)]
+        offset, size = self.offsets(shard)[key][field]
+        return read_range(shard, offset, size)
+
+    def meta(self, split: str, key: str) -> dict[str, Any]:
+        return json.loads(self.member(split, key, "meta.json"))
+
+    def image_rows(self, split: str, key: str) -> list[dict[str, Any]]:
+        """One row per image of a set: from sets.parquet, else from its meta.json (kept)."""
+        if (split, key) not in self.rows:
+            meta = self.meta(split, key)
+            self.rows[(split, key)] = [{"participant_id": meta.get("participant_id"), **img, "image": img["index"]}
+                                       for img in meta["images"]]
+        return self.rows[(split, key)]
+
+    def identities(self) -> list[str]:
+        return sorted({str(r[0]["participant_id"]) for s in self.sets if (r := self.image_rows(s["split"], s["key"]))})
+
+    def find(self, identity: str = "", expression: str = "", pose: str = "") -> list[dict[str, Any]]:
+        """Sets with at least one image matching every filter, with the matching images."""
+        expression = expression.strip().lower()
+        found = []
+        for s in self.sets:
+            rows = self.image_rows(s["split"], s["key"])
+            if identity and (not rows or rows[0].get("participant_id") != identity):
+                continue
+            match = []
+            for r in rows:
+                words = " ".join(str(r.get(c) or "") for c in ("kind", "driver_label", "caption")).lower()
+                if expression and expression not in words:
+                    continue
+                if not pose_matches(pose, r.get("yaw"), r.get("pitch")):
+                    continue
+                match.append(r["image"])
+            if match:
+                found.append({**s, "participant_id": rows[0].get("participant_id"), "match": match})
+        return found
+
+    def overlay(self, split: str, key: str, index: str) -> bytes:
+        labels = cv2.imdecode(np.frombuffer(self.member(split, key, f"{index}.seg.png"), np.uint8), cv2.IMREAD_UNCHANGED)
+        rgba = self.colours[np.clip(labels, 0, len(LABEL_NAMES) - 1)]
+        return cv2.imencode(".png", cv2.cvtColor(rgba, cv2.COLOR_RGBA2BGRA))[1].tobytes()
+
+
+def make_handler(release: Release) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args: Any) -> None:  # quiet: the terminal shows the URL only
+            pass
+
+        def send(self, body: bytes, kind: str, status: HTTPStatus = HTTPStatus.OK) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", kind)
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Cache-Control", "no-store" if kind.startswith("application/json") else "max-age=3600")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def send_json(self, obj: Any) -> None:
+            self.send(json.dumps(obj, default=_plain).encode(), "application/json")
+
+        def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+            url = urlparse(self.path)
+            parts = [unquote(p) for p in url.path.split("/") if p]
+            try:
+                if not parts:
+                    return self.send((STATIC / "index.html").read_bytes(), TYPES[".html"])
+                if parts[0] == "static" and len(parts) == 2 and (STATIC / parts[1]).is_file() and "/" not in parts[1]:
+                    return self.send((STATIC / parts[1]).read_bytes(), TYPES.get(Path(parts[1]).suffix, "text/plain"))
+                if parts[:2] == ["api", "sets"]:
+                    q = {k: v[0] for k, v in parse_qs(url.query).items()}
+                    return self.send_json({"sets": release.find(q.get("identity", ""), q.get("expression", ""), q.get("pose", "")),
+                                           "identities": release.identities(), "poses": list(POSES), "total": len(release.sets)})
+                if parts[:2] == ["api", "set"] and len(parts) == 4:
+                    split, key = parts[2], parts[3]
+                    fields = sorted(release.offsets(release.where[(split, key)])[key])
+                    return self.send_json({"meta": release.meta(split, key), "fields": fields})
+                if parts[0] == "file" and len(parts) == 4:
+                    return self.send(release.member(parts[1], parts[2], parts[3]), TYPES.get(Path(parts[3]).suffix, "application/octet-stream"))
+                if parts[0] == "overlay" and len(parts) == 4 and parts[3].endswith(".png"):
+                    return self.send(release.overlay(parts[1], parts[2], parts[3][:-4]), TYPES[".png"])
+            except KeyError as err:
+                return self.send(f"not in this release: {err}".encode(), "text/plain", HTTPStatus.NOT_FOUND)
+            self.send(b"not found", "text/plain", HTTPStatus.NOT_FOUND)
+
+    return Handler
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, float) and np.isnan(value):
+        return None
+    raise TypeError(type(value).__name__)
+
+
+def serve(root: str | Path, host: str = "127.0.0.1", port: int = 0) -> ThreadingHTTPServer:
+    """A server bound to (host, port) (port 0: a free one); call `serve_forever` on it."""
+    server = ThreadingHTTPServer((host, port), make_handler(Release(root)))
+    server.daemon_threads = True
+    return server
+
+
+def main(args: argparse.Namespace) -> int:
+    server = serve(args.dir, args.host, args.port)
+    host, port = server.server_address[:2]
+    print(f"browse: {args.dir} at http://{host}:{port}/ (Ctrl-C to stop)", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    return 0
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("dir", help="a release folder (data/shards) or one split folder")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only)")
+    parser.add_argument("--port", type=int, default=8765, help="port (0 = any free one)")

@@ -1,0 +1,50 @@
+"""Write a trained model as a `PiQPerfectPipeline` folder without touching the frozen weights.
+
+The UNet is written with its fp32 master weights. Frozen parts that came from a pretrained
+folder are copied from it byte for byte (training may hold them in bf16; re-saving those would
+write a lossy copy); tiny random ones are saved in fp32. The folder is written under a temporary
+name and renamed, so an interrupted export never leaves a pipeline that loads but is incomplete.
+"""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Optional
+
+import torch
+from diffusers import EulerDiscreteScheduler, UNet2DConditionModel
+
+from train.backbones import Components
+from train.pipeline import PiQPerfectPipeline
+
+FROZEN = ("vae", "text_encoder", "text_encoder_2", "tokenizer", "tokenizer_2")
+
+
+def write_pipeline_folder(comps: Components, unet: UNet2DConditionModel, concat: str, resolution: int,
+                          out_dir: str | Path, pretrained_dir: Optional[str] = None) -> Path:
+    out_dir = Path(out_dir)
+    tmp = out_dir.with_name(f".{out_dir.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    scheduler = EulerDiscreteScheduler.from_config(comps.scheduler.config)
+    pipe = PiQPerfectPipeline(unet, comps.vae, comps.text_encoder, comps.tokenizer, scheduler, comps.text_encoder_2,
+                              comps.tokenizer_2, concat=concat, resolution=resolution)
+    pipe.save_config(tmp)  # model_index.json: component classes, concat, resolution
+    if unet.dtype != torch.float32:
+        raise ValueError(f"the trained UNet is {unet.dtype}; the export writes fp32 master weights")
+    unet.save_pretrained(tmp / "unet")
+    scheduler.save_pretrained(tmp / "scheduler")
+    for name in FROZEN:
+        part = getattr(comps, name)
+        if part is None:
+            continue
+        source = Path(pretrained_dir) / name if pretrained_dir else None
+        if source is not None and source.is_dir():
+            shutil.copytree(source, tmp / name)
+        elif isinstance(part, torch.nn.Module) and part.dtype != torch.float32:
+            raise ValueError(f"{name} is {part.dtype} and has no pretrained folder to copy; cannot export it losslessly")
+        else:
+            part.save_pretrained(tmp / name)
+    shutil.rmtree(out_dir, ignore_errors=True)
+    tmp.rename(out_dir)
+    return out_dir
