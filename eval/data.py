@@ -74,23 +74,24 @@ def plan_pairs(meta: Sequence[tuple[str, dict]], kind: str, num_pairs: int, seed
     pairs spread over every set before any set repeats.
 
     id: source and target from the same set (neutral / expressive moments apart), source !=
-    target. ood: the target from another set of the same participant (other background and
-    lighting); identities with a single set are skipped.
+    target. ood: the target from another set of the same participant made from another clip
+    (other background and lighting; pipeline/splits.py keeps such identities in test_ood);
+    identities without two clips are skipped.
     """
     if kind not in ("id", "ood"):
         raise ValueError(f"test set kind {kind!r}: expected 'id' or 'ood'")
     indices = {k: [img["index"] for img in m["images"]] for k, m in meta}
-    person = {k: str(m["participant_id"]) for k, m in meta}
-    clip = {k: str(m.get("video_id")) for k, m in meta}
-    others = {k: [o for o, _ in meta if person[o] == person[k] and clip[o] != clip[k]] for k, _ in meta}
+    by_person: dict[str, list[tuple[str, str]]] = {}
+    for k, m in meta:
+        by_person.setdefault(str(m["participant_id"]), []).append((k, str(m.get("video_id"))))
+    others = {k: [o for o, oc in group if oc != c] for group in by_person.values() for k, c in group}
     if kind == "id":
         eligible = [k for k, _ in meta if len(indices[k]) >= 2]
     else:
         eligible = [k for k, _ in meta if others[k]]
     if not eligible:
         raise ValueError(f"no set can make a replacement-{kind.upper()} pair "
-                         f"({'two images per set' if kind == 'id' else 'two sets of one identity'} needed)")
-    person = {k: str(m["participant_id"]) for k, m in meta}
+                         f"({'two images per set' if kind == 'id' else 'two clips of one identity'} needed)")
     rng = np.random.default_rng([seed, 0 if kind == "id" else 1])
     order = [eligible[i] for i in rng.permutation(len(eligible))]
     plans = []
