@@ -31,7 +31,7 @@ import numpy as np
 
 from pipeline.config.data import DataParams
 from pipeline.release import iter_sets
-from pipeline.shards import SetSample
+from pipeline.shards import SetSample, finished_shards
 from train.driving import driving_image
 
 ROLES = ("source", "driving", "driving_input", "target")
@@ -40,18 +40,32 @@ IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".webp")
 
 # --- shard reading (through the shared release reader) -----------------------------------------
 
-def iter_test_sets(path: str | Path, keys: set[str] | None = None) -> Iterator[SetSample]:
-    """Identity sets of a release split (a folder, its index.json, or shard URLs; see
-    pipeline/release.py), in index order. Images decode lazily, on first access; with `keys`
-    only those sets are yielded."""
-    for sample in iter_sets(str(path)):
-        if keys is None or sample.key in keys:
-            yield sample
+def _sources(paths: str | Path | Sequence[str | Path]) -> list[str]:
+    """Release splits that hold finished shards (a missing or empty split is skipped: on the
+    sample, every test identity may fall in one split)."""
+    items = [paths] if isinstance(paths, (str, Path)) else list(paths)
+    out = []
+    for p in map(str, items):
+        local = Path(p)
+        if "://" not in p and not p.startswith("pipe:") and (not local.exists() or (local.is_dir() and not finished_shards(local))):
+            continue
+        out.append(p)
+    return out
 
 
-def iter_test_meta(path: str | Path) -> Iterator[tuple[str, dict]]:
+def iter_test_sets(paths: str | Path | Sequence[str | Path], keys: set[str] | None = None) -> Iterator[SetSample]:
+    """Identity sets of one or more release splits (folders, index.json files or shard URLs;
+    see pipeline/release.py), in index order. Images decode lazily, on first access; with
+    `keys` only those sets are yielded."""
+    for source in _sources(paths):
+        for sample in iter_sets(source):
+            if keys is None or sample.key in keys:
+                yield sample
+
+
+def iter_test_meta(paths: str | Path | Sequence[str | Path]) -> Iterator[tuple[str, dict]]:
     """(set key, meta.json) of every set, without decoding images."""
-    for sample in iter_sets(str(path)):
+    for sample in iter_test_sets(paths):
         yield sample.key, sample.meta
 
 
@@ -132,7 +146,7 @@ def read_image(path: Path) -> np.ndarray:
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
-def build_test_set(shards: str | Path, out_dir: str | Path, kind: str, num_pairs: int, seed: int,
+def build_test_set(shards: str | Path | Sequence[str | Path], out_dir: str | Path, kind: str, num_pairs: int, seed: int,
                    data: DataParams, resolution: int) -> Path:
     """Materialise a replacement-ID / -OOD test set as a triplet folder. Done once: a folder
     whose index.json matches the plan is kept. The driving input is made exactly as in
@@ -141,7 +155,7 @@ def build_test_set(shards: str | Path, out_dir: str | Path, kind: str, num_pairs
     out_dir = Path(out_dir)
     meta = list(iter_test_meta(shards))
     if not meta:
-        raise FileNotFoundError(f"no finished shards under {shards}")
+        raise FileNotFoundError(f"no finished shards in {shards}")
     plans = plan_pairs(meta, kind, num_pairs, seed)
     fingerprint = {"kind": kind, "num_pairs": num_pairs, "seed": seed, "resolution": resolution,
                    "data": dataclasses.asdict(data), "sets": sorted(k for k, _ in meta)}

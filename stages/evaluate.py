@@ -32,12 +32,9 @@ def datasets(params) -> dict[str, tuple[Path, str]]:
     test_data = dataclasses.replace(params.data, caption_dropout=0.0)
     out: dict[str, tuple[Path, str]] = {}
     for name, shards, kind in (("piq_id", p.id_shards, "id"), ("piq_ood", p.ood_shards, "ood")):
-        if not Path(shards).is_dir():
-            print(f"evaluate: no shards at {shards}: replacement-{kind.upper()} skipped")
-            continue
         try:
             folder = build_test_set(shards, Path(p.testset_dir) / name, kind, p.num_pairs, p.seed, test_data, p.resolution)
-        except ValueError as err:  # e.g. no identity with two sets: no OOD pair can be made
+        except (ValueError, FileNotFoundError) as err:  # no shards, or no identity with two clips
             print(f"evaluate: replacement-{kind.upper()} skipped: {err}")
             continue
         out[name] = (folder, kind.upper())

@@ -82,8 +82,8 @@ def _tiny_model(path: Path) -> None:
 def test_piq_evaluate_writes_the_report(tiny_shards, tmp_path, monkeypatch):
     _tiny_model(tmp_path / "model")
     params = yaml.safe_load(Path("params.yaml").read_text())
-    params["evaluate"].update(id_shards=str(tiny_shards), ood_shards=str(tiny_shards), testset_dir=str(tmp_path / "sets"),
-                              out_dir=str(tmp_path / "report"), num_pairs=3, resolution=64, batch_size=2,
+    params["evaluate"].update(id_shards=[str(tiny_shards), str(tmp_path / "absent")], ood_shards=[str(tiny_shards)],
+                              testset_dir=str(tmp_path / "sets"), out_dir=str(tmp_path / "report"), num_pairs=3, resolution=64, batch_size=2,
                               methods=["source", "paste", "classical", "ipadapter", "piq"],
                               model_dir=str(tmp_path / "model"), num_inference_steps=2, grid_pairs=2)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))

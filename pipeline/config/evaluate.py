@@ -9,8 +9,8 @@ METHOD_NAMES = ("source", "paste", "poisson", "classical", "ipadapter", "piq")
 
 @dataclasses.dataclass(frozen=True)
 class EvaluateParams:
-    id_shards: str = "data/shards/test_id"
-    ood_shards: str = "data/shards/test_ood"
+    id_shards: tuple[str, ...] = ("data/shards/test_id", "data/shards/test_ood")
+    ood_shards: tuple[str, ...] = ("data/shards/test_ood",)
     user_triplets: tuple[str, ...] = ()
     testset_dir: str = "data/eval"
     out_dir: str = "reports/eval"
