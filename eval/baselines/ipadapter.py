@@ -45,7 +45,7 @@ class IPAdapterBaseline:
         ip, sdxl = check_layout(params.ipadapter_dir, params.ipadapter_sdxl_dir)
         import torch
         from diffusers import StableDiffusionXLImg2ImgPipeline
-        from transformers import CLIPVisionModelWithProjection
+        from transformers import CLIPImageProcessor, CLIPVisionModelWithProjection
 
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
         dtype = torch.float16 if self.device == "cuda" else torch.float32
@@ -53,6 +53,10 @@ class IPAdapterBaseline:
                                                                 local_files_only=True)
         pipe = StableDiffusionXLImg2ImgPipeline.from_pretrained(sdxl, image_encoder=encoder, torch_dtype=dtype,
                                                                 local_files_only=True)
+        if pipe.feature_extractor is None:  # SDXL base ships none; CLIP preprocessing at the encoder's size
+            size = encoder.config.image_size
+            pipe.register_modules(feature_extractor=CLIPImageProcessor(size={"shortest_edge": size},
+                                                                      crop_size={"height": size, "width": size}))
         pipe.load_ip_adapter(str(ip), subfolder="sdxl_models", weight_name=list(ADAPTERS), image_encoder_folder=None)
         pipe.set_ip_adapter_scale([params.ipadapter_scale_source, params.ipadapter_scale_driving])
         pipe.set_progress_bar_config(disable=True)
