@@ -5,21 +5,17 @@ for CSIM, the motion distances and the paste baselines.
 """
 from __future__ import annotations
 
-import functools
-
 import cv2
 import numpy as np
 
-from pipeline.faces.mesh import FaceMeshDetector, Mesh, regions
-
-
-@functools.lru_cache(maxsize=1)
-def detector() -> FaceMeshDetector:
-    return FaceMeshDetector(max_faces=1)
+from eval.identity import face_mesh
+from pipeline.faces.mesh import Mesh, regions
 
 
 def mesh(rgb: np.ndarray) -> Mesh | None:
-    return detector().detect_one(np.ascontiguousarray(rgb))
+    """The largest face of an RGB uint8 image (cached by content, shared with the identity
+    encoders: eval/identity.py)."""
+    return face_mesh(rgb)
 
 
 def polygon_mask(shape: tuple[int, int], points: np.ndarray) -> np.ndarray:

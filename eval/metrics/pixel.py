@@ -1,6 +1,8 @@
 """PSNR and SSIM against the target, batched in torch (GPU when there is one). Always
 available: no weights. SSIM is Wang et al. 2004 with an 11x11 Gaussian window (sigma 1.5),
-K1 = 0.01, K2 = 0.03, on each RGB channel, averaged (the skimage / torchmetrics defaults)."""
+K1 = 0.01, K2 = 0.03, on each RGB channel, averaged over the valid (unpadded) window positions:
+torchmetrics' default, and skimage's `structural_similarity(gaussian_weights=True, sigma=1.5,
+use_sample_covariance=False)` (the Wang et al. setting; the test pins the two to 1e-5)."""
 from __future__ import annotations
 
 from typing import Sequence
