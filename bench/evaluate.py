@@ -37,6 +37,12 @@ def portraits(size: int, n: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
     return outputs, targets
 
 
+def load_encoder_or_raise(encoder, reason: str | None):
+    if encoder is None:
+        raise ImportError(reason)
+    return encoder, None
+
+
 def timed(fn, pairs: int, sync) -> float:
     """Pairs/s of fn, starting with an empty face-mesh cache (each metric pays for its meshes)."""
     from eval.identity import _MESH_CACHE
@@ -93,19 +99,21 @@ def main() -> None:
     batches = [(outputs[i : i + args.batch], targets[i : i + args.batch], [f"p{j}" for j in range(i, i + args.batch)])
                for i in range(0, args.pairs, args.batch)]
     encoder, reason = load_encoder("arcface", args.arcface) if args.arcface else load_encoder("dlib", args.dlib_models)
-    if reason:
-        raise SystemExit(reason)
     factories = {
         "PSNR+SSIM (torch)": lambda: PixelMetrics(dev),
-        f"CSIM ({encoder.name})": lambda: CSIM(encoder),
+        f"CSIM ({encoder.name if encoder else 'no encoder'})": lambda: CSIM(*load_encoder_or_raise(encoder, reason)),
         "APD/AED/AGD (mesh)": lambda: MotionMetrics(),
         "LPIPS (alex)": lambda: LPIPS(*load_net(alexnet, dev)),
         "FID features (inception)": lambda: FID(*load_features(inception, dev)),
     }
     print(f"device {dev}, {args.threads} CPU thread(s), {args.pairs} pairs at {args.resolution} px, batch {args.batch}")
     for name, make in factories.items():
-        metric = make()
-        metric.update(*batches[0])  # warm-up: model load, mesh graph, cudnn
+        try:
+            metric = make()
+            metric.update(*batches[0])  # warm-up: model load, mesh graph, cudnn
+        except (ImportError, OSError, RuntimeError) as err:  # e.g. no mediapipe / dlib on this machine
+            print(f"{name:32s} skipped: {err}")
+            continue
         metric = make()
         rate = timed(lambda: [metric.update(*b) for b in batches], args.pairs, sync)
         print(f"{name:32s} {rate:8.2f} pairs/s")
@@ -113,7 +121,11 @@ def main() -> None:
     triplets = [Triplet(f"p{i}", t, o, o, o) for i, (o, t) in enumerate(zip(outputs, targets))]
     for name in ("paste", "poisson", "classical"):
         method = build_method(name, p)
-        method.run(triplets[:1])
+        try:
+            method.run(triplets[:1])
+        except ImportError as err:
+            print(f"{'baseline ' + name:32s} skipped: {err}")
+            continue
         rate = timed(lambda: method.run(triplets), args.pairs, sync)
         print(f"{'baseline ' + name:32s} {rate:8.2f} pairs/s")
 
