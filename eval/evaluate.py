@@ -90,20 +90,29 @@ def evaluate_method(method, triplets_dir: Path, p, suite: MetricSuite, limit: in
     return report
 
 
-def evaluate_dataset(name: str, triplets_dir: Path, p, methods: Sequence[str], suite: MetricSuite,
+def build_methods(names: Sequence[str], p, log=print) -> dict[str, Any]:
+    """Each method built once for every data set: the method, or its `Unavailable` reason."""
+    built: dict[str, Any] = {}
+    for name in names:
+        try:
+            built[name] = build_method(name, p)
+        except Unavailable as err:
+            log(f"evaluate: {name} unavailable: {err}")
+            built[name] = err
+    return built
+
+
+def evaluate_dataset(name: str, triplets_dir: Path, p, methods: dict[str, Any], suite: MetricSuite,
                      limit: int | None = None, log=print) -> list[MethodReport]:
+    """Every method of `build_methods` on one triplet folder."""
     suite.reset_cache()
     reports = []
-    for method_name in methods:
-        try:
-            method = build_method(method_name, p)
-        except Unavailable as err:
-            log(f"evaluate {name}: {method_name} unavailable: {err}")
-            reports.append(MethodReport(method_name, {}, unavailable=str(err)))
+    for method_name, method in methods.items():
+        if isinstance(method, Unavailable):
+            reports.append(MethodReport(method_name, {}, unavailable=str(method)))
             continue
         r = evaluate_method(method, triplets_dir, p, suite, limit)
         log(f"evaluate {name}: {method_name}: {r.pairs} pairs in {r.seconds:.1f} s, "
             + ", ".join(f"{k} {v.mean:.4g}" for k, v in r.metrics.items() if v.mean is not None))
         reports.append(r)
     return reports
-

@@ -44,7 +44,7 @@ def datasets(params) -> dict[str, tuple[Path, str]]:
 
 
 def main(args: argparse.Namespace) -> int:
-    from eval.evaluate import MetricSuite, evaluate_dataset
+    from eval.evaluate import MetricSuite, build_methods, evaluate_dataset
     from eval.report import write_report
 
     params = load_params(args.params)
@@ -54,7 +54,8 @@ def main(args: argparse.Namespace) -> int:
     if not sets:
         raise SystemExit("evaluate: no data set (set evaluate.id_shards / ood_shards / user_triplets)")
     suite = MetricSuite(p)
-    results = {name: evaluate_dataset(name, folder, p, methods, suite, args.limit) for name, (folder, _) in sets.items()}
+    built = build_methods(methods, p)
+    results = {name: evaluate_dataset(name, folder, p, built, suite, args.limit) for name, (folder, _) in sets.items()}
     meta = {"num_pairs": args.limit or p.num_pairs, "resolution": p.resolution, "methods": list(methods),
             "params": dataclasses.asdict(p)}
     write_report(p.out_dir, results, {name: kind for name, (_, kind) in sets.items()}, meta)

@@ -15,6 +15,7 @@ Absent -> `Unavailable`, and the report lists the method with that reason.
 """
 from __future__ import annotations
 
+import zlib
 from pathlib import Path
 from typing import Sequence
 
@@ -78,10 +79,11 @@ class IPAdapterBaseline:
         from PIL import Image
 
         outs: list[np.ndarray | None] = []
-        for i, t in enumerate(batch):
+        for t in batch:
             size = t.source.shape[0]
-            gen = torch.Generator().manual_seed(self.p.seed + i)
-            rng = np.random.default_rng([self.p.seed, i])
+            pair_seed = zlib.crc32(t.pair_id.encode())  # per pair: independent of batching and order
+            gen = torch.Generator().manual_seed(self.p.seed * 1_000_003 + pair_seed)
+            rng = np.random.default_rng([self.p.seed, pair_seed])
             noisy = np.clip(t.driving.astype(np.float32) + rng.normal(0, 255 * self.p.ipadapter_negative_noise, t.driving.shape), 0, 255)
             src, drv = Image.fromarray(t.source), Image.fromarray(t.driving)
             res = (self.resolution, self.resolution)
