@@ -181,3 +181,22 @@ def test_lpips_matches_the_reference_package(tmp_path):
     with torch.no_grad():
         expected = ref(to_ref(b), to_ref(a)).item()
     assert LPIPSNet(tmp_path / "alexnet.pth", "cpu")([b], [a])[0] == pytest.approx(expected, rel=1e-4)
+
+
+class _TinyFIDNet(torch.nn.Module):
+    """The interface of the NVIDIA / clean-fid TorchScript Inception: (B, 3, H, W) in [0, 255],
+    `return_features=True` -> (B, D)."""
+
+    def forward(self, x: torch.Tensor, return_features: bool = False) -> torch.Tensor:
+        return torch.cat([x.mean((2, 3)), x.std((2, 3))], 1) / 255.0
+
+
+def test_fid_torchscript_inception_path(tmp_path):
+    torch.jit.script(_TinyFIDNet()).save(str(tmp_path / "inception-2015-12-05.pt"))
+    imgs = [data.astronaut()[i * 30 : i * 30 + 64, :64].copy() for i in range(6)]
+    same = FID(*load_features(str(tmp_path / "inception-2015-12-05.pt"), "cpu"))
+    same.update(imgs, imgs)
+    darker = FID(*load_features(str(tmp_path / "inception-2015-12-05.pt"), "cpu"))
+    darker.update([(i * 0.5).astype(np.uint8) for i in imgs], imgs)
+    assert abs(same.results()["FID"].mean) < 1e-6 and darker.results()["FID"].mean > 0.01
+    assert same.results()["FID"].backend == "inception:inception-2015-12-05.pt"
