@@ -18,6 +18,7 @@ import yaml
 from pipeline.config.data import DataParams
 from pipeline.config.evaluate import EvaluateParams
 from pipeline.config.ingest import IngestParams
+from pipeline.config.relight import RelightParams
 from pipeline.config.runner import RunnerParams
 from pipeline.config.shard import ShardParams
 from pipeline.config.train import SampleParams, TrainParams
@@ -42,6 +43,7 @@ class Params:
     data: DataParams
     train: TrainParams
     sample: SampleParams
+    relight: RelightParams
     evaluate: EvaluateParams
 
 
