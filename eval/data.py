@@ -24,15 +24,16 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Iterable, Iterator, Sequence
 
 import cv2
 import numpy as np
 
 from pipeline.config.data import DataParams
-from pipeline.release import iter_sets
-from pipeline.shards import SetSample, finished_shards
 from train.driving import driving_image
+
+if TYPE_CHECKING:  # pipeline.shards / pipeline.release import webdataset: only where shards are read
+    from pipeline.shards import SetSample
 
 ROLES = ("source", "driving", "driving_input", "target")
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".webp")
@@ -43,6 +44,8 @@ IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".webp")
 def _sources(paths: str | Path | Sequence[str | Path]) -> list[str]:
     """Release splits that hold finished shards (a missing or empty split is skipped: on the
     sample, every test identity may fall in one split)."""
+    from pipeline.shards import finished_shards
+
     items = [paths] if isinstance(paths, (str, Path)) else list(paths)
     out = []
     for p in map(str, items):
@@ -53,10 +56,12 @@ def _sources(paths: str | Path | Sequence[str | Path]) -> list[str]:
     return out
 
 
-def iter_test_sets(paths: str | Path | Sequence[str | Path], keys: set[str] | None = None) -> Iterator[SetSample]:
+def iter_test_sets(paths: str | Path | Sequence[str | Path], keys: set[str] | None = None) -> Iterator["SetSample"]:
     """Identity sets of one or more release splits (folders, index.json files or shard URLs;
     see pipeline/release.py), in index order. Images decode lazily, on first access; with
     `keys` only those sets are yielded."""
+    from pipeline.release import iter_sets
+
     for source in _sources(paths):
         for sample in iter_sets(source):
             if keys is None or sample.key in keys:

@@ -115,3 +115,21 @@ def test_bench_runs_on_cpu():
                           cwd=root, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert done.stdout.count("pairs/s") == 8
+
+
+@pytest.mark.gpu
+def test_piq_method_on_cuda_is_loaded_like_piq_sample(tmp_path):
+    """On a GPU the model runs as `piq sample` runs it (bf16, compiled), batched, and comes back
+    at the test set's size."""
+    from eval.baselines.piq import PiQMethod
+    from eval.data import Triplet
+    from pipeline.config.evaluate import EvaluateParams
+
+    _tiny_model(tmp_path / "model")
+    method = PiQMethod(EvaluateParams(model_dir=str(tmp_path / "model"), num_inference_steps=2, device="cuda"))
+    assert method.pipe.device.type == "cuda"
+    face = cv2.resize(data.astronaut()[5:235, 109:339], (96, 96), interpolation=cv2.INTER_AREA)
+    batch = [Triplet(f"p{i}", face, face, face, face, "a smile") for i in range(3)]
+    out = method.run(batch)
+    assert len(out) == 3 and all(o.shape == (96, 96, 3) and o.dtype == np.uint8 for o in out)
+    assert np.array_equal(out[0], method.run(batch)[0])  # seeded by the pair

@@ -1,6 +1,8 @@
 """The trained PiQPerfect model (paper A.1 sampling: 50 steps, guidance 1.5), batched, on the
-GPU when there is one. Inputs are the test set's source and driving input (the inner face
-made exactly as in training), at the model's resolution; outputs come back at the test set's."""
+GPU when there is one, loaded exactly as `piq sample` loads it (`stages.sample.load_sampler`:
+bf16, compiled, fused q/k/v on a GPU; fp32 eager on a CPU). Inputs are the test set's source
+and driving input (the inner face made exactly as in training), at the model's resolution;
+outputs come back at the test set's."""
 from __future__ import annotations
 
 import zlib
@@ -29,13 +31,11 @@ class PiQMethod:
         model_dir = Path(params.model_dir)
         if not (model_dir / "model_index.json").is_file():
             raise Unavailable(f"no trained model at {model_dir} (run `piq train`)")
-        import torch
+        from pipeline.config.train import SampleParams
+        from stages.sample import load_sampler
 
-        from train.pipeline import PiQPerfectPipeline
-
-        self.pipe = PiQPerfectPipeline.from_pretrained(str(model_dir), local_files_only=True)
-        self.pipe.to("cuda" if torch.cuda.is_available() else "cpu")
-        self.pipe.set_progress_bar_config(disable=True)
+        self.pipe = load_sampler(SampleParams(model_dir=str(model_dir), num_inference_steps=params.num_inference_steps,
+                                              guidance_scale=params.guidance_scale), params.device)
         self.p = params
 
     def run(self, batch: Sequence[Triplet]) -> list[np.ndarray | None]:
