@@ -30,16 +30,19 @@ def reinhard(fg: np.ndarray, bg: np.ndarray, mask_fg: np.ndarray, mask_bg: np.nd
 
 
 def shading_ratio(fg: np.ndarray, bg: np.ndarray, mask: np.ndarray, sigma: float) -> np.ndarray:
-    """Smooth luminance ratio bg/fg over the face (masked, normalised blur), (H, W, 1)."""
-    m = mask.astype(np.float32)
+    """Smooth luminance ratio bg/fg over the face (masked, normalised blur), (H, W, 1). Low
+    frequencies only, so it is computed at a scale where sigma is ~8 px and upsampled."""
+    h, w = mask.shape
+    scale = max(1.0, sigma / 8.0)
+    small = (max(8, int(round(w / scale))), max(8, int(round(h / scale))))
+    m = cv2.resize(mask.astype(np.float32), small, interpolation=cv2.INTER_AREA)
 
     def smooth_lum(img: np.ndarray) -> np.ndarray:
-        lum = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY).astype(np.float32) + 1.0
-        num = cv2.GaussianBlur(lum * m, (0, 0), sigma)
-        den = cv2.GaussianBlur(m, (0, 0), sigma) + 1e-6
-        return num / den
+        lum = cv2.resize(cv2.cvtColor(img, cv2.COLOR_RGB2GRAY).astype(np.float32) + 1.0, small, interpolation=cv2.INTER_AREA)
+        return cv2.GaussianBlur(lum * m, (0, 0), sigma / scale) / (cv2.GaussianBlur(m, (0, 0), sigma / scale) + 1e-6)
 
-    return np.clip(smooth_lum(bg) / smooth_lum(fg), 0.5, 2.0)[..., None]
+    ratio = np.clip(smooth_lum(bg) / np.maximum(smooth_lum(fg), 1e-3), 0.5, 2.0)
+    return cv2.resize(ratio, (w, h), interpolation=cv2.INTER_LINEAR)[..., None]
 
 
 def feather(mask: np.ndarray, width: float) -> np.ndarray:
