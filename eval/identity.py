@@ -139,9 +139,13 @@ class ArcFaceEncoder:
         crops, slots = [], []
         for i, rgb in enumerate(images):
             mesh = face_mesh(rgb)
-            if mesh is not None:
+            if mesh is None:
+                continue
+            try:
                 crops.append(align_arcface(rgb, mesh.five_points()))
-                slots.append(i)
+            except (ValueError, cv2.error):  # degenerate landmarks: no usable face
+                continue
+            slots.append(i)
         out: list[np.ndarray | None] = [None] * len(images)
         if crops:
             for i, e in zip(slots, self.embed_aligned(np.stack(crops))):

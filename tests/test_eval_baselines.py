@@ -63,3 +63,12 @@ def test_weighted_methods_without_weights_are_unavailable(tmp_path):
         with pytest.raises(Unavailable):
             build_method(name, p)
     assert set(METHODS) == set(EvaluateParams().methods)
+
+
+def test_an_error_on_one_pair_is_a_method_failure(triplet):
+    class Broken(AlignedPaste):
+        def apply(self, t):
+            raise cv2.error("degenerate")
+
+    with pytest.warns(UserWarning, match="pair t0 failed"):
+        assert Broken().run([triplet]) == [None]

@@ -8,8 +8,10 @@ reason instead of numbers.
 """
 from __future__ import annotations
 
+import warnings
 from typing import Callable, Protocol, Sequence
 
+import cv2
 import numpy as np
 
 from eval.data import Triplet
@@ -34,7 +36,16 @@ class PerPair:
         raise NotImplementedError
 
     def run(self, batch: Sequence[Triplet]) -> list[np.ndarray | None]:
-        return [self.apply(t) for t in batch]
+        return [self._safe(t) for t in batch]
+
+    def _safe(self, t: Triplet) -> np.ndarray | None:
+        """One bad pair (a degenerate alignment, an OpenCV error) is a method failure of that
+        pair, not the end of the evaluation."""
+        try:
+            return self.apply(t)
+        except (cv2.error, ValueError, np.linalg.LinAlgError) as err:
+            warnings.warn(f"{self.name}: pair {t.pair_id} failed: {err}")
+            return None
 
 
 def _ipadapter(params) -> Method:
