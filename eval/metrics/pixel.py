@@ -22,20 +22,18 @@ def _gaussian(size: int = 11, sigma: float = 1.5):
 
 def ssim_batch(a, b):
     """SSIM per image of two float (B, 3, H, W) batches in [0, 1]."""
+    import torch
     import torch.nn.functional as F
 
     c1, c2 = 0.01**2, 0.03**2
     g = _gaussian().to(a.device)
-    win_x = g.view(1, 1, 1, -1).repeat(3, 1, 1, 1)
-    win_y = g.view(1, 1, -1, 1).repeat(3, 1, 1, 1)
-
-    def blur(x):
-        return F.conv2d(F.conv2d(x, win_x, groups=3), win_y, groups=3)  # valid: no padding artefacts
-
-    mu_a, mu_b = blur(a), blur(b)
-    s_aa = blur(a * a) - mu_a**2
-    s_bb = blur(b * b) - mu_b**2
-    s_ab = blur(a * b) - mu_a * mu_b
+    # the five local moments in one separable, grouped convolution ('valid': no padding artefacts)
+    x = torch.cat([a, b, a * a, b * b, a * b], dim=1)
+    n = x.shape[1]
+    x = F.conv2d(x, g.view(1, 1, 1, -1).repeat(n, 1, 1, 1), groups=n)
+    x = F.conv2d(x, g.view(1, 1, -1, 1).repeat(n, 1, 1, 1), groups=n)
+    mu_a, mu_b, e_aa, e_bb, e_ab = x.chunk(5, dim=1)
+    s_aa, s_bb, s_ab = e_aa - mu_a**2, e_bb - mu_b**2, e_ab - mu_a * mu_b
     m = ((2 * mu_a * mu_b + c1) * (2 * s_ab + c2)) / ((mu_a**2 + mu_b**2 + c1) * (s_aa + s_bb + c2))
     return m.mean(dim=(1, 2, 3))
 
