@@ -17,6 +17,7 @@ import yaml
 
 from pipeline.config.caption import CaptionParams
 from pipeline.config.data import DataParams
+from pipeline.config.evaluate import EvaluateParams
 from pipeline.config.ingest import IngestParams
 from pipeline.config.relight import RelightParams
 from pipeline.config.runner import RunnerParams
@@ -47,6 +48,7 @@ class Params:
     relight: RelightParams
     segment: SegmentParams
     caption: CaptionParams
+    evaluate: EvaluateParams
 
 
 def _check_scalar(tp: Any, value: Any, path: str) -> Any:
