@@ -17,6 +17,7 @@ to pay; a serving engine such as vLLM does not install beside our torch.)
 """
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Sequence
 
@@ -39,9 +40,11 @@ class LlavaCaptioner(Captioner):
         self._processor = None
         self._prompt: str | None = None
         self._ids = None
+        self._static = bool(params.static_cache)
 
     def __getstate__(self) -> dict:
-        return {"params": self.params, "_model": None, "_processor": None, "_prompt": None, "_ids": None}
+        return {"params": self.params, "_model": None, "_processor": None, "_prompt": None, "_ids": None,
+                "_static": bool(self.params.static_cache)}
 
     def setup(self) -> None:
         if self._model is not None:
@@ -100,14 +103,26 @@ class LlavaCaptioner(Captioner):
         p, model = self.params, self._model
         n = len(images)
         batch = list(images)
-        if p.static_cache and model.device.type == "cuda" and n < p.batch_size:
+        if self._static and model.device.type == "cuda" and n < p.batch_size:
             batch += [images[0]] * (p.batch_size - n)  # one shape for the compiled decode step
-        kwargs = {"cache_implementation": "static"} if p.static_cache else {}
         with torch.inference_mode():
             pixels = pixel_batch(batch, self._processor.image_processor, model.device, model.dtype)
             ids = self._ids.expand(len(batch), -1)
-            out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), pixel_values=pixels,
-                                 do_sample=False, max_new_tokens=p.max_new_tokens, **kwargs)
+            inputs = dict(input_ids=ids, attention_mask=torch.ones_like(ids), pixel_values=pixels,
+                          do_sample=False, max_new_tokens=p.max_new_tokens)
+            if self._static:
+                try:
+                    out = model.generate(**inputs, cache_implementation="static")
+                except (RuntimeError, TypeError, ValueError, AssertionError) as err:
+                    if isinstance(err, torch.OutOfMemoryError):
+                        raise
+                    # a transformers / torch pair whose compiled static path breaks for this
+                    # model: say so once and keep captioning with the dynamic cache
+                    warnings.warn(f"caption.static_cache: generation failed ({type(err).__name__}: {err}); "
+                                  "using the dynamic KV cache from now on", RuntimeWarning, stacklevel=2)
+                    self._static = False
+            if not self._static:
+                out = model.generate(**inputs)
         new = out[:n, ids.shape[1] :]
         return [t.strip() for t in self._processor.batch_decode(new, skip_special_tokens=True)]
 
