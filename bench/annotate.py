@@ -2,7 +2,7 @@
 
     python bench/annotate.py [--images 6] [--size 1024] [--workers 0 2] [--skip-relight]
     python bench/annotate.py --device cuda [--what llava segformer] [--llava-batches 1 16 64]
-                             [--seg-batches 1 32 64 128] [--modes eager static]
+                             [--seg-batches 1 32 64 128] [--modes eager static] [--compile] [--stage-images 256]
     python bench/annotate.py --tiny      (the GPU code on a CPU with tiny models: a smoke test, not a figure)
 
 CPU: images/s of the offline backends through the stages' entry points (`stages.caption.run`,
@@ -18,7 +18,10 @@ GPU (`--device cuda`): random weights of the real sizes in bf16 (weights do not 
   decode step on CUDA; the first call per batch size compiles and is excluded).
 - SegFormer-B5 (depths 3/6/40/3, widths 64/128/320/512, 768-d decoder, 19 labels) at 512 px
   through `SegformerParser.parse` (1024 px uint8 images in, label maps at 1024 px out, on the
-  host), batch 1 vs batched; plus the bare forward at 512 px for comparison with FACTS.md.
+  host), batch 1 vs batched; plus the bare forward at 512 px for comparison with FACTS.md;
+  `--compile` repeats it with `segment.compile` (torch.compile of the forward); `--stage-images N`
+  then runs N 1024 px JPEGs through `piq segment`'s own path (folder saved and loaded, PNGs
+  written, one in-process worker: JPEG decode and PNG encode on one CPU core included).
 Aims per H100 (issue 10): captions >= 50/s, SegFormer >= 500 images/s; ratios are printed.
 """
 from __future__ import annotations
@@ -176,7 +179,10 @@ def random_segformer_b5(tiny: bool):
     return SegformerForSemanticSegmentation(config).eval(), SegformerImageProcessor(size={"height": size, "width": size})
 
 
-def bench_segformer(batches: Sequence[int], size: int, repeats: int, tiny: bool) -> dict:
+def bench_segformer(batches: Sequence[int], size: int, repeats: int, tiny: bool, compile_too: bool = False,
+                    stage_images: int = 0) -> dict:
+    """images/s of `SegformerParser.parse` per batch size (eager, then compiled with --compile),
+    the bare forward beside it, then `stage_images` images through `piq segment`'s path."""
     import torch
 
     from pipeline.config.segment import SegmentParams
@@ -191,45 +197,78 @@ def bench_segformer(batches: Sequence[int], size: int, repeats: int, tiny: bool)
     res = image_processor.size["height"]
     where = torch.cuda.get_device_name() if cuda else "CPU (--tiny: a tiny model, figures mean nothing)"
     print(f"SegFormer-B5 architecture, random weights, {model.dtype}, {n_params:.1f} M parameters, {res} px, on {where}")
-    parser = SegformerParser.from_model(SegmentParams(backend="segformer", segformer_dir="(in memory)"), model, image_processor)
-    rates, bare = {}, {}
-    for batch in batches:
-        images = _portraits(batch, size)
-        try:
-            parser.parse(images)  # warm-up
-            _sync(cuda)
-            start = time.perf_counter()
-            for _ in range(repeats):
-                maps = parser.parse(images)
-            _sync(cuda)
-        except Exception as err:  # noqa: BLE001 - report and go on with the other batch sizes
-            print(f"segformer batch {batch:>3}: failed: {type(err).__name__}: {str(err)[:300]}")
-            if cuda:
-                torch.cuda.empty_cache()
-            continue
-        seconds = (time.perf_counter() - start) / repeats
-        rates[batch] = batch / seconds
-        x = torch.randn(batch, 3, res, res, device=model.device, dtype=model.dtype)
-        with torch.inference_mode():
-            model(pixel_values=x)
-            _sync(cuda)
-            start = time.perf_counter()
-            for _ in range(repeats):
-                model(pixel_values=x)
-            _sync(cuda)
-        fwd = (time.perf_counter() - start) / repeats
-        bare[batch] = batch / fwd
-        print(f"segformer batch {batch:>3}: parse {seconds * 1000:8.1f} ms  {batch / seconds:7.1f} images/s "
-              f"({size} px in, {maps[0].shape[0]} px maps out)   bare forward {batch / fwd:7.1f} images/s")
-    if 1 in rates and len(batches) > 1:
-        best = max(rates, key=rates.get)
-        print(f"ratio segformer batch {best} / batch 1: {rates[best] / rates[1]:.2f}")
+    rates: dict[tuple[str, int], float] = {}
+    bare: dict[tuple[str, int], float] = {}
+    for mode in ("eager", "compiled") if compile_too else ("eager",):
+        params = SegmentParams(backend="segformer", segformer_dir="(in memory)", compile=mode == "compiled")
+        parser = SegformerParser.from_model(params, model, image_processor)  # compiled: wraps model.forward
+        for batch in batches:
+            images = _portraits(batch, size)
+            try:
+                parser.parse(images)  # warm-up (compiled: compiles this shape)
+                _sync(cuda)
+                start = time.perf_counter()
+                for _ in range(repeats):
+                    maps = parser.parse(images)
+                _sync(cuda)
+                seconds = (time.perf_counter() - start) / repeats
+                x = torch.randn(batch, 3, res, res, device=model.device, dtype=model.dtype)
+                with torch.inference_mode():
+                    model(pixel_values=x)
+                    _sync(cuda)
+                    start = time.perf_counter()
+                    for _ in range(repeats):
+                        model(pixel_values=x)
+                    _sync(cuda)
+                fwd = (time.perf_counter() - start) / repeats
+            except Exception as err:  # noqa: BLE001 - report and go on with the other batch sizes
+                print(f"segformer {mode} batch {batch:>3}: failed: {type(err).__name__}: {str(err)[:300]}")
+                if cuda:
+                    torch.cuda.empty_cache()
+                continue
+            rates[(mode, batch)], bare[(mode, batch)] = batch / seconds, batch / fwd
+            print(f"segformer {mode:>8} batch {batch:>3}: parse {seconds * 1000:8.1f} ms  {batch / seconds:7.1f} images/s "
+                  f"({size} px in, {maps[0].shape[0]} px maps out)   bare forward {batch / fwd:7.1f} images/s")
     if not rates:
         return rates
+    for mode in ("eager", "compiled"):
+        mine = {b: r for (m, b), r in rates.items() if m == mode}
+        if 1 in mine and len(mine) > 1:
+            best = max(mine, key=mine.get)
+            print(f"ratio segformer {mode} batch {best} / batch 1: {mine[best] / mine[1]:.2f}")
     best = max(rates, key=rates.get)
-    print(f"ratio best segformer parse (batch {best}) / aim {SEGFORMER_AIM:.0f} images/s: {rates[best] / SEGFORMER_AIM:.2f}; "
-          f"bare forward {max(bare.values()) / SEGFORMER_AIM:.2f}")
+    print(f"ratio best segformer parse ({best[0]}, batch {best[1]}) / aim {SEGFORMER_AIM:.0f} images/s: "
+          f"{rates[best] / SEGFORMER_AIM:.2f}; best bare forward {max(bare.values()) / SEGFORMER_AIM:.2f}")
+    if stage_images:
+        bench_segment_stage(model, image_processor, stage_images, size, max(b for _, b in rates), cuda)
     return rates
+
+
+def bench_segment_stage(model, image_processor, images: int, size: int, batch: int, cuda: bool) -> float:
+    """The product path: the model saved as a folder, loaded by `piq segment`'s code, JPEGs read
+    and PNG label maps written by the runner in-process (one actor's worth of CPU)."""
+    from pipeline.config.runner import RunnerParams
+    from pipeline.config.segment import SegmentParams
+    from stages.segment import run
+    from tests.relight_fixtures import make_fake_annotate_inputs
+
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        model.save_pretrained(work / "segformer")
+        image_processor.save_pretrained(work / "segformer")
+        faces = (("astronaut", False), ("hopper", False))
+        per_face = max(1, -(-images // len(faces)))
+        animate, _ = make_fake_annotate_inputs(work / "in", size=size, faces=faces, images=per_face, with_labels=False)
+        n = len(faces) * per_face
+        params = SegmentParams(input_dir=str(animate), out_dir=str(work / "out"), backend="segformer",
+                               segformer_dir=str(work / "segformer"), batch_size=batch,
+                               device="cuda" if cuda else "cpu", preview=False)
+        start = time.perf_counter()
+        stats = run(params, RunnerParams(workers=0, progress=False), seed=0).stats
+        seconds = time.perf_counter() - start
+        print(f"segment segformer stage (piq segment path, in-process, batch {batch}, model load included): {n} images "
+              f"in {seconds:.1f} s = {n / seconds:.1f} images/s ({stats['done']} done, {stats['rejected']} refused)")
+        return n / seconds
 
 
 def main() -> None:
@@ -246,6 +285,8 @@ def main() -> None:
     parser.add_argument("--new-tokens", type=int, default=128)
     parser.add_argument("--seg-batches", type=int, nargs="+", default=[1, 32, 64, 128])
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--compile", action="store_true", help="GPU: also time SegFormer with torch.compile")
+    parser.add_argument("--stage-images", type=int, default=0, help="GPU: images through `piq segment`'s path (0 = skip)")
     args = parser.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     if args.device == "cuda" or args.tiny:
@@ -254,7 +295,8 @@ def main() -> None:
 
             torch.backends.cuda.matmul.allow_tf32 = True
         if "segformer" in args.what:
-            bench_segformer(args.seg_batches if not args.tiny else [1, 2], args.size, args.repeats, args.tiny)
+            bench_segformer(args.seg_batches if not args.tiny else [1, 2], args.size, args.repeats, args.tiny,
+                            args.compile and not args.tiny, args.stage_images)
         if "llava" in args.what:
             bench_llava(args.llava_batches if not args.tiny else [1, 2], args.modes, args.new_tokens if not args.tiny else 4,
                         args.size, args.repeats if not args.tiny else 1, args.tiny)

@@ -189,9 +189,12 @@ def pixel_batch(images: list[np.ndarray], image_processor: Any, device: Any, dty
     ip = image_processor
     mode = {2: "bilinear", 3: "bicubic"}.get(int(getattr(ip, "resample", 2) or 2), "bilinear")
     size = ip.size
+    # one upload and one resize for a batch of equal sizes (the usual case: 1024 px images)
+    same = len({img.shape for img in images}) == 1
+    groups = [np.stack(images)] if same else [img[None] for img in images]
     out = []
-    for img in images:
-        x = torch.from_numpy(np.ascontiguousarray(img)).to(device).permute(2, 0, 1)[None].float()
+    for group in groups:
+        x = torch.from_numpy(np.ascontiguousarray(group)).to(device).permute(0, 3, 1, 2).float()
         h, w = x.shape[-2:]
         if getattr(ip, "do_resize", True):
             short = _size_key(size, "shortest_edge")

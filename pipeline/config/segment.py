@@ -18,6 +18,7 @@ class SegmentParams:
     # --- segformer backend ----------------------------------------------------------------------
     segformer_dir: str | None = None        # folder with config.json, model weights, preprocessor_config.json
     batch_size: int = 32                    # images per forward (model backends)
+    compile: bool = False                   # torch.compile the SegFormer forward on CUDA (one compile per batch shape)
     device: str = "auto"                    # auto | cuda | cpu
     dtype: str = "bf16"                     # bf16 | fp16 | fp32 (fp32 on a CPU)
     num_gpus: float = 1.0                   # GPUs per Ray actor (model backends)

@@ -62,6 +62,8 @@ class SegformerParser(FaceParser):
         self._lut = torch.as_tensor(lut, device=model.device)
         if model.device.type == "cuda":
             torch.backends.cudnn.benchmark = True
+            if self.params.compile:
+                model.forward = torch.compile(model.forward, dynamic=False)
 
     def parse(self, images: Sequence[np.ndarray]) -> list[np.ndarray | Reject]:
         import torch
