@@ -96,3 +96,29 @@ def test_pixel_batch_matches_the_hf_image_processors():
         ref = ip(images=images, return_tensors="pt")["pixel_values"]
         got = pixel_batch(images, ip, "cpu", torch.float32)
         assert got.shape == ref.shape and (got - ref).abs().mean() < 0.01
+
+
+def test_llava_static_cache_failure_falls_back_to_the_dynamic_cache(tmp_path):
+    from pipeline.captioners.llava import LlavaCaptioner
+    from pipeline.captioners.llava_random import save_random_llava
+    from tests.relight_fixtures import portrait_crop
+
+    folder = save_random_llava(tmp_path / "llava")
+    params = CaptionParams(backend="llava", llava_dir=str(folder), device="cpu", max_new_tokens=6, static_cache=True)
+    captioner = LlavaCaptioner(params)
+    captioner.setup()
+    real = captioner._model.generate
+
+    def broken(*args, **kwargs):
+        if kwargs.get("cache_implementation") == "static":
+            raise RuntimeError("compiled static path broke")
+        return real(*args, **kwargs)
+
+    captioner._model.generate = broken
+    image = portrait_crop("astronaut", 64)[0]
+    with pytest.warns(RuntimeWarning, match="dynamic KV cache"):
+        first = captioner.generate([image])
+    assert first == captioner.generate([image]) and not captioner._static
+    dynamic = LlavaCaptioner(CaptionParams(backend="llava", llava_dir=str(folder), device="cpu", max_new_tokens=6,
+                                           static_cache=False))
+    assert dynamic.generate([image]) == first
