@@ -59,7 +59,8 @@ class DenseMotionNetwork(nn.Module):
         heat = torch.cat([heat.new_zeros(b, 1, d, h, w), heat], dim=1)[:, :, None]
         prediction = self.hourglass(torch.cat([heat, deformed], dim=2).view(b, -1, d, h, w))
         mask = F.softmax(self.mask(prediction), dim=1)  # (b, k1, d, h, w)
-        deformation = torch.einsum("bkdhw,bkdhwc->bdhwc", mask, sparse)
+        # Blend in float32 (elementwise ops are not autocast): the flow is a sub-pixel quantity.
+        deformation = (mask.float()[..., None] * sparse.float()).sum(dim=1)  # (b, d, h, w, 3)
         out = {"mask": mask, "deformation": deformation}
         if self.occlusion is not None:
             out["occlusion_map"] = torch.sigmoid(self.occlusion(prediction.reshape(b, -1, h, w)))
@@ -80,7 +81,7 @@ class WarpingNetwork(nn.Module):
 
     def forward(self, feature_3d: torch.Tensor, kp_driving: torch.Tensor, kp_source: torch.Tensor) -> dict[str, torch.Tensor]:
         motion = self.dense_motion_network(feature_3d, kp_driving, kp_source)
-        warped = F.grid_sample(feature_3d, motion["deformation"].to(feature_3d.dtype), align_corners=False)
+        warped = F.grid_sample(feature_3d.float(), motion["deformation"], align_corners=False)
         b, c, d, h, w = warped.shape
         out = self.fourth(self.third(warped.view(b, c * d, h, w)))
         if "occlusion_map" in motion:
