@@ -48,7 +48,7 @@ class LivePortraitAnimator(Animator):
     name = "liveportrait"
 
     def __init__(self, model_dir: str, device: str = "cuda", *, bf16: bool = True, batch_size: int = 8,
-                 stitching: bool = True, crop_scale: float = 1.7, crop_shift_up: float = 0.05,
+                 stitching: bool = True, crop_scale: float = 2.0, crop_shift_up: float = 0.075,
                  mask_dilate: float = 0.06, mask_feather: float = 0.05,
                  config: LivePortraitConfig | None = None) -> None:
         self.model_dir = str(model_dir)

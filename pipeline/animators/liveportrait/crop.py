@@ -2,12 +2,13 @@
 decoded crop back into the full image under a feathered face mask.
 
 The official cropper needs InsightFace weights that are not available offline; we use the shared
-mediapipe face mesh instead. Rule (documented, one place): the crop is centred on the face mesh's
-box centre, shifted up by `shift_up` of the side (LivePortrait's crops leave room above the head:
-its `vy_ratio`), its side is `scale` x the larger side of the mesh box (the official 2.3 applies
-to a smaller, landmark-derived box; 1.7 on the mesh box frames a comparable region: hair, ears and
-chin inside, shoulders cut), and it is rotated so the eye line is horizontal (the official
-`flag_do_rot`).
+mediapipe face mesh instead. Rule (documented, one place): the crop is rotated so the eye line is
+horizontal (the official `flag_do_rot`); its side is `scale` x the larger side of the mesh's box;
+it is centred on the box centre shifted up by `shift_up` x the side. The official rule is side =
+2.3 x the larger side of its 203-landmark box (brows to chin), centre shifted up by 0.125 x side
+(`vy_ratio=-0.125`). The mesh box also spans the forehead: its larger side is about 1.15x the
+landmark box's and its centre about 0.05 crop sides higher, hence 2.0 and 0.075 here (the same
+framing: whole head with hair and some neck, the face about half the crop).
 """
 from __future__ import annotations
 
@@ -22,8 +23,8 @@ from pipeline.faces.mesh import Mesh
 
 @dataclasses.dataclass(frozen=True)
 class CropRule:
-    scale: float = 1.7
-    shift_up: float = 0.05
+    scale: float = 2.0
+    shift_up: float = 0.075
     mask_dilate: float = 0.06  # of the face size: the paste-back mask grows past the mesh hull
     mask_feather: float = 0.05  # Gaussian sigma of the mask edge, of the face size
 
@@ -53,7 +54,8 @@ def crop_matrix(mesh: Mesh, size: int, rule: CropRule) -> np.ndarray:
 
 def warp(image: np.ndarray, matrix: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """warpAffine that first shrinks the image with area averaging when the map shrinks it by
-    more than 2x (bilinear sampling alone would alias a 1024 px face into 256 px)."""
+    more than 2x (bilinear sampling alone would alias a 1024 px face into 256 px). Outside the
+    image is black, as in the official crops the networks were trained on."""
     zoom = math.sqrt(abs(np.linalg.det(matrix[:, :2])))
     if zoom < 0.5:
         h, w = image.shape[:2]
@@ -61,7 +63,7 @@ def warp(image: np.ndarray, matrix: np.ndarray, size: tuple[int, int]) -> np.nda
         fx, fy = small.shape[1] / w, small.shape[0] / h
         matrix = matrix @ np.array([[1 / fx, 0, 0], [0, 1 / fy, 0], [0, 0, 1]])
         image = small
-    return cv2.warpAffine(image, matrix, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return cv2.warpAffine(image, matrix, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
 
 
 def crop_face(image: np.ndarray, mesh: Mesh, size: int, rule: CropRule) -> FaceCrop:
