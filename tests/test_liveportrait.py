@@ -21,6 +21,22 @@ def test_full_size_keys_and_shapes_match_the_official_architecture():
         assert got == expected[name], name
 
 
+def test_full_size_forward_shapes_on_meta():
+    """The published sizes run end to end (shapes only: meta tensors, no memory, no compute)."""
+    models = checkpoints.build_models(LivePortraitConfig(), "meta")
+    x = torch.rand(2, 3, 256, 256, device="meta")
+    feature = models.appearance_feature_extractor(x)
+    assert feature.shape == (2, 32, 16, 64, 64)
+    heads = models.motion_extractor(x)
+    assert {k: tuple(v.shape) for k, v in heads.items()} == {
+        "kp": (2, 63), "exp": (2, 63), "pitch": (2, 66), "yaw": (2, 66), "roll": (2, 66), "t": (2, 3), "scale": (2, 1)}
+    kp = torch.rand(2, 21, 3, device="meta")
+    warped = models.warping_module(feature, kp_driving=kp, kp_source=kp)
+    assert warped["out"].shape == (2, 256, 64, 64) and warped["occlusion_map"].shape == (2, 1, 64, 64)
+    assert models.spade_generator(warped["out"]).shape == (2, 3, 512, 512)
+    assert models.stitching(torch.rand(2, 126, device="meta")).shape == (2, 65)
+
+
 def test_random_checkpoints_load_strictly_and_missing_files_are_named(tmp_path):
     cfg = LivePortraitConfig.tiny()
     checkpoints.write_random_checkpoints(tmp_path, seed=0, cfg=cfg)
