@@ -176,9 +176,14 @@ def test_animator_makes_a_1024_image_that_changes_the_face_only(tiny_animator, n
         diff = np.abs(o.image.astype(int) - neutral.astype(int)).sum(-1)
         assert diff[:40].max() == 0 and diff[-40:].max() == 0  # outside the face: untouched
         assert diff[400:600, 400:600].mean() > 1  # the face region is the decoder's
-    # One at a time gives the batched result.
+    # Driver frames are remembered by their pixels: two distinct frames, whatever the pairs.
+    assert len(tiny_animator._driver_motion) == 2
+    # One at a time, from the cache or afresh, gives the batched result.
     single = tiny_animator.animate(neutral, neutral, hopper, seed=1)
     assert np.abs(single.image.astype(int) - out[1].image.astype(int)).max() <= 1
+    tiny_animator.clear_driver_cache()
+    fresh = tiny_animator.animate(neutral, neutral, hopper, seed=1)
+    assert np.array_equal(fresh.image, single.image)
 
 
 def test_a_frame_without_a_face_is_rejected(tiny_animator, neutral):

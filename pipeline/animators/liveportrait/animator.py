@@ -7,8 +7,10 @@ driver of that face through the motion extractor and the warp/decoder in GPU bat
 """
 from __future__ import annotations
 
+import collections
 import contextlib
 import dataclasses
+import hashlib
 from typing import Sequence
 
 import numpy as np
@@ -41,6 +43,8 @@ class LivePortraitAnimator(Animator):
     bf16: bf16 autocast of the networks on CUDA (keypoint arithmetic stays fp32); ignored on CPU.
     batch_size: drivers per warp/decode batch on the device.
     stitching: apply the stitching module (the official default for paste-back).
+    driver_cache: how many driver frames' motion to remember (keyed by their pixels): the same
+        driver clips drive many neutral faces, so their face mesh, crop and motion are computed once.
     crop_scale, crop_shift_up, mask_dilate, mask_feather: see `crop.CropRule`.
     config: network sizes (default: the published ones; tests pass `LivePortraitConfig.tiny()`).
     """
@@ -48,7 +52,7 @@ class LivePortraitAnimator(Animator):
     name = "liveportrait"
 
     def __init__(self, model_dir: str, device: str = "cuda", *, bf16: bool = True, batch_size: int = 8,
-                 stitching: bool = True, crop_scale: float = 2.0, crop_shift_up: float = 0.075,
+                 stitching: bool = True, driver_cache: int = 1024, crop_scale: float = 2.0, crop_shift_up: float = 0.075,
                  mask_dilate: float = 0.06, mask_feather: float = 0.05,
                  config: LivePortraitConfig | None = None) -> None:
         self.model_dir = str(model_dir)
@@ -59,10 +63,15 @@ class LivePortraitAnimator(Animator):
         self.rule = CropRule(crop_scale, crop_shift_up, mask_dilate, mask_feather)
         self.config = config or LivePortraitConfig()
         self.meshes = FaceMeshDetector(max_faces=1)
+        self.driver_cache = driver_cache
         self.models: LivePortraitModels | None = None
+        self._driver_motion: collections.OrderedDict[bytes, kpt.Motion] = collections.OrderedDict()
 
     def __getstate__(self) -> dict:  # ship to a worker without weights; setup() loads them there
-        return {**self.__dict__, "models": None}
+        return {**self.__dict__, "models": None, "_driver_motion": collections.OrderedDict()}
+
+    def clear_driver_cache(self) -> None:
+        self._driver_motion.clear()
 
     def setup(self) -> None:
         if self.models is None:
@@ -102,6 +111,31 @@ class LivePortraitAnimator(Animator):
         return _Source(crop, paste_mask(mesh, crop, neutral.shape[:2], self.rule), feature, motion,
                        kpt.source_keypoints(motion))
 
+    def _driver_motions(self, drivers: Sequence[tuple[np.ndarray, np.ndarray]]) -> kpt.Motion:
+        """Motion of every driver frame, in order (first, last, first, last, ...): cached frames
+        are looked up, the others cropped and run through the motion extractor in one batch."""
+        keys, todo = [], {}
+        for k, pair in enumerate(drivers):
+            for image, what in zip(pair, ("first", "last")):
+                key = hashlib.blake2b(np.ascontiguousarray(image).data, digest_size=16,
+                                      person=b"lp-driver").digest() + repr(image.shape).encode()
+                keys.append(key)
+                if key not in self._driver_motion and key not in todo:
+                    mesh = self._mesh(image, f"driver {k} {what} frame")
+                    todo[key] = crop_face(image, mesh, self.config.input_size, self.rule).image
+        fresh = {}
+        if todo:
+            new = self._motion(self._tensor(list(todo.values())))
+            fresh = {key: new[i: i + 1] for i, key in enumerate(todo)}
+        rows = [fresh[key] if key in fresh else self._driver_motion[key] for key in keys]
+        for key in keys:  # most recently used last
+            if key in fresh:
+                self._driver_motion[key] = fresh[key]
+            self._driver_motion.move_to_end(key)
+        while len(self._driver_motion) > self.driver_cache:
+            self._driver_motion.popitem(last=False)
+        return kpt.Motion.cat(rows)
+
     # --- Animator --------------------------------------------------------------------------
 
     @torch.inference_mode()
@@ -112,12 +146,7 @@ class LivePortraitAnimator(Animator):
             return []
         self.setup()
         src = self._source(neutral)
-        size = self.config.input_size
-        frames = []
-        for k, (first, last) in enumerate(drivers):
-            for image, what in ((first, "first"), (last, "last")):
-                frames.append(crop_face(image, self._mesh(image, f"driver {k} {what} frame"), size, self.rule).image)
-        motion = self._motion(self._tensor(frames))
+        motion = self._driver_motions(drivers)
         first, last = motion[0::2], motion[1::2]
         x_d = kpt.relative_driving_keypoints(src.motion, first, last)
         x_s = src.x_s.expand_as(x_d)

@@ -89,11 +89,19 @@ def paste_mask(mesh: Mesh, crop: FaceCrop, shape: tuple[int, int], rule: CropRul
 
 
 def paste_back(decoded: np.ndarray, crop: FaceCrop, original: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Blend a decoded crop (any size: it covers the same square as `crop`) into `original`."""
+    """Blend a decoded crop (any size: it covers the same square as `crop`) into `original`.
+    Only the mask's bounding box is resampled and blended (the rest is copied)."""
+    out = original.copy()
+    ys, xs = np.nonzero(mask.max(axis=1) > 0)[0], np.nonzero(mask.max(axis=0) > 0)[0]
+    if ys.size == 0:
+        return out
+    y0, y1, x0, x1 = ys[0], ys[-1] + 1, xs[0], xs[-1] + 1
     up = decoded.shape[0] / crop.size
-    to_decoded = np.vstack([crop.matrix * up, [0, 0, 1]])[:2]
-    h, w = original.shape[:2]
-    back = cv2.warpAffine(decoded, cv2.invertAffineTransform(to_decoded), (w, h), flags=cv2.INTER_LINEAR,
-                          borderMode=cv2.BORDER_REPLICATE)
-    m = mask[..., None]
-    return np.clip(m * back.astype(np.float32) + (1 - m) * original.astype(np.float32) + 0.5, 0, 255).astype(np.uint8)
+    to_decoded = crop.matrix * up  # image -> decoded pixels
+    to_decoded[:, 2] += to_decoded[:, :2] @ np.array([x0, y0], np.float64)  # ROI pixel -> decoded pixel
+    back = cv2.warpAffine(decoded, cv2.invertAffineTransform(to_decoded), (int(x1 - x0), int(y1 - y0)),
+                          flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    m = mask[y0:y1, x0:x1, None]
+    roi = original[y0:y1, x0:x1].astype(np.float32)
+    out[y0:y1, x0:x1] = np.clip(m * back.astype(np.float32) + (1 - m) * roi + 0.5, 0, 255).astype(np.uint8)
+    return out

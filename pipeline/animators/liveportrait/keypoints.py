@@ -58,6 +58,10 @@ class Motion:
     def __getitem__(self, index) -> "Motion":
         return Motion(**{f.name: getattr(self, f.name)[index] for f in dataclasses.fields(self)})
 
+    @classmethod
+    def cat(cls, parts: "list[Motion]") -> "Motion":
+        return cls(**{f.name: torch.cat([getattr(p, f.name) for p in parts]) for f in dataclasses.fields(cls)})
+
 
 def transform(kp: torch.Tensor, R: torch.Tensor, exp: torch.Tensor, scale: torch.Tensor,
               t: torch.Tensor) -> torch.Tensor:
