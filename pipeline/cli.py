@@ -14,11 +14,13 @@ from typing import Sequence
 # name -> (module, one-line help). Keep in pipeline order.
 COMMANDS: dict[str, tuple[str, str]] = {
     "ingest": ("stages.ingest", "sample frames of the crowdsourced clips, keep frontal neutral faces, crop 1024 px (paper B.2)"),
+    "relight": ("stages.relight", "relight the face and hair of every animated image under K environment maps (paper 4.1, A.1)"),
     "shard": ("stages.shard", "pack the identity sets into WebDataset shards, split train / test_id / test_ood by identity, with index and dataset card"),
     "shards": ("pipeline.verify", "check released shards: `piq shards verify DIR` re-reads, decodes and checksums every sample"),
     "browse": ("pipeline.browse.server", "page through released shards in a local web page (no CDN): `piq browse DIR`"),
     "train": ("stages.train", "fine-tune the backbone on [source | driving | noisy target] (paper 3.1, 4.1)"),
     "sample": ("stages.sample", "sample test pairs with the trained model: 50 steps, guidance 1.5 (paper A.1)"),
+    "evaluate": ("stages.evaluate", "ID / OOD test sets, every method, CSIM FID AED APD AGD LPIPS PSNR SSIM +- SEM, tables (paper 4.2)"),
     "params": ("pipeline.params_cli", "validate params.yaml and print it as resolved"),
 }
 

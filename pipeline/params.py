@@ -16,7 +16,9 @@ from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_
 import yaml
 
 from pipeline.config.data import DataParams
+from pipeline.config.evaluate import EvaluateParams
 from pipeline.config.ingest import IngestParams
+from pipeline.config.relight import RelightParams
 from pipeline.config.runner import RunnerParams
 from pipeline.config.shard import ShardParams
 from pipeline.config.train import SampleParams, TrainParams
@@ -41,6 +43,8 @@ class Params:
     data: DataParams
     train: TrainParams
     sample: SampleParams
+    relight: RelightParams
+    evaluate: EvaluateParams
 
 
 def _check_scalar(tp: Any, value: Any, path: str) -> Any:

@@ -221,16 +221,29 @@ def build(out: Path) -> None:
             clip.make(videos / clip.file)
         if clip.video_id is not None:
             meta_rows.append([clip.video_id, clip.participant_id, clip.file, clip.category,
-                              clip.camera_segments, FPS, clip.description])
+                              clip.camera_segments, FPS, clip.description, licence(clip.file), CONSENT])
         expected_rows.append([clip.file, clip.video_id or "", clip.expected])
     with open(out / "metadata.csv", "w", newline="") as fh:
         writer = csv.writer(fh, lineterminator="\n")
-        writer.writerow(["video_id", "participant_id", "file", "category", "camera_segments", "fps", "description"])
+        writer.writerow(["video_id", "participant_id", "file", "category", "camera_segments", "fps", "description",
+                         "license", "consent"])
         writer.writerows(meta_rows)
     with open(out / "expected.csv", "w", newline="") as fh:
         writer = csv.writer(fh, lineterminator="\n")
         writer.writerow(["file", "video_id", "expected"])
         writer.writerows(expected_rows)
+
+
+# Rights of the two source photographs, carried through ingest into the dataset card.
+RIGHTS = {"astronaut": "public domain (NASA photograph; scikit-image astronaut.png)",
+          "hopper": "public domain (U.S. Navy photograph; matplotlib grace_hopper.jpg)"}
+CONSENT = "not required (public-domain photograph)"
+
+
+def licence(file: str) -> str:
+    """The photograph a clip is made from decides its licence; clips of both or none: plain."""
+    sources = [text for name, text in RIGHTS.items() if file.startswith(name)]
+    return sources[0] if len(sources) == 1 else "public domain"
 
 
 def verify(out: Path, frames_per_clip: int = 4) -> None:

@@ -1,0 +1,168 @@
+"""The evaluation report: metrics.json for `dvc metrics`, markdown tables shaped like the
+paper's tables 1, 3 and 4, one CSV per metric for `dvc plots` bars, per-pair values, and an
+image grid per data set and method (source | driving input | output | target)."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+
+from eval.evaluate import MethodReport
+from eval.metrics import HIGHER_IS_BETTER, ORDER, MetricResult
+
+ARROW = {True: "↑", False: "↓"}
+
+
+def _num(x: float | None) -> float | None:
+    return None if x is None or not math.isfinite(x) else float(x)
+
+
+def metrics_json(results: dict[str, list[MethodReport]]) -> dict[str, Any]:
+    """{dataset: {method: {metric: mean, metric_sem: sem, ..., failures}}}: numbers only, so
+    `dvc metrics show` / `dvc exp show` list them; unavailable metrics are left out (their
+    reasons are in report.json). inf (identical images) is written as the string "inf"."""
+    out: dict[str, Any] = {}
+    for ds, reports in results.items():
+        out[ds] = {}
+        for r in reports:
+            if r.unavailable:
+                continue
+            row: dict[str, Any] = {"pairs": r.pairs, "method_failures": r.method_failures}
+            for name in ORDER:
+                m = r.metrics.get(name)
+                if m is None or m.unavailable or m.mean is None:
+                    continue
+                row[name] = m.mean if math.isfinite(m.mean) else "inf"
+                if m.sem is not None:
+                    row[f"{name}_sem"] = m.sem
+                row[f"{name}_failures"] = m.failures
+            out[ds][r.method] = row
+    return out
+
+
+def report_json(results: dict[str, list[MethodReport]], meta: dict[str, Any]) -> dict[str, Any]:
+    return {"meta": meta, "datasets": {
+        ds: [{"method": r.method, "pairs": r.pairs, "method_failures": r.method_failures, "seconds": r.seconds,
+              "unavailable": r.unavailable, "metrics": {k: v.as_dict() for k, v in r.metrics.items()}}
+             for r in reports] for ds, reports in results.items()}}
+
+
+def _best(reports: Sequence[MethodReport], name: str) -> float | None:
+    vals = [r.metrics[name].mean for r in reports
+            if not r.unavailable and name in r.metrics and r.metrics[name].mean is not None and not r.metrics[name].unavailable]
+    if not vals:
+        return None
+    return max(vals) if HIGHER_IS_BETTER[name] else min(vals)
+
+
+def _cell(m: MetricResult | None, best: float | None) -> str:
+    if m is None or m.unavailable:
+        return "n/a"
+    if m.mean is None:
+        return "- (no face)"
+    text = f"{m.mean:.4g}" if m.sem is None else f"{m.mean:.4g} ± {m.sem:.2g}"
+    if math.isinf(m.mean):
+        text = "inf"
+    return f"**{text}**" if best is not None and m.mean == best else text
+
+
+def failures(r: MethodReport) -> int:
+    """Face-detection failures of a method on a data set: the most pairs any face metric lost."""
+    return max([m.failures for k, m in r.metrics.items() if k in ("CSIM", "APD") and not m.unavailable] or [0])
+
+
+def dataset_table(name: str, reports: Sequence[MethodReport]) -> str:
+    """Methods x metrics, mean ± SEM, best in bold (paper tables 3 and 4)."""
+    header = ["Method"] + [f"{k} {ARROW[HIGHER_IS_BETTER[k]]}" for k in ORDER] + ["face not found", "method failed"]
+    lines = [f"### {name}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    best = {k: _best(reports, k) for k in ORDER}
+    for r in reports:
+        if r.unavailable:
+            lines.append(f"| {r.method} | " + " | ".join(["unavailable"] + [""] * (len(header) - 2)) + " |")
+            continue
+        cells = [_cell(r.metrics.get(k), best[k]) for k in ORDER]
+        lines.append(f"| {r.method} | " + " | ".join(cells) + f" | {failures(r)}/{r.pairs} | {r.method_failures} |")
+    lines += ["", *notes(reports)]
+    return "\n".join(lines) + "\n"
+
+
+def notes(reports: Sequence[MethodReport]) -> list[str]:
+    """Which backend produced each number, and why anything is missing."""
+    out, seen = [], set()
+    for r in reports:
+        if r.unavailable:
+            out.append(f"- method `{r.method}` unavailable: {r.unavailable}")
+        for k in ORDER:
+            m = r.metrics.get(k)
+            if m is None or (k, m.backend, m.unavailable) in seen:
+                continue
+            seen.add((k, m.backend, m.unavailable))
+            out.append(f"- {k}: unavailable ({m.backend}): {m.unavailable}" if m.unavailable else f"- {k}: {m.backend}")
+    return out
+
+
+def summary_table(results: dict[str, list[MethodReport]], kinds: dict[str, str]) -> str:
+    """Paper table 1: replacement-ID and -OOD side by side (mean over the data sets of each
+    setting, without SEM, as in the paper)."""
+    settings = [s for s in ("ID", "OOD") if any(k == s for k in kinds.values())]
+    methods: list[str] = []
+    for reports in results.values():
+        methods += [r.method for r in reports if r.method not in methods]
+    cols = [(s, k) for s in settings for k in ORDER]
+    lines = ["| Method | " + " | ".join(f"{s} {k} {ARROW[HIGHER_IS_BETTER[k]]}" for s, k in cols) + " |",
+             "|" + "---|" * (len(cols) + 1)]
+    table: dict[str, dict[tuple[str, str], float | None]] = {}
+    for m in methods:
+        for s, k in cols:
+            vals = [r.metrics[k].mean for ds, reports in results.items() if kinds.get(ds) == s for r in reports
+                    if r.method == m and not r.unavailable and k in r.metrics and r.metrics[k].mean is not None]
+            table.setdefault(m, {})[(s, k)] = float(np.mean(vals)) if vals else None
+    for m in methods:
+        cells = []
+        for c in cols:
+            v = table[m][c]
+            col = [table[x][c] for x in methods if table[x][c] is not None]
+            best = (max(col) if HIGHER_IS_BETTER[c[1]] else min(col)) if col else None
+            text = "-" if v is None else ("inf" if math.isinf(v) else f"{v:.4g}")
+            cells.append(f"**{text}**" if v is not None and v == best else text)
+        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_report(out_dir: str | Path, results: dict[str, list[MethodReport]], kinds: dict[str, str],
+                 meta: dict[str, Any]) -> None:
+    from train.plots import write_grid
+
+    out = Path(out_dir)
+    (out / "plots").mkdir(parents=True, exist_ok=True)
+    (out / "grids").mkdir(parents=True, exist_ok=True)
+    (out / "pairs").mkdir(parents=True, exist_ok=True)
+    (out / "metrics.json").write_text(json.dumps(metrics_json(results), indent=1))
+    (out / "report.json").write_text(json.dumps(report_json(results, meta), indent=1, default=str))
+    md = ["# Evaluation", "", f"Pairs per data set: {meta.get('num_pairs')}; resolution {meta.get('resolution')} px; "
+          "metrics against the target (ID: ground truth; OOD: the driving image). Bold: best.", "",
+          "## Summary (paper table 1)", "", summary_table(results, kinds), "## Per data set (paper tables 3, 4)", ""]
+    rows = []
+    for ds, reports in results.items():
+        md.append(dataset_table(f"{ds} (replacement-{kinds.get(ds, 'user')})", reports))
+        for r in reports:
+            if r.unavailable:
+                continue
+            for k in ORDER:
+                m = r.metrics.get(k)
+                if m is not None and m.mean is not None and not m.unavailable and math.isfinite(m.mean):
+                    rows.append({"dataset": ds, "method": r.method, "name": f"{ds}/{r.method}", "metric": k, "value": m.mean})
+            pd.DataFrame(r.per_pair).to_csv(out / "pairs" / f"{ds}_{r.method}.csv", index=False)
+            if r.grid:
+                cols = [np.stack([g[i] for g in r.grid]) for i in range(4)]
+                write_grid(out / "grids" / f"{ds}_{r.method}.png", cols,
+                           ["source", "driving input", f"{r.method} output", "target"], cell=160)
+    (out / "tables.md").write_text("\n".join(md))
+    frame = pd.DataFrame(rows, columns=["dataset", "method", "name", "metric", "value"])
+    for k in ORDER:
+        part = frame[frame.metric == k][["name", "value"]]
+        part.to_csv(out / "plots" / f"{k}.csv", index=False)

@@ -1,0 +1,202 @@
+"""Metrics pinned on known cases (eval/metrics): identical images, a turned head, the SEM by
+hand, missing weights -> unavailable with a reason, the paper-model loading paths."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torchvision
+from matplotlib import cbook
+from PIL import Image
+from skimage import data
+
+from eval.identity import load_identity_encoder
+from eval.metrics import sem, summarize
+from eval.metrics.fid import FID, frechet_distance, load_features
+from eval.metrics.identity import CSIM, load_encoder
+from eval.metrics.lpips import LPIPS, load_net
+from eval.metrics.motion import MotionMetrics, load_3dmm
+from eval.metrics.pixel import PixelMetrics
+from samples.make_sample import turn_head
+
+
+@pytest.fixture(scope="module")
+def hopper() -> np.ndarray:
+    return np.array(Image.open(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)).convert("RGB"))
+
+
+def test_identical_images_psnr_inf_ssim_one_csim_one():
+    a = data.astronaut()
+    px = PixelMetrics("cpu")
+    px.update([a], [a.copy()])
+    assert px.per_pair()["PSNR"] == [math.inf]
+    assert px.per_pair()["SSIM"][0] == pytest.approx(1.0, abs=1e-6)
+    csim = CSIM(load_identity_encoder())
+    csim.update([a], [a.copy()], ["p0"])
+    assert csim.per_pair()["CSIM"][0] == pytest.approx(1.0, abs=1e-4)
+    assert csim.results()["CSIM"].backend == "dlib_resnet_v1"
+
+
+def test_psnr_ssim_values_against_skimage():
+    from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+    a = data.astronaut()[:128, :128]
+    b = np.clip(a.astype(int) + np.random.default_rng(0).integers(-20, 21, a.shape), 0, 255).astype(np.uint8)
+    px = PixelMetrics("cpu")
+    px.update([b], [a])
+    assert px.per_pair()["PSNR"][0] == pytest.approx(peak_signal_noise_ratio(a, b), abs=1e-3)
+    expected = structural_similarity(a, b, gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
+                                     data_range=255, channel_axis=2)
+    assert px.per_pair()["SSIM"][0] == pytest.approx(expected, abs=1e-5)
+
+
+def test_turned_head_has_larger_pose_distance(hopper):
+    turned = turn_head(hopper, nose=(269.0, 239.0), face_width=180.0, shift=72.0)
+    m = MotionMetrics()
+    m.update([hopper, turned], [hopper, hopper], ["still", "turned"])
+    apd = m.per_pair()["APD"]
+    assert apd[0] == pytest.approx(0.0, abs=1e-9)
+    assert apd[1] > 0.05  # radians: a visibly turned head
+    r = m.results()
+    assert r["APD"].backend == "mesh" and r["AGD"].backend == "mesh" and r["APD"].n == 2
+
+
+def test_no_face_is_a_failure_not_a_number():
+    blank = np.full((128, 128, 3), 120, np.uint8)
+    a = data.astronaut()
+    m, c = MotionMetrics(), CSIM(load_identity_encoder())
+    for metric in (m, c):
+        metric.update([blank, a], [a, a])
+    assert m.results()["APD"].failures == 1 and m.results()["APD"].n == 1
+    assert c.results()["CSIM"].failures == 1
+
+
+def test_sem_matches_hand_computation():
+    v = [0.2, 0.5, 0.9, 0.4]
+    mean = sum(v) / 4
+    sd = math.sqrt(sum((x - mean) ** 2 for x in v) / 3)
+    assert sem(v) == pytest.approx(sd / 2)
+    r = summarize("CSIM", "x", v + [None])
+    assert r.mean == pytest.approx(mean) and r.sem == pytest.approx(sd / 2) and r.n == 4 and r.failures == 1
+    assert sem([1.0]) is None and sem([math.inf, 1.0]) is None
+
+
+def test_missing_weights_are_unavailable_with_a_reason(tmp_path):
+    missing = str(tmp_path / "absent.pth")
+    for metric, name in ((FID(*load_features(missing)), "FID"), (LPIPS(*load_net(missing)), "LPIPS"),
+                         (CSIM(*load_encoder("arcface", missing)), "CSIM"),
+                         (MotionMetrics(*load_3dmm("3dmm", str(tmp_path))), "APD")):
+        a = data.astronaut()[:64, :64]
+        metric.update([a, a], [a, a])
+        r = metric.results()[name]
+        assert r.mean is None and r.sem is None and r.unavailable and ("absent" in r.unavailable or "face_recon" in r.unavailable)
+    assert FID(*load_features(None)).results()["FID"].unavailable == "evaluate.inception_weights is not set"
+    dmm, reason = load_3dmm("auto", str(tmp_path))
+    assert dmm is None and reason is None  # auto falls back to the mesh backend, named in the result
+
+
+def test_lpips_and_fid_load_local_files(tmp_path):
+    torch.manual_seed(0)
+    torch.save(torchvision.models.alexnet().state_dict(), tmp_path / "alexnet.pth")
+    lp = LPIPS(*load_net(str(tmp_path / "alexnet.pth"), "cpu"))
+    a = data.astronaut()[:128, :128]
+    lp.update([a, a[::-1].copy()], [a, a])
+    d = lp.per_pair()["LPIPS"]
+    assert d[0] == pytest.approx(0.0, abs=1e-6) and d[1] > d[0]
+    net = torchvision.models.inception_v3(weights=None, aux_logits=True, init_weights=False)
+    torch.save(net.state_dict(), tmp_path / "inception.pth")
+    fid = FID(*load_features(str(tmp_path / "inception.pth"), "cpu"))
+    imgs = [data.astronaut()[i * 20 : i * 20 + 96, :96].copy() for i in range(4)]
+    fid.update(imgs, imgs, [f"p{i}" for i in range(4)])
+    r = fid.results()["FID"]
+    assert r.backend == "inception:inception.pth" and abs(r.mean) < 1e-3 and r.sem is None
+
+
+def test_frechet_distance_of_shifted_gaussians():
+    mu = np.zeros(3)
+    assert frechet_distance(mu, np.eye(3), mu + 2, np.eye(3)) == pytest.approx(12.0, abs=1e-6)
+
+
+class _Tiny3DMM(torch.nn.Module):
+    """Random net with the Deep3DFaceRecon interface: (B, 3, 224, 224) -> (B, 257)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 4, 8, stride=8)
+        self.fc = torch.nn.Linear(4, 257)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.conv(x).mean((2, 3)))
+
+
+def test_3dmm_backend_loads_through_its_folder(tmp_path, hopper):
+    torch.manual_seed(0)
+    torch.jit.script(_Tiny3DMM()).save(str(tmp_path / "face_recon.pt"))
+    m = MotionMetrics(*load_3dmm("auto", str(tmp_path), "cpu"))
+    turned = turn_head(hopper, nose=(269.0, 239.0), face_width=180.0, shift=72.0)
+    m.update([hopper, turned], [hopper, hopper])
+    r = m.results()
+    assert r["APD"].backend == "3dmm" and r["AED"].backend == "3dmm" and r["AGD"].backend == "mesh"
+    assert m.per_pair()["APD"][0] == pytest.approx(0.0, abs=1e-6) and m.per_pair()["APD"][1] > 0
+
+
+@pytest.mark.gpu
+def test_torch_metrics_agree_on_cuda_and_cpu(tmp_path):
+    torch.manual_seed(0)
+    torch.save(torchvision.models.alexnet().state_dict(), tmp_path / "alexnet.pth")
+    a = data.astronaut()[:256, :256]
+    b = np.ascontiguousarray(a[:, ::-1])
+    values = {}
+    for dev in ("cpu", "cuda"):
+        px, lp = PixelMetrics(dev), LPIPS(*load_net(str(tmp_path / "alexnet.pth"), dev))
+        px.update([a, b], [a, a])
+        lp.update([a, b], [a, a])
+        values[dev] = px.per_pair()["SSIM"] + px.per_pair()["PSNR"][1:] + lp.per_pair()["LPIPS"]
+    assert values["cuda"] == pytest.approx(values["cpu"], rel=1e-3, abs=1e-4)
+
+
+def test_lpips_matches_the_reference_package(tmp_path):
+    """Same trunk weights in both: our two-file assembly equals `lpips.LPIPS(net="alex")`."""
+    import lpips
+
+    from eval.metrics.lpips import SLICES, LPIPSNet
+
+    torch.manual_seed(0)
+    alex = torchvision.models.alexnet()
+    torch.save(alex.state_dict(), tmp_path / "alexnet.pth")
+    ref = lpips.LPIPS(net="alex", pretrained=True, pnet_rand=True, verbose=False)
+    for i, (lo, hi) in enumerate(SLICES):
+        for j in range(lo, hi):
+            layer = getattr(getattr(ref.net, f"slice{i + 1}"), str(j))
+            if hasattr(layer, "weight"):
+                layer.weight.data, layer.bias.data = alex.features[j].weight.data.clone(), alex.features[j].bias.data.clone()
+    a = data.astronaut()[:96, :96]
+    b = np.ascontiguousarray(a[::-1])
+
+    def to_ref(im):
+        return torch.from_numpy(im).permute(2, 0, 1)[None].float() / 127.5 - 1
+
+    with torch.no_grad():
+        expected = ref(to_ref(b), to_ref(a)).item()
+    assert LPIPSNet(tmp_path / "alexnet.pth", "cpu")([b], [a])[0] == pytest.approx(expected, rel=1e-4)
+
+
+class _TinyFIDNet(torch.nn.Module):
+    """The interface of the NVIDIA / clean-fid TorchScript Inception: (B, 3, H, W) in [0, 255],
+    `return_features=True` -> (B, D)."""
+
+    def forward(self, x: torch.Tensor, return_features: bool = False) -> torch.Tensor:
+        return torch.cat([x.mean((2, 3)), x.std((2, 3))], 1) / 255.0
+
+
+def test_fid_torchscript_inception_path(tmp_path):
+    torch.jit.script(_TinyFIDNet()).save(str(tmp_path / "inception-2015-12-05.pt"))
+    imgs = [data.astronaut()[i * 30 : i * 30 + 64, :64].copy() for i in range(6)]
+    same = FID(*load_features(str(tmp_path / "inception-2015-12-05.pt"), "cpu"))
+    same.update(imgs, imgs)
+    darker = FID(*load_features(str(tmp_path / "inception-2015-12-05.pt"), "cpu"))
+    darker.update([(i * 0.5).astype(np.uint8) for i in imgs], imgs)
+    assert abs(same.results()["FID"].mean) < 1e-6 and darker.results()["FID"].mean > 0.01
+    assert same.results()["FID"].backend == "inception:inception-2015-12-05.pt"
