@@ -52,6 +52,14 @@ def test_random_checkpoints_load_strictly_and_missing_files_are_named(tmp_path):
     checkpoints.write_random_checkpoints(tmp_path, seed=0, cfg=cfg)
     with pytest.raises(RuntimeError, match="appearance_feature_extractor.pth"):
         checkpoints.load_models(tmp_path, LivePortraitConfig())
+    # Folding the spectral norms for inference changes no output.
+    models = checkpoints.load_models(tmp_path, cfg)
+    x = torch.rand(1, cfg.spade.input_channels, 16, 16)
+    with torch.no_grad():
+        before = models.spade_generator(x)
+        checkpoints.fold_spectral_norm(models)
+        assert not any(k.endswith("weight_orig") for k in models.spade_generator.state_dict())
+        assert torch.allclose(models.spade_generator(x), before, atol=1e-6)
 
 
 # --- keypoints and warping -----------------------------------------------------------------

@@ -21,7 +21,7 @@ from pipeline.faces.mesh import FaceMeshDetector, Mesh
 from pipeline.stage import Reject
 
 from . import keypoints as kpt
-from .checkpoints import LivePortraitModels, load_models
+from .checkpoints import LivePortraitModels, fold_spectral_norm, load_models
 from .config import LivePortraitConfig
 from .crop import CropRule, FaceCrop, crop_face, paste_back, paste_mask
 
@@ -75,7 +75,7 @@ class LivePortraitAnimator(Animator):
 
     def setup(self) -> None:
         if self.models is None:
-            self.models = load_models(self.model_dir, self.config, self.device)
+            self.models = fold_spectral_norm(load_models(self.model_dir, self.config, self.device))
 
     # --- helpers ---------------------------------------------------------------------------
 
@@ -142,6 +142,8 @@ class LivePortraitAnimator(Animator):
     def animate_batch(self, neutral: np.ndarray, drivers: Sequence[tuple[np.ndarray, np.ndarray]], *,
                       seeds: Sequence[int]) -> list[AnimatedImage]:
         """Deterministic: `seeds` are accepted for the interface and recorded, not used."""
+        if len(seeds) != len(drivers):
+            raise ValueError(f"{len(drivers)} drivers but {len(seeds)} seeds")
         if not drivers:
             return []
         self.setup()

@@ -75,6 +75,17 @@ def build_models(cfg: LivePortraitConfig, device: torch.device | str = "cpu") ->
     return models
 
 
+def fold_spectral_norm(models: LivePortraitModels) -> LivePortraitModels:
+    """Replace each spectral-normalised conv's weight by its normalised value, once: inference
+    then skips the per-call normalisation (and its bf16 rounding). The state dict keys change, so
+    do this after loading."""
+    for module in models.modules().values():
+        for m in module.modules():
+            if hasattr(m, "weight_orig"):
+                nn.utils.remove_spectral_norm(m)
+    return models
+
+
 def _read(folder: Path, name: str) -> dict:
     path = folder / name
     if not path.is_file():
