@@ -180,6 +180,7 @@ def test_animator_makes_a_1024_image_that_changes_the_face_only(tiny_animator, n
     # Identical first / last driver frames: the driving keypoints are the source's.
     assert out[0].info["keypoint_motion"] < 1e-5
     assert out[1].info["keypoint_motion"] > 1e-3
+    assert out[0].info["lip_normalized"]  # her open smile is driven from a closed mouth (official default)
     for o in out:
         diff = np.abs(o.image.astype(int) - neutral.astype(int)).sum(-1)
         assert diff[:40].max() == 0 and diff[-40:].max() == 0  # outside the face: untouched

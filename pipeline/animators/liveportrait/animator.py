@@ -17,13 +17,21 @@ import numpy as np
 import torch
 
 from pipeline.animators.base import AnimatedImage, Animator
-from pipeline.faces.mesh import FaceMeshDetector, Mesh
+from pipeline.faces.mesh import LIP_LOWER_INNER, LIP_UPPER_INNER, MOUTH_L, MOUTH_R, FaceMeshDetector, Mesh
 from pipeline.stage import Reject
 
 from . import keypoints as kpt
 from .checkpoints import LivePortraitModels, fold_spectral_norm, load_models
 from .config import LivePortraitConfig
 from .crop import CropRule, FaceCrop, crop_face, paste_back, paste_mask
+
+
+def lip_open_ratio(mesh: Mesh) -> float:
+    """Inner-lip gap over mouth width: the official `calc_lip_close_ratio` (which reads its own
+    203-point landmarks) measured on the mediapipe mesh."""
+    p = mesh.points
+    return float(np.linalg.norm(p[LIP_UPPER_INNER] - p[LIP_LOWER_INNER])
+                 / max(np.linalg.norm(p[MOUTH_L] - p[MOUTH_R]), 1e-6))
 
 
 @dataclasses.dataclass
@@ -33,6 +41,7 @@ class _Source:
     feature: torch.Tensor  # (1, C, D, 64, 64)
     motion: kpt.Motion  # batch 1
     x_s: torch.Tensor  # (1, K, 3)
+    lip_delta: torch.Tensor | None  # (1, K, 3): closes an open source mouth (official normalize_lip)
 
 
 class LivePortraitAnimator(Animator):
@@ -43,6 +52,9 @@ class LivePortraitAnimator(Animator):
     bf16: bf16 autocast of the networks on CUDA (keypoint arithmetic stays fp32); ignored on CPU.
     batch_size: drivers per warp/decode batch on the device.
     stitching: apply the stitching module (the official default for paste-back).
+    normalize_lip: the official `flag_normalize_lip` (default on): a source whose lips are open by
+        at least `lip_threshold` (0.03, the official value) is driven from a closed mouth, using
+        the lip retargeting MLP, so the driver's mouth motion starts from closed as the driver's does.
     driver_cache: how many driver frames' motion to remember (keyed by their pixels): the same
         driver clips drive many neutral faces, so their face mesh, crop and motion are computed once.
     crop_scale, crop_shift_up, mask_dilate, mask_feather: see `crop.CropRule`.
@@ -52,7 +64,8 @@ class LivePortraitAnimator(Animator):
     name = "liveportrait"
 
     def __init__(self, model_dir: str, device: str = "cuda", *, bf16: bool = True, batch_size: int = 8,
-                 stitching: bool = True, driver_cache: int = 1024, crop_scale: float = 2.0, crop_shift_up: float = 0.075,
+                 stitching: bool = True, normalize_lip: bool = True, lip_threshold: float = 0.03,
+                 driver_cache: int = 1024, crop_scale: float = 2.0, crop_shift_up: float = 0.075,
                  mask_dilate: float = 0.06, mask_feather: float = 0.05,
                  config: LivePortraitConfig | None = None) -> None:
         self.model_dir = str(model_dir)
@@ -60,6 +73,8 @@ class LivePortraitAnimator(Animator):
         self.bf16 = bf16
         self.batch_size = batch_size
         self.use_stitching = stitching
+        self.normalize_lip = normalize_lip
+        self.lip_threshold = lip_threshold
         self.rule = CropRule(crop_scale, crop_shift_up, mask_dilate, mask_feather)
         self.config = config or LivePortraitConfig()
         self.meshes = FaceMeshDetector(max_faces=1)
@@ -108,8 +123,12 @@ class LivePortraitAnimator(Animator):
         with self._autocast():
             feature = self.models.appearance_feature_extractor(x).float()
         motion = self._motion(x)
-        return _Source(crop, paste_mask(mesh, crop, neutral.shape[:2], self.rule), feature, motion,
-                       kpt.source_keypoints(motion))
+        x_s = kpt.source_keypoints(motion)
+        lip_delta = None
+        ratio = lip_open_ratio(mesh)
+        if self.normalize_lip and ratio >= self.lip_threshold:  # target lip ratio 0: closed
+            lip_delta = kpt.retarget_lip(self.models.lip, x_s, torch.tensor([[ratio, 0.0]], device=x_s.device))
+        return _Source(crop, paste_mask(mesh, crop, neutral.shape[:2], self.rule), feature, motion, x_s, lip_delta)
 
     def _driver_motions(self, drivers: Sequence[tuple[np.ndarray, np.ndarray]]) -> kpt.Motion:
         """Motion of every driver frame, in order (first, last, first, last, ...): cached frames
@@ -155,6 +174,8 @@ class LivePortraitAnimator(Animator):
         moved = (x_d - x_s).norm(dim=-1).mean(dim=1)
         if self.use_stitching:  # float32, outside autocast, as the official code
             x_d = kpt.stitch(self.models.stitching, x_s, x_d)
+        if src.lip_delta is not None:
+            x_d = x_d + src.lip_delta
         outputs = []
         for i in range(0, len(drivers), self.batch_size):
             n = min(self.batch_size, len(drivers) - i)
@@ -167,7 +188,8 @@ class LivePortraitAnimator(Animator):
         pose_change = (last.pose - first.pose).cpu().numpy()
         return [AnimatedImage(paste_back(decoded[j], src.crop, neutral, src.mask),
                               {"backend": self.name, "keypoint_motion": float(moved[j]),
-                               "driver_pose_change_deg": [float(v) for v in pose_change[j]], "seed": int(seed)})
+                               "driver_pose_change_deg": [float(v) for v in pose_change[j]],
+                               "lip_normalized": src.lip_delta is not None, "seed": int(seed)})
                 for j, seed in enumerate(seeds)]
 
     def animate(self, neutral: np.ndarray, driver_first: np.ndarray, driver_last: np.ndarray, *,

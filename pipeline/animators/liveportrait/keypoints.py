@@ -94,3 +94,10 @@ def stitch(stitching: torch.nn.Module, x_s: torch.Tensor, x_d: torch.Tensor) -> 
     delta = stitching(torch.cat([x_s.reshape(b, -1), x_d.reshape(b, -1)], dim=1)).float()
     out = x_d + delta[:, : 3 * k].view(b, k, 3)
     return torch.cat([out[..., :2] + delta[:, None, 3 * k: 3 * k + 2], out[..., 2:]], dim=-1)
+
+
+def retarget_lip(lip: torch.nn.Module, x_s: torch.Tensor, ratios: torch.Tensor) -> torch.Tensor:
+    """Lip retargeting (paper Sec. 3.2): (x_s, [source lip ratio, target lip ratio]) -> (B, K, 3)
+    keypoint offset that sets the mouth opening to the target."""
+    b, k, _ = x_s.shape
+    return lip(torch.cat([x_s.reshape(b, -1), ratios.float()], dim=1)).float().view(b, k, 3)
