@@ -143,7 +143,8 @@ class MeshParser(FaceParser):
         cx = (x0 + x1) / 2
         yy, xx = np.mgrid[0:h, 0:w]
         px = max(int(round(fw / 60)), 1)
-        skin_model = ColourModel(self._cheeks(lab, mesh))
+        cheeks = self._cheeks(lab, mesh)
+        skin_model = ColourModel(cheeks if len(cheeks) >= 20 else lab[labels == L["skin"]])  # cheeks cut off: whole skin
 
         skin_dist = skin_model.distance(lab)
         skin_like = skin_dist < self.params.neck_threshold
