@@ -14,6 +14,8 @@ from typing import Sequence
 # name -> (module, one-line help). Keep in pipeline order.
 COMMANDS: dict[str, tuple[str, str]] = {
     "ingest": ("stages.ingest", "sample frames of the crowdsourced clips, keep frontal neutral faces, crop 1024 px (paper B.2)"),
+    "drivers": ("stages.drivers", "the driving-video library: 200+ rendered motion programs and checked user clips (paper 3.2, B.2)"),
+    "animate": ("stages.animate", "animate every neutral face with 20 drivers, keep each last frame: 21 images a set (paper 3.2, B.2)"),
     "caption": ("stages.caption", "a detailed caption for every animated image: LLaVA-1.5 or words for the measured expression, pose and light (paper 3.2, B.3)"),
     "segment": ("stages.segment", "a face-parsing label map (canonical ids) for every animated image: SegFormer or dense-mesh polygons (paper 4.1)"),
     "relight": ("stages.relight", "relight the face and hair of every animated image under K environment maps (paper 4.1, A.1)"),

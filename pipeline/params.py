@@ -15,6 +15,7 @@ from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_
 
 import yaml
 
+from pipeline.config.animate import AnimateParams, DriversParams
 from pipeline.config.caption import CaptionParams
 from pipeline.config.data import DataParams
 from pipeline.config.evaluate import EvaluateParams
@@ -41,6 +42,8 @@ class Params:
     seed: int
     runner: RunnerParams
     ingest: IngestParams
+    drivers: DriversParams
+    animate: AnimateParams
     shard: ShardParams
     data: DataParams
     train: TrainParams

@@ -31,13 +31,15 @@ class MeshAnimator(Animator):
 
     name = "mesh"
 
-    def __init__(self, ring_scale: float = 1.6, driver_cache: int = 512) -> None:
-        self.ring_scale, self.driver_cache = ring_scale, driver_cache
+    def __init__(self, ring_scale: float = 1.6, driver_cache: int = 512, blink_ratio: float = 0.75) -> None:
+        """`blink_ratio`: a driver eye whose opening falls below this share of its first frame's
+        is a blink (or wink) and closes the neutral face's eye fully."""
+        self.ring_scale, self.driver_cache, self.blink_ratio = ring_scale, driver_cache, blink_ratio
         self.detector = fm.FaceMeshDetector(max_faces=1)
         self._motions: dict[str, mo.Motion] = {}
 
     def __getstate__(self) -> dict:
-        return {"ring_scale": self.ring_scale, "driver_cache": self.driver_cache,
+        return {"ring_scale": self.ring_scale, "driver_cache": self.driver_cache, "blink_ratio": self.blink_ratio,
                 "detector": self.detector, "_motions": {}}
 
     def mesh(self, rgb: np.ndarray, what: str) -> fm.Mesh:
@@ -66,6 +68,14 @@ class MeshAnimator(Animator):
 
     def apply(self, neutral: np.ndarray, base: fm.Mesh, motion: mo.Motion) -> AnimatedImage:
         """Warp `neutral` (whose mesh is `base`) by `motion`, then paint mouth and eyes."""
+        closing = tuple(side for side, r in zip(("r", "l"), motion.eye_ratio) if r < self.blink_ratio)
+        if closing:  # replace the measured lid motion by a full closure of those eyes
+            front = fm.frontalized(base)
+            lids = mo.closing_offsets(front, closing)
+            moving = np.abs(lids).sum(1) > 0
+            offsets = motion.offsets.copy()
+            offsets[moving] = lids[moving]
+            motion = mo.Motion(motion.rotation, offsets, motion.eye_ratio)
         target = mo.apply(base, motion)
         # the warp is driven by the 468 surface points: the 10 iris points sit inside the eye
         # opening and would pin a closing lid in place
@@ -77,10 +87,8 @@ class MeshAnimator(Animator):
         # stretched by the warp, which keeps its own teeth
         if before_x.mouth_open < 0.05 and after_x.mouth_open > 0.06:
             image = paint_mouth(image, target[:, :2], after_x.mouth_open, iod)
-        closed = tuple(side for side, b, a in (("r", before_x.eye_open_r, after_x.eye_open_r),
-                                               ("l", before_x.eye_open_l, after_x.eye_open_l)) if a < 0.35 * b)
-        if closed:
-            image = paint_lashes(image, target[:, :2], iod, closed)
+        if closing:
+            image = paint_lashes(image, target[:, :2], iod, closing)
         return AnimatedImage(image, {"motion_magnitude": motion.magnitude, "moved_fraction": float(moved.mean())})
 
 

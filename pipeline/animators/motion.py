@@ -38,6 +38,7 @@ class Motion:
 
     rotation: np.ndarray
     offsets: np.ndarray
+    eye_ratio: tuple[float, float] = (1.0, 1.0)  # (right, left) eye opening, last frame / first frame
 
     @property
     def magnitude(self) -> float:
@@ -60,7 +61,9 @@ def measure(first: fm.Mesh, last: fm.Mesh) -> Motion:
     """The motion from a driver's first frame to its last: relative, as LivePortrait's
     relative mode, so the driver's own face shape and pose cancel out."""
     rot = fm.head_rotation(last) @ fm.head_rotation(first).T
-    return Motion(rot, fm.frontalized(last) - fm.frontalized(first))
+    a, b = fm.expression(first), fm.expression(last)
+    ratio = (b.eye_open_r / max(a.eye_open_r, 1e-6), b.eye_open_l / max(a.eye_open_l, 1e-6))
+    return Motion(rot, fm.frontalized(last) - fm.frontalized(first), ratio)
 
 
 def apply(neutral: fm.Mesh, motion: Motion) -> np.ndarray:
@@ -182,7 +185,7 @@ def program_offsets(front: np.ndarray, c: Controls) -> np.ndarray:
     off -= c.mouth_open * 0.04 * w["upper_lip"][:, None] * down
     # smile: corners out and up; frown: corners down
     for side, sign in (("corner_r", -1.0), ("corner_l", 1.0)):
-        off += w[side][:, None] * np.array([sign * 0.07 * c.smile, -0.07 * c.smile + 0.06 * c.frown, 0.0])
+        off += w[side][:, None] * np.array([sign * 0.12 * c.smile, -0.09 * c.smile + 0.06 * c.frown, 0.0])
     # pucker: lips towards the mouth centre, forwards
     centre = w["mouth_centre"]
     off += c.pucker * 0.35 * w["lips"][:, None] * np.array([1.0, 0.3, 0.0]) * (centre - front)
@@ -198,4 +201,13 @@ def program_offsets(front: np.ndarray, c: Controls) -> np.ndarray:
 
 
 def program_motion(template: fm.Mesh, c: Controls) -> Motion:
-    return Motion(rotation(c.yaw, c.pitch, c.roll), program_offsets(fm.frontalized(template), c))
+    return Motion(rotation(c.yaw, c.pitch, c.roll), program_offsets(fm.frontalized(template), c),
+                  (1.0 - c.blink_r, 1.0 - c.blink_l))
+
+
+def closing_offsets(front: np.ndarray, sides: tuple[str, ...]) -> np.ndarray:
+    """Lid offsets that close the given eyes ("r", "l") of a face (see `program_offsets`): a
+    driver's blink is re-applied at full strength, since landmark trackers under-read a closed
+    lid and a transferred half-blink looks like a squint."""
+    c = Controls(blink_r=1.0 if "r" in sides else 0.0, blink_l=1.0 if "l" in sides else 0.0)
+    return program_offsets(front, c)

@@ -66,7 +66,7 @@ def paint_mouth(image: np.ndarray, dst_xy: np.ndarray, opening: float, interocul
     top = dst_xy[fm.LIP_UPPER_INNER, 1]
     gap = opening * interocular
     teeth = np.zeros_like(cavity)
-    band = int(round(min(0.45 * gap, 0.09 * interocular)))
+    band = int(round(min(0.3 * gap, 0.06 * interocular)))
     yy, xx = np.mgrid[0:h, 0:w]
     mid = (dst_xy[fm.MOUTH_R, 1] + dst_xy[fm.MOUTH_L, 1]) / 2
     upper_pts = dst_xy[[i for i in inner if dst_xy[i, 1] <= max(mid, top)]]
@@ -76,7 +76,7 @@ def paint_mouth(image: np.ndarray, dst_xy: np.ndarray, opening: float, interocul
     centre = (x0 + x1) / 2
     across = np.clip(1 - np.abs(xx - centre) / max((x1 - x0) / 2, 1), 0, 1)
     colour = np.zeros((h, w, 3), np.float32)
-    colour[:] = (92, 38, 40)  # tongue and throat in shadow
+    colour[:] = (78, 26, 30)  # tongue and throat in shadow
     shade = (0.7 + 0.3 * across)[..., None]
     depth = np.clip((yy - top) / max(gap, 1.0), 0, 1)[..., None]  # darker towards the throat
     colour = np.where(teeth[..., None] == 1, np.array([212, 200, 184], np.float32) * shade,

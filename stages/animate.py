@@ -1,0 +1,195 @@
+"""`piq animate`: each neutral face animated by `animate.per_face` drivers (paper 3.2, B.2).
+
+Item = one ingest face. Its drivers are drawn from the library (`piq drivers`) with the item's
+seed, distinct, weighted (subtle smiles oversampled), and with `prefer_dissimilar` spread out
+in motion space (farthest-point choice from a larger weighted draw). The backend gets each
+driver's first and last frames (relative motion) and returns the animated last frame. Writes
+`sets/<face_id>/i00.jpg` (the neutral face) .. `iNN.jpg` and a labelled `contact.jpg`; the
+manifest has one row per image with its driver and the pose and expression measured on it.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, ClassVar
+
+import cv2
+import numpy as np
+import pandas as pd
+
+from pipeline.animators.base import Animator
+from pipeline.animators.factory import build_animator
+from pipeline.config.animate import AnimateParams
+from pipeline.faces import mesh as fm
+from pipeline.params import load_params
+from pipeline.runner import Runner
+from pipeline.stage import Item, ItemContext, Output, Reject, Stage
+from stages.drivers import first_last
+
+
+def list_items(params: AnimateParams) -> list[Item]:
+    manifest = Path(params.ingest_dir) / "manifest.parquet"
+    if not manifest.is_file():
+        raise FileNotFoundError(f"{manifest} not found: run `piq ingest` first (animate.ingest_dir)")
+    faces = pd.read_parquet(manifest, columns=["face_id", "path", "participant_id", "video_id"])
+    return [Item(r.face_id, {"path": str(Path(params.ingest_dir) / r.path), "participant_id": r.participant_id,
+                             "video_id": r.video_id}) for r in faces.sort_values("face_id").itertuples(index=False)]
+
+
+def load_drivers(params: AnimateParams) -> pd.DataFrame:
+    manifest = Path(params.drivers_dir) / "manifest.parquet"
+    if not manifest.is_file():
+        raise FileNotFoundError(f"{manifest} not found: run `piq drivers` first (animate.drivers_dir)")
+    drivers = pd.read_parquet(manifest).sort_values("driver_id").reset_index(drop=True)
+    if len(drivers) < params.per_face:
+        raise ValueError(f"{len(drivers)} usable driving clips in {params.drivers_dir}, fewer than animate.per_face "
+                         f"{params.per_face}")
+    return drivers
+
+
+def choose_drivers(drivers: pd.DataFrame, params: AnimateParams, rng: np.random.Generator) -> list[int]:
+    """Row indices of `per_face` distinct drivers: weighted draw; with `prefer_dissimilar`, a
+    draw `pool_factor` times larger thinned by farthest-point selection on the motion vectors."""
+    weights = drivers["weight"].to_numpy(float)
+    n = params.per_face
+    pool_size = min(len(drivers), n * (params.pool_factor if params.prefer_dissimilar else 1))
+    pool = list(rng.choice(len(drivers), size=pool_size, replace=False, p=weights / weights.sum()))
+    if not params.prefer_dissimilar or pool_size == n:
+        return pool[:n]
+    vectors = np.stack([np.array(json.loads(v)) for v in drivers["vector"].iloc[pool]])
+    chosen = [0]
+    dist = np.linalg.norm(vectors - vectors[0], axis=1)
+    while len(chosen) < n:
+        nxt = int(np.argmax(dist))
+        chosen.append(nxt)
+        dist = np.minimum(dist, np.linalg.norm(vectors - vectors[nxt], axis=1))
+    return [pool[i] for i in chosen]
+
+
+def measure(detector: fm.FaceMeshDetector, rgb: np.ndarray) -> dict[str, float]:
+    mesh = detector.detect_one(rgb)
+    if mesh is None:
+        return {k: float("nan") for k in ("yaw", "pitch", "roll", "mouth_open", "smile", "eye_open", "brow_raise")}
+    yaw, pitch, roll = fm.head_pose(mesh)
+    e = fm.expression(mesh)
+    return {"yaw": yaw, "pitch": pitch, "roll": roll, "mouth_open": e.mouth_open, "smile": e.smile,
+            "eye_open": (e.eye_open_r + e.eye_open_l) / 2, "brow_raise": e.brow_raise}
+
+
+def contact_sheet(images: list[np.ndarray], labels: list[str], tile: int, cols: int = 7) -> np.ndarray:
+    """The set at a glance: thumbnails with their index and driver label."""
+    rows = -(-len(images) // cols)
+    sheet = np.full((rows * (tile + 20), cols * tile, 3), 255, np.uint8)
+    for k, (img, label) in enumerate(zip(images, labels)):
+        r, c = divmod(k, cols)
+        y, x = r * (tile + 20), c * tile
+        sheet[y : y + tile, x : x + tile] = cv2.resize(img, (tile, tile), interpolation=cv2.INTER_AREA)
+        cv2.putText(sheet, label[: tile // 7], (x + 3, y + tile + 14), cv2.FONT_HERSHEY_SIMPLEX, 0.38, (0, 0, 0), 1,
+                    cv2.LINE_AA)
+    return sheet
+
+
+def _jpg(rgb: np.ndarray, quality: int) -> bytes:
+    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise RuntimeError("JPEG encoding failed")
+    return buf.tobytes()
+
+
+@dataclasses.dataclass
+class AnimateStage(Stage):
+    params: AnimateParams
+    name: ClassVar[str] = "animate"
+    code_modules: ClassVar[tuple[str, ...]] = ("pipeline.animators.mesh", "pipeline.animators.motion",
+                                               "pipeline.animators.warp", "pipeline.animators.factory",
+                                               "pipeline.faces.mesh")
+    manifest_columns: ClassVar[dict[str, str]] = {
+        "face_id": "string", "image": "string", "path": "string", "kind": "string", "driving_video": "string",
+        "driver_label": "string", "backend": "string", "motion_magnitude": "float64", "yaw": "float64",
+        "pitch": "float64", "roll": "float64", "mouth_open": "float64", "smile": "float64", "eye_open": "float64",
+        "brow_raise": "float64", "participant_id": "string", "video_id": "string",
+    }
+
+    def __post_init__(self) -> None:
+        self._animator: Animator | None = None
+        self._drivers = load_drivers(self.params)
+        self._frames: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self._detector = fm.FaceMeshDetector(max_faces=1)
+
+    def __getstate__(self) -> dict[str, Any]:  # each worker loads its own model and frames
+        return {"params": self.params, "_drivers": self._drivers, "_animator": None, "_frames": {},
+                "_detector": fm.FaceMeshDetector(max_faces=1)}
+
+    @property
+    def resources(self) -> dict[str, float]:
+        p = self.params
+        if p.backend == "liveportrait" and p.device != "cpu" and p.num_gpus > 0:
+            return {"num_cpus": 1, "num_gpus": p.num_gpus}
+        return {"num_cpus": 1}
+
+    def fingerprint(self) -> dict[str, Any]:
+        """Besides params and code: the driver library's content (re-rendered drivers redo every face)."""
+        base = super().fingerprint()
+        library = self._drivers[["driver_id", "path", "vector", "weight"]].to_csv(index=False).encode()
+        base["drivers"] = hashlib.sha256(library).hexdigest()[:16]
+        return base
+
+    def setup(self) -> None:
+        if self._animator is None:
+            self._animator = build_animator(self.params)
+            self._animator.setup()
+
+    def driver_frames(self, row: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+        if row.driver_id not in self._frames:
+            self._frames[row.driver_id] = first_last(Path(self.params.drivers_dir) / row.path)
+        return self._frames[row.driver_id]
+
+    def process(self, item: Item, ctx: ItemContext) -> Output:
+        self.setup()
+        p, d = self.params, item.data
+        bgr = cv2.imread(d["path"], cv2.IMREAD_COLOR)
+        if bgr is None:
+            raise Reject("unreadable_image", f"{d['path']} is missing or not an image")
+        neutral = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        rng = np.random.default_rng(ctx.seed)
+        picks = choose_drivers(self._drivers, p, rng)
+        rows = [self._drivers.iloc[i] for i in picks]
+        seeds = [int(s) for s in rng.integers(0, 2**62, size=len(rows))]
+        animated = self._animator.animate_batch(neutral, [self.driver_frames(r) for r in rows], seeds=seeds)
+        out, images, labels = Output(), [neutral], ["i00 neutral"]
+        common = {"face_id": item.id, "backend": self._animator.name, "participant_id": d["participant_id"],
+                  "video_id": d["video_id"]}
+        entries = [("i00", neutral, None, 0.0)] + [
+            (f"i{k:02d}", a.image, r, float(a.info.get("motion_magnitude", r.motion_magnitude)))
+            for k, (a, r) in enumerate(zip(animated, rows), start=1)]
+        for index, img, r, magnitude in entries:
+            rel = f"sets/{item.id}/{index}.jpg"
+            out.files[rel] = _jpg(img, p.jpeg_quality)
+            out.rows.append({**common, "image": index, "path": rel, "kind": "neutral" if r is None else "expressive",
+                             "driving_video": None if r is None else r.driver_id,
+                             "driver_label": None if r is None else r.label, "motion_magnitude": magnitude,
+                             **measure(self._detector, img)})
+            if r is not None:
+                images.append(img)
+                labels.append(f"{index} {r.driver_id} {r.label}")
+        out.files[f"sets/{item.id}/contact.jpg"] = _jpg(contact_sheet(images, labels, p.contact_tile), 90)
+        return out
+
+
+def run(params: AnimateParams, runner_params, seed: int):
+    return Runner(runner_params, seed).run(AnimateStage(params), list_items(params), params.out_dir)
+
+
+def main(args: argparse.Namespace) -> int:
+    all_params = load_params(args.params)
+    runner_params = all_params.runner
+    if all_params.animate.backend == "liveportrait":  # one actor per GPU share, not per core
+        runner_params = dataclasses.replace(runner_params, workers=0)
+    summary = run(all_params.animate, runner_params, all_params.seed)
+    s = summary.stats
+    print(f"animate ({all_params.animate.backend}): {s['items']} faces, {s['done']} animated ({s['rows']} images), "
+          f"{s['rejected']} refused {s['reject_codes']}, {summary.skipped} already done -> {all_params.animate.out_dir}")
+    return 0 if s["complete"] else 1

@@ -1,0 +1,167 @@
+"""`piq drivers`: the driving-video library (paper 3.2, B.2: 200 driving videos).
+
+Items: every motion program of `pipeline/animators/programs.py` (ids d000.., rendered by the
+offline animator on a public-domain template face, matplotlib's Grace Hopper) and every clip of
+`drivers.clips_dir` (ids after the programs'). Both kinds end as mp4 clips measured the same
+way: the motion from the first frame to the last on the face mesh. A user clip that is too
+short, loses the face or shows several faces is refused with that reason.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import tempfile
+from pathlib import Path
+from typing import Any, ClassVar
+
+import cv2
+import numpy as np
+
+from pipeline.animators import motion as mo
+from pipeline.animators.mesh import MeshAnimator, render_program
+from pipeline.animators.programs import programs
+from pipeline.config.animate import DriversParams
+from pipeline.faces import mesh as fm
+from pipeline.params import load_params
+from pipeline.runner import Runner
+from pipeline.stage import Item, ItemContext, Output, Reject, Stage
+from pipeline.video import VideoError, probe, read_frames
+
+CLIP_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm")
+
+
+def template_face(size: int) -> np.ndarray:
+    """The template: Grace Hopper's portrait (public domain, ships with matplotlib), cropped
+    around the face like an ingest crop. A neutral, closed-mouth face, so that an opening mouth
+    or a smile measures as the full motion of its program (an open-mouthed template would
+    understate "open mouth")."""
+    from matplotlib import cbook
+
+    bgr = cv2.imread(str(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)))
+    face = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)[40:500, 20:480]
+    return cv2.resize(np.ascontiguousarray(face), (size, size), interpolation=cv2.INTER_AREA)
+
+
+def list_items(params: DriversParams) -> list[Item]:
+    items = [Item(f"d{i:03d}", {"kind": "program", "index": i}) for i in range(len(programs()))]
+    if params.clips_dir:
+        clips = sorted(p for p in Path(params.clips_dir).iterdir() if p.suffix.lower() in CLIP_SUFFIXES)
+        items += [Item(f"d{len(items) + k:03d}", {"kind": "clip", "path": str(p)}) for k, p in enumerate(clips)]
+    return items
+
+
+def encode_mp4(frames: list[np.ndarray], fps: int) -> bytes:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "clip.mp4"
+        h, w = frames[0].shape[:2]
+        writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+        for f in frames:
+            writer.write(cv2.cvtColor(f, cv2.COLOR_RGB2BGR))
+        writer.release()
+        return path.read_bytes()
+
+
+def clip_frames(path: str | Path, indices: list[int] | None = None) -> list[np.ndarray]:
+    """Frames of a clip (all, or the given indices; negative ones count from the end), RGB.
+    An unusable file is a Reject with the video reader's reason code."""
+    path = Path(path)
+    try:
+        n = probe(path).frames
+        wanted = list(range(n)) if indices is None else [i % n for i in indices]
+        frames = dict(read_frames(path, wanted))
+    except VideoError as err:
+        raise Reject(err.code, err.detail) from err
+    return [frames[i] for i in wanted if i in frames]
+
+
+def first_last(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """A clip's first and last frames (RGB): all an animator needs (relative motion)."""
+    frames = clip_frames(path, [0, -1])
+    if len(frames) < 2:
+        raise Reject("too_short", f"{path} has fewer than 2 frames")
+    return frames[0], frames[-1]
+
+
+def motion_columns(motion: mo.Motion, first: fm.Mesh, last: fm.Mesh) -> dict[str, Any]:
+    a, b = fm.head_pose(first), fm.head_pose(last)
+    ea, eb = fm.expression(first).as_dict(), fm.expression(last).as_dict()
+    return {"d_yaw": b[0] - a[0], "d_pitch": b[1] - a[1], "d_roll": b[2] - a[2],
+            **{f"d_{k}": eb[k] - ea[k] for k in ("mouth_open", "mouth_width", "smile", "eye_open_r", "eye_open_l", "brow_raise")},
+            "motion_magnitude": motion.magnitude, "vector": json.dumps(np.round(motion.vector(), 4).tolist())}
+
+
+@dataclasses.dataclass
+class DriversStage(Stage):
+    params: DriversParams
+    name: ClassVar[str] = "drivers"
+    code_modules: ClassVar[tuple[str, ...]] = ("pipeline.animators.mesh", "pipeline.animators.motion",
+                                               "pipeline.animators.warp", "pipeline.animators.programs",
+                                               "pipeline.faces.mesh")
+    manifest_columns: ClassVar[dict[str, str]] = {
+        "driver_id": "string", "label": "string", "source": "string", "path": "string", "n_frames": "int64",
+        "weight": "float64", "motion_magnitude": "float64", "vector": "string",
+    }
+
+    def __post_init__(self) -> None:
+        self._animator: MeshAnimator | None = None
+        self._template: tuple[np.ndarray, fm.Mesh] | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"params": self.params, "_animator": None, "_template": None}
+
+    def setup(self) -> None:
+        if self._animator is None:
+            self._animator = MeshAnimator()
+            face = template_face(self.params.size)
+            self._template = (face, self._animator.mesh(face, "neutral"))
+
+    def process(self, item: Item, ctx: ItemContext) -> Output:
+        self.setup()
+        p = self.params
+        if item.data["kind"] == "program":
+            program = programs()[item.data["index"]]
+            face, base = self._template
+            frames = render_program(face, program.controls, p.frames, self._animator, base)
+            label, source, weight = program.label, "program", p.subtle_smile_weight if program.subtle_smile else 1.0
+            clip = encode_mp4(frames, p.fps)
+        else:
+            path = Path(item.data["path"])
+            frames = clip_frames(path)
+            self.check_clip(frames, path)
+            label, source, weight = path.stem.replace("_", " "), "clip", 1.0
+            clip = path.read_bytes()
+        first = self._animator.mesh(frames[0], "driver first frame")
+        last = self._animator.mesh(frames[-1], "driver last frame")
+        motion = mo.measure(first, last)
+        rel = f"clips/{item.id}.mp4" if source == "program" else f"clips/{item.id}{Path(item.data['path']).suffix.lower()}"
+        row = {"driver_id": item.id, "label": label, "source": source, "path": rel, "n_frames": len(frames),
+               "weight": weight, **motion_columns(motion, first, last)}
+        return Output(rows=[row], files={rel: clip})
+
+    def check_clip(self, frames: list[np.ndarray], path: Path) -> None:
+        """Quality checks of a user clip (paper B.2 chose its 200 by hand; here they are rules)."""
+        p = self.params
+        if len(frames) < p.min_frames:
+            raise Reject("too_short", f"{path.name}: {len(frames)} frames, fewer than drivers.min_frames {p.min_frames}")
+        picks = np.unique(np.linspace(0, len(frames) - 1, p.check_frames).round().astype(int))
+        detector = fm.FaceMeshDetector(max_faces=2)
+        for i in picks:
+            faces = detector.detect(frames[i])
+            if not faces:
+                raise Reject("face_lost", f"{path.name}: no face in frame {i}")
+            if len(faces) > 1:
+                raise Reject("several_faces", f"{path.name}: {len(faces)} faces in frame {i}")
+
+
+def run(params: DriversParams, runner_params, seed: int):
+    return Runner(runner_params, seed).run(DriversStage(params), list_items(params), params.out_dir)
+
+
+def main(args: argparse.Namespace) -> int:
+    all_params = load_params(args.params)
+    summary = run(all_params.drivers, all_params.runner, all_params.seed)
+    s = summary.stats
+    print(f"drivers: {s['items']} clips, {s['done']} kept, {s['rejected']} refused {s['reject_codes']}, "
+          f"{summary.skipped} already done -> {all_params.drivers.out_dir}")
+    return 0 if s["complete"] else 1
