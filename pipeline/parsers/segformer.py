@@ -76,9 +76,14 @@ class SegformerParser(FaceParser):
             logits = model(pixel_values=pixels).logits  # (B, 19, H/4, W/4)
             out = []
             sizes = {img.shape[:2] for img in images}
-            if len(sizes) == 1:  # one upsampling call for the whole batch
-                up = F.interpolate(logits.float(), size=images[0].shape[:2], mode="bilinear", align_corners=False)
-                ids = self._lut[up.argmax(1)].cpu().numpy()
+            if len(sizes) == 1:  # upsampling in chunks: one call on 128 x 19 x 1024^2 logits passes INT_MAX
+                (h, w), = sizes
+                chunk = max(1, (2**31 - 1) // (logits.shape[1] * h * w) // 2)
+                ids = []
+                for part in logits.split(chunk):
+                    up = F.interpolate(part.float(), size=(h, w), mode="bilinear", align_corners=False)
+                    ids.append(self._lut[up.argmax(1)].cpu().numpy())
+                ids = np.concatenate(ids)
                 return [ids[i] for i in range(len(images))]
             for i, img in enumerate(images):
                 up = F.interpolate(logits[i : i + 1].float(), size=img.shape[:2], mode="bilinear", align_corners=False)
