@@ -19,7 +19,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def sh(args: list[str], cwd: Path, env: dict) -> str:
-    done = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
+    done = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=1500)
     assert done.returncode == 0, f"{' '.join(args)} failed:\n{done.stdout}\n{done.stderr}"
     return done.stdout + done.stderr
 
@@ -67,3 +67,32 @@ def test_repro_ingests_the_sample_then_does_nothing(clone) -> None:
     second = sh(["dvc", "repro", "ingest"], root, env)
     assert "Running stage" not in second, second
     assert "didn't change" in second or "up to date" in second.lower(), second
+
+
+@pytest.mark.slow
+def test_full_repro_on_the_sample_then_nothing_to_do(clone) -> None:
+    """The whole pipeline on the embedded sample: ingest -> drivers -> animate -> caption /
+    segment / relight -> shard (verified) -> train -> sample -> evaluate; a second run does
+    nothing. (Runs after the ingest test on the same copy.)"""
+    root, env = clone
+    sh(["dvc", "repro"], root, env)
+    data = root / "data"
+    faces = pd.read_parquet(data / "ingest" / "manifest.parquet")
+    animate = pd.read_parquet(data / "animate" / "manifest.parquet")
+    assert len(animate) == 21 * len(faces) and (animate.groupby("face_id").size() == 21).all()
+    for face in faces["face_id"]:
+        assert (data / "animate" / "sets" / face / "contact.jpg").is_file()
+    assert len(pd.read_parquet(data / "drivers" / "manifest.parquet")) >= 200
+    assert len(pd.read_parquet(data / "caption" / "manifest.parquet")) == len(animate)
+    assert len(pd.read_parquet(data / "segment" / "manifest.parquet")) == len(animate)
+    assert len(pd.read_parquet(data / "relight" / "manifest.parquet")) == 5 * len(animate)
+    shards = data / "shards"
+    assert (shards / "README.md").is_file() and json.loads((shards / "stats.json").read_text())["complete"]
+    released = sum(json.loads((shards / s / "index.json").read_text())["n_samples"] if (shards / s / "index.json").is_file()
+                   else 0 for s in ("train", "test_id", "test_ood"))
+    assert released == len(faces)
+    metrics = json.loads((root / "reports" / "eval" / "metrics.json").read_text())
+    assert metrics and (root / "reports" / "eval" / "tables.md").is_file()
+    assert (root / "models" / "piq" / "model_index.json").is_file()
+    second = sh(["dvc", "repro"], root, env)
+    assert "Running stage" not in second, second
