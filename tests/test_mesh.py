@@ -55,3 +55,20 @@ def test_regions_are_closed_loops():
     assert len(r["face_oval"]) == 36 and len(r["r_eye"]) == 16 and len(r["l_iris"]) == 4
     outer, inner = lip_loops()
     assert 0 in outer and 13 in inner and len(outer) == len(inner) == 20
+
+
+def test_detection_works_while_the_trainer_flushes_denormals(detector):
+    """The CPU trainer sets torch.set_flush_denormal(True) for speed; mediapipe then found no
+    face at all. The detector turns flushing off around mediapipe and restores it."""
+    import torch
+
+    from pipeline.faces.mesh import _denormals_flushed
+
+    torch.set_flush_denormal(True)
+    try:
+        assert _denormals_flushed()
+        fresh = FaceMeshDetector()
+        assert fresh.detect_one(data.astronaut()) is not None
+        assert _denormals_flushed()  # restored for the trainer
+    finally:
+        torch.set_flush_denormal(False)

@@ -15,6 +15,7 @@ Conventions (image coordinates, y down; "left"/"right" are the *subject's* unles
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 from typing import Sequence
@@ -147,6 +148,30 @@ class Mesh:
         return np.stack([r_eye, l_eye, p[NOSE_TIP], p[MOUTH_R], p[MOUTH_L]])[:, :2]
 
 
+def _denormals_flushed() -> bool:
+    """Whether this thread flushes denormal floats to zero (x86 FTZ/DAZ), read off a float32
+    product: numpy computes in this thread, under its floating-point flags."""
+    tiny = np.array([1e-39], np.float32)
+    return bool((tiny * np.float32(1.0))[0] == 0.0)
+
+
+@contextlib.contextmanager
+def ieee_denormals():
+    """mediapipe's TFLite kernels find no face when denormals are flushed, which the CPU trainer
+    turns on for speed (`torch.set_flush_denormal`, train/loop.py) for the whole thread. Turn it
+    off around mediapipe (its worker threads inherit the flag when the graph starts) and back."""
+    flushed = _denormals_flushed()
+    if flushed:
+        import torch
+
+        torch.set_flush_denormal(False)
+    try:
+        yield
+    finally:
+        if flushed:
+            torch.set_flush_denormal(True)
+
+
 class FaceMeshDetector:
     """mediapipe FaceMesh in static-image mode with iris refinement. Lazily built, so it can be
     constructed on a driver and shipped to a Ray worker before the model loads."""
@@ -174,7 +199,8 @@ class FaceMeshDetector:
         if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
             raise ValueError(f"expected an RGB uint8 image, got shape {rgb.shape} dtype {rgb.dtype}")
         h, w = rgb.shape[:2]
-        result = self._get().process(np.ascontiguousarray(rgb))
+        with ieee_denormals():
+            result = self._get().process(np.ascontiguousarray(rgb))
         meshes = []
         for face in result.multi_face_landmarks or []:
             pts = np.array([(lm.x * w, lm.y * h, lm.z * w) for lm in face.landmark], dtype=np.float64)

@@ -114,11 +114,13 @@ class MeshParser(FaceParser):
             from mediapipe.python.solutions import selfie_segmentation
 
             self._mesh = fm.FaceMeshDetector(max_faces=1)
-            self._selfie = selfie_segmentation.SelfieSegmentation(model_selection=0)
+            with fm.ieee_denormals():  # its worker threads inherit the flag when the graph starts
+                self._selfie = selfie_segmentation.SelfieSegmentation(model_selection=0)
 
     def person_mask(self, rgb: np.ndarray) -> np.ndarray:
         self.setup()
-        prob = self._selfie.process(np.ascontiguousarray(rgb)).segmentation_mask
+        with fm.ieee_denormals():
+            prob = self._selfie.process(np.ascontiguousarray(rgb)).segmentation_mask
         return prob > self.params.person_threshold
 
     def parse(self, images: Sequence[np.ndarray]) -> list[np.ndarray | Reject]:
