@@ -18,7 +18,6 @@ from typing import Any, Callable, Iterable, Optional
 
 import torch
 from accelerate import Accelerator, PartialState
-
 from tqdm import tqdm
 
 from pipeline.config.train import TrainParams
