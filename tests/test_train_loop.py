@@ -86,3 +86,15 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path: Path, tiny_
     assert good is not None and good.name == "step-00000003"
     state = checkpoint.load(good)
     assert all(torch.isfinite(v).all() for v in state["unet"].values())
+
+
+def test_a_finished_run_rewrites_its_loss_curve(tmp_path: Path, tiny_shards: Path) -> None:
+    """DVC deletes a stage's outs before rerunning it (e.g. after a code change); a run whose
+    checkpoint already reached max_steps must still leave its loss curve."""
+    tp = params(tmp_path)
+    run(tp, tiny_shards)
+    curve = tmp_path / "reports" / "loss.tsv"
+    first = curve.read_text()
+    curve.unlink()
+    again = run(tp, tiny_shards)
+    assert again.resumed_from == tp.max_steps and curve.read_text() == first

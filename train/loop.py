@@ -156,7 +156,9 @@ def train(
         stream.load_state_dict(state["stream"][accelerator.process_index])
         checkpoint.restore_rng(state["rng"][accelerator.process_index], generator)
         step, losses, resumed = state["step"], [tuple(x) for x in state["losses"]], state["step"]
-    if step >= max_steps:
+    if step >= max_steps:  # already trained: the curve is still an output (DVC removed it before running)
+        if accelerator.is_main_process:
+            write_loss_curve(Path(params.reports_dir) / "loss.tsv", losses)
         return LoopResult(step, losses, resumed, ema)
 
     window: list[torch.Tensor] = []
