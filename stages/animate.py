@@ -22,11 +22,12 @@ import pandas as pd
 
 from pipeline.animators.base import Animator
 from pipeline.animators.factory import build_animator
+from pipeline.annotate import default_workers, gpu_resources, read_rgb
 from pipeline.config.animate import AnimateParams
 from pipeline.faces import mesh as fm
 from pipeline.params import load_params
 from pipeline.runner import Runner
-from pipeline.stage import Item, ItemContext, Output, Reject, Stage
+from pipeline.stage import Item, ItemContext, Output, Stage
 from stages.drivers import first_last
 
 
@@ -126,9 +127,7 @@ class AnimateStage(Stage):
     @property
     def resources(self) -> dict[str, float]:
         p = self.params
-        if p.backend == "liveportrait" and p.device != "cpu" and p.num_gpus > 0:
-            return {"num_cpus": 1, "num_gpus": p.num_gpus}
-        return {"num_cpus": 1}
+        return gpu_resources(p.backend == "liveportrait", p.device, p.num_gpus)
 
     def fingerprint(self) -> dict[str, Any]:
         """Besides params and code: the driver library's content (re-rendered drivers redo every face)."""
@@ -150,10 +149,7 @@ class AnimateStage(Stage):
     def process(self, item: Item, ctx: ItemContext) -> Output:
         self.setup()
         p, d = self.params, item.data
-        bgr = cv2.imread(d["path"], cv2.IMREAD_COLOR)
-        if bgr is None:
-            raise Reject("unreadable_image", f"{d['path']} is missing or not an image")
-        neutral = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        neutral = read_rgb(d["path"])
         rng = np.random.default_rng(ctx.seed)
         picks = choose_drivers(self._drivers, p, rng)
         rows = [self._drivers.iloc[i] for i in picks]
@@ -185,9 +181,10 @@ def run(params: AnimateParams, runner_params, seed: int):
 
 def main(args: argparse.Namespace) -> int:
     all_params = load_params(args.params)
-    runner_params = all_params.runner
-    if all_params.animate.backend == "liveportrait":  # one actor per GPU share, not per core
-        runner_params = dataclasses.replace(runner_params, workers=0)
+    p, runner_params = all_params.animate, all_params.runner
+    if p.backend == "liveportrait":  # one actor per GPU share (in-process without a GPU), not per core
+        workers = default_workers(None, False, p.device, p.num_gpus, runner_params.workers)
+        runner_params = dataclasses.replace(runner_params, workers=workers)
     summary = run(all_params.animate, runner_params, all_params.seed)
     s = summary.stats
     print(f"animate ({all_params.animate.backend}): {s['items']} faces, {s['done']} animated ({s['rows']} images), "

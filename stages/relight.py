@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -21,6 +20,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
+from pipeline.annotate import default_workers, gpu_resources, read_rgb
 from pipeline.config.relight import RelightParams
 from pipeline.params import load_params
 from pipeline.relighters import build_relighter
@@ -43,13 +43,6 @@ def list_items(params: RelightParams) -> list[Item]:
             "labels": str(Path(params.segment_dir) / "sets" / row.face_id / f"{row.image}.seg.png"),
         }))
     return items
-
-
-def read_rgb(path: str) -> np.ndarray:
-    bgr = cv2.imread(path, cv2.IMREAD_COLOR)
-    if bgr is None:
-        raise Reject("unreadable_image", f"{path} is missing or not an image")
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
 def read_labels(path: str, shape: tuple[int, int]) -> np.ndarray:
@@ -92,9 +85,7 @@ class RelightStage(Stage):
     def resources(self) -> dict[str, float]:
         """What one Ray actor asks for: a GPU share for a model backend on a GPU."""
         p = self.params
-        if p.backend == "neural_gaffer" and p.device != "cpu" and p.num_gpus > 0:
-            return {"num_cpus": 1, "num_gpus": p.num_gpus}
-        return {"num_cpus": 1}
+        return gpu_resources(p.backend == "neural_gaffer", p.device, p.num_gpus)
 
     def fingerprint(self) -> dict[str, Any]:
         maps = [[p.name, p.stat().st_size] for p in self._envmaps]
@@ -164,24 +155,6 @@ def write_preview(params: RelightParams, tile: int = 256) -> Path | None:
     return out
 
 
-def default_workers(params: RelightParams, runner_workers: int) -> int:
-    """Actors when relight.workers is null: every core for the offline backend, one actor per
-    GPU share for a model backend (in-process when there is no GPU)."""
-    if params.workers is not None:
-        return params.workers
-    if params.backend == "sh":
-        return max(os.cpu_count() or 1, 1) if runner_workers else 0
-    try:
-        import torch
-
-        gpus = torch.cuda.device_count()
-    except ImportError:  # pragma: no cover
-        gpus = 0
-    if gpus == 0 or params.device == "cpu" or params.num_gpus <= 0:
-        return 0
-    return max(int(gpus / params.num_gpus), 1)
-
-
 def run(params: RelightParams, runner_params, seed: int):
     stage = RelightStage(params)
     summary = Runner(runner_params, seed).run(stage, list_items(params), params.out_dir)
@@ -193,7 +166,8 @@ def run(params: RelightParams, runner_params, seed: int):
 def main(args: argparse.Namespace) -> int:
     all_params = load_params(args.params)
     p = all_params.relight
-    workers = args.workers if args.workers is not None else default_workers(p, all_params.runner.workers)
+    workers = args.workers if args.workers is not None else default_workers(
+        p.workers, p.backend == "sh", p.device, p.num_gpus, all_params.runner.workers)
     runner_params = dataclasses.replace(all_params.runner, workers=workers)
     summary = run(p, runner_params, all_params.seed)
     stats = summary.stats

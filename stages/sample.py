@@ -20,7 +20,7 @@ from train.data import make_train_loader
 from train.model import resolve_dtype
 from train.pipeline import PiQPerfectPipeline
 from train.plots import to_uint8, write_grid
-from train.speed import enable_gpu_defaults
+from train.speed import enable_gpu_defaults, resolve_compile
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -38,7 +38,7 @@ def load_sampler(sp: SampleParams, device: str | None = None) -> PiQPerfectPipel
     dtype = resolve_dtype(sp.dtype, device)
     pipe = PiQPerfectPipeline.from_pretrained(sp.model_dir, local_files_only=True, torch_dtype=dtype).to(device)
     on_gpu = torch.device(device).type == "cuda"
-    compile_mode = {"auto": "full" if on_gpu else "none"}.get(sp.compile, sp.compile)
+    compile_mode = resolve_compile(sp.compile, device, on_gpu="full")
     pipe.optimize(compile=compile_mode, fuse_qkv=sp.fuse_qkv, channels_last=sp.channels_last and on_gpu,
                   fp8=sp.fp8 and on_gpu)
     pipe.set_progress_bar_config(disable=True)

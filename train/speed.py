@@ -21,10 +21,11 @@ CompileMode = Literal["auto", "none", "regional", "full"]
 FP8_MIN_FEATURES = 640  # linear layers narrower than this (SDXL's smallest attention width) stay bf16
 
 
-def resolve_compile(mode: CompileMode, device: torch.device | str) -> str:
-    """`auto` = regional on CUDA, none on a CPU (compiling the tiny CPU model costs more than it saves)."""
+def resolve_compile(mode: CompileMode, device: torch.device | str, on_gpu: str = "regional") -> str:
+    """`auto` = `on_gpu` on CUDA (regional for training, full for sampling), none on a CPU
+    (compiling the tiny CPU model costs more than it saves)."""
     if mode == "auto":
-        return "regional" if torch.device(device).type == "cuda" else "none"
+        return on_gpu if torch.device(device).type == "cuda" else "none"
     return mode
 
 
