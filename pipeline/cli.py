@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "shards": ("pipeline.verify", "check released shards: `piq shards verify DIR` re-reads, decodes and checksums every sample"),
     "browse": ("pipeline.browse.server", "page through released shards in a local web page (no CDN): `piq browse DIR`"),
     "train": ("stages.train", "fine-tune the backbone on [source | driving | noisy target] (paper 3.1, 4.1)"),
+    "distill": ("stages.distill", "distil the trained model into a few-step student, guidance folded in, for sample.mode: fast"),
     "sample": ("stages.sample", "sample test pairs with the trained model: 50 steps, guidance 1.5 (paper A.1)"),
     "evaluate": ("stages.evaluate", "ID / OOD test sets, every method, CSIM FID AED APD AGD LPIPS PSNR SSIM +- SEM, tables (paper 4.2)"),
     "params": ("pipeline.params_cli", "validate params.yaml and print it as resolved"),

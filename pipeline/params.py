@@ -24,7 +24,7 @@ from pipeline.config.relight import RelightParams
 from pipeline.config.runner import RunnerParams
 from pipeline.config.segment import SegmentParams
 from pipeline.config.shard import ShardParams
-from pipeline.config.train import SampleParams, TrainParams
+from pipeline.config.train import DistillParams, SampleParams, TrainParams
 
 T = TypeVar("T")
 
@@ -52,6 +52,7 @@ class Params:
     segment: SegmentParams
     caption: CaptionParams
     evaluate: EvaluateParams
+    distill: DistillParams = dataclasses.field(default_factory=DistillParams)
 
 
 def _check_scalar(tp: Any, value: Any, path: str) -> Any:

@@ -21,12 +21,13 @@ FROZEN = ("vae", "text_encoder", "text_encoder_2", "tokenizer", "tokenizer_2")
 
 
 def write_pipeline_folder(comps: Components, unet: UNet2DConditionModel, concat: str, resolution: int,
-                          out_dir: str | Path, pretrained_dir: Optional[str] = None) -> Path:
+                          out_dir: str | Path, pretrained_dir: Optional[str] = None, scheduler=None) -> Path:
+    """`scheduler`: the sampler to ship (default: Euler from the training scheduler's config)."""
     out_dir = Path(out_dir)
     tmp = out_dir.with_name(f".{out_dir.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    scheduler = EulerDiscreteScheduler.from_config(comps.scheduler.config)
+    scheduler = scheduler or EulerDiscreteScheduler.from_config(comps.scheduler.config)
     pipe = PiQPerfectPipeline(unet, comps.vae, comps.text_encoder, comps.tokenizer, scheduler, comps.text_encoder_2,
                               comps.tokenizer_2, concat=concat, resolution=resolution)
     pipe.save_config(tmp)  # model_index.json: component classes, concat, resolution

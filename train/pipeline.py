@@ -21,6 +21,7 @@ from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokeniz
 
 from train.backbones import Components
 from train.conditioning import encode_text, predict_target
+from train.step_plan import make_plan
 
 ImageInput = Union[torch.Tensor, np.ndarray, PIL.Image.Image, Sequence[Union[np.ndarray, PIL.Image.Image]]]
 
@@ -71,9 +72,12 @@ class PiQPerfectPipeline(DiffusionPipeline):
         return "sdxl" if self.text_encoder_2 is not None else "sd15"
 
     def optimize(self, compile: str = "none", fuse_qkv: bool = False, channels_last: bool = False,
-                 fp8: bool = False, cuda_graphs: bool = True) -> "PiQPerfectPipeline":
+                 fp8: bool = False, cuda_graphs: bool = True, deep_cache: bool = False) -> "PiQPerfectPipeline":
         """Apply the speed levers of `train/speed.py` to the UNet (and the VAE's layout). Call
-        after `.to(device)`; compiling happens at the first call (printed by the benchmark)."""
+        after `.to(device)`; compiling happens at the first call (printed by the benchmark).
+        With `deep_cache` the full and the shallow pass (train/deep_cache.py) are compiled as
+        two graphs instead of the UNet's forward."""
+        from train.deep_cache import DeepCacheUNet
         from train.speed import compile_unet, enable_fp8_inference
 
         if fuse_qkv:
@@ -83,8 +87,21 @@ class PiQPerfectPipeline(DiffusionPipeline):
             self.vae.to(memory_format=torch.channels_last)
         if fp8:
             enable_fp8_inference(self.unet)
-        compile_unet(self.unet, compile, cuda_graphs=cuda_graphs and self.device.type == "cuda")
+        graphs = cuda_graphs and self.device.type == "cuda"
+        if deep_cache:
+            self._deep_cache = DeepCacheUNet(self.unet)
+            if compile != "none":
+                self._deep_cache.compile_passes(graphs)
+        else:
+            compile_unet(self.unet, compile, cuda_graphs=graphs)
         return self
+
+    def _deep_cache_unet(self):
+        from train.deep_cache import DeepCacheUNet
+
+        if getattr(self, "_deep_cache", None) is None or self._deep_cache.unet is not self.unet:
+            self._deep_cache = DeepCacheUNet(self.unet)
+        return self._deep_cache
 
     @torch.no_grad()
     def encode_images(self, images: torch.Tensor) -> torch.Tensor:
@@ -94,7 +111,12 @@ class PiQPerfectPipeline(DiffusionPipeline):
     @torch.no_grad()
     def __call__(self, source: ImageInput, driving: ImageInput, prompt: Union[str, Sequence[str]] = "",
                  num_inference_steps: int = 50, guidance_scale: float = 1.5,
-                 generator: Optional[torch.Generator] = None, output_type: str = "pil") -> PiQPerfectOutput:
+                 generator: Optional[torch.Generator] = None, output_type: str = "pil",
+                 guidance_interval: Optional[Sequence[float]] = None, guidance_every: int = 1,
+                 deep_cache_interval: int = 1) -> PiQPerfectOutput:
+        """Sample target images. The defaults are the paper's (A.1); `guidance_interval`,
+        `guidance_every` and `deep_cache_interval` are the speed levers of `train/step_plan.py`.
+        The initial noise depends on `generator` only, so every variant starts from the same noise."""
         res, concat = self.config.resolution, self.config.concat
         src_px, drv_px = to_model_input(source, res), to_model_input(driving, res)
         batch = src_px.shape[0]
@@ -118,14 +140,23 @@ class PiQPerfectPipeline(DiffusionPipeline):
             embeds, pooled = encode_text(comps, prompts, self.device)
 
         self.scheduler.set_timesteps(num_inference_steps, device=self.device)
+        plan = make_plan(self.scheduler, self.scheduler.timesteps, guidance_scale, guidance_interval, guidance_every,
+                         deep_cache_interval)
+        net = self._deep_cache_unet() if deep_cache_interval > 1 else self.unet
         shape = (batch, self.vae.config.latent_channels, *src.shape[-2:])
         latents = torch.randn(shape, generator=generator, device=torch.device("cpu"), dtype=torch.float32)
         latents = latents.to(self.device) * self.scheduler.init_noise_sigma
-        for t in self.progress_bar(self.scheduler.timesteps):
-            noisy = torch.cat([latents, latents]) if guided else latents
+        both = (src, drv, embeds, pooled)
+        cond_only = tuple(None if x is None else x[-batch:] for x in both)  # the conditional branch is the second half
+        for i, t in enumerate(self.progress_bar(self.scheduler.timesteps)):
+            step_guided = plan.guided[i]
+            s, d, e, p = both if step_guided else cond_only
+            noisy = torch.cat([latents, latents]) if step_guided else latents
             noisy = self.scheduler.scale_model_input(noisy, t)
-            pred = predict_target(self.unet, self.family, src, drv, noisy, t, embeds, pooled, res, concat).float()
-            if guided:
+            if net is not self.unet:
+                net.use_full = plan.full[i]
+            pred = predict_target(net, self.family, s, d, noisy, t, e, p, res, concat).float()
+            if step_guided:
                 uncond, cond = pred.chunk(2)
                 pred = uncond + guidance_scale * (cond - uncond)
             latents = self.scheduler.step(pred, t, latents, generator=generator).prev_sample

@@ -53,10 +53,13 @@ class TrainParams:
 
 @dataclasses.dataclass(frozen=True)
 class SampleParams:
-    """Paper A.1: 50 denoising steps, guidance 1.5; negative branch = empty prompt + zeroed driving."""
+    """Paper A.1: 50 denoising steps, guidance 1.5; negative branch = empty prompt + zeroed driving.
+    The speed levers (train/step_plan.py, train/deep_cache.py) default to the paper's output;
+    `mode: fast` samples the distilled few-step student of `piq distill` instead."""
 
     model_dir: str = "models/piq"
     out_dir: str = "reports/samples"
+    shards: tuple[str, ...] = ("data/shards/test_id", "data/shards/test_ood")  # test pairs (missing splits skipped)
     num_inference_steps: int = 50
     guidance_scale: float = 1.5
     num_pairs: int = 4
@@ -64,10 +67,55 @@ class SampleParams:
     seed: int = 0
     dtype: Literal["bf16", "fp16", "fp32"] = "bf16"  # whole pipeline on a GPU; always fp32 on a CPU
     compile: Literal["auto", "none", "regional", "full"] = "auto"  # auto: full + CUDA graphs on GPU, none on CPU
+    compile_cache_dir: Optional[str] = ".cache/torchinductor"  # inductor's on-disk cache; null: torch's default
     fuse_qkv: bool = True
     channels_last: bool = True
     fp8: bool = False  # torchao per-row FP8 linears (Hopper)
+    guidance_interval: Optional[tuple[float, float]] = None  # CFG only for sigma in (lo, hi]; null = every step
+    guidance_every: int = 1  # CFG on every k-th step only
+    deep_cache_interval: int = 1  # DeepCache: whole UNet every N-th step, shallow pass between; 1 = off
+    mode: Literal["paper", "fast"] = "paper"  # fast: the distilled student (`piq distill`)
+    fast_model_dir: str = "models/piq-fast"
+    fast_steps: int = 4
 
     def validate(self) -> None:
-        if self.num_inference_steps < 1 or self.num_pairs < 1 or self.batch_size < 1:
-            raise ValueError("sample.num_inference_steps, num_pairs, batch_size must be >= 1")
+        if self.num_inference_steps < 1 or self.num_pairs < 1 or self.batch_size < 1 or self.fast_steps < 1:
+            raise ValueError("sample.num_inference_steps, num_pairs, batch_size, fast_steps must be >= 1")
+        if self.guidance_every < 1 or self.deep_cache_interval < 1:
+            raise ValueError("sample.guidance_every and sample.deep_cache_interval must be >= 1")
+        if self.guidance_interval is not None and not 0 <= self.guidance_interval[0] < self.guidance_interval[1]:
+            raise ValueError("sample.guidance_interval must be [lo, hi] with 0 <= lo < hi (or null)")
+
+    @property
+    def levers(self) -> dict:
+        """The step-plan keyword arguments of `PiQPerfectPipeline.__call__` for `mode: paper`."""
+        return {"num_inference_steps": self.num_inference_steps, "guidance_scale": self.guidance_scale,
+                "guidance_interval": self.guidance_interval, "guidance_every": self.guidance_every,
+                "deep_cache_interval": self.deep_cache_interval}
+
+
+@dataclasses.dataclass(frozen=True)
+class DistillParams:
+    """`piq distill`: a few-step student of the trained model (phased trajectory distillation,
+    guidance folded in), trained with the training loop on the training shards."""
+
+    teacher_dir: str = "models/piq"
+    out_dir: str = "models/piq-fast"
+    reports_dir: str = "reports/distill"
+    checkpoint_dir: str = "checkpoints/distill"
+    student_steps: int = 4  # DDIM steps of the student (trailing spacing)
+    teacher_steps: int = 48  # teacher DDIM steps per trajectory (a multiple of student_steps)
+    guidance_scale: float = 1.5  # folded into the student: the teacher's guided trajectory is the target
+    batch_size: int = 4
+    effective_batch: int = 8
+    max_steps: int = 20
+    lr: float = 1.0e-4
+    mixed_precision: Literal["fp32", "bf16", "fp16"] = "bf16"
+    gradient_checkpointing: bool = False
+    compile: Literal["auto", "none", "regional", "full"] = "auto"
+
+    def validate(self) -> None:
+        if self.student_steps < 1 or self.teacher_steps % self.student_steps:
+            raise ValueError("distill.teacher_steps must be a positive multiple of distill.student_steps")
+        if self.batch_size < 1 or self.effective_batch < self.batch_size or self.max_steps < 1:
+            raise ValueError("distill.batch_size >= 1, <= effective_batch; max_steps >= 1")
