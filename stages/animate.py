@@ -28,7 +28,7 @@ from pipeline.faces import mesh as fm
 from pipeline.params import load_params
 from pipeline.runner import Runner
 from pipeline.stage import Item, ItemContext, Output, Stage
-from stages.drivers import first_last
+from pipeline.video import first_last
 
 
 def list_items(params: AnimateParams) -> list[Item]:

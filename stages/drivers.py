@@ -26,7 +26,7 @@ from pipeline.faces import mesh as fm
 from pipeline.params import load_params
 from pipeline.runner import Runner
 from pipeline.stage import Item, ItemContext, Output, Reject, Stage
-from pipeline.video import VideoError, probe, read_frames
+from pipeline.video import clip_frames
 
 CLIP_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm")
 
@@ -60,27 +60,6 @@ def encode_mp4(frames: list[np.ndarray], fps: int) -> bytes:
             writer.write(cv2.cvtColor(f, cv2.COLOR_RGB2BGR))
         writer.release()
         return path.read_bytes()
-
-
-def clip_frames(path: str | Path, indices: list[int] | None = None) -> list[np.ndarray]:
-    """Frames of a clip (all, or the given indices; negative ones count from the end), RGB.
-    An unusable file is a Reject with the video reader's reason code."""
-    path = Path(path)
-    try:
-        n = probe(path).frames
-        wanted = list(range(n)) if indices is None else [i % n for i in indices]
-        frames = dict(read_frames(path, wanted))
-    except VideoError as err:
-        raise Reject(err.code, err.detail) from err
-    return [frames[i] for i in wanted if i in frames]
-
-
-def first_last(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
-    """A clip's first and last frames (RGB): all an animator needs (relative motion)."""
-    frames = clip_frames(path, [0, -1])
-    if len(frames) < 2:
-        raise Reject("too_short", f"{path} has fewer than 2 frames")
-    return frames[0], frames[-1]
 
 
 def motion_columns(motion: mo.Motion, first: fm.Mesh, last: fm.Mesh) -> dict[str, Any]:
