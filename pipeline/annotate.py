@@ -9,10 +9,10 @@ import os
 from pathlib import Path
 from typing import Any, Callable, ClassVar
 
-import cv2
 import numpy as np
 import pandas as pd
 
+from pipeline.images import read_rgb
 from pipeline.stage import Item, ItemContext, Output, Reject, Stage
 
 
@@ -36,14 +36,6 @@ def animate_items(input_dir: str) -> list[Item]:
 
 def _is_nan(value: Any) -> bool:
     return isinstance(value, float) and value != value
-
-
-def read_rgb(path: str) -> np.ndarray:
-    """RGB uint8, or Reject `unreadable_image`."""
-    bgr = cv2.imread(path, cv2.IMREAD_COLOR)
-    if bgr is None:
-        raise Reject("unreadable_image", f"{path} is missing or not an image")
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
 def resolve_device(device: str, dtype: str) -> tuple[Any, Any]:
@@ -97,13 +89,6 @@ def preview_images(params: Any, max_images: int) -> list[tuple[dict, np.ndarray]
     animate = pd.read_parquet(Path(params.input_dir) / "manifest.parquet").set_index(["face_id", "image"])
     return [(row, read_rgb(str(Path(params.input_dir) / animate.loc[(row["face_id"], row["image"]), "path"])))
             for row in rows.to_dict("records")]
-
-
-def encode_png(array: np.ndarray) -> bytes:
-    ok, buf = cv2.imencode(".png", array)
-    if not ok:
-        raise RuntimeError("PNG encoding failed")
-    return buf.tobytes()
 
 
 class ImageBatchStage(Stage):

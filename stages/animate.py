@@ -22,9 +22,10 @@ import pandas as pd
 
 from pipeline.animators.base import Animator
 from pipeline.animators.factory import build_animator
-from pipeline.annotate import default_workers, gpu_resources, read_rgb
+from pipeline.annotate import default_workers, gpu_resources
 from pipeline.config.animate import AnimateParams
 from pipeline.faces import mesh as fm
+from pipeline.images import encode_jpeg, read_rgb
 from pipeline.params import load_params
 from pipeline.runner import Runner
 from pipeline.stage import Item, ItemContext, Output, Stage
@@ -93,13 +94,6 @@ def contact_sheet(images: list[np.ndarray], labels: list[str], tile: int, cols: 
     return sheet
 
 
-def _jpg(rgb: np.ndarray, quality: int) -> bytes:
-    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
-    if not ok:
-        raise RuntimeError("JPEG encoding failed")
-    return buf.tobytes()
-
-
 @dataclasses.dataclass
 class AnimateStage(Stage):
     params: AnimateParams
@@ -163,7 +157,7 @@ class AnimateStage(Stage):
             for k, (a, r) in enumerate(zip(animated, rows), start=1)]
         for index, img, r, magnitude in entries:
             rel = f"sets/{item.id}/{index}.jpg"
-            out.files[rel] = _jpg(img, p.jpeg_quality)
+            out.files[rel] = encode_jpeg(img, p.jpeg_quality)
             out.rows.append({**common, "image": index, "path": rel, "kind": "neutral" if r is None else "expressive",
                              "driving_video": None if r is None else r.driver_id,
                              "driver_label": None if r is None else r.label, "motion_magnitude": magnitude,
@@ -171,7 +165,7 @@ class AnimateStage(Stage):
             if r is not None:
                 images.append(img)
                 labels.append(f"{index} {r.driver_id} {r.label}")
-        out.files[f"sets/{item.id}/contact.jpg"] = _jpg(contact_sheet(images, labels, p.contact_tile), 90)
+        out.files[f"sets/{item.id}/contact.jpg"] = encode_jpeg(contact_sheet(images, labels, p.contact_tile), 90)
         return out
 
 

@@ -20,7 +20,8 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from pipeline.annotate import default_workers, gpu_resources, read_rgb
+from pipeline.annotate import default_workers, gpu_resources
+from pipeline.images import encode_jpeg, read_rgb
 from pipeline.config.relight import RelightParams
 from pipeline.params import load_params
 from pipeline.relighters import build_relighter
@@ -117,11 +118,8 @@ class RelightStage(Stage):
         out = Output()
         for k, (light, new) in enumerate(zip(lights, relit), start=1):
             final = composite(image, new, alpha)
-            ok, jpg = cv2.imencode(".jpg", cv2.cvtColor(final, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, p.jpeg_quality])
-            if not ok:
-                raise RuntimeError("JPEG encoding failed")
             rel = f"sets/{d['face_id']}/{d['image']}.r{k}.jpg"
-            out.files[rel] = jpg.tobytes()
+            out.files[rel] = encode_jpeg(final, p.jpeg_quality)
             out.rows.append({
                 "face_id": d["face_id"], "image": d["image"], "variant": f"r{k}", "path": rel, "envmap": light.name,
                 "rotation_deg": light.rotation_deg, "light_dir": json.dumps(light.light_dir),

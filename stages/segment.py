@@ -18,7 +18,8 @@ from typing import ClassVar
 import cv2
 import numpy as np
 
-from pipeline.annotate import ImageBatchStage, add_annotation_arguments, annotation_main, encode_png, preview_images, run_annotation
+from pipeline.annotate import ImageBatchStage, add_annotation_arguments, annotation_main, preview_images, run_annotation
+from pipeline.images import encode_png
 from pipeline.config.segment import SegmentParams
 from pipeline.labels import LABEL_NAMES
 from pipeline.parsers import build_parser
