@@ -38,18 +38,6 @@ def _is_nan(value: Any) -> bool:
     return isinstance(value, float) and value != value
 
 
-def resolve_device(device: str, dtype: str) -> tuple[Any, Any]:
-    """torch device and dtype for a model backend; fp32 whenever the device is a CPU."""
-    import torch
-
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device is cuda but no CUDA device is visible")
-    dt = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[dtype]
-    return torch.device(device), (torch.float32 if device == "cpu" else dt)
-
-
 def default_workers(workers: int | None, offline: bool, device: str, num_gpus: float, runner_workers: int) -> int:
     """Ray actors when the stage's `workers` is null: every core for an offline backend (none
     when the runner is set in-process), one actor per GPU share for a model backend, and

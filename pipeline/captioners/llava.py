@@ -23,7 +23,8 @@ from typing import Sequence
 
 import numpy as np
 
-from pipeline.annotate import pixel_batch, resolve_device
+from pipeline.annotate import pixel_batch
+from pipeline.device import resolve_device
 from pipeline.captioners.base import Caption, Captioner
 from pipeline.stage import Reject
 

@@ -14,7 +14,8 @@ from typing import Sequence
 
 import numpy as np
 
-from pipeline.annotate import pixel_batch, resolve_device
+from pipeline.annotate import pixel_batch
+from pipeline.device import resolve_device
 from pipeline.labels import id_lookup
 from pipeline.parsers.base import FaceParser
 from pipeline.stage import Reject

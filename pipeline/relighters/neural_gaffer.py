@@ -33,7 +33,7 @@ from typing import Any, ClassVar, Sequence
 import cv2
 import numpy as np
 
-from pipeline.annotate import resolve_device
+from pipeline.device import resolve_device
 from pipeline.config.relight import RelightParams
 from pipeline.relighters.base import Relighter
 from pipeline.relighters.envmaps import EnvLight, sample
