@@ -87,15 +87,10 @@ class ImageBatchStage(Stage):
 
     params: Any
     offline_backend: ClassVar[str] = ""
+    worker_local: ClassVar[tuple[str, ...]] = ("_impl",)
 
     def __post_init__(self) -> None:
         self._impl = None
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {"params": self.params}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.params, self._impl = state["params"], None
 
     def build(self) -> Any:
         """The backend object named by the params, not yet set up."""

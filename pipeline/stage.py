@@ -16,6 +16,8 @@ import inspect
 from pathlib import Path
 from typing import Any, ClassVar
 
+from pipeline.worker_state import WorkerLocal
+
 
 class Reject(Exception):
     """Bad input: recorded in the rejects table with `code`, never retried."""
@@ -50,12 +52,13 @@ class Output:
     files: dict[str, bytes] = dataclasses.field(default_factory=dict)
 
 
-class Stage:
+class Stage(WorkerLocal):
     """Base class of item-parallel stages.
 
     Subclasses set `name`, implement `process`, and may load models in `setup` (called once per
-    worker, after the stage object has been shipped there) and declare `manifest_columns` so an
-    empty manifest still has its schema.
+    worker, after the stage object has been shipped there), name the attributes holding those
+    models in `worker_local` (they are not pickled, pipeline/worker_state.py) and declare
+    `manifest_columns` so an empty manifest still has its schema.
     """
 
     name: ClassVar[str] = "stage"

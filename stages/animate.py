@@ -98,6 +98,7 @@ def contact_sheet(images: list[np.ndarray], labels: list[str], tile: int, cols: 
 class AnimateStage(Stage):
     params: AnimateParams
     name: ClassVar[str] = "animate"
+    worker_local: ClassVar[tuple[str, ...]] = ("_animator", "_frames")
     code_modules: ClassVar[tuple[str, ...]] = ("pipeline.animators.mesh", "pipeline.animators.motion",
                                                "pipeline.animators.warp", "pipeline.animators.factory",
                                                "pipeline.faces.mesh")
@@ -113,10 +114,6 @@ class AnimateStage(Stage):
         self._drivers = load_drivers(self.params)
         self._frames: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         self._detector = fm.FaceMeshDetector(max_faces=1)
-
-    def __getstate__(self) -> dict[str, Any]:  # each worker loads its own model and frames
-        return {"params": self.params, "_drivers": self._drivers, "_animator": None, "_frames": {},
-                "_detector": fm.FaceMeshDetector(max_faces=1)}
 
     @property
     def resources(self) -> dict[str, float]:

@@ -74,6 +74,7 @@ def motion_columns(motion: mo.Motion, first: fm.Mesh, last: fm.Mesh) -> dict[str
 class DriversStage(Stage):
     params: DriversParams
     name: ClassVar[str] = "drivers"
+    worker_local: ClassVar[tuple[str, ...]] = ("_animator", "_template")
     code_modules: ClassVar[tuple[str, ...]] = ("pipeline.animators.mesh", "pipeline.animators.motion",
                                                "pipeline.animators.warp", "pipeline.animators.programs",
                                                "pipeline.faces.mesh")
@@ -85,9 +86,6 @@ class DriversStage(Stage):
     def __post_init__(self) -> None:
         self._animator: MeshAnimator | None = None
         self._template: tuple[np.ndarray, fm.Mesh] | None = None
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {"params": self.params, "_animator": None, "_template": None}
 
     def setup(self) -> None:
         if self._animator is None:

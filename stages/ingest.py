@@ -95,6 +95,7 @@ class IngestStage(Stage):
 
     params: IngestParams
     name: ClassVar[str] = "ingest"
+    worker_local: ClassVar[tuple[str, ...]] = ("_detector",)
     code_modules: ClassVar[tuple[str, ...]] = ("pipeline.faces.geometry", "pipeline.faces.crop", "pipeline.video")
     manifest_columns: ClassVar[dict[str, str]] = {
         "face_id": "string", "participant_id": "string", "video_id": "string", "category": "string",
@@ -110,13 +111,6 @@ class IngestStage(Stage):
 
     def setup(self) -> None:
         self._detector = FaceDetector()
-
-    def __getstate__(self) -> dict[str, Any]:  # ship params only; each worker loads its own model
-        return {"params": self.params}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.params = state["params"]
-        self._detector = None
 
     @property
     def detector(self) -> FaceDetector:

@@ -62,6 +62,7 @@ def read_labels(path: str, shape: tuple[int, int]) -> np.ndarray:
 class RelightStage(Stage):
     params: RelightParams
     name: ClassVar[str] = "relight"
+    worker_local: ClassVar[tuple[str, ...]] = ("_relighter",)
     code_modules: ClassVar[tuple[str, ...]] = (
         "pipeline.relighters.base", "pipeline.relighters.envmaps", "pipeline.relighters.sh",
         "pipeline.relighters.neural_gaffer", "pipeline.faces.normals",
@@ -75,12 +76,6 @@ class RelightStage(Stage):
     def __post_init__(self) -> None:
         self._relighter: Relighter | None = None
         self._envmaps = list_envmaps(self.params.envmap_dir)
-
-    def __getstate__(self) -> dict[str, Any]:  # ship params only; each worker loads its own model
-        return {"params": self.params, "_envmaps": self._envmaps}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.params, self._envmaps, self._relighter = state["params"], state["_envmaps"], None
 
     @property
     def resources(self) -> dict[str, float]:

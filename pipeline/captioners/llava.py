@@ -34,6 +34,7 @@ FALLBACK_TEMPLATE = "USER: <image>\n{instruction} ASSISTANT:"
 
 class LlavaCaptioner(Captioner):
     name = "llava"
+    worker_local = ("_model", "_processor", "_prompt", "_ids")
 
     def __init__(self, params) -> None:
         self.params = params
@@ -42,10 +43,6 @@ class LlavaCaptioner(Captioner):
         self._prompt: str | None = None
         self._ids = None
         self._static = bool(params.static_cache)
-
-    def __getstate__(self) -> dict:
-        return {"params": self.params, "_model": None, "_processor": None, "_prompt": None, "_ids": None,
-                "_static": bool(self.params.static_cache)}
 
     def setup(self) -> None:
         if self._model is not None:
