@@ -99,9 +99,6 @@ class AnimateStage(Stage):
     params: AnimateParams
     name: ClassVar[str] = "animate"
     worker_local: ClassVar[tuple[str, ...]] = ("_animator", "_frames")
-    code_modules: ClassVar[tuple[str, ...]] = ("pipeline.animators.mesh", "pipeline.animators.motion",
-                                               "pipeline.animators.warp", "pipeline.animators.factory",
-                                               "pipeline.faces.mesh")
     manifest_columns: ClassVar[dict[str, str]] = {
         "face_id": "string", "image": "string", "path": "string", "kind": "string", "driving_video": "string",
         "driver_label": "string", "backend": "string", "motion_magnitude": "float64", "yaw": "float64",

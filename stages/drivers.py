@@ -75,9 +75,6 @@ class DriversStage(Stage):
     params: DriversParams
     name: ClassVar[str] = "drivers"
     worker_local: ClassVar[tuple[str, ...]] = ("_animator", "_template")
-    code_modules: ClassVar[tuple[str, ...]] = ("pipeline.animators.mesh", "pipeline.animators.motion",
-                                               "pipeline.animators.warp", "pipeline.animators.programs",
-                                               "pipeline.faces.mesh")
     manifest_columns: ClassVar[dict[str, str]] = {
         "driver_id": "string", "label": "string", "source": "string", "path": "string", "n_frames": "int64",
         "weight": "float64", "motion_magnitude": "float64", "vector": "string",

@@ -96,7 +96,6 @@ class IngestStage(Stage):
     params: IngestParams
     name: ClassVar[str] = "ingest"
     worker_local: ClassVar[tuple[str, ...]] = ("_detector",)
-    code_modules: ClassVar[tuple[str, ...]] = ("pipeline.faces.geometry", "pipeline.faces.crop", "pipeline.video")
     manifest_columns: ClassVar[dict[str, str]] = {
         "face_id": "string", "participant_id": "string", "video_id": "string", "category": "string",
         "path": "string", "frame": "int64", "time_s": "float64", "src_width": "int64", "src_height": "int64",

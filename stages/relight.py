@@ -28,7 +28,7 @@ from pipeline.relighters import build_relighter
 from pipeline.relighters.base import Relighter, composite, feather, region_mask
 from pipeline.relighters.envmaps import draw_lights, list_envmaps
 from pipeline.runner import Runner
-from pipeline.stage import Item, ItemContext, Output, Reject, Stage, code_digest
+from pipeline.stage import Item, ItemContext, Output, Reject, Stage
 
 
 def list_items(params: RelightParams) -> list[Item]:
@@ -63,10 +63,6 @@ class RelightStage(Stage):
     params: RelightParams
     name: ClassVar[str] = "relight"
     worker_local: ClassVar[tuple[str, ...]] = ("_relighter",)
-    code_modules: ClassVar[tuple[str, ...]] = (
-        "pipeline.relighters.base", "pipeline.relighters.envmaps", "pipeline.relighters.sh",
-        "pipeline.relighters.neural_gaffer", "pipeline.faces.normals",
-    )
     manifest_columns: ClassVar[dict[str, str]] = {
         "face_id": "string", "image": "string", "variant": "string", "path": "string", "envmap": "string",
         "rotation_deg": "float64", "light_dir": "object", "color_temp_k": "float64", "exposure": "float64",
@@ -85,8 +81,7 @@ class RelightStage(Stage):
 
     def fingerprint(self) -> dict[str, Any]:
         maps = [[p.name, p.stat().st_size] for p in self._envmaps]
-        return {"fields": dataclasses.asdict(self.params), "envmaps": maps,
-                "code": code_digest(type(self), self.code_modules)}
+        return {**super().fingerprint(), "envmaps": maps}
 
     def setup(self) -> None:
         if self._relighter is None:

@@ -37,9 +37,6 @@ PALETTE = np.array([
 class SegmentStage(ImageBatchStage):
     params: SegmentParams
     name: ClassVar[str] = "segment"
-    code_modules: ClassVar[tuple[str, ...]] = (
-        "pipeline.parsers.mesh", "pipeline.parsers.segformer", "pipeline.labels", "pipeline.faces.mesh", "pipeline.annotate",
-    )
     manifest_columns: ClassVar[dict[str, str]] = {
         "face_id": "string", "image": "string", "path": "string", "label_counts": "string", "backend": "string",
     }
