@@ -27,11 +27,12 @@ MACHINERY = frozenset({
 })
 
 
-def module_path(name: str, root: Path = REPO) -> Path | None:
+def module_path(name: str, root: Path | None = None) -> Path | None:
     """The source file of project module `name` (a package's `__init__.py`), or None when
     `name` is not a module of this project (a third-party module, or a name inside a module).
     A project module is one whose file lies in the repository (pipeline/, stages/, train/,
     eval/, and tests/ or bench/ for their own stages)."""
+    root = root or REPO
     if not name or not name.replace(".", "").replace("_", "").isalnum():
         return None
     base = root.joinpath(*name.split("."))
@@ -50,13 +51,20 @@ def _resolve(node: ast.ImportFrom, module: str, is_package: bool) -> str:
     return ".".join(base + ([node.module] if node.module else []))
 
 
-@functools.lru_cache(maxsize=None)
-def direct_imports(name: str, root: Path = REPO) -> frozenset[str]:
+def direct_imports(name: str, root: Path | None = None) -> frozenset[str]:
     """Project modules that module `name` imports anywhere in its body."""
+    root = root or REPO
     path = module_path(name, root)
     if path is None:
         return frozenset()
-    tree = ast.parse(path.read_text(), filename=str(path))
+    st = path.stat()  # cached per file version: an edited file is read again
+    return _direct_imports(name, str(root), str(path), st.st_mtime_ns, st.st_size)
+
+
+@functools.lru_cache(maxsize=4096)
+def _direct_imports(name: str, root_s: str, path_s: str, _mtime: int, _size: int) -> frozenset[str]:
+    root, path = Path(root_s), Path(path_s)
+    tree = ast.parse(path.read_text(), filename=path_s)
     found: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
@@ -77,9 +85,10 @@ def direct_imports(name: str, root: Path = REPO) -> frozenset[str]:
     return frozenset(found)
 
 
-def closure(modules: str | tuple[str, ...] | list[str], root: Path = REPO, skip: frozenset[str] = frozenset()) -> list[str]:
+def closure(modules: str | tuple[str, ...] | list[str], root: Path | None = None, skip: frozenset[str] = frozenset()) -> list[str]:
     """Every project module that importing `modules` runs (themselves and their packages'
     `__init__` included), sorted; traversal stops at the names in `skip`."""
+    root = root or REPO
     todo = [modules] if isinstance(modules, str) else list(modules)
     seen: set[str] = set()
     while todo:
@@ -109,8 +118,9 @@ def _normalised_source(path: Path) -> bytes:
     return ast.dump(tree, include_attributes=False).encode()
 
 
-def code_digest(modules: str | tuple[str, ...] | list[str], root: Path = REPO) -> str:
+def code_digest(modules: str | tuple[str, ...] | list[str], root: Path | None = None) -> str:
     """Hash of every project module that `modules` run (the runner's machinery left out)."""
+    root = root or REPO
     digest = hashlib.sha256()
     for name in closure(modules, root, skip=MACHINERY):
         path = module_path(name, root)
@@ -118,9 +128,10 @@ def code_digest(modules: str | tuple[str, ...] | list[str], root: Path = REPO) -
     return digest.hexdigest()[:16]
 
 
-def dependency_files(modules: str | tuple[str, ...] | list[str], root: Path = REPO) -> list[str]:
+def dependency_files(modules: str | tuple[str, ...] | list[str], root: Path | None = None) -> list[str]:
     """Repository-relative source files of `modules`' closure (machinery included): a DVC
     stage running these modules must list each of them (or a folder holding it) as a dep."""
+    root = root or REPO
     return sorted(str(module_path(name, root).relative_to(root)) for name in closure(modules, root))
 
 
@@ -152,12 +163,13 @@ def is_code_dep(path: str) -> bool:
     return path.endswith(".py") or path.split("/")[0] in CODE_ROOTS
 
 
-def missing_deps(dvc_yaml: str | Path = REPO / "dvc.yaml", root: Path = REPO) -> dict[str, list[str]]:
+def missing_deps(dvc_yaml: str | Path | None = None, root: Path | None = None) -> dict[str, list[str]]:
     """Per dvc.yaml stage, the project source files its command imports that its deps do not
     cover (a dep covers itself and, for a folder, everything under it)."""
+    root = root or REPO
     import yaml
 
-    stages = yaml.safe_load(Path(dvc_yaml).read_text())["stages"]
+    stages = yaml.safe_load(Path(dvc_yaml or root / "dvc.yaml").read_text())["stages"]
     missing: dict[str, list[str]] = {}
     for name, stage in stages.items():
         deps = [_dep_path(d) for d in stage.get("deps", [])]
@@ -168,9 +180,10 @@ def missing_deps(dvc_yaml: str | Path = REPO / "dvc.yaml", root: Path = REPO) ->
     return missing
 
 
-def folded(files: list[str], root: Path = REPO) -> list[str]:
+def folded(files: list[str], root: Path | None = None) -> list[str]:
     """`files` with every folder whose .py files are all listed written as the folder (shorter
     dvc.yaml; a folder dep covers the same files)."""
+    root = root or REPO
     wanted = set(files)
     dirs = sorted({str(Path(f).parent) for f in files if "/" in f}, key=lambda d: d.count("/"))
     kept: list[str] = []
@@ -183,16 +196,18 @@ def folded(files: list[str], root: Path = REPO) -> list[str]:
     return sorted(kept + [f for f in files if not any(f.startswith(k + "/") for k in kept)])
 
 
-def write_deps(dvc_yaml: str | Path = REPO / "dvc.yaml", root: Path = REPO) -> list[str]:
+def write_deps(dvc_yaml: str | Path | None = None, root: Path | None = None) -> list[str]:
     """Rewrite every stage's code deps as the files of its command's import graph (data deps and
     comments kept). Returns the names of the stages that changed."""
+    root = root or REPO
     from ruamel.yaml import YAML
 
     yaml = YAML()
     yaml.preserve_quotes = True
     yaml.width = 120
     yaml.indent(mapping=2, sequence=4, offset=2)
-    doc = yaml.load(Path(dvc_yaml).read_text())
+    dvc_yaml = Path(dvc_yaml or root / "dvc.yaml")
+    doc = yaml.load(dvc_yaml.read_text())
     changed = []
     for name, stage in doc["stages"].items():
         old = list(stage.get("deps", []))
@@ -209,7 +224,7 @@ def write_deps(dvc_yaml: str | Path = REPO / "dvc.yaml", root: Path = REPO) -> l
 
 def add_arguments(parser) -> None:
     parser.add_argument("--write", action="store_true", help="rewrite dvc.yaml's code deps from the import graph")
-    parser.add_argument("--dvc-yaml", default=str(REPO / "dvc.yaml"))
+    parser.add_argument("--dvc-yaml", default="dvc.yaml")
 
 
 def main(args) -> int:
