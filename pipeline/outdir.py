@@ -79,10 +79,14 @@ class OutDir(WorkerLocal):
                 self.fs.mv(tmp, final)
         except OSError as err:
             self._discard(tmp)
-            if err.errno in FATAL_ERRNOS or isinstance(err, OutDirError):
-                raise OutDirError(err.errno, f"out_dir {self.url}: cannot write {rel}: {os.strerror(err.errno or 0)}"
-                                             f" ({err})") from err
-            raise
+            raise self.classify(err, rel) from err
+
+    def classify(self, err: OSError, rel: str) -> OSError:
+        """`OutDirError` for a write error that will repeat for every item (full disk,
+        read-only or unwritable folder), naming the out_dir and the file; else `err` itself."""
+        if isinstance(err, OutDirError) or err.errno not in FATAL_ERRNOS:
+            return err
+        return OutDirError(err.errno, f"out_dir {self.url}: cannot write {rel}: {os.strerror(err.errno)} ({err})")
 
     def _makedirs(self, parent: str) -> None:
         if parent in self._made:

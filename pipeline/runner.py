@@ -136,12 +136,14 @@ class TaskRunner:
             for item, outcome, tries in zip(chunk, outcomes, attempts[start : start + size]):
                 if outcome.kind == "done":
                     assert outcome.output is not None
+                    rel = ""
                     try:
                         for rel, data in outcome.output.files.items():
                             self.out.write_bytes(rel, data)
-                    except OutDirError:
-                        raise
                     except OSError as err:
+                        err = self.out.classify(err, rel)
+                        if isinstance(err, OutDirError):
+                            raise err from None
                         acks.append(Ack(item.id, "error", "write_error", f"{type(err).__name__}: {err}"))
                         continue
                     records.append(done_record(item.id, outcome.output.rows, outcome.output.files, tries))

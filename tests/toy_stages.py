@@ -58,3 +58,25 @@ class BoxStage(Stage):
 
         face = Face((1.0, 2.0, 3.0, 4.0), 0.9, np.zeros((5, 2))).scaled(item.data["value"])
         return Output(rows=[{"box": list(face.box)}], files={f"out/{item.id}.txt": f"{face.box}\n".encode()})
+
+
+@dataclasses.dataclass
+class DyingStage(Stage):
+    """Items named die*: the first attempt writes half of its output file in place (a worker
+    dying mid-write, the worst case: not even under a temporary name) and kills its process."""
+
+    sleep_s: float = 0.0
+    name: ClassVar[str] = "dying"
+    manifest_columns: ClassVar[dict[str, str]] = {"value": "int64"}
+
+    def process(self, item: Item, ctx: ItemContext) -> Output:
+        if self.sleep_s:
+            time.sleep(self.sleep_s)
+        text = f"{item.data['value'] * 3}\n" * 100
+        if item.id.startswith("die") and ctx.attempt == 0:
+            path = os.path.join(item.data["out"], "out", f"{item.id}.txt")
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(path, "w") as fh:
+                fh.write(text[: len(text) // 2])
+            os._exit(1)
+        return Output(rows=[{"value": item.data["value"]}], files={f"out/{item.id}.txt": text.encode()})
