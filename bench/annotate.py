@@ -106,7 +106,7 @@ def bench_llava(batches: Sequence[int], modes: Sequence[str], new_tokens: int, s
     import torch
 
     from pipeline.captioners.llava import LlavaCaptioner
-    from pipeline.captioners.llava_random import build_random_llava
+    from tests.llava_random import build_random_llava
     from pipeline.config.caption import CaptionParams
 
     cuda = not tiny

@@ -76,7 +76,7 @@ def bench_gpu(steps: int = 50, batches: Sequence[int] = (1, 5, 10, 20, 40), reso
     import torch
 
     from pipeline.relighters.neural_gaffer import NeuralGafferModel
-    from pipeline.relighters.neural_gaffer_random import build_random_components
+    from tests.neural_gaffer_random import build_random_components
 
     cuda = not tiny
     device, dt = ("cuda", torch.bfloat16) if cuda else ("cpu", torch.float32)
@@ -122,7 +122,7 @@ def bench_gpu(steps: int = 50, batches: Sequence[int] = (1, 5, 10, 20, 40), reso
 
 def bench_gpu_stage(images: int, variants: int, size: int, resolution: int, steps: int, cuda: bool) -> float:
     """The product path: a saved random folder loaded by the stage, 1024 px images in, JPEGs out."""
-    from pipeline.relighters.neural_gaffer_random import save_random_folder
+    from tests.neural_gaffer_random import save_random_folder
     from stages.relight import run
     from tests.relight_fixtures import make_fake_annotate_inputs
 

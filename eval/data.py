@@ -30,6 +30,7 @@ import cv2
 import numpy as np
 
 from pipeline.config.data import DataParams
+from pipeline.images import read_rgb
 from train.driving import driving_image
 
 if TYPE_CHECKING:  # pipeline.shards / pipeline.release import webdataset: only where shards are read
@@ -144,11 +145,7 @@ def write_image(path: Path, rgb: np.ndarray) -> None:
     tmp.replace(path)
 
 
-def read_image(path: Path) -> np.ndarray:
-    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if img is None:
-        raise OSError(f"could not read image {path}")
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+read_image = read_rgb  # the project's one image reader (pipeline/images.py)
 
 
 def build_test_set(shards: str | Path | Sequence[str | Path], out_dir: str | Path, kind: str, num_pairs: int, seed: int,

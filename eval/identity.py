@@ -31,6 +31,8 @@ from typing import Protocol, Sequence
 import cv2
 import numpy as np
 
+from pipeline.device import device_name
+
 # Standard ArcFace 112x112 alignment template (insightface), MTCNN order: image-left eye,
 # image-right eye, nose, image-left mouth corner, image-right mouth corner.
 ARCFACE_TEMPLATE = np.array(
@@ -114,7 +116,7 @@ class ArcFaceEncoder:
         else:
             import torch
 
-            self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+            self.device = device_name(device)
             try:
                 model = torch.jit.load(str(self.weights), map_location=self.device)
             except RuntimeError:  # not TorchScript: a pickled nn.Module

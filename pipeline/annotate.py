@@ -9,10 +9,10 @@ import os
 from pathlib import Path
 from typing import Any, Callable, ClassVar
 
-import cv2
 import numpy as np
 import pandas as pd
 
+from pipeline.images import read_rgb
 from pipeline.stage import Item, ItemContext, Output, Reject, Stage
 
 
@@ -36,26 +36,6 @@ def animate_items(input_dir: str) -> list[Item]:
 
 def _is_nan(value: Any) -> bool:
     return isinstance(value, float) and value != value
-
-
-def read_rgb(path: str) -> np.ndarray:
-    """RGB uint8, or Reject `unreadable_image`."""
-    bgr = cv2.imread(path, cv2.IMREAD_COLOR)
-    if bgr is None:
-        raise Reject("unreadable_image", f"{path} is missing or not an image")
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-
-
-def resolve_device(device: str, dtype: str) -> tuple[Any, Any]:
-    """torch device and dtype for a model backend; fp32 whenever the device is a CPU."""
-    import torch
-
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device is cuda but no CUDA device is visible")
-    dt = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[dtype]
-    return torch.device(device), (torch.float32 if device == "cpu" else dt)
 
 
 def default_workers(workers: int | None, offline: bool, device: str, num_gpus: float, runner_workers: int) -> int:
@@ -99,13 +79,6 @@ def preview_images(params: Any, max_images: int) -> list[tuple[dict, np.ndarray]
             for row in rows.to_dict("records")]
 
 
-def encode_png(array: np.ndarray) -> bytes:
-    ok, buf = cv2.imencode(".png", array)
-    if not ok:
-        raise RuntimeError("PNG encoding failed")
-    return buf.tobytes()
-
-
 class ImageBatchStage(Stage):
     """A stage whose item is one image of `data/animate` (`item.data["file"]`), annotated in
     batches by a backend chosen in its params (`params.backend`; `offline_backend` names the one
@@ -114,15 +87,10 @@ class ImageBatchStage(Stage):
 
     params: Any
     offline_backend: ClassVar[str] = ""
+    worker_local: ClassVar[tuple[str, ...]] = ("_impl",)
 
     def __post_init__(self) -> None:
         self._impl = None
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {"params": self.params}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.params, self._impl = state["params"], None
 
     def build(self) -> Any:
         """The backend object named by the params, not yet set up."""

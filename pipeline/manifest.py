@@ -1,15 +1,19 @@
-"""Consolidate a stage's records into manifest.parquet, rejects.parquet and stats.json."""
+"""Consolidate a stage's records into manifest.parquet, rejects.parquet and stats.json.
+
+Everything written here is a pure function of the records and the item list (no wall-clock
+time, host or absolute path), so two runs of a deterministic stage give byte-identical outs;
+run timings go to the runner's timing report outside the outs (pipeline/timing.py).
+"""
 from __future__ import annotations
 
+import io
 import json
-import time
 from collections import Counter
-from pathlib import Path
 from typing import Any, Sequence
 
 import pandas as pd
 
-from pipeline.state import StageState, atomic_write_bytes, atomic_write_json
+from pipeline.state import CONSOLIDATED, StageState, items_digest
 
 REJECT_COLUMNS = {"item_id": "string", "stage": "string", "code": "string", "detail": "string", "attempts": "int64"}
 
@@ -32,49 +36,55 @@ def _frame(rows: list[dict[str, Any]], columns: dict[str, str]) -> pd.DataFrame:
     return df
 
 
-def _write_parquet(df: pd.DataFrame, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    df.to_parquet(tmp, index=False)
-    atomic_write_bytes(path, tmp.read_bytes())
-    tmp.unlink()
+def _write_parquet(state: StageState, df: pd.DataFrame, name: str) -> None:
+    buf = io.BytesIO()
+    df.to_parquet(buf, index=False)
+    state.out.write_bytes(name, buf.getvalue())
 
 
-def consolidate(
-    state: StageState,
-    stage_name: str,
-    item_ids: Sequence[str],
-    manifest_columns: dict[str, str],
-    started: float,
-) -> dict[str, Any]:
-    """Write the stage's tables from the records of `item_ids`; stats.json last. Returns stats."""
-    records = state.load_all()
+def up_to_date(state: StageState, item_ids: Sequence[str]) -> dict[str, Any] | None:
+    """The stats of the last consolidation when it was made from these items and no record
+    came since (a finished stage resumed: nothing to rewrite); else None."""
+    out = state.out
+    if state.part_names() or not out.exists(CONSOLIDATED) or not out.exists("stats.json"):
+        return None
+    try:
+        made = json.loads(out.read_bytes(CONSOLIDATED))
+        stats = json.loads(out.read_bytes("stats.json"))
+    except (OSError, ValueError):
+        return None
+    return stats if made.get("items") == items_digest(item_ids) else None
+
+
+def consolidate(state: StageState, stage_name: str, item_ids: Sequence[str], manifest_columns: dict[str, str]) -> dict[str, Any]:
+    """Compact the records, write the stage's tables from the records of `item_ids`, stats.json
+    last. Returns the stats."""
+    records = state.load()
+    state.compact(records)
     rows: list[dict[str, Any]] = []
     rejects: list[dict[str, Any]] = []
-    missing = []
+    missing = 0
     for item_id in item_ids:
         record = records.get(item_id)
         if record is None:
-            missing.append(item_id)
+            missing += 1
         elif record["status"] == "done":
-            rows.extend({"item_id": item_id, **row} for row in record["rows"])
+            rows.extend({"item_id": item_id, **row} for row in json.loads(record["rows"]))
         else:
-            rejects.append(
-                {"item_id": item_id, "stage": stage_name, "code": record["code"],
-                 "detail": record.get("detail", ""), "attempts": record.get("attempts", 1)}
-            )
-    columns = {"item_id": "string", **manifest_columns}
-    _write_parquet(_frame(rows, columns), state.out_dir / "manifest.parquet")
-    _write_parquet(_frame(rejects, REJECT_COLUMNS), state.out_dir / "rejects.parquet")
+            rejects.append({"item_id": item_id, "stage": stage_name, "code": record["code"],
+                            "detail": record["detail"], "attempts": int(record["attempts"])})
+    _write_parquet(state, _frame(rows, {"item_id": "string", **manifest_columns}), "manifest.parquet")
+    _write_parquet(state, _frame(rejects, REJECT_COLUMNS), "rejects.parquet")
     stats = {
         "stage": stage_name,
         "items": len(item_ids),
-        "done": len(item_ids) - len(rejects) - len(missing),
+        "done": len(item_ids) - len(rejects) - missing,
         "rejected": len(rejects),
-        "unfinished": len(missing),
+        "unfinished": missing,
         "rows": len(rows),
         "reject_codes": dict(sorted(Counter(r["code"] for r in rejects).items())),
-        "seconds": round(time.time() - started, 2),
         "complete": not missing,
     }
-    atomic_write_json(state.out_dir / "stats.json", stats)
+    state.out.write_bytes(CONSOLIDATED, json.dumps({"items": items_digest(item_ids)}).encode())
+    state.out.write_bytes("stats.json", (json.dumps(stats, indent=1, sort_keys=True) + "\n").encode())
     return stats

@@ -1,10 +1,15 @@
 """Map a `Stage` over items: in-process or on Ray actors, with retries, rejects and resumption.
 
-The runner is the only place that knows about parallelism. For every item it either records
-the stage's outputs (files first, then a record) or a reject with a reason code; items that
-already have a record are skipped, so a run killed at any moment resumes where it stopped and
-loses nothing it had finished. Seeds depend only on (params seed, stage, item id), so results
-do not depend on the number of workers, the order of completion or the attempt.
+The runner is the only place that knows about parallelism. Items go to workers in tasks of
+several items (sized so that one task takes about `runner.task_seconds`); a worker runs the
+stage, writes the items' files into the stage's out_dir itself (atomically; a local path or an
+fsspec URL every node reaches), then appends the task's records to the stage's records table
+(pipeline/state.py) and returns only a short acknowledgement per item. The driver never holds
+output bytes; its memory does not grow with them. An item is finished once its record exists;
+items that have one are skipped, so a run killed at any moment (driver or worker, kill -9)
+resumes where it stopped and loses nothing it had finished. Seeds depend only on (params seed,
+stage, item id), so results do not depend on the number of workers, the order of completion or
+the attempt. Timings go to `<runner.reports_dir>/<stage>/timing.json`, outside the DVC outs.
 """
 from __future__ import annotations
 
@@ -13,16 +18,18 @@ import os
 import sys
 import time
 import traceback
-from collections import deque
+from collections import Counter, deque
 from pathlib import Path
 from typing import Any, Sequence
 
 from tqdm import tqdm
 
 from pipeline.config.runner import RunnerParams
-from pipeline.manifest import consolidate
+from pipeline.manifest import consolidate, up_to_date
+from pipeline.outdir import OutDir, OutDirError
 from pipeline.stage import Item, ItemContext, Output, Reject, Stage, item_seed
-from pipeline.state import StageState
+from pipeline.state import RecordWriter, StageState, done_record, reject_record, without_local_paths
+from pipeline.timing import write_timing
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,20 +42,36 @@ class Outcome:
     detail: str = ""
 
 
+@dataclasses.dataclass(frozen=True)
+class Ack:
+    """A worker's answer for one item: recorded (done / rejected) or failed (error, to retry)."""
+
+    item_id: str
+    kind: str
+    code: str = ""
+    detail: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskResult:
+    acks: list[Ack]
+    seconds: float
+    node: str
+
+
 def _limit_threads(threads: int) -> None:
+    """Threads of torch / OpenCV in this process, so N workers do not fight over the same cores.
+    Only libraries already imported are touched (importing torch costs seconds and ~400 MB);
+    OMP_NUM_THREADS covers those imported later."""
     os.environ["OMP_NUM_THREADS"] = str(threads)
-    try:
-        import torch
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(threads)
+    if "cv2" in sys.modules:
+        sys.modules["cv2"].setNumThreads(threads)
 
-        torch.set_num_threads(threads)
-    except ImportError:  # pragma: no cover - torch is a dependency
-        pass
-    try:
-        import cv2
 
-        cv2.setNumThreads(threads)
-    except ImportError:  # pragma: no cover
-        pass
+def _error_detail(err: BaseException) -> str:
+    return without_local_paths(f"{type(err).__name__}: {err}\n{traceback.format_exc(limit=6)}")
 
 
 def attempt(stage: Stage, item: Item, ctx: ItemContext) -> Outcome:
@@ -61,8 +84,7 @@ def attempt(stage: Stage, item: Item, ctx: ItemContext) -> Outcome:
     except Reject as rej:
         return Outcome("rejected", code=rej.code, detail=rej.detail)
     except Exception as err:  # noqa: BLE001 - any failure of one item must not stop the stage
-        tb = traceback.format_exc(limit=6)
-        return Outcome("error", code="stage_error", detail=f"{type(err).__name__}: {err}\n{tb}")
+        return Outcome("error", code="stage_error", detail=_error_detail(err))
 
 
 def attempt_batch(stage: Stage, items: list[Item], ctxs: list[ItemContext]) -> list[Outcome]:
@@ -75,8 +97,7 @@ def attempt_batch(stage: Stage, items: list[Item], ctxs: list[ItemContext]) -> l
         if len(results) != len(items):
             raise ValueError(f"{stage.name}.process_batch returned {len(results)} results for {len(items)} items")
     except Exception as err:  # noqa: BLE001
-        detail = f"{type(err).__name__}: {err}\n{traceback.format_exc(limit=6)}"
-        return [Outcome("error", code="stage_error", detail=detail) for _ in items]
+        return [Outcome("error", code="stage_error", detail=_error_detail(err)) for _ in items]
     outcomes = []
     for result in results:
         if isinstance(result, Reject):
@@ -88,19 +109,61 @@ def attempt_batch(stage: Stage, items: list[Item], ctxs: list[ItemContext]) -> l
     return outcomes
 
 
-class _Worker:
-    """Holds one stage instance (and its loaded models) inside a Ray actor."""
+class TaskRunner:
+    """Runs tasks of one stage in one process (a Ray actor, or the driver when in-process):
+    stage, then the items' files into the out_dir, then one records part for the task."""
 
-    def __init__(self, stage: Stage, threads: int) -> None:
+    def __init__(self, stage: Stage, out: OutDir, threads: int, node: str = "local") -> None:
         _limit_threads(threads)
-        self.stage = stage
+        self.stage, self.out, self.node = stage, out, node
+        self.writer = RecordWriter(out, f"{node}-{os.getpid()}-{os.urandom(3).hex()}")
         self.stage.setup()
+        _limit_threads(threads)  # again for what setup() imported
 
-    def run(self, item: Item, ctx: ItemContext) -> Outcome:
-        return attempt(self.stage, item, ctx)
+    def run(self, items: list[Item], ctxs: list[ItemContext], attempts: list[int]) -> TaskResult:
+        """Items of one task: first attempts in batches of the stage's batch_size, retries alone.
+        An `OutDirError` (full disk, unwritable out_dir) propagates: no retry can fix it."""
+        started = time.perf_counter()
+        size = max(int(getattr(self.stage, "batch_size", 1) or 1), 1)
+        acks: list[Ack] = []
+        records: list[dict[str, Any]] = []
+        for start in range(0, len(items), size):
+            chunk, chunk_ctx = items[start : start + size], ctxs[start : start + size]
+            if any(a > 1 for a in attempts[start : start + size]):
+                outcomes = [attempt(self.stage, it, cx) for it, cx in zip(chunk, chunk_ctx)]
+            else:
+                outcomes = attempt_batch(self.stage, chunk, chunk_ctx)
+            for item, outcome, tries in zip(chunk, outcomes, attempts[start : start + size]):
+                if outcome.kind == "done":
+                    assert outcome.output is not None
+                    rel = ""
+                    try:
+                        for rel, data in outcome.output.files.items():
+                            self.out.write_bytes(rel, data)
+                    except OSError as err:
+                        err = self.out.classify(err, rel)
+                        if isinstance(err, OutDirError):
+                            raise err from None
+                        acks.append(Ack(item.id, "error", "write_error", f"{type(err).__name__}: {err}"))
+                        continue
+                    records.append(done_record(item.id, outcome.output.rows, outcome.output.files, tries))
+                    acks.append(Ack(item.id, "done"))
+                elif outcome.kind == "rejected":
+                    records.append(reject_record(item.id, outcome.code, outcome.detail, tries))
+                    acks.append(Ack(item.id, "rejected", outcome.code))
+                else:
+                    acks.append(Ack(item.id, "error", outcome.code, outcome.detail))
+        self.writer.write(records)  # after every file of the task: the task's items are now finished
+        return TaskResult(acks, time.perf_counter() - started, self.node)
 
-    def run_batch(self, items: list[Item], ctxs: list[ItemContext]) -> list[Outcome]:
-        return attempt_batch(self.stage, items, ctxs)
+
+class _RayTaskRunner(TaskRunner):
+    """TaskRunner inside a Ray actor: knows its node."""
+
+    def __init__(self, stage: Stage, out: OutDir, threads: int) -> None:
+        import ray
+
+        super().__init__(stage, out, threads, node=ray.get_runtime_context().get_node_id()[:8])
 
 
 @dataclasses.dataclass
@@ -109,6 +172,30 @@ class RunSummary:
     stats: dict[str, Any]
     skipped: int
     processed: int
+    nodes: dict[str, int] = dataclasses.field(default_factory=dict)  # items recorded per node
+    seconds: float = 0.0
+
+
+class _TaskSizer:
+    """Items per task: whole batches, grown until one task takes about `target` seconds (few
+    round trips for cheap items, short tasks and even load for slow ones)."""
+
+    def __init__(self, batch: int, fixed: int, target: float, cap: int = 2048) -> None:
+        self.batch, self.fixed, self.target, self.cap = batch, fixed, target, cap
+        self.per_item: float | None = None
+
+    def observe(self, result: TaskResult) -> None:
+        if result.acks:
+            rate = result.seconds / len(result.acks)
+            self.per_item = rate if self.per_item is None else 0.7 * self.per_item + 0.3 * rate
+
+    def size(self) -> int:
+        if self.fixed:
+            return self.fixed
+        if self.per_item is None:
+            return self.batch
+        n = int(self.target / max(self.per_item, 1e-6))
+        return max(self.batch, min(self.cap, n // self.batch * self.batch))
 
 
 class Runner:
@@ -122,100 +209,148 @@ class Runner:
         started = time.time()
         ids = [item.id for item in items]
         if len(set(ids)) != len(ids):
-            dupes = sorted({i for i in ids if ids.count(i) > 1})
-            raise ValueError(f"{stage.name}: duplicate item ids {dupes[:5]}")
-        state = StageState(Path(out_dir))
+            counts = Counter(ids)
+            raise ValueError(f"{stage.name}: duplicate item ids {sorted(i for i, c in counts.items() if c > 1)[:5]}")
+        out = OutDir(out_dir, fsync=self.params.fsync)
+        state = StageState(out)
         state.open({"stage": stage.name, "seed": self.seed, **stage.fingerprint()})
-        (state.out_dir / "stats.json").unlink(missing_ok=True)  # not complete until rewritten
         finished = state.finished()
         pending = [item for item in items if item.id not in finished]
-        bar = tqdm(
-            total=len(items), initial=len(items) - len(pending), desc=stage.name, unit="item",
-            disable=not self.params.progress, file=sys.stderr,
-        )
-        try:
-            if pending:
-                if self.params.workers == 0:
-                    self._run_local(stage, pending, state, bar)
-                else:
-                    self._run_ray(stage, pending, state, bar)
-        finally:
-            bar.close()
-        stats = consolidate(state, stage.name, ids, stage.manifest_columns, started)
-        return RunSummary(stage.name, stats, skipped=len(items) - len(pending), processed=len(pending))
+        nodes: Counter[str] = Counter()
+        stats = None if pending else up_to_date(state, ids)
+        if stats is None:
+            out.remove("stats.json")  # not complete until rewritten
+            bar = tqdm(total=len(items), initial=len(items) - len(pending), desc=stage.name, unit="item",
+                       disable=not self.params.progress, file=sys.stderr)
+            try:
+                if pending:
+                    run = self._run_local if self.params.workers == 0 else self._run_ray
+                    run(stage, pending, out, bar, nodes)
+            finally:
+                bar.close()
+            stats = consolidate(state, stage.name, ids, stage.manifest_columns)
+        summary = RunSummary(stage.name, stats, skipped=len(items) - len(pending), processed=len(pending),
+                             nodes=dict(nodes), seconds=time.time() - started)
+        write_timing(self.params.reports_dir, summary, self.params.workers)
+        return summary
 
     def _ctx(self, stage: Stage, item: Item, attempt_no: int) -> ItemContext:
         return ItemContext(seed=item_seed(self.seed, stage.name, item.id), attempt=attempt_no)
 
-    def _record(self, state: StageState, item: Item, outcome: Outcome, attempts: int) -> None:
-        if outcome.kind == "done":
-            assert outcome.output is not None
-            state.write_done(item.id, outcome.output.rows, outcome.output.files, attempts)
-        else:
-            state.write_reject(item.id, outcome.code, outcome.detail, attempts)
+    def _sizer(self, stage: Stage) -> _TaskSizer:
+        batch = max(int(getattr(stage, "batch_size", 1) or 1), 1)
+        return _TaskSizer(batch, self.params.items_per_task, self.params.task_seconds)
 
-    def _run_local(self, stage: Stage, pending: list[Item], state: StageState, bar: tqdm) -> None:
-        _limit_threads(self.params.threads_per_worker)
-        stage.setup()
-        size = max(int(getattr(stage, "batch_size", 1) or 1), 1)
-        for start in range(0, len(pending), size):
-            chunk = pending[start : start + size]
-            outcomes = attempt_batch(stage, chunk, [self._ctx(stage, item, 0) for item in chunk])
-            for item, outcome in zip(chunk, outcomes):
-                attempt_no = 0
-                while outcome.kind == "error" and attempt_no < self.params.retries:
-                    attempt_no += 1
-                    outcome = attempt(stage, item, self._ctx(stage, item, attempt_no))
-                self._record(state, item, outcome, attempt_no + 1)
-                bar.update(1)
+    def _task(self, stage: Stage, queue: deque, size: int) -> list[tuple[Item, int]]:
+        """Up to `size` queued (item, attempt) pairs: first attempts together, a retry alone."""
+        task = [queue.popleft()]
+        while queue and len(task) < size and task[0][1] == 0 and queue[0][1] == 0:
+            task.append(queue.popleft())
+        return task
 
-    def _run_ray(self, stage: Stage, pending: list[Item], state: StageState, bar: tqdm) -> None:
+    def _call_args(self, stage: Stage, task: list[tuple[Item, int]]) -> tuple[list, list, list]:
+        return ([item for item, _ in task], [self._ctx(stage, item, a) for item, a in task], [a + 1 for _, a in task])
+
+    def _settle(self, task: list[tuple[Item, int]], acks: list[Ack], queue: deque, rejects: RecordWriter,
+                bar: tqdm) -> int:
+        """Count recorded items, requeue failed ones with attempts left, record the rest as
+        (retryable) rejects. Returns how many items were recorded."""
+        by_id = {ack.item_id: ack for ack in acks}
+        final: list[dict[str, Any]] = []
+        recorded = 0
+        for item, attempt_no in task:
+            ack = by_id.get(item.id) or Ack(item.id, "error", "worker_died", "no answer for this item")
+            if ack.kind != "error":
+                recorded += 1
+                continue
+            if attempt_no < self.params.retries:
+                queue.append((item, attempt_no + 1))
+                continue
+            final.append(reject_record(item.id, ack.code, ack.detail, attempt_no + 1))
+            recorded += 1
+        rejects.write(final)
+        bar.update(recorded)
+        return recorded
+
+    def _run_local(self, stage: Stage, pending: list[Item], out: OutDir, bar: tqdm, nodes: Counter) -> None:
+        worker = TaskRunner(stage, out, self.params.threads_per_worker)
+        rejects = RecordWriter(out, f"driver-{os.getpid()}-{os.urandom(3).hex()}")
+        queue: deque[tuple[Item, int]] = deque((item, 0) for item in pending)
+        sizer = self._sizer(stage)
+        while queue:
+            task = self._task(stage, queue, sizer.size())
+            result = worker.run(*self._call_args(stage, task))
+            sizer.observe(result)
+            nodes[result.node] += self._settle(task, result.acks, queue, rejects, bar)
+
+    def _run_ray(self, stage: Stage, pending: list[Item], out: OutDir, bar: tqdm, nodes: Counter) -> None:
         import ray
 
         init_ray(self.params)
         resources = dict(getattr(stage, "resources", None) or {"num_cpus": 1})
-        actor_cls = ray.remote(**resources)(_Worker)
-        n_actors = min(self.params.workers, len(pending))
-        actors = [actor_cls.remote(stage, self.params.threads_per_worker) for _ in range(n_actors)]
+        actor_cls = ray.remote(**resources, scheduling_strategy="SPREAD")(_RayTaskRunner)
+        threads = self.params.threads_per_worker
+        stage_ref = ray.put(stage)
+        actors: list[Any] = [actor_cls.remote(stage_ref, out, threads) for _ in range(min(self.params.workers, len(pending)))]
+        rejects = RecordWriter(out, f"driver-{os.getpid()}-{os.urandom(3).hex()}")
         queue: deque[tuple[Item, int]] = deque((item, 0) for item in pending)
-        # ref -> ([(item, attempt)], actor index); first attempts go in batches, retries alone
-        in_flight: dict[Any, tuple[list[tuple[Item, int]], int]] = {}
-        load = [0] * n_actors
+        in_flight: dict[Any, tuple[list[tuple[Item, int]], Any]] = {}  # ref -> (task, actor)
+        load: dict[Any, int] = {a: 0 for a in actors}
+        sizer = self._sizer(stage)
         cap = self.params.max_in_flight_per_worker
-        size = max(int(getattr(stage, "batch_size", 1) or 1), 1)
         try:
             while queue or in_flight:
-                while queue and min(load) < cap:
-                    idx = load.index(min(load))
-                    batch = [queue.popleft()]
-                    while queue and len(batch) < size and batch[0][1] == 0 and queue[0][1] == 0:
-                        batch.append(queue.popleft())
-                    items = [item for item, _ in batch]
-                    ctxs = [self._ctx(stage, item, attempt_no) for item, attempt_no in batch]
-                    ref = actors[idx].run_batch.remote(items, ctxs)
-                    in_flight[ref] = (batch, idx)
-                    load[idx] += 1
+                while queue and load and min(load.values()) < cap:
+                    actor = min(load, key=load.get)
+                    task = self._task(stage, queue, sizer.size())
+                    ref = actor.run.remote(*self._call_args(stage, task))
+                    in_flight[ref] = (task, actor)
+                    load[actor] += 1
+                if not in_flight:
+                    raise RuntimeError(f"{stage.name}: no Ray worker left to run {len(queue)} items "
+                                       f"(each needs {resources}; the cluster has {ray.available_resources()})")
                 ready, _ = ray.wait(list(in_flight), num_returns=1)
-                ref = ready[0]
-                batch, idx = in_flight.pop(ref)
-                load[idx] -= 1
+                task, actor = in_flight.pop(ready[0])
                 try:
-                    outcomes = ray.get(ref)
+                    result = ray.get(ready[0])
                 except ray.exceptions.RayActorError as err:
-                    # The worker process died (segfault, OOM kill): replace it, retry the items.
-                    actors[idx] = actor_cls.remote(stage, self.params.threads_per_worker)
-                    outcomes = [Outcome("error", code="worker_died", detail=str(err)[:2000])] * len(batch)
+                    # The worker process or its node died: its unrecorded items are retried.
+                    acks = [Ack(item.id, "error", "worker_died", str(err)[:2000]) for item, _ in task]
+                    result = TaskResult(acks, 0.0, "lost")
+                    self._replace(actor, actors, load, actor_cls, stage_ref, out, threads, resources)
                 except ray.exceptions.RayTaskError as err:
-                    outcomes = [Outcome("error", code="stage_error", detail=str(err)[:2000])] * len(batch)
-                for (item, attempt_no), outcome in zip(batch, outcomes):
-                    if outcome.kind == "error" and attempt_no < self.params.retries:
-                        queue.append((item, attempt_no + 1))
-                        continue
-                    self._record(state, item, outcome, attempt_no + 1)
-                    bar.update(1)
+                    if isinstance(err.cause, OutDirError):
+                        raise OutDirError(*err.cause.args) from None
+                    acks = [Ack(item.id, "error", "stage_error", str(err)[:2000]) for item, _ in task]
+                    result = TaskResult(acks, 0.0, "error")
+                if actor in load:
+                    load[actor] -= 1
+                sizer.observe(result)
+                recorded = self._settle(task, result.acks, queue, rejects, bar)
+                if result.node not in ("lost", "error"):
+                    nodes[result.node] += recorded
         finally:
             for actor in actors:
                 ray.kill(actor)
+
+    @staticmethod
+    def _replace(dead: Any, actors: list, load: dict, actor_cls: Any, stage_ref: Any, out: OutDir, threads: int,
+                 resources: dict[str, float]) -> None:
+        """Drop a dead actor; start a replacement where the cluster still has room for one (a
+        lost node's share is not waited for: the surviving workers take its items)."""
+        import ray
+
+        if dead not in load:
+            return
+        del load[dead]
+        actors.remove(dead)
+        ray.kill(dead)
+        free = ray.available_resources()
+        need = {"CPU": resources.get("num_cpus", 1), "GPU": resources.get("num_gpus", 0)}
+        if not load or all(free.get(k, 0.0) >= v for k, v in need.items() if v):
+            new = actor_cls.remote(stage_ref, out, threads)
+            actors.append(new)
+            load[new] = 0
 
 
 def init_ray(params: RunnerParams) -> None:

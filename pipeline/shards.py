@@ -24,10 +24,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Iterator
 
-import cv2
 import numpy as np
 import webdataset as wds
 
+from pipeline import images
 
 _FIELD = re.compile(r"^(meta\.json|i\d{2}\.jpg|i\d{2}\.seg\.png|i\d{2}\.r\d\.jpg)$")
 TAR_OWNER = "piq"  # fixed owner/group/mtime: the tar's bytes depend on its samples alone
@@ -112,11 +112,10 @@ class SetSample:
 
 def decode_image(data: bytes, what: str = "image") -> np.ndarray:
     """RGB uint8 for a JPEG/PNG photo, uint8 (H, W) for a label map (`.seg.png`)."""
-    flags = cv2.IMREAD_UNCHANGED if what.endswith("seg.png") else cv2.IMREAD_COLOR
-    img = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
-    if img is None:
-        raise ShardError(f"undecodable {what}")
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB) if img.ndim == 3 else img
+    try:
+        return images.decode(data, what)
+    except images.ImageError as err:
+        raise ShardError(str(err)) from err
 
 
 def _parse_field(field: str) -> tuple[str, str]:

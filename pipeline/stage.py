@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import importlib
-import inspect
-from pathlib import Path
 from typing import Any, ClassVar
+
+from pipeline.config.keys import output_params
+from pipeline.worker_state import WorkerLocal
 
 
 class Reject(Exception):
@@ -50,17 +50,19 @@ class Output:
     files: dict[str, bytes] = dataclasses.field(default_factory=dict)
 
 
-class Stage:
+class Stage(WorkerLocal):
     """Base class of item-parallel stages.
 
     Subclasses set `name`, implement `process`, and may load models in `setup` (called once per
-    worker, after the stage object has been shipped there) and declare `manifest_columns` so an
-    empty manifest still has its schema.
+    worker, after the stage object has been shipped there), name the attributes holding those
+    models in `worker_local` (they are not pickled, pipeline/worker_state.py) and declare
+    `manifest_columns` so an empty manifest still has its schema.
     """
 
     name: ClassVar[str] = "stage"
     manifest_columns: ClassVar[dict[str, str]] = {}
-    # Modules besides the stage's own whose code decides its outputs (e.g. shared geometry).
+    # Modules the stage runs without importing them by name (importlib with a computed name);
+    # everything it imports is found from the import graph (pipeline/codegraph.py).
     code_modules: ClassVar[tuple[str, ...]] = ()
 
     def setup(self) -> None:
@@ -86,11 +88,12 @@ class Stage:
 
     def fingerprint(self) -> dict[str, Any]:
         """What decides the outputs besides the item: finished items made under another
-        fingerprint are stale and are redone. Default: the stage's dataclass fields and a hash
-        of its code, because DVC reruns a stage whose code changed but keeps persistent outs,
-        and results of the old code must not be reused then."""
-        fields = dataclasses.asdict(self) if dataclasses.is_dataclass(self) else {}
-        return {"fields": fields, "code": code_digest(type(self), self.code_modules)}
+        fingerprint are stale and are redone. Default: the stage's dataclass fields without
+        their run-time keys (pipeline/config/keys.py: workers, batch sizes, devices, previews
+        change nothing made) and a digest of the code its module runs, found from the import
+        graph, because DVC reruns a stage whose code changed but keeps persistent outs, and
+        results of the old code must not be reused then."""
+        return {"fields": output_params(self), "code": code_digest(type(self), self.code_modules)}
 
 
 def item_seed(root_seed: int, stage: str, item_id: str) -> int:
@@ -101,10 +104,7 @@ def item_seed(root_seed: int, stage: str, item_id: str) -> int:
 
 
 def code_digest(cls: type, modules: tuple[str, ...] = ()) -> str:
-    """Hash of the source files of `cls`'s module and of `modules`."""
-    paths = [inspect.getsourcefile(cls)] + [inspect.getsourcefile(importlib.import_module(m)) for m in modules]
-    digest = hashlib.sha256()
-    for path in paths:
-        if path:
-            digest.update(Path(path).read_bytes())
-    return digest.hexdigest()[:16]
+    """Digest of every project module that `cls`'s module (and `modules`) import, transitively."""
+    from pipeline import codegraph
+
+    return codegraph.code_digest((cls.__module__, *modules))

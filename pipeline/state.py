@@ -1,50 +1,49 @@
-"""A stage's on-disk progress: one record per finished item, written last and atomically.
+"""A stage's on-disk progress: an append-only table of finished items, written after their files.
 
-Layout under a stage's out_dir:
+Layout under a stage's out_dir (a local path or an fsspec URL, pipeline/outdir.py):
 
-    <files the stage made>              written first, each atomically
+    <files the stage made>              written by the workers, each atomically
     _state/fingerprint.json             what the outputs depend on; a mismatch wipes the state
-    _state/records/<item>.json          written after the item's files: the item is finished
+    _state/parts/<writer>-<seq>.jsonl   records of one batch of finished items, one file per batch,
+                                        written atomically after the batch's files (append-only)
+    _state/records.parquet              the parts compacted at the end of a run, sorted by item id
+    _state/consolidated.json            which item list the tables below were made from
     manifest.parquet, rejects.parquet   consolidated from the records at the end of a run
     stats.json                          written last: the run is complete
 
-A crash leaves at worst files without a record; the item is then redone and its files are
-overwritten, so nothing half-written is ever mistaken for finished.
+A record is the only proof that an item is finished. A crash (of the driver or of any worker,
+at any moment) leaves at worst files without a record: those items are redone and their files
+overwritten, so nothing half-written ever counts and nothing recorded is ever redone. A part
+that is unreadable or cut short (a copy interrupted, a foreign non-atomic filesystem) loses only
+its unreadable lines: their items are redone. Duplicate records of one item (a worker that died
+after recording, whose batch was retried elsewhere) collapse to one: done wins over a reject.
 """
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
-import re
-import shutil
-from pathlib import Path
-from typing import Any
+import sys
+import uuid
+import warnings
+from typing import Any, Iterable
+
+from pipeline.outdir import OutDir
 
 STATE_DIR = "_state"
-RECORDS_DIR = "records"
-FINGERPRINT_FILE = "fingerprint.json"
+PARTS_DIR = f"{STATE_DIR}/parts"
+RECORDS_TABLE = f"{STATE_DIR}/records.parquet"
+CONSOLIDATED = f"{STATE_DIR}/consolidated.json"
+FINGERPRINT_FILE = f"{STATE_DIR}/fingerprint.json"
+OUTPUT_TABLES = ("manifest.parquet", "rejects.parquet", "stats.json")
 # Reject codes that a later run tries again: the cause may have been fixed (a flaky disk, a
 # model that ran out of memory). Codes raised by a stage for bad input are final.
-RETRYABLE_CODES = frozenset({"stage_error", "worker_died"})
+RETRYABLE_CODES = frozenset({"stage_error", "worker_died", "write_error"})
+RECORD_COLUMNS = ("item_id", "status", "code", "detail", "attempts", "files", "rows")
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write `data` to `path` so that readers see the old file or the whole new one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
-def atomic_write_json(path: Path, obj: Any) -> None:
-    atomic_write_bytes(path, json.dumps(obj, indent=1, sort_keys=True, default=_json_default).encode())
-
-
-def _json_default(obj: Any) -> Any:
+def json_default(obj: Any) -> Any:
     if hasattr(obj, "tolist"):
         return obj.tolist()
     if hasattr(obj, "item"):
@@ -52,84 +51,179 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
-def record_name(item_id: str) -> str:
-    """A filesystem-safe, collision-free file name for an item id."""
-    safe = re.sub(r"[^A-Za-z0-9_-]", "_", item_id)[:80]
-    digest = hashlib.blake2b(item_id.encode(), digest_size=4).hexdigest()
-    return f"{safe}-{digest}.json"
+def dumps(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, default=json_default, separators=(",", ":"))
+
+
+def atomic_write_bytes(path: Any, data: bytes) -> None:
+    """Write `data` to local `path` so that readers see the old file or the whole new one."""
+    from pathlib import Path
+
+    path = Path(path)
+    OutDir(path.parent).write_bytes(path.name, data)
+
+
+def atomic_write_json(path: Any, obj: Any) -> None:
+    atomic_write_bytes(path, json.dumps(obj, indent=1, sort_keys=True, default=json_default).encode())
 
 
 def fingerprint_digest(fingerprint: dict[str, Any]) -> str:
-    blob = json.dumps(fingerprint, sort_keys=True, default=_json_default).encode()
-    return hashlib.sha256(blob).hexdigest()
+    return hashlib.sha256(dumps(fingerprint).encode()).hexdigest()
+
+
+def items_digest(item_ids: Iterable[str]) -> str:
+    digest = hashlib.sha256()
+    for item_id in item_ids:
+        digest.update(item_id.encode() + b"\0")
+    return digest.hexdigest()
+
+
+def without_local_paths(text: str) -> str:
+    """Tracebacks name files by absolute path; outputs must not depend on where the checkout is."""
+    for prefix, name in ((os.getcwd() + os.sep, ""), (sys.prefix + os.sep, "<python>/")):
+        text = text.replace(prefix, name)
+    return text
+
+
+def done_record(item_id: str, rows: list[dict], files: Iterable[str], attempts: int) -> dict[str, Any]:
+    return {"item_id": item_id, "status": "done", "code": "", "detail": "", "attempts": attempts,
+            "files": dumps(sorted(files)), "rows": dumps(rows)}
+
+
+def reject_record(item_id: str, code: str, detail: str, attempts: int) -> dict[str, Any]:
+    return {"item_id": item_id, "status": "rejected", "code": code, "detail": without_local_paths(detail),
+            "attempts": attempts, "files": "[]", "rows": "[]"}
+
+
+def is_final(record: dict[str, Any]) -> bool:
+    """Done, or refused for a reason a rerun would not change."""
+    return record["status"] == "done" or record["code"] not in RETRYABLE_CODES
+
+
+class RecordWriter:
+    """Appends batches of records to the table: one atomically written part file per batch,
+    named after this writer (unique per process), so writers never share a file."""
+
+    def __init__(self, out: OutDir, writer_id: str | None = None) -> None:
+        self.out = out
+        self.writer_id = writer_id or uuid.uuid4().hex[:12]
+        self.seq = 0
+
+    def write(self, records: list[dict[str, Any]]) -> None:
+        if not records:
+            return
+        blob = "".join(dumps(r) + "\n" for r in records).encode()
+        self.out.write_bytes(f"{PARTS_DIR}/{self.writer_id}-{self.seq:06d}.jsonl", blob)
+        self.seq += 1
 
 
 class StageState:
-    """Records of finished items of one stage, keyed by item id."""
+    """The records table of one stage's out_dir."""
 
-    def __init__(self, out_dir: Path) -> None:
-        self.out_dir = Path(out_dir)
-        self.state_dir = self.out_dir / STATE_DIR
-        self.records_dir = self.state_dir / RECORDS_DIR
+    def __init__(self, out: OutDir | str | os.PathLike) -> None:
+        self.out = out if isinstance(out, OutDir) else OutDir(out)
 
     def open(self, fingerprint: dict[str, Any]) -> bool:
-        """Prepare the state for a run under `fingerprint`. Returns False when earlier
-        records were made under another fingerprint and have been wiped (with their files)."""
+        """Prepare the state for a run under `fingerprint`. Returns False when earlier records
+        were made under another fingerprint and have been wiped (with their files)."""
+        self.out.check_writable()
         digest = fingerprint_digest(fingerprint)
-        fp_path = self.state_dir / FINGERPRINT_FILE
         kept = True
-        if fp_path.exists():
-            old = json.loads(fp_path.read_text())
+        if self.out.exists(FINGERPRINT_FILE):
+            try:
+                old = json.loads(self.out.read_bytes(FINGERPRINT_FILE))
+            except (OSError, ValueError):
+                old = {}
             if old.get("digest") != digest:
                 self.wipe()
                 kept = False
-        self.records_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(fp_path, {"digest": digest, "fingerprint": fingerprint})
+        elif self.out.listdir(PARTS_DIR) or self.out.exists(RECORDS_TABLE):
+            self.wipe()  # records without a fingerprint: made by an unknown run
+            kept = False
+        blob = json.dumps({"digest": digest, "fingerprint": fingerprint}, indent=1, sort_keys=True, default=json_default)
+        self.out.write_bytes(FINGERPRINT_FILE, blob.encode())
         return kept
 
     def wipe(self) -> None:
-        """Remove every output of earlier runs: the files their records name, the records,
-        and the consolidated tables."""
-        for record in self.load_all().values():
-            for rel in record.get("files", []):
-                (self.out_dir / rel).unlink(missing_ok=True)
-        shutil.rmtree(self.state_dir, ignore_errors=True)
-        for name in ("manifest.parquet", "rejects.parquet", "stats.json"):
-            (self.out_dir / name).unlink(missing_ok=True)
+        """Remove every output of earlier runs: the files their records name, the records, and
+        the consolidated tables."""
+        for record in self.load().values():
+            for rel in json.loads(record["files"]):
+                self.out.remove(rel)
+        self.out.rmtree(STATE_DIR)
+        for name in OUTPUT_TABLES:
+            self.out.remove(name)
 
-    def path(self, item_id: str) -> Path:
-        return self.records_dir / record_name(item_id)
+    # --- reading -----------------------------------------------------------------------------
 
-    def load_all(self) -> dict[str, dict[str, Any]]:
+    def part_names(self) -> list[str]:
+        return [n for n in self.out.listdir(PARTS_DIR) if n.endswith(".jsonl")]
+
+    def load(self) -> dict[str, dict[str, Any]]:
+        """Every item's record (compacted table, then the parts), one per item: a done record
+        wins over a reject, a later reject over an earlier one."""
         records: dict[str, dict[str, Any]] = {}
-        if not self.records_dir.is_dir():
-            return records
-        for path in self.records_dir.glob("*.json"):
-            try:
-                record = json.loads(path.read_text())
-            except (OSError, json.JSONDecodeError):
-                continue  # unreadable record: the item counts as unfinished and is redone
+        for record in self._compacted():
             records[record["item_id"]] = record
+        for name in self.part_names():
+            for record in self._part(name):
+                old = records.get(record["item_id"])
+                if old is None or old["status"] != "done":
+                    records[record["item_id"]] = record
         return records
 
-    def finished(self) -> dict[str, dict[str, Any]]:
-        """Records that a new run must not redo."""
-        return {
-            k: r
-            for k, r in self.load_all().items()
-            if r["status"] == "done" or r.get("code") not in RETRYABLE_CODES
-        }
+    def _compacted(self) -> list[dict[str, Any]]:
+        if not self.out.exists(RECORDS_TABLE):
+            return []
+        import pyarrow.parquet as pq
 
-    def write_done(self, item_id: str, rows: list[dict], files: dict[str, bytes], attempts: int) -> None:
-        for rel, data in files.items():
-            atomic_write_bytes(self.out_dir / rel, data)
-        atomic_write_json(
-            self.path(item_id),
-            {"item_id": item_id, "status": "done", "rows": rows, "files": sorted(files), "attempts": attempts},
-        )
+        try:
+            table = pq.read_table(io.BytesIO(self.out.read_bytes(RECORDS_TABLE)))
+        except Exception as err:  # noqa: BLE001 - a damaged table: its items are redone
+            warnings.warn(f"{self.out.path(RECORDS_TABLE)} is unreadable ({type(err).__name__}: {err}); "
+                          "its items count as unfinished and are redone", stacklevel=2)
+            return []
+        return table.to_pylist()
 
-    def write_reject(self, item_id: str, code: str, detail: str, attempts: int) -> None:
-        atomic_write_json(
-            self.path(item_id),
-            {"item_id": item_id, "status": "rejected", "code": code, "detail": detail, "attempts": attempts},
-        )
+    def _part(self, name: str) -> list[dict[str, Any]]:
+        try:
+            text = self.out.read_bytes(f"{PARTS_DIR}/{name}").decode("utf-8", errors="replace")
+        except OSError as err:
+            warnings.warn(f"record part {name} is unreadable ({err}); its items are redone", stacklevel=2)
+            return []
+        records, bad = [], 0
+        for line in text.split("\n"):
+            if not line:
+                continue
+            try:
+                record = json.loads(line)
+                if not all(k in record for k in RECORD_COLUMNS):
+                    raise ValueError("missing fields")
+                records.append(record)
+            except ValueError:
+                bad += 1
+        if bad:
+            warnings.warn(f"record part {self.out.path(PARTS_DIR + '/' + name)}: {bad} line(s) cut short or "
+                          "unreadable; their items are redone", stacklevel=2)
+        return records
+
+    def finished(self) -> set[str]:
+        """Ids that a new run must not redo."""
+        return {k for k, r in self.load().items() if is_final(r)}
+
+    # --- compaction ----------------------------------------------------------------------------
+
+    def compact(self, records: dict[str, dict[str, Any]]) -> None:
+        """Write `records` as the sorted table, then drop the parts it replaces."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        parts = self.part_names()
+        rows = [records[k] for k in sorted(records)]
+        table = pa.table({c: pa.array([r[c] for r in rows], type=pa.int64() if c == "attempts" else pa.string())
+                          for c in RECORD_COLUMNS})
+        buf = io.BytesIO()
+        pq.write_table(table, buf, compression="zstd")
+        self.out.write_bytes(RECORDS_TABLE, buf.getvalue())
+        for name in parts:
+            self.out.remove(f"{PARTS_DIR}/{name}")

@@ -8,6 +8,8 @@ from typing import Iterator
 import cv2
 import numpy as np
 
+from pipeline.stage import Reject
+
 
 class VideoError(Exception):
     """A clip that cannot be used. `code` is a reject reason code (docs/DATA.md)."""
@@ -104,3 +106,24 @@ def parse_segments(spec: str | float | None, fps: float, frames: int) -> list[ra
     if not ranges:
         raise VideoError("bad_segments", f"no segment in {spec!r}")
     return ranges
+
+
+def clip_frames(path: str | Path, indices: list[int] | None = None) -> list[np.ndarray]:
+    """Frames of a clip (all, or the given indices; negative ones count from the end), RGB.
+    An unusable file is a Reject with the video reader's reason code."""
+    path = Path(path)
+    try:
+        n = probe(path).frames
+        wanted = list(range(n)) if indices is None else [i % n for i in indices]
+        frames = dict(read_frames(path, wanted))
+    except VideoError as err:
+        raise Reject(err.code, err.detail) from err
+    return [frames[i] for i in wanted if i in frames]
+
+
+def first_last(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """A clip's first and last frames (RGB): all an animator needs (relative motion)."""
+    frames = clip_frames(path, [0, -1])
+    if len(frames) < 2:
+        raise Reject("too_short", f"{path} has fewer than 2 frames")
+    return frames[0], frames[-1]

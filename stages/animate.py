@@ -22,13 +22,14 @@ import pandas as pd
 
 from pipeline.animators.base import Animator
 from pipeline.animators.factory import build_animator
-from pipeline.annotate import default_workers, gpu_resources, read_rgb
+from pipeline.annotate import default_workers, gpu_resources
 from pipeline.config.animate import AnimateParams
 from pipeline.faces import mesh as fm
+from pipeline.images import encode_jpeg, read_rgb
 from pipeline.params import load_params
 from pipeline.runner import Runner
 from pipeline.stage import Item, ItemContext, Output, Stage
-from stages.drivers import first_last
+from pipeline.video import first_last
 
 
 def list_items(params: AnimateParams) -> list[Item]:
@@ -93,20 +94,11 @@ def contact_sheet(images: list[np.ndarray], labels: list[str], tile: int, cols: 
     return sheet
 
 
-def _jpg(rgb: np.ndarray, quality: int) -> bytes:
-    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
-    if not ok:
-        raise RuntimeError("JPEG encoding failed")
-    return buf.tobytes()
-
-
 @dataclasses.dataclass
 class AnimateStage(Stage):
     params: AnimateParams
     name: ClassVar[str] = "animate"
-    code_modules: ClassVar[tuple[str, ...]] = ("pipeline.animators.mesh", "pipeline.animators.motion",
-                                               "pipeline.animators.warp", "pipeline.animators.factory",
-                                               "pipeline.faces.mesh")
+    worker_local: ClassVar[tuple[str, ...]] = ("_animator", "_frames")
     manifest_columns: ClassVar[dict[str, str]] = {
         "face_id": "string", "image": "string", "path": "string", "kind": "string", "driving_video": "string",
         "driver_label": "string", "backend": "string", "motion_magnitude": "float64", "yaw": "float64",
@@ -119,10 +111,6 @@ class AnimateStage(Stage):
         self._drivers = load_drivers(self.params)
         self._frames: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         self._detector = fm.FaceMeshDetector(max_faces=1)
-
-    def __getstate__(self) -> dict[str, Any]:  # each worker loads its own model and frames
-        return {"params": self.params, "_drivers": self._drivers, "_animator": None, "_frames": {},
-                "_detector": fm.FaceMeshDetector(max_faces=1)}
 
     @property
     def resources(self) -> dict[str, float]:
@@ -163,7 +151,7 @@ class AnimateStage(Stage):
             for k, (a, r) in enumerate(zip(animated, rows), start=1)]
         for index, img, r, magnitude in entries:
             rel = f"sets/{item.id}/{index}.jpg"
-            out.files[rel] = _jpg(img, p.jpeg_quality)
+            out.files[rel] = encode_jpeg(img, p.jpeg_quality)
             out.rows.append({**common, "image": index, "path": rel, "kind": "neutral" if r is None else "expressive",
                              "driving_video": None if r is None else r.driver_id,
                              "driver_label": None if r is None else r.label, "motion_magnitude": magnitude,
@@ -171,7 +159,7 @@ class AnimateStage(Stage):
             if r is not None:
                 images.append(img)
                 labels.append(f"{index} {r.driver_id} {r.label}")
-        out.files[f"sets/{item.id}/contact.jpg"] = _jpg(contact_sheet(images, labels, p.contact_tile), 90)
+        out.files[f"sets/{item.id}/contact.jpg"] = encode_jpeg(contact_sheet(images, labels, p.contact_tile), 90)
         return out
 
 

@@ -31,9 +31,6 @@ ATTRIBUTES = ("smile", "mouth_open", "eye_open", "brow_raise", "yaw", "pitch", "
 class CaptionStage(ImageBatchStage):
     params: CaptionParams
     name: ClassVar[str] = "caption"
-    code_modules: ClassVar[tuple[str, ...]] = (
-        "pipeline.captioners.attributes", "pipeline.captioners.llava", "pipeline.faces.mesh", "pipeline.annotate",
-    )
     manifest_columns: ClassVar[dict[str, str]] = {
         "face_id": "string", "image": "string", "caption": "string", "backend": "string",
         **{a: "float64" for a in ATTRIBUTES},

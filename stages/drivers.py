@@ -26,7 +26,7 @@ from pipeline.faces import mesh as fm
 from pipeline.params import load_params
 from pipeline.runner import Runner
 from pipeline.stage import Item, ItemContext, Output, Reject, Stage
-from pipeline.video import VideoError, probe, read_frames
+from pipeline.video import clip_frames
 
 CLIP_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm")
 
@@ -62,27 +62,6 @@ def encode_mp4(frames: list[np.ndarray], fps: int) -> bytes:
         return path.read_bytes()
 
 
-def clip_frames(path: str | Path, indices: list[int] | None = None) -> list[np.ndarray]:
-    """Frames of a clip (all, or the given indices; negative ones count from the end), RGB.
-    An unusable file is a Reject with the video reader's reason code."""
-    path = Path(path)
-    try:
-        n = probe(path).frames
-        wanted = list(range(n)) if indices is None else [i % n for i in indices]
-        frames = dict(read_frames(path, wanted))
-    except VideoError as err:
-        raise Reject(err.code, err.detail) from err
-    return [frames[i] for i in wanted if i in frames]
-
-
-def first_last(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
-    """A clip's first and last frames (RGB): all an animator needs (relative motion)."""
-    frames = clip_frames(path, [0, -1])
-    if len(frames) < 2:
-        raise Reject("too_short", f"{path} has fewer than 2 frames")
-    return frames[0], frames[-1]
-
-
 def motion_columns(motion: mo.Motion, first: fm.Mesh, last: fm.Mesh) -> dict[str, Any]:
     a, b = fm.head_pose(first), fm.head_pose(last)
     ea, eb = fm.expression(first).as_dict(), fm.expression(last).as_dict()
@@ -95,9 +74,7 @@ def motion_columns(motion: mo.Motion, first: fm.Mesh, last: fm.Mesh) -> dict[str
 class DriversStage(Stage):
     params: DriversParams
     name: ClassVar[str] = "drivers"
-    code_modules: ClassVar[tuple[str, ...]] = ("pipeline.animators.mesh", "pipeline.animators.motion",
-                                               "pipeline.animators.warp", "pipeline.animators.programs",
-                                               "pipeline.faces.mesh")
+    worker_local: ClassVar[tuple[str, ...]] = ("_animator", "_template")
     manifest_columns: ClassVar[dict[str, str]] = {
         "driver_id": "string", "label": "string", "source": "string", "path": "string", "n_frames": "int64",
         "weight": "float64", "motion_magnitude": "float64", "vector": "string",
@@ -106,9 +83,6 @@ class DriversStage(Stage):
     def __post_init__(self) -> None:
         self._animator: MeshAnimator | None = None
         self._template: tuple[np.ndarray, fm.Mesh] | None = None
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {"params": self.params, "_animator": None, "_template": None}
 
     def setup(self) -> None:
         if self._animator is None:

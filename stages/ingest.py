@@ -25,6 +25,7 @@ from pipeline.config.ingest import IngestParams
 from pipeline.faces.crop import extract_crop, sharpness
 from pipeline.faces.detect import Face, FaceDetector
 from pipeline.faces.geometry import frontal_angles, frontal_reject_code, square_crop
+from pipeline.images import encode_jpeg
 from pipeline.params import load_params
 from pipeline.runner import Runner
 from pipeline.stage import Item, ItemContext, Output, Reject, Stage
@@ -94,7 +95,7 @@ class IngestStage(Stage):
 
     params: IngestParams
     name: ClassVar[str] = "ingest"
-    code_modules: ClassVar[tuple[str, ...]] = ("pipeline.faces.geometry", "pipeline.faces.crop", "pipeline.video")
+    worker_local: ClassVar[tuple[str, ...]] = ("_detector",)
     manifest_columns: ClassVar[dict[str, str]] = {
         "face_id": "string", "participant_id": "string", "video_id": "string", "category": "string",
         "path": "string", "frame": "int64", "time_s": "float64", "src_width": "int64", "src_height": "int64",
@@ -109,13 +110,6 @@ class IngestStage(Stage):
 
     def setup(self) -> None:
         self._detector = FaceDetector()
-
-    def __getstate__(self) -> dict[str, Any]:  # ship params only; each worker loads its own model
-        return {"params": self.params}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.params = state["params"]
-        self._detector = None
 
     @property
     def detector(self) -> FaceDetector:
@@ -215,12 +209,9 @@ class IngestStage(Stage):
         p = self.params
         crop = square_crop(cand.face.box, p.box_scale)
         face_img = extract_crop(rgb, crop, p.out_size, p.pad_mode)
-        ok, jpg = cv2.imencode(".jpg", cv2.cvtColor(face_img, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, p.jpeg_quality])
-        if not ok:
-            raise RuntimeError("JPEG encoding failed")
         face_id = f"{row['video_id']}-f{cand.frame:06d}"
         rel = f"faces/{face_id}.jpg"
-        out.files[rel] = jpg.tobytes()
+        out.files[rel] = encode_jpeg(face_img, p.jpeg_quality)
         scale = p.out_size / crop.size
         lms_crop = (cand.face.landmarks - np.array([crop.x0, crop.y0])) * scale
         out.rows.append({

@@ -20,14 +20,15 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from pipeline.annotate import default_workers, gpu_resources, read_rgb
+from pipeline.annotate import default_workers, gpu_resources
+from pipeline.images import encode_jpeg, read_rgb
 from pipeline.config.relight import RelightParams
 from pipeline.params import load_params
 from pipeline.relighters import build_relighter
 from pipeline.relighters.base import Relighter, composite, feather, region_mask
 from pipeline.relighters.envmaps import draw_lights, list_envmaps
 from pipeline.runner import Runner
-from pipeline.stage import Item, ItemContext, Output, Reject, Stage, code_digest
+from pipeline.stage import Item, ItemContext, Output, Reject, Stage
 
 
 def list_items(params: RelightParams) -> list[Item]:
@@ -61,10 +62,7 @@ def read_labels(path: str, shape: tuple[int, int]) -> np.ndarray:
 class RelightStage(Stage):
     params: RelightParams
     name: ClassVar[str] = "relight"
-    code_modules: ClassVar[tuple[str, ...]] = (
-        "pipeline.relighters.base", "pipeline.relighters.envmaps", "pipeline.relighters.sh",
-        "pipeline.relighters.neural_gaffer", "pipeline.faces.normals",
-    )
+    worker_local: ClassVar[tuple[str, ...]] = ("_relighter",)
     manifest_columns: ClassVar[dict[str, str]] = {
         "face_id": "string", "image": "string", "variant": "string", "path": "string", "envmap": "string",
         "rotation_deg": "float64", "light_dir": "object", "color_temp_k": "float64", "exposure": "float64",
@@ -75,12 +73,6 @@ class RelightStage(Stage):
         self._relighter: Relighter | None = None
         self._envmaps = list_envmaps(self.params.envmap_dir)
 
-    def __getstate__(self) -> dict[str, Any]:  # ship params only; each worker loads its own model
-        return {"params": self.params, "_envmaps": self._envmaps}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.params, self._envmaps, self._relighter = state["params"], state["_envmaps"], None
-
     @property
     def resources(self) -> dict[str, float]:
         """What one Ray actor asks for: a GPU share for a model backend on a GPU."""
@@ -89,8 +81,7 @@ class RelightStage(Stage):
 
     def fingerprint(self) -> dict[str, Any]:
         maps = [[p.name, p.stat().st_size] for p in self._envmaps]
-        return {"fields": dataclasses.asdict(self.params), "envmaps": maps,
-                "code": code_digest(type(self), self.code_modules)}
+        return {**super().fingerprint(), "envmaps": maps}
 
     def setup(self) -> None:
         if self._relighter is None:
@@ -117,11 +108,8 @@ class RelightStage(Stage):
         out = Output()
         for k, (light, new) in enumerate(zip(lights, relit), start=1):
             final = composite(image, new, alpha)
-            ok, jpg = cv2.imencode(".jpg", cv2.cvtColor(final, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, p.jpeg_quality])
-            if not ok:
-                raise RuntimeError("JPEG encoding failed")
             rel = f"sets/{d['face_id']}/{d['image']}.r{k}.jpg"
-            out.files[rel] = jpg.tobytes()
+            out.files[rel] = encode_jpeg(final, p.jpeg_quality)
             out.rows.append({
                 "face_id": d["face_id"], "image": d["image"], "variant": f"r{k}", "path": rel, "envmap": light.name,
                 "rotation_deg": light.rotation_deg, "light_dir": json.dumps(light.light_dir),

@@ -18,7 +18,8 @@ from typing import ClassVar
 import cv2
 import numpy as np
 
-from pipeline.annotate import ImageBatchStage, add_annotation_arguments, annotation_main, encode_png, preview_images, run_annotation
+from pipeline.annotate import ImageBatchStage, add_annotation_arguments, annotation_main, preview_images, run_annotation
+from pipeline.images import encode_png
 from pipeline.config.segment import SegmentParams
 from pipeline.labels import LABEL_NAMES
 from pipeline.parsers import build_parser
@@ -36,9 +37,6 @@ PALETTE = np.array([
 class SegmentStage(ImageBatchStage):
     params: SegmentParams
     name: ClassVar[str] = "segment"
-    code_modules: ClassVar[tuple[str, ...]] = (
-        "pipeline.parsers.mesh", "pipeline.parsers.segformer", "pipeline.labels", "pipeline.faces.mesh", "pipeline.annotate",
-    )
     manifest_columns: ClassVar[dict[str, str]] = {
         "face_id": "string", "image": "string", "path": "string", "label_counts": "string", "backend": "string",
     }

@@ -234,7 +234,6 @@ class ShardStage(Stage):
     params: ShardParams
     plan_digest: str = ""  # in the fingerprint: changed inputs rebuild the shards
     name: ClassVar[str] = "shard"
-    code_modules: ClassVar[tuple[str, ...]] = ("pipeline.shards",)
     manifest_columns: ClassVar[dict[str, str]] = {"shard": "string", "split": "string", "set_ids": "object",
                                                   "n_samples": "int64", "bytes": "int64", "sha256": "string"}
 

@@ -1,5 +1,5 @@
 """Upstream stage outputs in the exact layouts `piq shard` reads (docs/DATA.md), made with the
-classical stand-ins of pipeline/faces/standins.py, and a release built from them by the real
+classical stand-ins of tests/face_standins.py, and a release built from them by the real
 shard stage. Tests of the trainer, the sampler, the reader, `verify` and the browser all read
 shards made this way, so they exercise the writer the release uses."""
 from __future__ import annotations
@@ -15,7 +15,7 @@ import pandas as pd
 
 from pipeline.config.runner import RunnerParams
 from pipeline.config.shard import ShardParams
-from pipeline.faces.standins import Light, Repose, label_map
+from tests.face_standins import Light, Repose, label_map
 from pipeline.labels import LABEL_NAMES
 from pipeline.manifest import REJECT_COLUMNS
 

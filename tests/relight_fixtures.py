@@ -1,7 +1,7 @@
 """Inputs of the annotation stages in the layout of `animate` and `segment` (docs/DATA.md),
 made from the two public-domain portraits of tests/conftest.py without running those stages.
 
-Label maps come from the five-landmark stand-in (`pipeline.faces.standins.label_map`), so the
+Label maps come from the five-landmark stand-in (`tests.face_standins.label_map`), so the
 relighter is tested against masks a real segmenter could give, not against its own geometry.
 """
 from __future__ import annotations
@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from pipeline.faces.standins import label_map
+from tests.face_standins import label_map
 from tests.conftest import PORTRAITS, _portrait
 
 

@@ -61,7 +61,7 @@ def test_no_face_refused_and_preview_written(attribute_run):
 @pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)])
 def test_llava_random_model_through_the_real_path(tmp_path, device):
     from pipeline.captioners.llava import LlavaCaptioner
-    from pipeline.captioners.llava_random import save_random_llava
+    from tests.llava_random import save_random_llava
     from tests.relight_fixtures import portrait_crop
 
     folder = save_random_llava(tmp_path / "llava")
@@ -100,7 +100,7 @@ def test_pixel_batch_matches_the_hf_image_processors():
 
 def test_llava_static_cache_failure_falls_back_to_the_dynamic_cache(tmp_path):
     from pipeline.captioners.llava import LlavaCaptioner
-    from pipeline.captioners.llava_random import save_random_llava
+    from tests.llava_random import save_random_llava
     from tests.relight_fixtures import portrait_crop
 
     folder = save_random_llava(tmp_path / "llava")

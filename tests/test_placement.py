@@ -19,7 +19,8 @@ from train import checkpoint
 from train.backbones import BackboneError, check_pretrained, load_pretrained, save_components, tiny_components
 from train.data import make_train_loader
 from train.loop import OutOfMemory, config_fingerprint, make_accelerator, train
-from train.model import PiQModel, export_pipeline, resolve_dtype
+from pipeline.device import resolve_dtype
+from train.model import PiQModel, export_pipeline
 
 
 def all_components(model: PiQModel) -> dict[str, torch.nn.Module]:

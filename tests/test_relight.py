@@ -13,7 +13,7 @@ import pytest
 
 from pipeline.config.relight import RelightParams
 from pipeline.config.runner import RunnerParams
-from pipeline.faces.standins import label_map
+from tests.face_standins import label_map
 from pipeline.relighters import envmaps as E
 from pipeline.relighters.base import composite, feather, region_mask
 from pipeline.relighters.sh import SHRelighter
@@ -233,7 +233,7 @@ def test_list_items_needs_the_animate_manifest(tmp_path) -> None:
 
 @pytest.fixture(scope="module")
 def gaffer_dir(tmp_path_factory) -> Path:
-    from pipeline.relighters.neural_gaffer_random import save_random_folder
+    from tests.neural_gaffer_random import save_random_folder
 
     return save_random_folder(tmp_path_factory.mktemp("gaffer") / "neural_gaffer")
 
@@ -279,7 +279,7 @@ def test_neural_gaffer_released_checkpoint_widens_the_zero123_unet(tmp_path) -> 
     from safetensors.torch import save_file
 
     from pipeline.relighters.neural_gaffer import NeuralGafferModel
-    from pipeline.relighters.neural_gaffer_random import build_random_components, save_random_folder
+    from tests.neural_gaffer_random import build_random_components, save_random_folder
 
     unet16 = build_random_components(seed=1)[0]
     from diffusers import UNet2DConditionModel

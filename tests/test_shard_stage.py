@@ -13,13 +13,14 @@ import pytest
 
 from pipeline.config.runner import RunnerParams
 from pipeline.release import resolve_shards
+from pipeline.state import StageState
 from pipeline.shards import finished_shards
 from pipeline.splits import assign_split
 from stages.shard import build_release
 from tests.conftest import make_fake_ingest
 from tests.release_fixtures import make_upstream, shard_params
 
-RUN = RunnerParams(workers=0, progress=False)
+RUN = RunnerParams(workers=0, progress=False, reports_dir="")
 
 
 def test_split_is_a_stable_seeded_hash_of_the_participant() -> None:
@@ -136,8 +137,10 @@ def test_half_written_shard_is_never_complete_and_is_rewritten(people, tmp_path:
     # what kill -9 leaves mid-shard: a tar without its stats file or runner record
     tar.write_bytes(good[: len(good) // 2])
     tar.with_suffix(".stats.json").unlink()
-    for record in (tmp_path / "r" / "_state" / "records").glob("train-000001-*.json"):
-        record.unlink()
+    state = StageState(tmp_path / "r")
+    records = state.load()
+    del records["train-000001"]
+    state.compact(records)
     (tmp_path / "r" / "stats.json").unlink()
     assert tar not in finished_shards(split)
     stamp = (split / "train-000000.tar").stat().st_mtime_ns
@@ -177,24 +180,25 @@ def test_shard_benchmark_runs_small() -> None:
 
 KILLED_WRITER = """
 import sys, time
-import pipeline.state as state
+from pathlib import Path
+from pipeline.outdir import OutDir
 from pipeline.config.runner import RunnerParams
 from stages.shard import build_release
 from tests.release_fixtures import shard_params
 
-real = state.atomic_write_bytes
+real = OutDir.write_bytes
 
-def dying(path, data):
-    if path.name == "train-000001.tar":  # write half of it under the temporary name, then hang
+def dying(self, rel, data):
+    if rel.endswith("train-000001.tar"):  # write half of it under the temporary name, then hang
+        path = Path(self.path(rel))
         tmp = path.with_name(f".{path.name}.tmp-0")
         tmp.write_bytes(data[: len(data) // 2])
         print("HALF", flush=True)
         time.sleep(120)
-    real(path, data)
+    real(self, rel, data)
 
-state.atomic_write_bytes = dying
+OutDir.write_bytes = dying
 root, ingest, out = sys.argv[1:4]
-from pathlib import Path
 p = shard_params(Path(root), Path(ingest), out_dir=out, test_id_fraction=0.0, test_ood_fraction=0.0, max_sets_per_shard=4)
 build_release(p, RunnerParams(workers=0, progress=False), 0)
 """

@@ -6,6 +6,7 @@ import os
 import time
 from typing import ClassVar
 
+from pipeline.faces.detect import Face
 from pipeline.stage import Item, ItemContext, Output, Reject, Stage
 
 CALL_LOG_ENV = "PIQ_TEST_CALL_LOG"
@@ -42,3 +43,40 @@ class SquareStage(Stage):
 
 def items(n: int) -> list[Item]:
     return [Item(f"i{k:03d}", {"value": k}) for k in range(n)]
+
+
+@dataclasses.dataclass
+class BoxStage(Stage):
+    """Scales a face box with `pipeline.faces.detect.Face.scaled`: an output decided by a module
+    the stage imports (the case of a changed detector that must redo ingest)."""
+
+    name: ClassVar[str] = "boxes"
+    manifest_columns: ClassVar[dict[str, str]] = {"box": "object"}
+
+    def process(self, item: Item, ctx: ItemContext) -> Output:
+        import numpy as np
+
+        face = Face((1.0, 2.0, 3.0, 4.0), 0.9, np.zeros((5, 2))).scaled(item.data["value"])
+        return Output(rows=[{"box": list(face.box)}], files={f"out/{item.id}.txt": f"{face.box}\n".encode()})
+
+
+@dataclasses.dataclass
+class DyingStage(Stage):
+    """Items named die*: the first attempt writes half of its output file in place (a worker
+    dying mid-write, the worst case: not even under a temporary name) and kills its process."""
+
+    sleep_s: float = 0.0
+    name: ClassVar[str] = "dying"
+    manifest_columns: ClassVar[dict[str, str]] = {"value": "int64"}
+
+    def process(self, item: Item, ctx: ItemContext) -> Output:
+        if self.sleep_s:
+            time.sleep(self.sleep_s)
+        text = f"{item.data['value'] * 3}\n" * 100
+        if item.id.startswith("die") and ctx.attempt == 0:
+            path = os.path.join(item.data["out"], "out", f"{item.id}.txt")
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(path, "w") as fh:
+                fh.write(text[: len(text) // 2])
+            os._exit(1)
+        return Output(rows=[{"value": item.data["value"]}], files={f"out/{item.id}.txt": text.encode()})

@@ -20,6 +20,7 @@ import torch
 from accelerate import Accelerator, PartialState
 from tqdm import tqdm
 
+from pipeline.config.keys import output_params
 from pipeline.config.train import TrainParams
 from train import checkpoint
 from train.model import PiQModel
@@ -274,12 +275,8 @@ def write_metrics(path: Path, metrics: dict[str, Any]) -> None:
     path.write_text(json.dumps(metrics, indent=1, sort_keys=True) + "\n")
 
 
-# Train params that change how a run is logged or how long it lasts, not what its weights are.
-RUNTIME_KEYS = frozenset({"max_steps", "checkpoint_every", "keep_checkpoints", "log_every", "validate_every",
-                          "out_dir", "reports_dir", "checkpoint_dir", "num_workers", "vae_chunk", "compile",
-                          "channels_last"})
-
-
 def config_fingerprint(train_params: TrainParams, data_params: Any, seed: int) -> dict[str, Any]:
-    train_part = {k: v for k, v in dataclasses.asdict(train_params).items() if k not in RUNTIME_KEYS}
-    return {"train": train_part, "data": dataclasses.asdict(data_params), "seed": seed}
+    """What decides the weights: a checkpoint made under another fingerprint is not resumed. The
+    run-time keys of `train` (how long a run lasts, how it is logged, compiled, loaded; marked
+    with `runtime()` in pipeline/config/train.py) are left out, as for every stage."""
+    return {"train": output_params(train_params), "data": output_params(data_params), "seed": seed}

@@ -19,21 +19,10 @@ import torch
 import torch.nn.functional as F
 from diffusers import UNet2DConditionModel
 
+from pipeline.device import resolve_dtype
 from train.backbones import Components
 from train.conditioning import TextCache, predict_target
 from train.layout import ConcatMode, in_channels
-
-DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
-
-
-def resolve_dtype(name: str, device: torch.device | str) -> torch.dtype:
-    """`auto` = bf16 on CUDA, fp32 elsewhere (CPU bf16 convolutions are slow and gain nothing)."""
-    if name == "auto":
-        return torch.bfloat16 if torch.device(device).type == "cuda" else torch.float32
-    if torch.device(device).type == "cpu":
-        return torch.float32
-    return DTYPES[name]
-
 
 def widen_conv_in(unet: UNet2DConditionModel, latent_channels: int = 4) -> None:
     """Channel concatenation (ablation): conv_in takes 3 x latent_channels inputs. The weights

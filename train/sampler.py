@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 
 from pipeline.config.train import SampleParams
-from train.model import resolve_dtype
+from pipeline.device import device_name, resolve_dtype
 from train.pipeline import PiQPerfectPipeline
 from train.speed import enable_gpu_defaults, resolve_compile
 
@@ -17,7 +17,7 @@ def load_sampler(sp: SampleParams, device: str | None = None) -> PiQPerfectPipel
     """The trained pipeline on the accelerator in `sample.dtype` (fp32 on a CPU), with the speed
     levers of params applied (`sample.compile: auto` = whole-UNet compile with CUDA graphs on a
     GPU, nothing on a CPU)."""
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = device_name(device)
     if torch.device(device).type == "cuda":
         enable_gpu_defaults()
     dtype = resolve_dtype(sp.dtype, device)

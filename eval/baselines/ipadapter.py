@@ -44,12 +44,13 @@ class IPAdapterBaseline:
 
     def __init__(self, params) -> None:
         ip, sdxl = check_layout(params.ipadapter_dir, params.ipadapter_sdxl_dir)
-        import torch
         from diffusers import StableDiffusionXLImg2ImgPipeline
+
+        from pipeline.device import device_name, resolve_dtype
         from transformers import CLIPImageProcessor, CLIPVisionModelWithProjection
 
-        self.device = "cuda" if torch.cuda.is_available() else "cpu"
-        dtype = torch.float16 if self.device == "cuda" else torch.float32
+        self.device = device_name("auto")
+        dtype = resolve_dtype("fp16", self.device)
         encoder = CLIPVisionModelWithProjection.from_pretrained(ip / "models" / "image_encoder", torch_dtype=dtype,
                                                                 local_files_only=True)
         pipe = StableDiffusionXLImg2ImgPipeline.from_pretrained(sdxl, image_encoder=encoder, torch_dtype=dtype,

@@ -66,12 +66,6 @@ class Metric(Protocol):
     def results(self) -> dict[str, MetricResult]: ...
 
 
-def torch_device(device: str | None) -> str:
-    import torch
-
-    return device or ("cuda" if torch.cuda.is_available() else "cpu")
-
-
 def to_tensor(images: Sequence[np.ndarray], device: str):
     """(B, H, W, 3) uint8 list -> float (B, 3, H, W) in [0, 1] on `device`."""
     import torch

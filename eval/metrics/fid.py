@@ -16,7 +16,8 @@ from typing import Sequence
 
 import numpy as np
 
-from eval.metrics import MetricResult, to_tensor, torch_device, unavailable
+from eval.metrics import MetricResult, to_tensor, unavailable
+from pipeline.device import device_name
 
 
 def frechet_distance(mu1: np.ndarray, s1: np.ndarray, mu2: np.ndarray, s2: np.ndarray) -> float:
@@ -48,7 +49,7 @@ class InceptionFeatures:
         self.weights = Path(weights)
         if not self.weights.is_file():
             raise FileNotFoundError(f"Inception weights not found: {self.weights}")
-        self.device = torch_device(device)
+        self.device = device_name(device)
         if self.weights.suffix == ".pt":
             self.model = torch.jit.load(str(self.weights), map_location=self.device).eval()
             self.kind = "torchscript"

@@ -13,7 +13,8 @@ from typing import Sequence
 
 import numpy as np
 
-from eval.metrics import MetricResult, summarize, to_tensor, torch_device, unavailable
+from eval.metrics import MetricResult, summarize, to_tensor, unavailable
+from pipeline.device import device_name
 
 SLICES = ((0, 2), (2, 5), (5, 8), (8, 10), (10, 12))  # relu1 .. relu5 of torchvision's AlexNet features
 SHIFT = (-0.030, -0.088, -0.188)
@@ -35,7 +36,7 @@ class LPIPSNet:
         path = Path(alexnet_weights)
         if not path.is_file():
             raise FileNotFoundError(f"AlexNet weights not found: {path}")
-        self.device = torch_device(device)
+        self.device = device_name(device)
         net = torchvision.models.alexnet(weights=None)
         net.load_state_dict(torch.load(str(path), map_location="cpu"))
         self.features = net.features.eval().to(self.device)

@@ -23,7 +23,8 @@ import cv2
 import numpy as np
 
 from eval import faces
-from eval.metrics import MetricResult, summarize, torch_device
+from eval.metrics import MetricResult, summarize
+from pipeline.device import device_name
 from pipeline.faces import mesh as fm
 
 # Deep3DFaceRecon's 224 px 5-point template (their align: standard 5 points, scale 102/224).
@@ -64,7 +65,7 @@ class Face3DMM:
         path = Path(folder) / "face_recon.pt"
         if not path.is_file():
             raise FileNotFoundError(f"no 3DMM network at {path}")
-        self.device = torch_device(device)
+        self.device = device_name(device)
         self.model = torch.jit.load(str(path), map_location=self.device).eval()
 
     def coefficients(self, crops: list[np.ndarray]) -> np.ndarray:

@@ -9,7 +9,8 @@ from typing import Sequence
 
 import numpy as np
 
-from eval.metrics import MetricResult, summarize, to_tensor, torch_device
+from eval.metrics import MetricResult, summarize, to_tensor
+from pipeline.device import device_name
 
 
 def _gaussian(size: int = 11, sigma: float = 1.5):
@@ -51,7 +52,7 @@ class PixelMetrics:
     backend = "torch"
 
     def __init__(self, device: str | None = None) -> None:
-        self.device = torch_device(device)
+        self.device = device_name(device)
         self._psnr: list[float | None] = []
         self._ssim: list[float | None] = []
 

@@ -12,6 +12,8 @@ from typing import Any, ClassVar, Sequence
 
 import numpy as np
 
+from pipeline.worker_state import WorkerLocal
+
 
 @dataclasses.dataclass
 class AnimatedImage:
@@ -22,7 +24,7 @@ class AnimatedImage:
     info: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
-class Animator(abc.ABC):
+class Animator(WorkerLocal, abc.ABC):
     """Neutral face + (driver first frame, driver last frame) -> the animated last frame."""
 
     name: ClassVar[str] = "animator"

@@ -14,10 +14,9 @@ def build_animator(params: AnimateParams) -> Animator:
         if not params.liveportrait_dir:
             raise ValueError("animate.backend is liveportrait but animate.liveportrait_dir is not set "
                              "(a folder with the official base_models/ and retargeting_models/ checkpoints)")
-        import torch
-
         from pipeline.animators.liveportrait import LivePortraitAnimator
+        from pipeline.device import device_name
 
-        device = params.device if params.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+        device = device_name(params.device)
         return LivePortraitAnimator(params.liveportrait_dir, device, batch_size=params.batch_size)
     raise ValueError(f"unknown animate.backend {params.backend!r} (mesh | liveportrait)")

@@ -30,6 +30,7 @@ class MeshAnimator(Animator):
     """Neutral face + driver (first, last) -> the neutral face with the driver's motion."""
 
     name = "mesh"
+    worker_local = ("_motions",)
 
     def __init__(self, ring_scale: float = 1.6, driver_cache: int = 512, blink_ratio: float = 0.75) -> None:
         """`blink_ratio`: a driver eye whose opening falls below this share of its first frame's
@@ -37,10 +38,6 @@ class MeshAnimator(Animator):
         self.ring_scale, self.driver_cache, self.blink_ratio = ring_scale, driver_cache, blink_ratio
         self.detector = fm.FaceMeshDetector(max_faces=1)
         self._motions: dict[str, mo.Motion] = {}
-
-    def __getstate__(self) -> dict:
-        return {"ring_scale": self.ring_scale, "driver_cache": self.driver_cache, "blink_ratio": self.blink_ratio,
-                "detector": self.detector, "_motions": {}}
 
     def mesh(self, rgb: np.ndarray, what: str) -> fm.Mesh:
         found = self.detector.detect_one(rgb)

@@ -190,13 +190,11 @@ def compose(attrs: dict[str, float], seed: int) -> str:
 
 class AttributeCaptioner(Captioner):
     name = "attributes"
+    worker_local = ("_mesh",)
 
     def __init__(self, params: Any = None) -> None:
         self.params = params
         self._mesh: fm.FaceMeshDetector | None = None
-
-    def __getstate__(self) -> dict:
-        return {"params": self.params, "_mesh": None}
 
     def setup(self) -> None:
         if self._mesh is None:

@@ -8,6 +8,7 @@ from typing import Any, ClassVar, Sequence
 import numpy as np
 
 from pipeline.stage import Reject
+from pipeline.worker_state import WorkerLocal
 
 
 @dataclasses.dataclass(frozen=True)
@@ -18,7 +19,7 @@ class Caption:
     attributes: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
-class Captioner(abc.ABC):
+class Captioner(WorkerLocal, abc.ABC):
     """Batched: a model backend generates for a whole batch at once; an offline one loops."""
 
     name: ClassVar[str] = "captioner"

@@ -23,7 +23,8 @@ from typing import Sequence
 
 import numpy as np
 
-from pipeline.annotate import pixel_batch, resolve_device
+from pipeline.annotate import pixel_batch
+from pipeline.device import resolve_device
 from pipeline.captioners.base import Caption, Captioner
 from pipeline.stage import Reject
 
@@ -33,6 +34,7 @@ FALLBACK_TEMPLATE = "USER: <image>\n{instruction} ASSISTANT:"
 
 class LlavaCaptioner(Captioner):
     name = "llava"
+    worker_local = ("_model", "_processor", "_prompt", "_ids")
 
     def __init__(self, params) -> None:
         self.params = params
@@ -41,10 +43,6 @@ class LlavaCaptioner(Captioner):
         self._prompt: str | None = None
         self._ids = None
         self._static = bool(params.static_cache)
-
-    def __getstate__(self) -> dict:
-        return {"params": self.params, "_model": None, "_processor": None, "_prompt": None, "_ids": None,
-                "_static": bool(self.params.static_cache)}
 
     def setup(self) -> None:
         if self._model is not None:

@@ -4,13 +4,15 @@ from __future__ import annotations
 import dataclasses
 from typing import Literal, Optional
 
+from pipeline.config.keys import runtime
+
 
 @dataclasses.dataclass(frozen=True)
 class DriversParams:
     """The driving videos: rendered motion programs (pipeline/animators/programs.py) on a
     public-domain template face, plus an optional folder of real clips, each checked."""
 
-    out_dir: str = "data/drivers"
+    out_dir: str = runtime("data/drivers")
     clips_dir: Optional[str] = None        # user clips (.mp4/.avi/.mov/.mkv); null = programs only
     frames: int = 12                       # frames per rendered program
     size: int = 256                        # rendered clip size (px)
@@ -32,12 +34,12 @@ class AnimateParams:
 
     ingest_dir: str = "data/ingest"
     drivers_dir: str = "data/drivers"
-    out_dir: str = "data/animate"
+    out_dir: str = runtime("data/animate")
     backend: Literal["mesh", "liveportrait"] = "mesh"
     liveportrait_dir: Optional[str] = None  # folder with base_models/*.pth and retargeting_models/*.pth
-    device: str = "auto"                    # liveportrait: auto | cuda | cpu
-    batch_size: int = 8                     # liveportrait: drivers per warp/decode batch
-    num_gpus: float = 1.0                   # GPUs per Ray actor for the liveportrait backend
+    device: str = runtime("auto")           # liveportrait: auto | cuda | cpu
+    batch_size: int = runtime(8)            # liveportrait: drivers per warp/decode batch
+    num_gpus: float = runtime(1.0)          # GPUs per Ray actor for the liveportrait backend
     per_face: int = 20                      # paper: 20 expressive variants per neutral face
     prefer_dissimilar: bool = True          # favour mutually dissimilar drivers within a face
     pool_factor: int = 3                    # prefer_dissimilar: draw per_face x this, keep the most spread out

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import dataclasses
 
+from pipeline.config.keys import runtime
+
 # Paper B.3, verbatim.
 PAPER_INSTRUCTION = (
     "Describe this real-world image and its style as a long detailed caption. Include details about the "
@@ -16,19 +18,19 @@ class CaptionParams:
     """Which captioner runs; see params.yaml (paper values beside each key) and docs/DATA.md."""
 
     input_dir: str = "data/animate"
-    out_dir: str = "data/caption"
+    out_dir: str = runtime("data/caption")
     backend: str = "attributes"             # attributes (offline) | llava (paper)
     # --- llava backend --------------------------------------------------------------------------
     llava_dir: str | None = None            # folder of a LLaVA-1.5 checkpoint in transformers' layout
     instruction: str = PAPER_INSTRUCTION
     max_new_tokens: int = 128
-    batch_size: int = 64                    # images per generate call
-    static_cache: bool = True               # static KV cache; on CUDA transformers then compiles the decode step
-    device: str = "auto"                    # auto | cuda | cpu
+    batch_size: int = runtime(64)           # images per generate call
+    static_cache: bool = runtime(True)      # static KV cache; on CUDA transformers then compiles the decode step
+    device: str = runtime("auto")           # auto | cuda | cpu
     dtype: str = "bf16"                     # bf16 | fp16 | fp32 (fp32 on a CPU)
-    num_gpus: float = 1.0                   # GPUs per Ray actor (model backends)
-    workers: int | None = None              # Ray actors; null = every core (attributes) or one per GPU share
-    preview: bool = True                    # out_dir/preview.jpg: one face's images with their captions
+    num_gpus: float = runtime(1.0)          # GPUs per Ray actor (model backends)
+    workers: int | None = runtime(None)     # Ray actors; null = every core (attributes) or one per GPU share
+    preview: bool = runtime(True)           # out_dir/preview.jpg: one face's images with their captions
 
     def validate(self) -> None:
         if self.backend not in ("attributes", "llava"):

@@ -4,6 +4,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Literal
 
+from pipeline.config.keys import runtime
+
 METHOD_NAMES = ("source", "paste", "poisson", "classical", "ipadapter", "piq")
 
 
@@ -12,13 +14,13 @@ class EvaluateParams:
     id_shards: tuple[str, ...] = ("data/shards/test_id", "data/shards/test_ood")
     ood_shards: tuple[str, ...] = ("data/shards/test_ood",)
     user_triplets: tuple[str, ...] = ()
-    testset_dir: str = "data/eval"
-    out_dir: str = "reports/eval"
+    testset_dir: str = runtime("data/eval")
+    out_dir: str = runtime("reports/eval")
     num_pairs: int = 5000
     resolution: int = 512
     seed: int = 0
-    batch_size: int = 8
-    device: str | None = None
+    batch_size: int = runtime(8)
+    device: str | None = runtime(None)
     methods: tuple[str, ...] = METHOD_NAMES
     align_landmarks: Literal["five", "mesh"] = "mesh"
     identity_encoder: Literal["auto", "arcface", "dlib"] = "auto"

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import dataclasses
 
+from pipeline.config.keys import runtime
+
 # The five categories the paper keeps (B.2). Metadata rows in any other category are refused.
 PAPER_CATEGORIES: tuple[str, ...] = (
     "making eye contact with the camera while sitting in front of a computer",
@@ -22,7 +24,7 @@ class IngestParams:
 
     videos_dir: str = "samples/videos"
     metadata_csv: str = "samples/metadata.csv"
-    out_dir: str = "data/ingest"
+    out_dir: str = runtime("data/ingest")
     keep_categories: tuple[str, ...] = PAPER_CATEGORIES
     candidates_per_video: int = 8
     keep_per_video: int = 2

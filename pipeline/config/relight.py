@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 
 from pipeline.labels import LABEL_IDS
+from pipeline.config.keys import runtime
 
 # The procedural environment maps `pipeline.relighters.envmaps` can draw.
 PROCEDURAL_KINDS: tuple[str, ...] = ("sun_sky", "softbox", "rim", "split", "window")
@@ -18,7 +19,7 @@ class RelightParams:
 
     animate_dir: str = "data/animate"
     segment_dir: str = "data/segment"
-    out_dir: str = "data/relight"
+    out_dir: str = runtime("data/relight")
     backend: str = "sh"                      # sh | neural_gaffer
     variants: int = 5                        # relit variants per image (r1..rK); r0 is the image itself
     regions: tuple[str, ...] = (             # canonical labels the relighter may change
@@ -43,12 +44,12 @@ class RelightParams:
     num_inference_steps: int = 50            # NeuralGaffer: 50 (DDIM)
     guidance_scale: float = 3.0              # NeuralGaffer: 3.0
     crop_margin: float = 0.15                # the face crop is the mask's box grown by this share on each side
-    device: str = "auto"                     # auto | cuda | cpu
+    device: str = runtime("auto")            # auto | cuda | cpu
     dtype: str = "bf16"                      # bf16 | fp16 | fp32 (on a CPU always fp32)
-    num_gpus: float = 1.0                    # GPUs per Ray actor for model backends
-    workers: int | None = None               # Ray actors; null = one per core (sh) or per GPU share (neural_gaffer)
+    num_gpus: float = runtime(1.0)           # GPUs per Ray actor for model backends
+    workers: int | None = runtime(None)      # Ray actors; null = one per core (sh) or per GPU share (neural_gaffer)
     jpeg_quality: int = 95
-    preview: bool = True                     # write preview.jpg (one face's r0..rK side by side) into out_dir
+    preview: bool = runtime(True)            # write preview.jpg (one face's r0..rK side by side) into out_dir
 
     def validate(self) -> None:
         if self.backend not in ("sh", "neural_gaffer"):

@@ -3,13 +3,15 @@ from __future__ import annotations
 
 import dataclasses
 
+from pipeline.config.keys import runtime
+
 
 @dataclasses.dataclass(frozen=True)
 class SegmentParams:
     """Which face parser runs; see params.yaml (paper values beside each key) and docs/DATA.md."""
 
     input_dir: str = "data/animate"
-    out_dir: str = "data/segment"
+    out_dir: str = runtime("data/segment")
     backend: str = "mesh"                   # mesh (offline) | segformer (paper)
     # --- mesh backend ---------------------------------------------------------------------------
     hair_threshold: float = 3.0             # Mahalanobis distance (Lab) of a pixel to the hair colour seed
@@ -17,13 +19,13 @@ class SegmentParams:
     person_threshold: float = 0.5           # selfie-segmentation probability of "person"
     # --- segformer backend ----------------------------------------------------------------------
     segformer_dir: str | None = None        # folder with config.json, model weights, preprocessor_config.json
-    batch_size: int = 32                    # images per forward (model backends)
-    compile: bool = False                   # torch.compile the SegFormer forward on CUDA (one compile per batch shape)
-    device: str = "auto"                    # auto | cuda | cpu
+    batch_size: int = runtime(32)           # images per forward (model backends)
+    compile: bool = runtime(False)          # torch.compile the SegFormer forward on CUDA (one compile per batch shape)
+    device: str = runtime("auto")           # auto | cuda | cpu
     dtype: str = "bf16"                     # bf16 | fp16 | fp32 (fp32 on a CPU)
-    num_gpus: float = 1.0                   # GPUs per Ray actor (model backends)
-    workers: int | None = None              # Ray actors; null = every core (mesh) or one per GPU share
-    preview: bool = True                    # out_dir/preview.jpg: one face's label maps over its images
+    num_gpus: float = runtime(1.0)          # GPUs per Ray actor (model backends)
+    workers: int | None = runtime(None)     # Ray actors; null = every core (mesh) or one per GPU share
+    preview: bool = runtime(True)           # out_dir/preview.jpg: one face's label maps over its images
 
     def validate(self) -> None:
         if self.backend not in ("mesh", "segformer"):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 
+from pipeline.config.keys import runtime
+
 
 @dataclasses.dataclass(frozen=True)
 class ShardParams:
@@ -15,7 +17,7 @@ class ShardParams:
     caption_dir: str = "data/caption"
     segment_dir: str = "data/segment"
     relight_dir: str = "data/relight"
-    out_dir: str = "data/shards"
+    out_dir: str = runtime("data/shards")
     target_shard_bytes: int = 500_000_000
     max_sets_per_shard: int = 0
     split_seed: int = 0

@@ -4,6 +4,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Literal, Optional
 
+from pipeline.config.keys import runtime
+
 
 @dataclasses.dataclass(frozen=True)
 class TrainParams:
@@ -15,28 +17,28 @@ class TrainParams:
     backbone: Literal["sdxl", "sd15"] = "sdxl"
     pretrained_dir: Optional[str] = None
     concat: Literal["spatial", "channel"] = "spatial"
-    out_dir: str = "models/piq"
-    reports_dir: str = "reports/train"
-    checkpoint_dir: str = "checkpoints/train"
+    out_dir: str = runtime("models/piq")
+    reports_dir: str = runtime("reports/train")
+    checkpoint_dir: str = runtime("checkpoints/train")
     batch_size: int = 4
     effective_batch: int = 64
-    max_steps: int = 25000
+    max_steps: int = runtime(25000)
     lr: float = 1e-5
     betas: tuple[float, float] = (0.9, 0.999)
     weight_decay: float = 0.0
     mixed_precision: Literal["fp32", "bf16", "fp16"] = "bf16"  # not "no": YAML 1.1 reads it as false
     gradient_checkpointing: bool = True
     frozen_dtype: Literal["auto", "bf16", "fp16", "fp32"] = "auto"  # VAE + text encoders; auto: bf16 on GPU, fp32 on CPU
-    vae_chunk: int = 16  # images per VAE encode call (3 per sample: source, driving, target)
-    compile: Literal["auto", "none", "regional", "full"] = "auto"  # auto: regional on GPU, none on CPU
-    channels_last: bool = False
+    vae_chunk: int = runtime(16)  # images per VAE encode call (3 per sample: source, driving, target)
+    compile: Literal["auto", "none", "regional", "full"] = runtime("auto")  # auto: regional on GPU, none on CPU
+    channels_last: bool = runtime(False)
     fp8: bool = False  # torchao Float8Linear for large linears (Hopper); fp32 master weights kept
     ema_decay: Optional[float] = None
-    checkpoint_every: int = 500
-    keep_checkpoints: int = 2
-    log_every: int = 10
-    validate_every: int = 500
-    num_workers: Optional[int] = None  # DataLoader workers; null = up to 8 on a GPU machine, 0 on a CPU
+    checkpoint_every: int = runtime(500)
+    keep_checkpoints: int = runtime(2)
+    log_every: int = runtime(10)
+    validate_every: int = runtime(500)
+    num_workers: Optional[int] = runtime(None)  # DataLoader workers; null = up to 8 on a GPU machine, 0 on a CPU
 
     def validate(self) -> None:
         if self.batch_size < 1 or self.effective_batch < self.batch_size:
@@ -58,18 +60,18 @@ class SampleParams:
     `mode: fast` samples the distilled few-step student of `piq distill` instead."""
 
     model_dir: str = "models/piq"
-    out_dir: str = "reports/samples"
+    out_dir: str = runtime("reports/samples")
     shards: tuple[str, ...] = ("data/shards/test_id", "data/shards/test_ood")  # test pairs (missing splits skipped)
     num_inference_steps: int = 50
     guidance_scale: float = 1.5
     num_pairs: int = 4
-    batch_size: int = 4
+    batch_size: int = runtime(4)
     seed: int = 0
     dtype: Literal["bf16", "fp16", "fp32"] = "bf16"  # whole pipeline on a GPU; always fp32 on a CPU
-    compile: Literal["auto", "none", "regional", "full"] = "auto"  # auto: full + CUDA graphs on GPU, none on CPU
-    compile_cache_dir: Optional[str] = ".cache/torchinductor"  # inductor's on-disk cache; null: torch's default
-    fuse_qkv: bool = True
-    channels_last: bool = True
+    compile: Literal["auto", "none", "regional", "full"] = runtime("auto")  # auto: full + CUDA graphs on GPU, none on CPU
+    compile_cache_dir: Optional[str] = runtime(".cache/torchinductor")  # inductor's on-disk cache; null: torch's default
+    fuse_qkv: bool = runtime(True)
+    channels_last: bool = runtime(True)
     fp8: bool = False  # torchao per-row FP8 linears (Hopper)
     guidance_interval: Optional[tuple[float, float]] = None  # CFG only for sigma in (lo, hi]; null = every step
     guidance_every: int = 1  # CFG on every k-th step only

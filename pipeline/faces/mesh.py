@@ -22,6 +22,8 @@ from typing import Sequence
 
 import numpy as np
 
+from pipeline.worker_state import WorkerLocal
+
 N_POINTS = 478  # 468 face points + 2 x 5 iris points (refine_landmarks=True)
 
 # Single landmarks (mediapipe face mesh topology; R = subject's right = image left).
@@ -172,17 +174,16 @@ def ieee_denormals():
             torch.set_flush_denormal(True)
 
 
-class FaceMeshDetector:
+class FaceMeshDetector(WorkerLocal):
     """mediapipe FaceMesh in static-image mode with iris refinement. Lazily built, so it can be
     constructed on a driver and shipped to a Ray worker before the model loads."""
+
+    worker_local = ("_model",)
 
     def __init__(self, max_faces: int = 2, min_confidence: float = 0.5) -> None:
         self.max_faces = max_faces
         self.min_confidence = min_confidence
         self._model = None
-
-    def __getstate__(self) -> dict:
-        return {"max_faces": self.max_faces, "min_confidence": self.min_confidence, "_model": None}
 
     def _get(self):
         if self._model is None:

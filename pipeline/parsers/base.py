@@ -7,9 +7,10 @@ from typing import ClassVar, Sequence
 import numpy as np
 
 from pipeline.stage import Reject
+from pipeline.worker_state import WorkerLocal
 
 
-class FaceParser(abc.ABC):
+class FaceParser(WorkerLocal, abc.ABC):
     """Batched: a model backend runs one forward per batch; an offline one loops."""
 
     name: ClassVar[str] = "parser"

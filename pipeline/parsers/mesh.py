@@ -100,14 +100,12 @@ def _clean(mask: np.ndarray, px: int) -> np.ndarray:
 
 class MeshParser(FaceParser):
     name = "mesh"
+    worker_local = ("_mesh", "_selfie")
 
     def __init__(self, params) -> None:
         self.params = params
         self._mesh: fm.FaceMeshDetector | None = None
         self._selfie = None
-
-    def __getstate__(self) -> dict:
-        return {"params": self.params, "_mesh": None, "_selfie": None}
 
     def setup(self) -> None:
         if self._mesh is None:

@@ -14,7 +14,8 @@ from typing import Sequence
 
 import numpy as np
 
-from pipeline.annotate import pixel_batch, resolve_device
+from pipeline.annotate import pixel_batch
+from pipeline.device import resolve_device
 from pipeline.labels import id_lookup
 from pipeline.parsers.base import FaceParser
 from pipeline.stage import Reject
@@ -22,15 +23,13 @@ from pipeline.stage import Reject
 
 class SegformerParser(FaceParser):
     name = "segformer"
+    worker_local = ("_model", "_processor", "_lut")
 
     def __init__(self, params) -> None:
         self.params = params
         self._model = None
         self._processor = None
         self._lut = None
-
-    def __getstate__(self) -> dict:
-        return {"params": self.params, "_model": None, "_processor": None, "_lut": None}
 
     def setup(self) -> None:
         if self._model is not None:

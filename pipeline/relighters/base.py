@@ -14,9 +14,10 @@ import numpy as np
 
 from pipeline.labels import LABEL_IDS
 from pipeline.relighters.envmaps import EnvLight
+from pipeline.worker_state import WorkerLocal
 
 
-class Relighter(abc.ABC):
+class Relighter(WorkerLocal, abc.ABC):
     """Image + mask + lightings -> one relit image per lighting."""
 
     name: ClassVar[str] = "relighter"

@@ -33,7 +33,7 @@ from typing import Any, ClassVar, Sequence
 import cv2
 import numpy as np
 
-from pipeline.annotate import resolve_device
+from pipeline.device import resolve_device
 from pipeline.config.relight import RelightParams
 from pipeline.relighters.base import Relighter
 from pipeline.relighters.envmaps import EnvLight, sample
@@ -257,13 +257,11 @@ def paste(image: np.ndarray, crop: np.ndarray, box: tuple[int, int, int]) -> np.
 
 class NeuralGafferRelighter(Relighter):
     name: ClassVar[str] = "neural_gaffer"
+    worker_local = ("_model",)
 
     def __init__(self, params: RelightParams) -> None:
         self.params = params
         self._model: NeuralGafferModel | None = None
-
-    def __getstate__(self) -> dict:
-        return {"params": self.params, "_model": None}
 
     def setup(self) -> None:
         if self._model is None:

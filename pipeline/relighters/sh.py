@@ -46,13 +46,11 @@ def soft_shoulder(x: np.ndarray, knee: float = 0.8) -> np.ndarray:
 
 class SHRelighter(Relighter):
     name: ClassVar[str] = "sh"
+    worker_local = ("_detector",)
 
     def __init__(self, params: RelightParams) -> None:
         self.params = params
         self._detector: FaceMeshDetector | None = None
-
-    def __getstate__(self) -> dict:
-        return {"params": self.params, "_detector": None}
 
     def setup(self) -> None:
         if self._detector is None:

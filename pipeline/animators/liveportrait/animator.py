@@ -62,6 +62,7 @@ class LivePortraitAnimator(Animator):
     """
 
     name = "liveportrait"
+    worker_local = ("models", "_driver_motion")
 
     def __init__(self, model_dir: str, device: str = "cuda", *, bf16: bool = True, batch_size: int = 8,
                  stitching: bool = True, normalize_lip: bool = True, lip_threshold: float = 0.03,
@@ -81,9 +82,6 @@ class LivePortraitAnimator(Animator):
         self.driver_cache = driver_cache
         self.models: LivePortraitModels | None = None
         self._driver_motion: collections.OrderedDict[bytes, kpt.Motion] = collections.OrderedDict()
-
-    def __getstate__(self) -> dict:  # ship to a worker without weights; setup() loads them there
-        return {**self.__dict__, "models": None, "_driver_motion": collections.OrderedDict()}
 
     def clear_driver_cache(self) -> None:
         self._driver_motion.clear()
