@@ -1,5 +1,5 @@
 """The trained PiQPerfect model (paper A.1 sampling: 50 steps, guidance 1.5), batched, on the
-GPU when there is one, loaded exactly as `piq sample` loads it (`stages.sample.load_sampler`:
+GPU when there is one, loaded exactly as `piq sample` loads it (`train.sampler.load_sampler`:
 bf16, compiled, fused q/k/v on a GPU; fp32 eager on a CPU). Inputs are the test set's source
 and driving input (the inner face made exactly as in training), at the model's resolution;
 outputs come back at the test set's."""
@@ -32,7 +32,7 @@ class PiQMethod:
         if not (model_dir / "model_index.json").is_file():
             raise Unavailable(f"no trained model at {model_dir} (run `piq train`)")
         from pipeline.config.train import SampleParams
-        from stages.sample import load_sampler
+        from train.sampler import load_sampler
 
         self.pipe = load_sampler(SampleParams(model_dir=str(model_dir), num_inference_steps=params.num_inference_steps,
                                               guidance_scale=params.guidance_scale), params.device)
