@@ -9,11 +9,11 @@ import zlib
 from pathlib import Path
 from typing import Sequence
 
-import cv2
 import numpy as np
 
 from eval.baselines import Unavailable
 from eval.data import Triplet
+from pipeline.faces.crop import resize_square
 
 
 def to_model(images: Sequence[np.ndarray], resolution: int):
@@ -52,5 +52,5 @@ class PiQMethod:
             o = np.asarray(o)
             o = (o * 255).round().clip(0, 255).astype(np.uint8) if o.dtype != np.uint8 else o
             size = t.source.shape[0]
-            images.append(o if o.shape[0] == size else cv2.resize(o, (size, size), interpolation=cv2.INTER_CUBIC))
+            images.append(resize_square(o, size))
         return images
