@@ -108,7 +108,7 @@ def main() -> None:
     if device == "cuda":
         from train.speed import enable_gpu_defaults
 
-        enable_gpu_defaults()  # as `piq sample` does (stages.sample.load_sampler)
+        enable_gpu_defaults()  # as `piq sample` does (train.sampler.load_sampler)
     print(f"device {name}, torch {torch.__version__}, {'tiny' if args.tiny else 'SDXL architecture 576 px'}, "
           f"{args.steps} steps, guidance 1.5, PiQPerfectPipeline.__call__ end to end")
     for mode in modes:

@@ -30,6 +30,7 @@ import cv2
 import numpy as np
 
 from pipeline.config.data import DataParams
+from pipeline.faces.crop import resize_square
 from train.driving import driving_image
 
 if TYPE_CHECKING:  # pipeline.shards / pipeline.release import webdataset: only where shards are read
@@ -130,10 +131,7 @@ def plan_pairs(meta: Sequence[tuple[str, dict]], kind: str, num_pairs: int, seed
 
 
 def _resize(rgb: np.ndarray, size: int) -> np.ndarray:
-    if rgb.shape[0] == size and rgb.shape[1] == size:
-        return rgb
-    interp = cv2.INTER_AREA if rgb.shape[0] > size else cv2.INTER_CUBIC
-    return cv2.resize(rgb, (size, size), interpolation=interp)
+    return resize_square(rgb, size)
 
 
 def write_image(path: Path, rgb: np.ndarray) -> None:

@@ -21,6 +21,7 @@ from pipeline.config.data import DataParams
 from pipeline.config.evaluate import EvaluateParams
 from pipeline.config.ingest import IngestParams
 from pipeline.config.relight import RelightParams
+from pipeline.config.replace import ReplaceParams
 from pipeline.config.runner import RunnerParams
 from pipeline.config.segment import SegmentParams
 from pipeline.config.shard import ShardParams
@@ -52,6 +53,7 @@ class Params:
     segment: SegmentParams
     caption: CaptionParams
     evaluate: EvaluateParams
+    replace: ReplaceParams = ReplaceParams()
 
 
 def _check_scalar(tp: Any, value: Any, path: str) -> Any:

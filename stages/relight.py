@@ -24,7 +24,8 @@ from pipeline.annotate import default_workers, gpu_resources, read_rgb
 from pipeline.config.relight import RelightParams
 from pipeline.params import load_params
 from pipeline.relighters import build_relighter
-from pipeline.relighters.base import Relighter, composite, feather, region_mask
+from pipeline.faces.paste import composite, feather
+from pipeline.relighters.base import Relighter, region_mask
 from pipeline.relighters.envmaps import draw_lights, list_envmaps
 from pipeline.runner import Runner
 from pipeline.stage import Item, ItemContext, Output, Reject, Stage, code_digest

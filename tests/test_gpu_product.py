@@ -78,7 +78,7 @@ def test_piq_train_two_steps_then_sample(workdir: Path) -> None:
 
 def test_sampler_runs_every_component_on_the_gpu_in_bf16(workdir: Path) -> None:
     from pipeline.config.train import SampleParams
-    from stages.sample import load_sampler
+    from train.sampler import load_sampler
 
     if not (workdir / "piq" / "model_index.json").exists():
         pytest.skip("needs the exported model of the training test")

@@ -15,7 +15,8 @@ from pipeline.config.relight import RelightParams
 from pipeline.config.runner import RunnerParams
 from pipeline.faces.standins import label_map
 from pipeline.relighters import envmaps as E
-from pipeline.relighters.base import composite, feather, region_mask
+from pipeline.faces.paste import composite, feather
+from pipeline.relighters.base import region_mask
 from pipeline.relighters.sh import SHRelighter
 from pipeline.runner import Runner
 from stages.relight import RelightStage, list_items, run, write_preview

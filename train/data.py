@@ -38,6 +38,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from pipeline.config.data import DataParams
 from pipeline.release import ShardRef, release_dataset, resolve_shards
 from pipeline.shards import SetSample
+from pipeline.faces.crop import resize_square
 from train.driving import driving_image
 
 
@@ -56,9 +57,8 @@ def choose_pair(sample: SetSample, p: DataParams, rng: np.random.Generator) -> t
 
 
 def to_tensor(rgb: np.ndarray, resolution: int) -> torch.Tensor:
-    if rgb.shape[0] != resolution or rgb.shape[1] != resolution:
-        interp = cv2.INTER_AREA if rgb.shape[0] > resolution else cv2.INTER_CUBIC
-        rgb = cv2.resize(rgb, (resolution, resolution), interpolation=interp)
+    """uint8 RGB -> (3, R, R) in [-1, 1], resized by the project's one rule (`resize_square`)."""
+    rgb = resize_square(rgb, resolution)
     return torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).float() / 127.5 - 1.0
 
 

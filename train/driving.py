@@ -16,17 +16,23 @@ from pipeline.labels import INNER_FACE, LABEL_IDS
 PAPER_SIZE = 1024  # erosion sizes in params are given at the paper's image size
 
 
-def face_mask(labels: np.ndarray, p: DataParams, rng: np.random.Generator) -> np.ndarray:
-    names = set(INNER_FACE)
-    if rng.random() < p.hair_prob:
-        names.add("hair")
-    if rng.random() < p.neck_prob:
-        names.add("neck")
+def inner_face_mask(labels: np.ndarray, erosion_px: int, hair: bool = False, neck: bool = False) -> np.ndarray:
+    """The inner face (+ hair, + neck) of a label map, eroded by `erosion_px` given at the
+    paper's 1024 px (scaled to the map's size). Training draws the choices (`face_mask`); the
+    photo tool fixes them (no augmentation at replace time)."""
+    names = set(INNER_FACE) | ({"hair"} if hair else set()) | ({"neck"} if neck else set())
     mask = np.isin(labels, [LABEL_IDS[n] for n in names]).astype(np.uint8)
-    k = int(round(rng.integers(p.erosion_px[0], p.erosion_px[1] + 1) * labels.shape[0] / PAPER_SIZE))
+    k = int(round(erosion_px * labels.shape[0] / PAPER_SIZE))
     if k > 0:
         mask = cv2.erode(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
     return mask.astype(bool)
+
+
+def face_mask(labels: np.ndarray, p: DataParams, rng: np.random.Generator) -> np.ndarray:
+    """The training mask: hair and neck at random, erosion drawn from `p.erosion_px`."""
+    hair = bool(rng.random() < p.hair_prob)
+    neck = bool(rng.random() < p.neck_prob)
+    return inner_face_mask(labels, int(rng.integers(p.erosion_px[0], p.erosion_px[1] + 1)), hair, neck)
 
 
 def color_jitter(rgb: np.ndarray, p: DataParams, rng: np.random.Generator) -> np.ndarray:

@@ -21,6 +21,7 @@ from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokeniz
 
 from train.backbones import Components
 from train.conditioning import encode_text, predict_target
+from train.data import to_tensor
 
 ImageInput = Union[torch.Tensor, np.ndarray, PIL.Image.Image, Sequence[Union[np.ndarray, PIL.Image.Image]]]
 
@@ -36,12 +37,9 @@ def to_model_input(images: ImageInput, resolution: int) -> torch.Tensor:
         out = images if images.ndim == 4 else images[None]
     else:
         items = images if isinstance(images, (list, tuple)) else [images]
-        arrays = []
-        for item in items:
-            pil = item if isinstance(item, PIL.Image.Image) else PIL.Image.fromarray(np.asarray(item, np.uint8))
-            pil = pil.convert("RGB").resize((resolution, resolution), PIL.Image.Resampling.BICUBIC)
-            arrays.append(np.asarray(pil))
-        out = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+        # training's resize rule (train.data.to_tensor): the model sees what it was trained on
+        out = torch.stack([to_tensor(np.asarray(item.convert("RGB") if isinstance(item, PIL.Image.Image) else item,
+                                                np.uint8), resolution) for item in items])
     if out.shape[-1] != resolution or out.shape[-2] != resolution:
         out = torch.nn.functional.interpolate(out, size=(resolution, resolution), mode="bicubic", align_corners=False)
     return out.clamp(-1, 1)

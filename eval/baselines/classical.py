@@ -6,7 +6,8 @@ automatically replacing faces in photographs"): align, adjust colour and lightin
    (Reinhard et al. 2001), skin region against skin region;
 3. lighting: multiply by the ratio of the two faces' low-frequency luminance (a smooth shading
    ratio; Bitouk relight with spherical harmonics, this keeps their idea without a 3D model);
-4. blend with a feathered alpha (distance to the mask edge), as their boundary blending.
+4. blend with a feathered alpha (distance to the mask edge), as their boundary blending, through
+   the project's one paste-back (pipeline/faces/paste.py).
 """
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ from eval.baselines import PerPair
 from eval.baselines.paste import aligned_driving
 from eval.data import Triplet
 from eval.faces import oval_mask
+from pipeline.faces.mesh import Mesh
+from pipeline.faces.paste import composite, feather
 
 
 def reinhard(fg: np.ndarray, bg: np.ndarray, mask_fg: np.ndarray, mask_bg: np.ndarray) -> np.ndarray:
@@ -45,12 +48,6 @@ def shading_ratio(fg: np.ndarray, bg: np.ndarray, mask: np.ndarray, sigma: float
     return cv2.resize(ratio, (w, h), interpolation=cv2.INTER_LINEAR)[..., None]
 
 
-def feather(mask: np.ndarray, width: float) -> np.ndarray:
-    """Alpha rising from 0 at the mask edge to 1 at `width` pixels inside."""
-    dist = cv2.distanceTransform(mask.astype(np.uint8), cv2.DIST_L2, 5)
-    return np.clip(dist / max(width, 1.0), 0, 1)[..., None]
-
-
 class Classical(PerPair):
     name = "classical"
 
@@ -64,12 +61,16 @@ class Classical(PerPair):
         warped, mask, ms = got
         if mask.sum() < 16:
             return None
-        src_face = oval_mask(ms, 0.08) & mask
-        if src_face.sum() < 16:
-            src_face = mask
-        fg = reinhard(warped, t.source, mask, src_face)
-        ratio = shading_ratio(fg, t.source, src_face, sigma=ms.interocular * 0.5)
-        fg = np.clip(fg.astype(np.float32) * ratio, 0, 255)
-        alpha = feather(mask, ms.interocular * 0.25)
-        out = alpha * fg + (1 - alpha) * t.source.astype(np.float32)
-        return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+        fg = transfer_appearance(warped, t.source, mask, ms)
+        return composite(t.source, fg, feather(mask, ms.interocular * 0.25))
+
+
+def transfer_appearance(warped: np.ndarray, source: np.ndarray, mask: np.ndarray, ms: Mesh) -> np.ndarray:
+    """Steps 2 and 3: the aligned driving face with the source face's colour statistics and
+    low-frequency shading (the photo tool's classical method calls this too)."""
+    src_face = oval_mask(ms, 0.08) & mask
+    if src_face.sum() < 16:
+        src_face = mask
+    fg = reinhard(warped, source, mask, src_face)
+    ratio = shading_ratio(fg, source, src_face, sigma=ms.interocular * 0.5)
+    return np.clip(fg.astype(np.float32) * ratio + 0.5, 0, 255).astype(np.uint8)

@@ -15,6 +15,7 @@ from eval import faces
 from eval.baselines import PerPair
 from eval.data import Triplet
 from pipeline.faces.mesh import Mesh
+from pipeline.faces.paste import poisson
 
 ERODE = 0.08  # of the interocular distance: keeps the driving background out of the paste
 
@@ -34,18 +35,23 @@ def landmark_set(m: Mesh, kind: str) -> np.ndarray:
     raise ValueError(f"align_landmarks {kind!r}: expected 'five' or 'mesh'")
 
 
-def aligned_driving(t: Triplet, landmarks: str) -> tuple[np.ndarray, np.ndarray, Mesh] | None:
+def align_faces(source: np.ndarray, driving: np.ndarray, landmarks: str) -> tuple[np.ndarray, np.ndarray, Mesh] | None:
     """(driving warped into the source frame, warped inner-face mask (bool), source mesh), or
-    None when either face is not found."""
-    ms, md = faces.mesh(t.source), faces.mesh(t.driving)
+    None when either face is not found. Shared with the photo tool's classical method."""
+    ms, md = faces.mesh(source), faces.mesh(driving)
     if ms is None or md is None:
         return None
-    h, w = t.source.shape[:2]
+    h, w = source.shape[:2]
     m = faces.similarity(landmark_set(md, landmarks), landmark_set(ms, landmarks))
-    warped = cv2.warpAffine(t.driving, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+    warped = cv2.warpAffine(driving, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
     mask = faces.oval_mask(md, ERODE).astype(np.uint8)
     mask = cv2.warpAffine(mask, m, (w, h), flags=cv2.INTER_NEAREST, borderValue=0).astype(bool)
     return warped, mask, ms
+
+
+def aligned_driving(t: Triplet, landmarks: str) -> tuple[np.ndarray, np.ndarray, Mesh] | None:
+    """`align_faces` of a triplet's source and driving image."""
+    return align_faces(t.source, t.driving, landmarks)
 
 
 class AlignedPaste(PerPair):
@@ -67,27 +73,3 @@ class AlignedPaste(PerPair):
             out[mask] = warped[mask]
             return out
         return poisson(warped, t.source, mask)
-
-
-def poisson(fg: np.ndarray, bg: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """seamlessClone of fg into bg inside mask; only pixels inside the mask change."""
-    m = mask.astype(np.uint8) * 255
-    m[0, :] = m[-1, :] = m[:, 0] = m[:, -1] = 0  # seamlessClone needs the mask off the border
-    ys, xs = np.nonzero(m)
-    if len(xs) == 0:
-        return bg.copy()
-    x0, x1, y0, y1 = xs.min(), xs.max(), ys.min(), ys.max()
-    # OpenCV centres the mask's bounding box on `center` with integer halves: an even extent
-    # makes that exact (an odd one shifts the clone by a pixel).
-    if (x1 - x0) % 2:
-        m[:, x1] = 0
-        x1 -= 1
-    if (y1 - y0) % 2:
-        m[y1, :] = 0
-        y1 -= 1
-    center = (int((x0 + x1) // 2), int((y0 + y1) // 2))
-    # OpenCV 4.11 overwrites the mask passed to seamlessClone: give it a copy.
-    out = cv2.seamlessClone(np.ascontiguousarray(fg), bg, m.copy(), center, cv2.NORMAL_CLONE)
-    keep = m == 0
-    out[keep] = bg[keep]
-    return out

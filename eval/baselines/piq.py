@@ -1,5 +1,5 @@
 """The trained PiQPerfect model (paper A.1 sampling: 50 steps, guidance 1.5), batched, on the
-GPU when there is one, loaded exactly as `piq sample` loads it (`stages.sample.load_sampler`:
+GPU when there is one, loaded exactly as `piq sample` loads it (`train.sampler.load_sampler`:
 bf16, compiled, fused q/k/v on a GPU; fp32 eager on a CPU). Inputs are the test set's source
 and driving input (the inner face made exactly as in training), at the model's resolution;
 outputs come back at the test set's."""
@@ -9,11 +9,11 @@ import zlib
 from pathlib import Path
 from typing import Sequence
 
-import cv2
 import numpy as np
 
 from eval.baselines import Unavailable
 from eval.data import Triplet
+from pipeline.faces.crop import resize_square
 
 
 def to_model(images: Sequence[np.ndarray], resolution: int):
@@ -32,7 +32,7 @@ class PiQMethod:
         if not (model_dir / "model_index.json").is_file():
             raise Unavailable(f"no trained model at {model_dir} (run `piq train`)")
         from pipeline.config.train import SampleParams
-        from stages.sample import load_sampler
+        from train.sampler import load_sampler
 
         self.pipe = load_sampler(SampleParams(model_dir=str(model_dir), num_inference_steps=params.num_inference_steps,
                                               guidance_scale=params.guidance_scale), params.device)
@@ -52,5 +52,5 @@ class PiQMethod:
             o = np.asarray(o)
             o = (o * 255).round().clip(0, 255).astype(np.uint8) if o.dtype != np.uint8 else o
             size = t.source.shape[0]
-            images.append(o if o.shape[0] == size else cv2.resize(o, (size, size), interpolation=cv2.INTER_CUBIC))
+            images.append(resize_square(o, size))
         return images

@@ -10,8 +10,8 @@ _BORDERS = {"reflect": cv2.BORDER_REFLECT_101, "replicate": cv2.BORDER_REPLICATE
 
 
 def extract_crop(rgb: np.ndarray, crop: SquareCrop, out_size: int, pad_mode: str) -> np.ndarray:
-    """The crop resized to out_size x out_size. Pixels outside the frame come from `pad_mode`.
-    Shrinking uses area averaging (no aliasing), enlarging Lanczos."""
+    """The crop resized to out_size x out_size (`resize_square`). Pixels outside the frame come
+    from `pad_mode`."""
     h, w = rgb.shape[:2]
     x0, y0, x1, y1 = crop.box
     left, top = max(0, -x0), max(0, -y0)
@@ -23,9 +23,26 @@ def extract_crop(rgb: np.ndarray, crop: SquareCrop, out_size: int, pad_mode: str
             border = cv2.BORDER_REPLICATE
         rgb = cv2.copyMakeBorder(rgb, top, bottom, left, right, border, value=(0, 0, 0))
         x0, x1, y0, y1 = x0 + left, x1 + left, y0 + top, y1 + top
-    patch = rgb[y0:y1, x0:x1]
-    interp = cv2.INTER_AREA if crop.size > out_size else cv2.INTER_LANCZOS4
-    return cv2.resize(patch, (out_size, out_size), interpolation=interp)
+    return resize_square(rgb[y0:y1, x0:x1], out_size)
+
+
+def resize_square(rgb: np.ndarray, size: int) -> np.ndarray:
+    """THE resize rule of the project (training's): area averaging when shrinking (no aliasing),
+    bicubic when enlarging; a no-op at the right size. Ingest's crop, the trainer's tensors,
+    `PiQPerfectPipeline`'s inputs and the photo tool's way in and out of the model all use it,
+    so the model sees at inference exactly the pixels it saw in training."""
+    h, w = rgb.shape[:2]
+    if h == size and w == size:
+        return rgb
+    interp = cv2.INTER_AREA if max(h, w) > size else cv2.INTER_CUBIC
+    return cv2.resize(rgb, (size, size), interpolation=interp)
+
+
+def crop_matrix(crop: SquareCrop, out_size: int) -> np.ndarray:
+    """2x3 affine taking frame pixels to `extract_crop`'s output pixels (pixel centres mapped
+    as cv2.resize maps them); its inverse pastes a crop back (pipeline/faces/paste.py)."""
+    s = out_size / float(crop.size)
+    return np.array([[s, 0.0, 0.5 * s - 0.5 - s * crop.x0], [0.0, s, 0.5 * s - 0.5 - s * crop.y0]], np.float64)
 
 
 def sharpness(rgb: np.ndarray, box: tuple[float, float, float, float], size: int = 256) -> float:

@@ -30,11 +30,11 @@ import re
 from pathlib import Path
 from typing import Any, ClassVar, Sequence
 
-import cv2
 import numpy as np
 
 from pipeline.annotate import resolve_device
 from pipeline.config.relight import RelightParams
+from pipeline.faces.crop import resize_square
 from pipeline.relighters.base import Relighter
 from pipeline.relighters.envmaps import EnvLight, sample
 
@@ -281,7 +281,7 @@ class NeuralGafferRelighter(Relighter):
         p, res = self.params, self.params.resolution
         box = square_box(mask, p.crop_margin)
         crop = crop_white(image, mask, box)
-        small = cv2.resize(crop, (res, res), interpolation=cv2.INTER_AREA if box[2] > res else cv2.INTER_CUBIC)
+        small = resize_square(crop, res)
         to_tensor = lambda a: torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1).float()  # noqa: E731
         img = (to_tensor(small) / 127.5 - 1).unsqueeze(0).repeat(len(lights), 1, 1, 1)
         maps = [gaffer_envmaps(light, res) for light in lights]
@@ -290,6 +290,4 @@ class NeuralGafferRelighter(Relighter):
         gen = torch.Generator(device=self.model.device).manual_seed(seed % (2**63))
         out = self.model.sample(img, hdr, ldr, steps=p.num_inference_steps, guidance=p.guidance_scale, generator=gen)
         relit = (out.permute(0, 2, 3, 1).cpu().numpy() * 255).round().astype(np.uint8)
-        side = box[2]
-        interp = cv2.INTER_CUBIC if side > res else cv2.INTER_AREA
-        return [paste(image, cv2.resize(r, (side, side), interpolation=interp), box) for r in relit]
+        return [paste(image, resize_square(r, box[2]), box) for r in relit]

@@ -1,0 +1,180 @@
+"""Every face in a photo: MTCNN as ingest uses it (pipeline/faces/detect.py), retried on
+rotated copies (tilted heads) and an upscaled copy (small faces), merged, numbered left to
+right, each with its pose, eyes-open, smile, gaze and sharpness measured by the project's face
+mesh (pipeline/faces/mesh.py) on ingest's crop of that face.
+
+Why the retries: MTCNN's P-net is trained on upright faces of >= 12 px at its pyramid's finest
+scale, so a head tilted past ~30 degrees or a face of a few dozen pixels in a 12 MP group photo
+is missed; both are what users of open face tools report first.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+
+import cv2
+import numpy as np
+
+from pipeline.config.ingest import IngestParams
+from pipeline.config.replace import ReplaceParams
+from pipeline.faces import mesh as fm
+from pipeline.faces.crop import crop_matrix, extract_crop, sharpness
+from pipeline.faces.detect import Face as Detection
+from pipeline.faces.detect import FaceDetector
+from pipeline.faces.geometry import SquareCrop, square_crop
+
+MESH_SIZE = 512  # the face mesh runs on the face's crop at this size (mediapipe works at 192-256 px inside)
+
+
+@dataclasses.dataclass(frozen=True)
+class Face:
+    """One face of a photo, in the photo's pixels (as shown: EXIF orientation applied)."""
+
+    index: int                                  # 0-based, left to right by box centre
+    box: tuple[float, float, float, float]      # x0, y0, x1, y1
+    score: float                                # MTCNN probability
+    landmarks: np.ndarray                       # (5, 2) MTCNN order: image-left eye, image-right eye, nose, mouth corners
+    mesh: fm.Mesh | None = None                 # 478 face-mesh points in photo pixels, None when the mesh found nothing
+    yaw: float | None = None                    # degrees (pipeline/faces/mesh.py conventions)
+    pitch: float | None = None
+    roll: float | None = None
+    eyes_open: float | None = None              # eye opening / eye width, both eyes' mean (~0.25-0.35 open, < 0.1 shut)
+    smile: float | None = None                  # mouth-corner lift over the lip centre, head frame, per interocular
+    gaze: tuple[float, float] | None = None     # iris in the eye opening, (0, 0) = looking ahead
+    sharpness: float = 0.0                      # variance of the Laplacian of the box at 256 px
+
+    @property
+    def short_side(self) -> float:
+        return min(self.box[2] - self.box[0], self.box[3] - self.box[1])
+
+    def crop(self, ingest: IngestParams) -> SquareCrop:
+        """Ingest's square crop of this face (box x `box_scale` around its midpoint)."""
+        return square_crop(self.box, ingest.box_scale)
+
+    def as_dict(self) -> dict:
+        """JSON-ready summary (`piq faces --json`, best-take plans)."""
+        r = lambda v: None if v is None else round(float(v), 4)  # noqa: E731
+        return {"face": self.index, "box": [round(v, 1) for v in self.box], "score": r(self.score),
+                "yaw": r(self.yaw), "pitch": r(self.pitch), "roll": r(self.roll), "eyes_open": r(self.eyes_open),
+                "smile": r(self.smile), "gaze": None if self.gaze is None else [r(g) for g in self.gaze],
+                "sharpness": r(self.sharpness)}
+
+
+@functools.lru_cache(maxsize=2)
+def _detector(min_face_size: int) -> FaceDetector:
+    return FaceDetector(min_face_size=min_face_size)
+
+
+@functools.lru_cache(maxsize=1)
+def _mesher() -> fm.FaceMeshDetector:
+    return fm.FaceMeshDetector(max_faces=3)
+
+
+def _rotate(rgb: np.ndarray, deg: float) -> tuple[np.ndarray, np.ndarray]:
+    """(rgb rotated by `deg` about its centre on an enlarged canvas, 2x3 matrix back to rgb)."""
+    h, w = rgb.shape[:2]
+    m = cv2.getRotationMatrix2D((w / 2, h / 2), deg, 1.0)
+    cos, sin = abs(m[0, 0]), abs(m[0, 1])
+    nw, nh = int(math.ceil(h * sin + w * cos)), int(math.ceil(h * cos + w * sin))
+    m[0, 2] += nw / 2 - w / 2
+    m[1, 2] += nh / 2 - h / 2
+    out = cv2.warpAffine(rgb, m, (nw, nh), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+    return out, cv2.invertAffineTransform(m)
+
+
+def _map_detection(d: Detection, back: np.ndarray) -> Detection:
+    """A detection of a transformed copy in the original's pixels: landmarks through the
+    matrix, the box as the square-ish hull of the mapped box corners shrunk to the box's area
+    (a rotated box's hull is larger than the face)."""
+    pts = np.c_[d.landmarks, np.ones(5)] @ back.T
+    x0, y0, x1, y1 = d.box
+    corners = np.array([[x0, y0, 1], [x1, y0, 1], [x0, y1, 1], [x1, y1, 1]], np.float64) @ back.T
+    cx, cy = corners.mean(0)
+    scale = math.sqrt(abs(np.linalg.det(back[:, :2])))
+    hw, hh = (x1 - x0) * scale / 2, (y1 - y0) * scale / 2
+    return Detection((cx - hw, cy - hh, cx + hw, cy + hh), d.prob, pts)
+
+
+def _iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def detect_all(rgb: np.ndarray, p: ReplaceParams) -> list[Detection]:
+    """MTCNN on a copy of at most `detect_max_side`, on rotated copies and on an upscaled copy;
+    merged by IoU (the most probable of overlapping detections wins)."""
+    h, w = rgb.shape[:2]
+    factor = min(1.0, p.detect_max_side / max(h, w))
+    small = rgb if factor == 1.0 else cv2.resize(rgb, (round(w * factor), round(h * factor)), interpolation=cv2.INTER_AREA)
+    to_photo = np.array([[1 / factor, 0, 0], [0, 1 / factor, 0]], np.float64)
+    det = _detector(20)
+    found = [_map_detection(d, to_photo) for d in det.detect(small)]
+    for deg in p.detect_rotations:
+        rotated, back = _rotate(small, deg)
+        found += [_map_detection(d, to_photo @ np.vstack([back, [0, 0, 1]])) for d in det.detect(rotated)]
+    scale = min(factor * p.detect_upscale, max(1.0, factor))  # never beyond full resolution unless it is small
+    if scale > factor:
+        big = cv2.resize(rgb, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC)
+        up = scale / factor
+        # only faces too small for the first pass (< 40 px there): the larger ones it found already
+        found += [_map_detection(d, np.array([[1 / scale, 0, 0], [0, 1 / scale, 0]]))
+                  for d in det.detect(big) if d.short_side < 40 * up]
+    found = [d for d in found if d.prob >= p.min_face_prob]
+    kept: list[Detection] = []
+    for d in sorted(found, key=lambda d: -d.prob):
+        if all(_iou(d.box, k.box) < 0.3 for k in kept):
+            kept.append(d)
+    return kept
+
+
+def measure(rgb: np.ndarray, d: Detection, index: int, ingest: IngestParams) -> Face:
+    """The face mesh's measures of one detection, run on its crop (the one face near the
+    crop's centre), points mapped back to the photo."""
+    crop = square_crop(d.box, ingest.box_scale)
+    patch = extract_crop(rgb, crop, MESH_SIZE, ingest.pad_mode)
+    meshes = _mesher().detect(patch)
+    centre = np.array([MESH_SIZE / 2, MESH_SIZE / 2])
+    meshes = [m for m in meshes if np.linalg.norm(m.xy[:468].mean(0) - centre) < MESH_SIZE / 4]
+    face = Face(index, tuple(float(v) for v in d.box), float(d.prob), np.asarray(d.landmarks, np.float64),
+                sharpness=sharpness(rgb, d.box))
+    if not meshes:
+        return face
+    m = min(meshes, key=lambda m: np.linalg.norm(m.xy[:468].mean(0) - centre))
+    back = cv2.invertAffineTransform(crop_matrix(crop, MESH_SIZE))
+    pts = m.points.copy()
+    pts[:, :2] = np.c_[m.xy, np.ones(len(pts))] @ back.T
+    pts[:, 2] *= crop.size / MESH_SIZE
+    mesh = fm.Mesh(pts, rgb.shape[1], rgb.shape[0])
+    yaw, pitch, roll = fm.head_pose(mesh)
+    ex = fm.expression(mesh)
+    return dataclasses.replace(face, mesh=mesh, yaw=yaw, pitch=pitch, roll=roll,
+                               eyes_open=(ex.eye_open_l + ex.eye_open_r) / 2, smile=ex.smile / max(mesh.interocular, 1e-6),
+                               gaze=fm.gaze(mesh))
+
+
+def find_faces(image: np.ndarray, params: ReplaceParams | None = None, ingest: IngestParams | None = None) -> list[Face]:
+    """Every face of an RGB uint8 photo, numbered left to right (box centre x)."""
+    p, ing = params or ReplaceParams(), ingest or IngestParams()
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ValueError(f"expected an RGB uint8 image, got shape {image.shape} dtype {image.dtype}")
+    dets = sorted(detect_all(image, p), key=lambda d: (d.box[0] + d.box[2]) / 2)
+    return [measure(image, d, i, ing) for i, d in enumerate(dets)]
+
+
+def draw_faces(image: np.ndarray, faces: list[Face]) -> np.ndarray:
+    """A preview: each face's box, landmarks and number."""
+    out = image.copy()
+    thick = max(2, round(max(image.shape[:2]) / 400))
+    for f in faces:
+        x0, y0, x1, y1 = (int(round(v)) for v in f.box)
+        cv2.rectangle(out, (x0, y0), (x1, y1), (255, 215, 0), thick)
+        for x, y in f.landmarks:
+            cv2.circle(out, (int(round(x)), int(round(y))), thick + 1, (0, 255, 128), -1)
+        label = str(f.index)
+        scale = max(0.6, (x1 - x0) / 120)
+        cv2.putText(out, label, (x0, max(0, y0 - 4 * thick)), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 215, 0), thick, cv2.LINE_AA)
+    return out

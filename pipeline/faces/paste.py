@@ -1,0 +1,144 @@
+"""THE paste-back: putting a new face into an image under a feathered mask.
+
+One home for every "new pixels inside a face mask, old pixels exactly outside" in the project:
+the photo tool (a 1024 px crop back into a full-resolution photo through the inverse of
+ingest's crop affine), the evaluation's paste / Poisson / classical baselines (same frame, no
+crop) and the relighting stage (relit face and hair over the original).
+
+The alpha is feathered *inwards* (0 outside the mask, rising to 1 within `feather_px`), so a
+pixel outside the mask keeps its exact value whatever the model did to its crop. Colour matching
+at the rim removes the low-frequency colour step a model or another photo's face brings along:
+the mean difference between old and new on a ring just inside the mask edge, smoothed, is added
+to the new face before blending, fading to nothing towards the face's centre.
+"""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from pipeline.faces.crop import crop_matrix
+from pipeline.faces.geometry import SquareCrop
+
+
+def feather(mask: np.ndarray, px: float) -> np.ndarray:
+    """Float alpha in [0, 1]: 0 everywhere outside `mask`, rising smoothly to 1 within `px`
+    pixels inside its edge (a smoothstep of the distance to the nearest outside pixel)."""
+    if px <= 0:
+        return mask.astype(np.float32)
+    dist = cv2.distanceTransform(mask.astype(np.uint8), cv2.DIST_L2, 5)
+    t = np.clip(dist / px, 0.0, 1.0)
+    return (t * t * (3 - 2 * t)).astype(np.float32)
+
+
+def erode(mask: np.ndarray, px: int) -> np.ndarray:
+    """Bool mask shrunk by an ellipse of diameter `px` (no-op at 0)."""
+    if px <= 0:
+        return mask.astype(bool)
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (px, px))
+    return cv2.erode(mask.astype(np.uint8), kernel).astype(bool)
+
+
+def composite(image: np.ndarray, new: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """`new` inside the mask, `image` outside; exactly `image` wherever alpha is 0 (only the
+    bounding box of alpha > 0 is touched)."""
+    out = image.copy()
+    ys, xs = np.nonzero(alpha > 0)
+    if len(ys) == 0:
+        return out
+    box = np.s_[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
+    a = alpha[box][..., None]
+    blend = np.rint(image[box].astype(np.float32) * (1 - a) + new[box].astype(np.float32) * a).astype(np.uint8)
+    out[box] = np.where(a > 0, blend, image[box])
+    return out
+
+
+def rim_colour_match(image: np.ndarray, new: np.ndarray, mask: np.ndarray, rim_px: int) -> np.ndarray:
+    """`new` with the smoothed colour difference (image - new) on the ring of `rim_px` inside
+    the mask edge added, fading towards the mask's centre: the seam's colour step goes, the
+    new face's own detail and shading stay."""
+    if rim_px <= 0 or not mask.any():
+        return new
+    inner = erode(mask, 2 * rim_px)
+    ring = mask & ~inner
+    if ring.sum() < 8:
+        return new
+    diff = (image.astype(np.float32) - new.astype(np.float32)) * ring[..., None]
+    sigma = max(2.0, 1.5 * rim_px)
+    w = cv2.GaussianBlur(ring.astype(np.float32), (0, 0), sigma)
+    smooth = cv2.GaussianBlur(diff, (0, 0), sigma) / np.maximum(w, 1e-3)[..., None]
+    fallback = diff[ring].mean(0)  # where the blur of the ring is thin (deep inside), its mean
+    trust = np.clip(w / 0.2, 0, 1)[..., None]
+    shift = trust * smooth + (1 - trust) * fallback
+    fade = 1.0 - feather(mask, 4 * rim_px)[..., None] * 0.5  # full at the rim, half in the centre
+    return np.clip(new.astype(np.float32) + shift * fade, 0, 255).astype(np.uint8)
+
+
+def poisson(fg: np.ndarray, bg: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """seamlessClone of fg into bg inside mask; only pixels inside the mask change."""
+    m = mask.astype(np.uint8) * 255
+    m[0, :] = m[-1, :] = m[:, 0] = m[:, -1] = 0  # seamlessClone needs the mask off the border
+    ys, xs = np.nonzero(m)
+    if len(xs) == 0:
+        return bg.copy()
+    x0, x1, y0, y1 = xs.min(), xs.max(), ys.min(), ys.max()
+    # OpenCV centres the mask's bounding box on `center` with integer halves: an even extent
+    # makes that exact (an odd one shifts the clone by a pixel).
+    if (x1 - x0) % 2:
+        m[:, x1] = 0
+        x1 -= 1
+    if (y1 - y0) % 2:
+        m[y1, :] = 0
+        y1 -= 1
+    center = (int((x0 + x1) // 2), int((y0 + y1) // 2))
+    # OpenCV 4.11 overwrites the mask passed to seamlessClone: give it a copy.
+    out = cv2.seamlessClone(np.ascontiguousarray(fg), bg, m.copy(), center, cv2.NORMAL_CLONE)
+    keep = m == 0
+    out[keep] = bg[keep]
+    return out
+
+
+def blend(image: np.ndarray, new: np.ndarray, mask: np.ndarray, feather_px: float, rim_px: int = 0,
+          erode_px: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(image with `new` pasted in the same frame, alpha used). The mask is eroded by
+    `erode_px`, colour-matched at its rim and feathered inwards."""
+    m = erode(mask, erode_px)
+    new = rim_colour_match(image, new, m, rim_px)
+    alpha = feather(m, feather_px)
+    return composite(image, new, alpha), alpha
+
+
+def paste_back(photo: np.ndarray, crop: SquareCrop, new_crop: np.ndarray, mask_crop: np.ndarray,
+               feather_px: float, rim_px: int = 0, erode_px: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(photo with `new_crop` pasted, full-resolution alpha). `new_crop` / `mask_crop` live in
+    the square crop `crop` resized to their side (ingest's `extract_crop`); they are mapped back
+    by the inverse of `crop_matrix` at the photo's resolution, and only the crop's window of the
+    photo is touched. Widths are in crop pixels and scale with the crop."""
+    size = new_crop.shape[0]
+    h, w = photo.shape[:2]
+    x0, y0 = max(0, crop.x0), max(0, crop.y0)
+    x1, y1 = min(w, crop.x0 + crop.size), min(h, crop.y0 + crop.size)
+    if x1 <= x0 or y1 <= y0:
+        return photo.copy(), np.zeros((h, w), np.float32)
+    m = crop_matrix(crop, size)
+    m[:, 2] += m[:, :2] @ np.array([x0, y0], np.float64)  # window origin
+    win = (x1 - x0, y1 - y0)
+    if size > crop.size:  # the crop was enlarged from the photo: area-average on the way back  # warpAffine has no area filter: resize, then shift by the sub-pixel offset
+        new_w = cv2.resize(new_crop, (crop.size, crop.size), interpolation=cv2.INTER_AREA)
+        mask_w = cv2.resize(mask_crop.astype(np.float32), (crop.size, crop.size), interpolation=cv2.INTER_AREA)
+        ox, oy = x0 - crop.x0, y0 - crop.y0
+        new_win = new_w[oy : oy + win[1], ox : ox + win[0]]
+        mask_win = mask_w[oy : oy + win[1], ox : ox + win[0]] > 0.5
+    else:
+        # m takes window pixels to crop pixels: sample the crop there (WARP_INVERSE_MAP)
+        new_win = cv2.warpAffine(new_crop, m, win, flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                                 borderMode=cv2.BORDER_REPLICATE)
+        mask_win = cv2.warpAffine(mask_crop.astype(np.uint8), m, win, flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP,
+                                  borderValue=0).astype(bool)
+    scale = crop.size / float(size)
+    out_win, alpha_win = blend(photo[y0:y1, x0:x1], new_win, mask_win, feather_px * scale,
+                               int(round(rim_px * scale)), int(round(erode_px * scale)))
+    out = photo.copy()
+    out[y0:y1, x0:x1] = out_win
+    alpha = np.zeros((h, w), np.float32)
+    alpha[y0:y1, x0:x1] = alpha_win
+    return out, alpha
