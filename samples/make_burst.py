@@ -9,9 +9,9 @@ Every shot animates each face with the project's own offline animator (the mesh 
 blink or a smile is the same warp the data set is made of. The camera drifts a few pixels
 between shots, as a hand-held burst does. What each shot holds (`SHOTS`):
 
-    shot_0  astronaut blinks,            Hopper smiles with her eyes open
+    shot_0  astronaut blinks,            Hopper smiles, eyes open
     shot_1  astronaut smiles, eyes open, Hopper blinks
-    shot_2  astronaut squints,           Hopper neutral
+    shot_2  astronaut looks away,        Hopper neutral, eyes open
 
 so no shot is good for both people, and `piq best-take` must take one person's face from
 another shot. Same code, same bytes: the portraits, the room and the animator are
@@ -55,7 +55,7 @@ class Shot:
 SHOTS = (
     Shot("shot_0", (mo.Controls(blink_r=1.0, blink_l=1.0), mo.Controls(smile=0.7)), (0, 0)),
     Shot("shot_1", (mo.Controls(smile=0.7), mo.Controls(blink_r=1.0, blink_l=1.0)), (4, -2)),
-    Shot("shot_2", (mo.Controls(blink_r=0.55, blink_l=0.55), mo.Controls()), (-3, 3)),
+    Shot("shot_2", (mo.Controls(yaw=-15.0), mo.Controls()), (-3, 3)),
 )
 
 
@@ -84,15 +84,6 @@ def compose(faces: list[np.ndarray], drift: tuple[int, int], background: np.ndar
     return np.clip(canvas + 0.5, 0, 255).astype(np.uint8)
 
 
-def motion(mesh, controls: mo.Controls) -> mo.Motion:
-    """A program's motion; a partial lid (a squint, < 1) stays partial: the animator closes an
-    eye fully when the measured eye ratio says blink, so the ratio is kept open for those."""
-    m = mo.program_motion(mesh, controls)
-    if 0 < max(controls.blink_r, controls.blink_l) < 1:
-        m = mo.Motion(m.rotation, m.offsets, (1.0, 1.0))
-    return m
-
-
 def render(animator: MeshAnimator | None = None) -> dict[str, np.ndarray]:
     """Every shot of the burst, by name (RGB uint8, CANVAS size)."""
     animator = animator or MeshAnimator()
@@ -102,7 +93,7 @@ def render(animator: MeshAnimator | None = None) -> dict[str, np.ndarray]:
     background = cv2.resize(room(11), (w, h), interpolation=cv2.INTER_CUBIC)
     shots = {}
     for shot in SHOTS:
-        faces = [face if c == mo.Controls() else animator.apply(face, mesh, motion(mesh, c)).image
+        faces = [face if c == mo.Controls() else animator.apply(face, mesh, mo.program_motion(mesh, c)).image
                  for face, mesh, c in zip(bases, meshes, shot.controls)]
         shots[shot.name] = compose(faces, shot.drift, background)
     return shots
