@@ -23,7 +23,7 @@ def test_make_burst_rebuilds_the_committed_bytes(tmp_path: Path) -> None:
 
 def test_each_shot_has_the_flaw_it_says() -> None:
     detector = fm.FaceMeshDetector(max_faces=2)
-    eyes, smiles = {}, {}
+    eyes, smiles, yaws = {}, {}, {}
     for shot in make_burst.SHOTS:
         rgb = np.asarray(Image.open(BURST / f"{shot.name}.jpg").convert("RGB"))
         meshes = sorted(detector.detect(rgb), key=lambda m: m.box[0])
@@ -32,8 +32,10 @@ def test_each_shot_has_the_flaw_it_says() -> None:
             x = fm.expression(mesh)
             eyes[shot.name, person] = (x.eye_open_r + x.eye_open_l) / 2
             smiles[shot.name, person] = x.smile
-    # the astronaut blinks in shot 0 and squints in shot 2; Hopper blinks in shot 1
-    assert eyes["shot_0", "astronaut"] < eyes["shot_2", "astronaut"] < eyes["shot_1", "astronaut"]
+            yaws[shot.name, person] = abs(fm.head_pose(mesh)[0])
+    # the astronaut blinks in shot 0 and looks away in shot 2; Hopper blinks in shot 1
+    assert eyes["shot_0", "astronaut"] < 0.6 * min(eyes["shot_1", "astronaut"], eyes["shot_2", "astronaut"])
+    assert yaws["shot_2", "astronaut"] > 8 > max(yaws["shot_0", "astronaut"], yaws["shot_1", "astronaut"])
     assert eyes["shot_1", "hopper"] < min(eyes["shot_0", "hopper"], eyes["shot_2", "hopper"])
     # Hopper smiles in shot 0 only
     assert smiles["shot_0", "hopper"] > max(smiles["shot_1", "hopper"], smiles["shot_2", "hopper"])
