@@ -10,8 +10,11 @@ apart, one portrait and a rescaled, brightened copy 0.003.
 """
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
+from facereplace.errors import PhotoError
 from facereplace.faces import Face
 from pipeline.config.ingest import IngestParams
 from pipeline.config.replace import ReplaceParams
@@ -48,3 +51,33 @@ class IdentityMatcher:
             e = self.embed(image, f)
             out.append(float("inf") if e is None else distance(e, reference))
         return out
+
+
+@dataclasses.dataclass(frozen=True)
+class Choice:
+    """Which face of PHOTO is replaced, and how far it is from REF's face."""
+
+    index: int
+    distance: float                   # REF's face to the chosen face
+    distances: tuple[float, ...]      # REF's face to every face of PHOTO
+    cross_identity: bool              # the guard was overridden (--allow-cross-identity)
+
+
+def choose_face(distances: list[float], face: int | None, max_distance: float, allow_cross: bool,
+                encoder: str) -> Choice:
+    """`face` when given, else the face nearest REF's identity; refused (`identity_mismatch`,
+    naming both distances) when it is further than `max_distance` unless `allow_cross`."""
+    if face is not None and not 0 <= face < len(distances):
+        raise PhotoError("bad_face_index", f"--face {face}: the photo has faces 0..{len(distances) - 1}")
+    index = int(np.argmin(distances)) if face is None else face
+    d = distances[index]
+    if not np.isfinite(d) and not allow_cross:
+        raise PhotoError("identity_unknown", f"the identity encoder ({encoder}) found no face in face {index}'s crop; "
+                                             f"pass --allow-cross-identity to replace it anyway")
+    if d > max_distance and not allow_cross:
+        raise PhotoError("identity_mismatch",
+                         f"REF's face is at identity distance {d:.3f} from face {index} (nearest face: "
+                         f"{min(distances):.3f}), over replace.max_identity_distance {max_distance:.3f} ({encoder}); "
+                         f"this tool replaces a face with the same person's. --allow-cross-identity overrides "
+                         f"(recorded in the output's provenance)")
+    return Choice(index, float(d), tuple(float(x) for x in distances), bool(d > max_distance or not np.isfinite(d)))

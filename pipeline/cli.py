@@ -2,7 +2,8 @@
 
 Subcommands are registered by name with the module that implements them and imported only
 when run, so `piq --help` stays fast and a stage's heavy imports (torch, Ray) cost nothing to
-the others. A command module provides `add_arguments(parser)` (optional) and `main(args) -> int`.
+the others. A command module provides `add_arguments(parser)` (optional) and `main(args) -> int`;
+"module:attr" names an object of the module that provides them (several commands in one module).
 """
 from __future__ import annotations
 
@@ -26,6 +27,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "sample": ("stages.sample", "sample test pairs with the trained model: 50 steps, guidance 1.5 (paper A.1)"),
     "evaluate": ("stages.evaluate", "ID / OOD test sets, every method, CSIM FID AED APD AGD LPIPS PSNR SSIM +- SEM, tables (paper 4.2)"),
     "params": ("pipeline.params_cli", "validate params.yaml and print it as resolved"),
+    # the photo tool (facereplace/): not a stage; "module:attr" names one command of a module
+    "faces": ("facereplace.cli:faces", "every face of a photo, numbered left to right: box, score, pose, eyes open, smile (--preview)"),
+    "replace": ("facereplace.cli:replace", "replace a face of PHOTO with the same person's face from REF, watermarked and marked as edited"),
+    "verify": ("facereplace.cli:verify", "print an image's invisible watermark and edit provenance; exit 1 when it carries neither"),
 }
 
 
@@ -45,7 +50,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
-    module = importlib.import_module(COMMANDS[args.command][0])
+    target, _, attr = COMMANDS[args.command][0].partition(":")
+    module = importlib.import_module(target)
+    module = getattr(module, attr) if attr else module
     sub = argparse.ArgumentParser(prog=f"piq {args.command}", description=COMMANDS[args.command][1])
     sub.add_argument("--params", default=args.params, help="params file (default: params.yaml)")
     if hasattr(module, "add_arguments"):

@@ -1,0 +1,195 @@
+"""`piq faces`, `piq replace`, `piq verify`: the photo tool's command line.
+
+Every bad input is a `PhotoError`: one line on stderr naming the file and what was wrong, exit
+code 2 (verify: 1 for an unmarked image), and no output file (writes are atomic).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import types
+from pathlib import Path
+
+from facereplace.errors import PhotoError
+
+
+def _fail(err: PhotoError) -> int:
+    print(f"piq: error: {err}", file=sys.stderr)
+    return 2
+
+
+# --- piq faces -------------------------------------------------------------------------------
+
+def faces_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("photo", help="a JPEG or PNG photo")
+    parser.add_argument("--preview", help="write the photo with every face outlined and numbered (JPEG/PNG)")
+    parser.add_argument("--json", action="store_true", help="print the faces as JSON")
+
+
+def faces_main(args: argparse.Namespace) -> int:
+    import cv2
+
+    from facereplace.faces import draw_faces, find_faces
+    from facereplace.photo_io import read_photo, write_atomic
+    from pipeline.params import load_params
+
+    params = load_params(args.params)
+    try:
+        photo = read_photo(args.photo, params.replace.max_pixels)
+        found = find_faces(photo.rgb, params.replace, params.ingest)
+        if args.preview:
+            ext = Path(args.preview).suffix.lower()
+            ok, enc = cv2.imencode(ext if ext in (".png", ".jpg", ".jpeg") else ".jpg",
+                                   cv2.cvtColor(draw_faces(photo.rgb, found), cv2.COLOR_RGB2BGR))
+            if not ok:
+                raise PhotoError("encode_failed", f"could not encode {args.preview}")
+            write_atomic(args.preview, enc.tobytes())
+    except PhotoError as err:
+        return _fail(err)
+    if args.json:
+        print(json.dumps({"photo": str(args.photo), "size": list(photo.size), "faces": [f.as_dict() for f in found]}))
+    else:
+        print(f"{args.photo}: {photo.size[0]}x{photo.size[1]}, {len(found)} face(s)")
+        for f in found:
+            d = f.as_dict()
+            print(f"  face {d['face']}: box {d['box']} score {d['score']:.3f} yaw {d['yaw']} pitch {d['pitch']} "
+                  f"roll {d['roll']} eyes_open {d['eyes_open']} smile {d['smile']} sharpness {d['sharpness']}")
+    return 0
+
+
+# --- piq replace -----------------------------------------------------------------------------
+
+def replace_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("photo", help="the photo whose face is replaced (JPEG or PNG)")
+    parser.add_argument("--driving", required=True, help="REF: a photo of the same person with the face wanted")
+    parser.add_argument("-o", "--output", required=True, help="output file, same format as PHOTO")
+    parser.add_argument("--face", type=int, help="face of PHOTO to replace (piq faces numbers); default: REF's identity")
+    parser.add_argument("--driving-face", type=int, help="face of REF to use (needed when REF shows several)")
+    parser.add_argument("--method", choices=("classical", "piq"), help="default: replace.method")
+    parser.add_argument("--allow-cross-identity", action="store_true",
+                        help="replace even when REF is another person (recorded in the provenance)")
+    parser.add_argument("--caption", default="", help="prompt for --method piq (training's captions; default empty)")
+
+
+def reference_face(faces: list, index: int | None, path: str):
+    """REF's face: the only one, or `--driving-face N`."""
+    if not faces:
+        raise PhotoError("no_face", f"REF {path}: no face found")
+    if index is None:
+        if len(faces) > 1:
+            raise PhotoError("several_faces", f"REF {path} shows {len(faces)} faces: choose one with --driving-face 0..{len(faces) - 1}")
+        return faces[0]
+    if not 0 <= index < len(faces):
+        raise PhotoError("bad_face_index", f"--driving-face {index}: REF {path} has faces 0..{len(faces) - 1}")
+    return faces[index]
+
+
+def run_replace(args: argparse.Namespace, params, method=None) -> dict:
+    """Everything `piq replace` does; returns the seconds of each part (bench/replace.py)."""
+    from facereplace.faces import find_faces
+    from facereplace.identity import IdentityMatcher, choose_face
+    from facereplace.methods import build_method
+    from facereplace.photo_io import encode_photo, read_photo, write_atomic
+    from facereplace.provenance import EditRecord, build_xmp, embed_watermark
+    from facereplace.replace import ReplaceConfig, replace_face
+
+    p = params.replace
+    times: dict[str, float] = {}
+    t = time.perf_counter()
+    photo = read_photo(args.photo, p.max_pixels)
+    ref = read_photo(args.driving, p.max_pixels)
+    times["decode"] = time.perf_counter() - t
+    t = time.perf_counter()
+    faces = find_faces(photo.rgb, p, params.ingest)
+    if not faces:
+        raise PhotoError("no_face", f"PHOTO {args.photo}: no face found")
+    ref_face = reference_face(find_faces(ref.rgb, p, params.ingest), args.driving_face, args.driving)
+    times["detect"] = time.perf_counter() - t
+    t = time.perf_counter()
+    matcher = IdentityMatcher(p, params.ingest)
+    ref_emb = matcher.embed(ref.rgb, ref_face)
+    if ref_emb is None and not args.allow_cross_identity:
+        raise PhotoError("identity_unknown", f"REF {args.driving}: the identity encoder ({matcher.name}) finds no face in "
+                                             f"REF's face crop")
+    dists = matcher.distances(photo.rgb, faces, ref_emb) if ref_emb is not None else [float("inf")] * len(faces)
+    choice = choose_face(dists, args.face, p.max_identity_distance, args.allow_cross_identity, matcher.name)
+    times["identity"] = time.perf_counter() - t
+    method = method or build_method(args.method or p.method, p, params.sample)
+    result = replace_face(photo.rgb, faces, choice.index, ref.rgb, ref_face, method, ReplaceConfig.from_params(params),
+                          getattr(args, "caption", ""))
+    times.update(result.timings)
+    t = time.perf_counter()
+    marked = embed_watermark(result.image, p.watermark_px)
+    times["watermark"] = time.perf_counter() - t
+    t = time.perf_counter()
+    record = EditRecord(method=method.name, inputs={"photo": photo.sha256, "reference": ref.sha256},
+                        faces=[{"face": choice.index, "box": [round(v, 1) for v in result.face.box],
+                                "crop": list(result.crop_box), "identity_distance": round(choice.distance, 4),
+                                "reference_face": ref_face.index}],
+                        model_hash=method.model_hash, identity_encoder=matcher.name, cross_identity=choice.cross_identity)
+    data = encode_photo(photo, marked, p.jpeg_quality, build_xmp(record))
+    write_atomic(args.output, data)
+    times["encode"] = time.perf_counter() - t
+    for w in photo.warnings + ref.warnings:
+        print(f"piq: warning: {w}", file=sys.stderr)
+    print(f"{args.output}: face {choice.index} replaced ({method.name}, identity distance {choice.distance:.3f}"
+          f"{', CROSS-IDENTITY' if choice.cross_identity else ''})")
+    return times
+
+
+def replace_main(args: argparse.Namespace) -> int:
+    from pipeline.params import load_params
+
+    params = load_params(args.params)
+    out = Path(args.output)
+    want = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG"}.get(out.suffix.lower())
+    if want is None:
+        return _fail(PhotoError("wrong_output_format", f"{out}: name the output .jpg or .png, as PHOTO"))
+    if out.resolve() in (Path(args.photo).resolve(), Path(args.driving).resolve()):
+        return _fail(PhotoError("output_is_input", f"{out}: write the result to a new file, not over an input"))
+    try:
+        from facereplace.photo_io import read_photo
+
+        if read_photo(args.photo, params.replace.max_pixels).format != want:
+            raise PhotoError("wrong_output_format", f"{out}: the output keeps PHOTO's format; use PHOTO's suffix")
+        run_replace(args, params)
+    except PhotoError as err:
+        return _fail(err)
+    return 0
+
+
+# --- piq verify ------------------------------------------------------------------------------
+
+def verify_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("image", help="an image written by piq replace (or any JPEG / PNG)")
+    parser.add_argument("--json", action="store_true")
+
+
+def verify_main(args: argparse.Namespace) -> int:
+    from facereplace.provenance import MIN_MATCH, verify
+    from pipeline.params import load_params
+
+    params = load_params(args.params)
+    try:
+        v = verify(args.image, params.replace.watermark_px, params.replace.max_pixels)
+    except PhotoError as err:
+        return _fail(err)
+    if args.json:
+        print(json.dumps({"image": v.path, "watermark_bits": v.watermark_bits, "watermarked": v.watermarked,
+                          "metadata": v.metadata}))
+    else:
+        print(f"{v.path}: watermark {'FOUND' if v.watermarked else 'not found'} ({v.watermark_bits}/48 bits, "
+              f"needs {MIN_MATCH})")
+        if v.metadata:
+            print(f"  DigitalSourceType: {v.metadata['digital_source_type']}")
+            print(f"  edit: {json.dumps(v.metadata['edit'], sort_keys=True)}")
+        else:
+            print("  no provenance metadata")
+    return 0 if v.marked else 1
+
+
+faces = types.SimpleNamespace(add_arguments=faces_arguments, main=faces_main)
+replace = types.SimpleNamespace(add_arguments=replace_arguments, main=replace_main)
+verify = types.SimpleNamespace(add_arguments=verify_arguments, main=verify_main)

@@ -1,0 +1,20 @@
+"""The face-maker interface: a source crop and a reference in, a new face in the source's crop out."""
+from __future__ import annotations
+
+from typing import Protocol
+
+import numpy as np
+
+
+class FaceMethod(Protocol):
+    name: str
+    model_hash: str | None   # sha256 of the weights that made the face (provenance); None for classical
+
+    def make_face(self, source: np.ndarray, reference: np.ndarray, driving: np.ndarray,
+                  caption: str = "") -> tuple[np.ndarray, np.ndarray | None]:
+        """`source`: the face to replace, ingest's crop (S x S uint8 RGB); `reference`: REF's
+        face, the same crop of REF; `driving`: REF's inner face cut with the training mask
+        (black elsewhere), what the model was trained to take. Returns (new S x S crop in the
+        source's frame, bool mask of the pixels it defines or None for all); raises
+        `PhotoError` when it cannot make one (no face mesh to align to)."""
+        ...

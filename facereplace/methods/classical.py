@@ -1,0 +1,34 @@
+"""The offline default: a classical face replacement (Bitouk et al. 2008 in spirit), reusing the
+evaluation's classical baseline (eval/baselines/classical.py): similarity alignment of REF's face
+onto the source on the 468 face-mesh points, Lab colour and low-frequency lighting transfer,
+then a Poisson blend (OpenCV seamlessClone) into the source crop."""
+from __future__ import annotations
+
+import numpy as np
+
+from eval.baselines.classical import transfer_appearance
+from eval.baselines.paste import align_faces
+from facereplace.errors import PhotoError
+from pipeline.config.replace import ReplaceParams
+from pipeline.faces.paste import poisson
+
+
+class ClassicalMethod:
+    name = "classical"
+    model_hash = None
+
+    def __init__(self, params: ReplaceParams) -> None:
+        self.blend = params.blend
+
+    def make_face(self, source: np.ndarray, reference: np.ndarray, driving: np.ndarray,
+                  caption: str = "") -> tuple[np.ndarray, np.ndarray | None]:
+        got = align_faces(source, reference, "mesh")
+        if got is None:
+            raise PhotoError("no_face_mesh", "the face mesh found no face in the photo's or REF's face crop to align")
+        warped, mask, ms = got
+        if mask.sum() < 64:
+            raise PhotoError("no_face_mesh", "REF's face does not overlap the photo's face after alignment")
+        fg = transfer_appearance(warped, source, mask, ms)
+        if self.blend == "poisson":
+            fg = poisson(fg, source, mask)
+        return fg, mask

@@ -1,0 +1,144 @@
+"""Replacing one face of a photo (paper section 1, figure 9: composite group photo editing).
+
+1. the face to replace is cut exactly as training cut its faces: ingest's square crop (box x
+   `ingest.box_scale` around its midpoint) at `ingest.out_size` (1024 px), padded as ingest pads;
+2. REF's face is cut the same way, parsed, and its inner face kept with training's mask
+   (train/driving.inner_face_mask: no augmentation at replace time);
+3. the method (classical or the trained model) makes the new face in the source crop's frame;
+4. it is pasted back at full resolution through the inverse of the crop's affine, under the
+   source's face-parsing mask (inner face) minus what stays in front (glasses, hats, hair,
+   hands), eroded, colour-matched at its rim and feathered inwards (pipeline/faces/paste.py).
+   Pixels where that alpha is 0 are bit-identical to the input.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import time
+
+import numpy as np
+
+from facereplace.errors import PhotoError
+from facereplace.faces import Face
+from facereplace.methods.base import FaceMethod
+from facereplace.occluders import hand_mask, label_occluders
+from pipeline.config.ingest import IngestParams
+from pipeline.config.replace import ReplaceParams
+from pipeline.config.segment import SegmentParams
+from pipeline.faces.crop import extract_crop
+from pipeline.faces.paste import paste_back
+from pipeline.labels import INNER_FACE, LABEL_IDS
+from pipeline.stage import Reject
+from train.driving import inner_face_mask
+
+
+@dataclasses.dataclass(frozen=True)
+class ReplaceConfig:
+    """The params sections replacing reads: its own, ingest's crop and segment's parser."""
+
+    replace: ReplaceParams = ReplaceParams()
+    ingest: IngestParams = IngestParams()
+    segment: SegmentParams = SegmentParams()
+
+    @classmethod
+    def from_params(cls, params) -> "ReplaceConfig":
+        return cls(params.replace, params.ingest, params.segment)
+
+
+@dataclasses.dataclass
+class Result:
+    """The photo with one face replaced."""
+
+    image: np.ndarray                  # (H, W, 3) uint8: the input outside `alpha > 0`, bit for bit
+    alpha: np.ndarray                  # (H, W) float32 paste weight
+    face: Face                         # the face replaced
+    crop_box: tuple[int, int, int, int]  # ingest's square crop of it (may leave the frame)
+    method: str
+    timings: dict[str, float]          # seconds: crop, parse, model, paste
+    source_crop: np.ndarray            # what the method saw (crop of the photo) ...
+    driving: np.ndarray                # ... and REF's inner face
+    new_crop: np.ndarray               # what it made
+
+    @property
+    def changed(self) -> np.ndarray:
+        return self.alpha > 0
+
+
+@functools.lru_cache(maxsize=2)
+def face_parser(segment: SegmentParams):
+    """The face parser of `segment.backend` (the dataset's), set up once per process."""
+    from pipeline.parsers import build_parser
+
+    parser = build_parser(segment)
+    parser.setup()
+    return parser
+
+
+def parse(segment: SegmentParams, crop: np.ndarray, what: str) -> np.ndarray:
+    """Label map of a face crop, or `PhotoError` naming `what` when the parser finds no face."""
+    got = face_parser(segment).parse([crop])[0]
+    if isinstance(got, Reject):
+        raise PhotoError("no_face_parse", f"{what}: the face parser ({segment.backend}) found no face in its crop ({got})")
+    return got
+
+
+def check_face(face: Face, shape: tuple[int, int], cfg: ReplaceConfig, what: str) -> None:
+    """A face the model's crop can hold: large enough and not cut by the border beyond the
+    padding ingest allows."""
+    if face.short_side < cfg.replace.min_face_px:
+        raise PhotoError("face_too_small", f"{what}: face {face.index} is {face.short_side:.0f} px, below "
+                                           f"replace.min_face_px {cfg.replace.min_face_px}")
+    pad = face.crop(cfg.ingest).pad_fraction(shape[1], shape[0])
+    if pad > cfg.ingest.max_pad_fraction:
+        raise PhotoError("crop_out_of_frame", f"{what}: face {face.index}'s crop is {pad:.0%} outside the image, over "
+                                              f"ingest.max_pad_fraction {cfg.ingest.max_pad_fraction:.0%}")
+
+
+def paste_mask(labels: np.ndarray, source_crop: np.ndarray, valid: np.ndarray | None, p: ReplaceParams) -> np.ndarray:
+    """Where the new face goes, in the crop: the source's inner face, minus occluders (parser
+    labels named in `replace.occluders`, hands), within what the method defined."""
+    mask = np.isin(labels, [LABEL_IDS[n] for n in INNER_FACE if n not in p.occluders])
+    mask &= ~label_occluders(labels, p.occluders)
+    if p.hands:
+        mask &= ~hand_mask(source_crop, int(round(p.hand_dilate_px * labels.shape[0] / 1024)))
+    if valid is not None:
+        mask &= valid
+    return mask
+
+
+def replace_face(photo: np.ndarray, faces: list[Face], target_index: int, reference: np.ndarray,
+                 reference_face: Face, method: FaceMethod, cfg: ReplaceConfig | None = None,
+                 caption: str = "") -> Result:
+    """`photo` (RGB uint8, as shown) with `faces[target_index]` replaced by REF's face."""
+    cfg = cfg or ReplaceConfig()
+    p, ing = cfg.replace, cfg.ingest
+    if not 0 <= target_index < len(faces):
+        raise PhotoError("bad_face_index", f"face {target_index} does not exist; the photo has faces 0..{len(faces) - 1}")
+    face = faces[target_index]
+    check_face(face, photo.shape[:2], cfg, "PHOTO")
+    check_face(reference_face, reference.shape[:2], cfg, "REF")
+    times: dict[str, float] = {}
+    t = time.perf_counter()
+    crop = face.crop(ing)
+    source_crop = extract_crop(photo, crop, ing.out_size, ing.pad_mode)
+    ref_crop = extract_crop(reference, reference_face.crop(ing), ing.out_size, ing.pad_mode)
+    times["crop"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    src_labels = parse(cfg.segment, source_crop, f"PHOTO face {face.index}")
+    ref_labels = parse(cfg.segment, ref_crop, f"REF face {reference_face.index}")
+    driving = ref_crop * inner_face_mask(ref_labels, p.driving_erosion_px)[..., None]
+    times["parse"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    new_crop, valid = method.make_face(source_crop, ref_crop, driving, caption)
+    times["model"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    mask = paste_mask(src_labels, source_crop, valid, p)
+    if mask.sum() < 64:
+        raise PhotoError("no_face_mask", f"PHOTO face {face.index}: nothing of the face is left to replace "
+                                         f"(occluded or not parsed)")
+    image, alpha = paste_back(photo, crop, new_crop, mask, p.feather_px, p.rim_px, p.mask_erode_px)
+    times["paste"] = time.perf_counter() - t
+    return Result(image, alpha, face, crop.box, method.name, times, source_crop, driving, new_crop)
