@@ -22,6 +22,7 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from facereplace.errors import PhotoError
+from facereplace.identity import distance
 
 
 class FaceLike(Protocol):
@@ -59,10 +60,7 @@ def _side(box: Sequence[float]) -> float:
 
 
 def _identity(a: np.ndarray | None, b: np.ndarray | None) -> float:
-    if a is None or b is None:
-        return math.inf
-    a, b = np.asarray(a, np.float64).ravel(), np.asarray(b, np.float64).ravel()
-    return float(1.0 - a @ b / max(np.linalg.norm(a) * np.linalg.norm(b), 1e-12))
+    return math.inf if a is None or b is None else distance(a, b)
 
 
 def check_sizes(shots: Sequence[Shot]) -> None:
