@@ -50,21 +50,29 @@ def _encode(rgb, path: str) -> bytes:
     return enc.tobytes()
 
 
-def make_best_take(paths: list[str], params, method=None, plan_path: str | None = None) -> BestTake:
-    """The whole best take of the photos at `paths` (nothing written)."""
-    from facereplace.contact_sheet import before_after, contact_sheet
+def load_burst(paths: list[str], params) -> tuple[list[LoadedPhoto], str]:
+    """Every photo read and checked (names, sizes) before minutes of detection, then its faces
+    found and embedded. Returns the shots and the identity encoder's name."""
     from facereplace.identity import IdentityMatcher
-    from facereplace.methods import build_method
     from facereplace.photo_io import read_photo
 
-    bt = params.best_take
     names = [Path(p).name for p in paths]
     if len(set(names)) != len(names):
         raise PhotoError("duplicate_names", f"the burst's photos need distinct file names (plans name them): {names}")
     photos = [read_photo(p, params.replace.max_pixels) for p in paths]
-    check_sizes([Shot(n, ph.size, []) for n, ph in zip(names, photos)])  # before minutes of detection
+    check_sizes([Shot(n, ph.size, []) for n, ph in zip(names, photos)])
     matcher = IdentityMatcher(params.replace, params.ingest)
-    shots = [load_faces(ph, n, params, matcher) for ph, n in zip(photos, names)]
+    return [load_faces(ph, n, params, matcher) for ph, n in zip(photos, names)], matcher.name
+
+
+def make_best_take(shots: list[LoadedPhoto], params, method=None, plan_path: str | None = None,
+                   identity_encoder: str | None = None) -> BestTake:
+    """The best take of a loaded burst (nothing written)."""
+    from facereplace.contact_sheet import before_after, contact_sheet
+    from facereplace.methods import build_method
+
+    bt = params.best_take
+    names = [s.name for s in shots]
     people = group_people([Shot(s.name, s.photo.size, s.faces, s.embeddings) for s in shots], bt.max_shift,
                           params.replace.max_identity_distance)
     candidates = score_people(people, [s.faces for s in shots], bt)
@@ -81,7 +89,7 @@ def make_best_take(paths: list[str], params, method=None, plan_path: str | None 
     if swaps:
         method = method or build_method(bt.method, params.replace, params.sample)
         composite = replace_many(base, swaps, method, params, "piq best-take",
-                                 inputs={s.name: s.photo.sha256 for s in shots}, identity_encoder=matcher.name)
+                                 inputs={s.name: s.photo.sha256 for s in shots}, identity_encoder=identity_encoder)
     after = composite.unmarked if composite else base.photo.rgb
     sheet = contact_sheet([s.photo.rgb for s in shots], names, candidates, plan, bt.contact_tile)
     pair = before_after(base.photo.rgb, after, composite.boxes if composite else [])
@@ -112,7 +120,8 @@ def main(args: argparse.Namespace) -> int:
         written = [Path(p).resolve() for p in (args.output, args.save_plan, args.sheet, args.before_after) if p]
         if set(written) & {Path(p).resolve() for p in args.photos}:
             raise PhotoError("output_is_input", "write the outputs to new files, not over a photo of the burst")
-        take = make_best_take(args.photos, params, plan_path=args.plan)
+        shots, encoder = load_burst(args.photos, params)
+        take = make_best_take(shots, params, plan_path=args.plan, identity_encoder=encoder)
         base = take.shots[take.plan.base]
         if SUFFIX_FORMAT[out.suffix.lower()] != base.photo.format:
             raise PhotoError("wrong_output_format", f"{out}: the base photo {base.name} is {base.photo.format}; "
