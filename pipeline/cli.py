@@ -35,6 +35,13 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+def command_module(name: str):
+    """The object implementing command `name`: its module, or "module:attr"'s attribute."""
+    target, _, attr = COMMANDS[name][0].partition(":")
+    module = importlib.import_module(target)
+    return getattr(module, attr) if attr else module
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="piq", description=__doc__.splitlines()[0])
     parser.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
@@ -51,9 +58,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
-    target, _, attr = COMMANDS[args.command][0].partition(":")
-    module = importlib.import_module(target)
-    module = getattr(module, attr) if attr else module
+    module = command_module(args.command)
     sub = argparse.ArgumentParser(prog=f"piq {args.command}", description=COMMANDS[args.command][1])
     sub.add_argument("--params", default=args.params, help="params file (default: params.yaml)")
     if hasattr(module, "add_arguments"):
