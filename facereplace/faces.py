@@ -152,7 +152,7 @@ def measure(rgb: np.ndarray, d: Detection, index: int, ingest: IngestParams) -> 
     yaw, pitch, roll = fm.head_pose(mesh)
     ex = fm.expression(mesh)
     return dataclasses.replace(face, mesh=mesh, yaw=yaw, pitch=pitch, roll=roll,
-                               eyes_open=(ex.eye_open_l + ex.eye_open_r) / 2, smile=ex.smile / max(mesh.interocular, 1e-6),
+                               eyes_open=(ex.eye_open_l + ex.eye_open_r) / 2, smile=ex.smile,
                                gaze=fm.gaze(mesh))
 
 

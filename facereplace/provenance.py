@@ -71,6 +71,17 @@ def decode_watermark(rgb: np.ndarray, side: int = 1024) -> int:
     return int(sum(int(b) == m for b, m in zip(bits, watermark_bits())))
 
 
+def edit_time() -> str:
+    """Now (UTC, ISO 8601), or SOURCE_DATE_EPOCH's time where that is set: the reproducible-builds
+    convention, so a rerun (the `demo` DVC stage) writes the same bytes."""
+    import os
+
+    epoch = os.environ.get("SOURCE_DATE_EPOCH")
+    when = (datetime.datetime.fromtimestamp(int(epoch), datetime.timezone.utc) if epoch
+            else datetime.datetime.now(datetime.timezone.utc))
+    return when.isoformat(timespec="seconds")
+
+
 @dataclasses.dataclass
 class EditRecord:
     """What `piq replace` did, written into the output's XMP."""
@@ -82,7 +93,7 @@ class EditRecord:
     identity_encoder: str | None = None
     cross_identity: bool = False
     tool: str = "piq replace"
-    time: str = dataclasses.field(default_factory=lambda: datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
+    time: str = dataclasses.field(default_factory=lambda: edit_time())
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)

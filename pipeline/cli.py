@@ -33,6 +33,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "faces": ("facereplace.cli:faces", "every face of a photo, numbered left to right: box, score, pose, eyes open, smile (--preview)"),
     "replace": ("facereplace.cli:replace", "replace a face of PHOTO with the same person's face from REF, watermarked and marked as edited"),
     "verify": ("facereplace.cli:verify", "print an image's invisible watermark and edit provenance; exit 1 when it carries neither"),
+    "best-take": ("facereplace.best_take_cli", "each person's best face of a burst in one photo: base = fewest replacements, --plan to choose, contact sheet"),
+    "app": ("facereplace.app.server", "the photo tool as a local web page (no CDN): open photos, click a face, choose its replacement, download"),
 }
 
 

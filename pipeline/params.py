@@ -16,6 +16,7 @@ from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_
 import yaml
 
 from pipeline.config.animate import AnimateParams, DriversParams
+from pipeline.config.best_take import BestTakeParams
 from pipeline.config.caption import CaptionParams
 from pipeline.config.data import DataParams
 from pipeline.config.evaluate import EvaluateParams
@@ -55,6 +56,7 @@ class Params:
     evaluate: EvaluateParams
     distill: DistillParams = dataclasses.field(default_factory=DistillParams)
     replace: ReplaceParams = ReplaceParams()
+    best_take: BestTakeParams = BestTakeParams()
 
 
 def _check_scalar(tp: Any, value: Any, path: str) -> Any:

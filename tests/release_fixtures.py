@@ -38,8 +38,12 @@ def _finish(folder: Path, rows: list[dict[str, Any]]) -> None:
 
 
 def make_upstream(root: Path, ingest_dir: Path, n_expressive: int = 2, n_relit: int = 2, size: int = 64,
-                  seed: int = 0) -> dict[str, Path]:
-    """animate / caption / segment / relight outputs for every face of an ingest dir."""
+                  seed: int = 0, relit_size: int | None = None, envmap_files: bool = False) -> dict[str, Path]:
+    """animate / caption / segment / relight outputs for every face of an ingest dir.
+    `relit_size`: relit variants written at this size instead of the image's (a relighter that
+    renders at its own resolution). `envmap_files`: envmaps named like files of an HDRI library
+    (one long token, e.g. `sh-dir_az+73_el-19_cool0.16_photostudio_4k.hdr`), as the relight
+    stage records `relight.envmap_dir`'s files."""
     dirs = {s: root / s for s in ("animate", "caption", "segment", "relight")}
     for d in dirs.values():
         (d / "sets").mkdir(parents=True, exist_ok=True)
@@ -79,9 +83,12 @@ def make_upstream(root: Path, ingest_dir: Path, n_expressive: int = 2, n_relit: 
                                     "label_counts": json.dumps(counts), "backend": BACKENDS["segment"]})
             for r in range(1, n_relit + 1):
                 light = Light.draw(rng)
-                (dirs["relight"] / "sets" / fid / f"{index}.r{r}.jpg").write_bytes(_jpg(light.apply(img, labels)))
+                relit = light.apply(img, labels)
+                if relit_size:
+                    relit = cv2.resize(relit, (relit_size, relit_size), interpolation=cv2.INTER_CUBIC)
+                (dirs["relight"] / "sets" / fid / f"{index}.r{r}.jpg").write_bytes(_jpg(relit))
                 rows["relight"].append({"face_id": fid, "image": index, "variant": f"r{r}",
-                                        "path": f"sets/{fid}/{index}.r{r}.jpg", "envmap": light.name,
+                                        "path": f"sets/{fid}/{index}.r{r}.jpg", "envmap": light.name.replace(" ", "_") + "_photostudio_4k.hdr" if envmap_files else light.name,
                                         "rotation_deg": float(r * 72), "light_dir": json.dumps(list(light.direction)),
                                         "color_temp_k": 6500.0, "backend": BACKENDS["relight"]})
     for stage, d in dirs.items():
@@ -93,7 +100,7 @@ def build_release(root: Path, ingest_dir: Path, **overrides: Any) -> Path:
     """Upstream outputs under root/, then `piq shard`'s build into root/shards. Returns that folder."""
     from stages.shard import build_release as build
 
-    upstream = make_upstream(root, ingest_dir, **{k: overrides.pop(k) for k in ("n_expressive", "n_relit", "size")
+    upstream = make_upstream(root, ingest_dir, **{k: overrides.pop(k) for k in ("n_expressive", "n_relit", "size", "relit_size", "envmap_files")
                                                   if k in overrides})
     params = ShardParams(ingest_dir=str(ingest_dir), **{f"{s}_dir": str(d) for s, d in upstream.items()},
                          out_dir=str(root / "shards"), **overrides)

@@ -4,7 +4,6 @@ the label-map overlay and shows the lighting variants. Its screenshot goes to te
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import threading
 import urllib.request
@@ -17,20 +16,21 @@ import pytest
 
 from pipeline.browse.server import Release, serve
 from pipeline.shards import iter_raw_samples
-
-REPO = Path(__file__).resolve().parents[1]
-CHROMIUM, DRIVER = shutil.which("chromium") or "/usr/bin/chromium", shutil.which("chromedriver") or "/usr/bin/chromedriver"
-OUTPUT = Path(os.environ.get("PIQ_TEST_OUTPUT", REPO / "test-output")) / "browse"
+from tests.chrome import chrome, layout_breaks, output_dir, require_chromium
 
 
-@pytest.fixture(scope="module")
-def server(tiny_release: Path):
-    srv = serve(tiny_release)
+def _serving(root: Path):
+    srv = serve(root)
     thread = threading.Thread(target=srv.serve_forever, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{srv.server_address[1]}"
     srv.shutdown()
     srv.server_close()
+
+
+@pytest.fixture(scope="module")
+def server(tiny_release: Path):
+    yield from _serving(tiny_release)
 
 
 def _get(url: str) -> bytes:
@@ -73,28 +73,12 @@ def test_release_reads_a_shard_only_when_asked(tiny_release: Path) -> None:
     assert list(release._offsets) == [tiny_release / "train" / s["shard"]], "one shard indexed, the others untouched"
 
 
-def _chrome(profile: Path):
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for arg in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                "--disable-sync", "--no-first-run", f"--user-data-dir={profile}", "--window-size=1400,1000"):
-        options.add_argument(arg)
-    return webdriver.Chrome(service=Service(DRIVER), options=options)
-
-
 def test_page_in_headless_chromium(server: str, tmp_path: Path) -> None:
-    if not (Path(CHROMIUM).exists() and Path(DRIVER).exists()):
-        if os.environ.get("CI") == "true":
-            pytest.fail("CI=true but chromium / chromedriver are missing: .ci/run installs them (apt-get install chromium chromium-driver)")
-        pytest.skip("chromium and chromedriver not installed (apt-get install -y chromium chromium-driver); CI runs this test")
-    pytest.importorskip("selenium", reason="pip install selenium (a dev dependency)")
+    require_chromium()
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    driver = _chrome(tmp_path / "profile")
+    driver = chrome(tmp_path / "profile")
     try:
         driver.get(server + "/")
         wait = WebDriverWait(driver, 30)
@@ -125,9 +109,9 @@ def test_page_in_headless_chromium(server: str, tmp_path: Path) -> None:
         driver.find_element(By.ID, "apply").click()
         wait.until(lambda d: d.find_element(By.ID, "counter").text == "1 / 1" and d.execute_script(loaded))
         assert "phopper" in driver.find_element(By.ID, "set-info").text
-        OUTPUT.mkdir(parents=True, exist_ok=True)
-        assert driver.save_screenshot(str(OUTPUT / "browse.png"))
-        shot = cv2.imread(str(OUTPUT / "browse.png"))
+        shot_path = output_dir("browse") / "browse.png"
+        assert driver.save_screenshot(str(shot_path))
+        shot = cv2.imread(str(shot_path))
         assert shot is not None and shot.shape[1] >= 1000 and shot.std() > 10
     finally:
         driver.quit()
@@ -141,3 +125,43 @@ def test_without_sets_parquet_filters_read_meta_json(tiny_release: Path, tmp_pat
     found = release.find(identity="phopper", expression="neutral")
     assert [f["participant_id"] for f in found] == ["phopper"] and "i00" in found[0]["match"]
     assert release.find(identity="phopper", expression="no such expression") == []
+
+
+@pytest.fixture(scope="module")
+def relit_release(tmp_path_factory) -> Path:
+    """One set whose 5 relit variants are 4x the original's pixel size and whose envmaps have
+    long file names (one unbreakable token): what made the lighting panel overflow."""
+    from tests.conftest import make_fake_ingest
+    from tests.release_fixtures import build_release
+
+    root = tmp_path_factory.mktemp("relit")
+    ingest = make_fake_ingest(root / "ingest")
+    (ingest / "stats.json").write_text(json.dumps({"complete": True}))
+    return build_release(root, ingest, n_expressive=1, n_relit=5, size=64, relit_size=256, envmap_files=True,
+                         max_sets_per_shard=1, test_id_fraction=0.0, test_ood_fraction=0.0)
+
+
+@pytest.mark.parametrize("window", [(1400, 1000), (900, 800)])
+def test_lighting_panel_stays_inside_its_column(relit_release: Path, tmp_path: Path, window: tuple[int, int]) -> None:
+    """Every lighting variant, caption and metadata block inside the side column and the window,
+    every variant drawn at the original's size; screenshot in test-output/browse/."""
+    require_chromium()
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    for url in _serving(relit_release):
+        driver = chrome(tmp_path / "profile", size=window)
+        try:
+            driver.get(url + "/")
+            WebDriverWait(driver, 30).until(lambda d: d.execute_script(
+                "const v = document.querySelectorAll('#lighting img');"
+                "return v.length === 6 && [...v].every(i => i.complete && i.naturalWidth > 0)"))
+            natural = driver.execute_script("return [...document.querySelectorAll('#lighting img')].map(i => i.naturalWidth)")
+            assert natural[0] * 4 == natural[1] == natural[5], "the fixture's relit variants are 4x the original"
+            assert layout_breaks(driver, "aside *", "aside") == []
+            assert layout_breaks(driver, "main > *", "main") == []
+            sizes = driver.execute_script("return [...document.querySelectorAll('#lighting img')].map(i => {"
+                                          "const b = i.getBoundingClientRect(); return [Math.round(b.width), Math.round(b.height)]; })")
+            assert len(set(map(tuple, sizes))) == 1 and sizes[0][0] > 40, f"variants drawn at different sizes: {sizes}"
+            assert driver.save_screenshot(str(output_dir("browse") / f"lighting-{window[0]}.png"))
+        finally:
+            driver.quit()

@@ -1,7 +1,7 @@
 """`piq browse DIR`: page through released sets in a local web page, served from this machine.
 
-Standard library only (ThreadingHTTPServer); the page (static/index.html, static/app.js) loads
-nothing from outside. Shards are read lazily: the first request into a shard lists its members
+Standard library only (the server shared with `piq app`: pipeline/browse/http.py); the page
+(static/index.html, static/app.js, the shared static/common.css) loads nothing from outside. Shards are read lazily: the first request into a shard lists its members
 from the tar headers (`pipeline.shards.tar_offsets`, a few hundred KB read even for a 1 GB
 shard), and every image is then one seek and one read. Filtering uses each split's
 `sets.parquet` (one row per image), falling back to the sets' meta.json when it is absent.
@@ -16,23 +16,22 @@ import argparse
 import json
 import threading
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlparse
 
 import cv2
 import numpy as np
 import pandas as pd
 
+from pipeline.browse import http
+from pipeline.browse.http import TYPES, HTTPError, LocalHandler
 from pipeline.labels import LABEL_NAMES
 from pipeline.release import INDEX_FILE
 from pipeline.shards import read_range, tar_offsets
 from pipeline.splits import SPLITS
 
 STATIC = Path(__file__).parent / "static"
-TYPES = {".jpg": "image/jpeg", ".png": "image/png", ".json": "application/json", ".html": "text/html; charset=utf-8",
-         ".js": "text/javascript; charset=utf-8", ".css": "text/css"}
 POSES = ("all", "frontal", "left", "right", "up", "down")
 POSE_DEG = 10.0
 
@@ -132,33 +131,17 @@ class Release:
         return cv2.imencode(".png", cv2.cvtColor(rgba, cv2.COLOR_RGBA2BGRA))[1].tobytes()
 
 
-def make_handler(release: Release) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args: Any) -> None:  # quiet: the terminal shows the URL only
-            pass
+def make_handler(release: Release) -> type[LocalHandler]:
+    class Handler(LocalHandler):
+        static = STATIC
 
-        def send(self, body: bytes, kind: str, status: HTTPStatus = HTTPStatus.OK) -> None:
-            self.send_response(status)
-            self.send_header("Content-Type", kind)
-            self.send_header("Content-Length", str(len(body)))
-            self.send_header("Cache-Control", "no-store" if kind.startswith("application/json") else "max-age=3600")
-            self.end_headers()
-            self.wfile.write(body)
-
-        def send_json(self, obj: Any) -> None:
-            self.send(json.dumps(obj, default=_plain).encode(), "application/json")
-
-        def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
-            url = urlparse(self.path)
-            parts = [unquote(p) for p in url.path.split("/") if p]
+        def route(self, method: str, parts: list[str], query: dict[str, str]) -> None:
+            if method != "GET":
+                raise HTTPError(HTTPStatus.METHOD_NOT_ALLOWED, "the shard browser only reads")
             try:
-                if not parts:
-                    return self.send((STATIC / "index.html").read_bytes(), TYPES[".html"])
-                if parts[0] == "static" and len(parts) == 2 and (STATIC / parts[1]).is_file() and "/" not in parts[1]:
-                    return self.send((STATIC / parts[1]).read_bytes(), TYPES.get(Path(parts[1]).suffix, "text/plain"))
                 if parts[:2] == ["api", "sets"]:
-                    q = {k: v[0] for k, v in parse_qs(url.query).items()}
-                    return self.send_json({"sets": release.find(q.get("identity", ""), q.get("expression", ""), q.get("pose", "")),
+                    return self.send_json({"sets": release.find(query.get("identity", ""), query.get("expression", ""),
+                                                                query.get("pose", "")),
                                            "identities": release.identities(), "poses": list(POSES), "total": len(release.sets)})
                 if parts[:2] == ["api", "set"] and len(parts) == 4:
                     split, key = parts[2], parts[3]
@@ -169,38 +152,19 @@ def make_handler(release: Release) -> type[BaseHTTPRequestHandler]:
                 if parts[0] == "overlay" and len(parts) == 4 and parts[3].endswith(".png"):
                     return self.send(release.overlay(parts[1], parts[2], parts[3][:-4]), TYPES[".png"])
             except KeyError as err:
-                return self.send(f"not in this release: {err}".encode(), "text/plain", HTTPStatus.NOT_FOUND)
-            self.send(b"not found", "text/plain", HTTPStatus.NOT_FOUND)
+                raise HTTPError(HTTPStatus.NOT_FOUND, f"not in this release: {err}") from err
+            raise HTTPError(HTTPStatus.NOT_FOUND, "not found")
 
     return Handler
 
 
-def _plain(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, float) and np.isnan(value):
-        return None
-    raise TypeError(type(value).__name__)
-
-
 def serve(root: str | Path, host: str = "127.0.0.1", port: int = 0) -> ThreadingHTTPServer:
     """A server bound to (host, port) (port 0: a free one); call `serve_forever` on it."""
-    server = ThreadingHTTPServer((host, port), make_handler(Release(root)))
-    server.daemon_threads = True
-    return server
+    return http.serve(make_handler(Release(root)), host, port)
 
 
 def main(args: argparse.Namespace) -> int:
-    server = serve(args.dir, args.host, args.port)
-    host, port = server.server_address[:2]
-    print(f"browse: {args.dir} at http://{host}:{port}/ (Ctrl-C to stop)", flush=True)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
-    return 0
+    return http.run(serve(args.dir, args.host, args.port), f"browse: {args.dir}")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

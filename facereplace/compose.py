@@ -1,0 +1,84 @@
+"""Several faces of one photo replaced, then marked once: what `piq best-take` and `piq app`
+share (one face at a time through `replace_face`, the one paste-back; one watermark and one
+provenance record listing every replaced face and the sha256 of every input).
+
+Also the photo set both start from: each photo read as shown, its faces found and embedded by
+the evaluation's identity encoder, so who-is-who works across photos.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Sequence
+
+import numpy as np
+
+from facereplace.errors import PhotoError
+from facereplace.faces import Face, find_faces
+from facereplace.identity import IdentityMatcher
+from facereplace.photo_io import Photo, encode_photo
+from facereplace.provenance import EditRecord, build_xmp, embed_watermark
+from facereplace.replace import ReplaceConfig, replace_face
+
+
+@dataclasses.dataclass
+class LoadedPhoto:
+    """A photo, its faces (left to right) and their identity embeddings (None: not found)."""
+
+    name: str
+    photo: Photo
+    faces: list[Face]
+    embeddings: list[np.ndarray | None]
+
+
+def load_faces(photo: Photo, name: str, params, matcher: IdentityMatcher | None = None) -> LoadedPhoto:
+    """A photo's faces, found and embedded."""
+    matcher = matcher or IdentityMatcher(params.replace, params.ingest)
+    faces = find_faces(photo.rgb, params.replace, params.ingest)
+    return LoadedPhoto(name, photo, faces, [matcher.embed(photo.rgb, f) for f in faces])
+
+
+@dataclasses.dataclass(frozen=True)
+class Swap:
+    """Face `target` of the edited photo gets face `source_face` of photo `source`."""
+
+    target: int
+    source: LoadedPhoto
+    source_face: int
+    identity_distance: float
+
+
+@dataclasses.dataclass
+class Composite:
+    """The edited photo: the composite before marking, the marked pixels, the file's bytes and
+    the record embedded in them."""
+
+    unmarked: np.ndarray
+    image: np.ndarray
+    data: bytes
+    record: EditRecord
+    boxes: list[tuple[float, float, float, float]]
+
+
+def replace_many(base: LoadedPhoto, swaps: Sequence[Swap], method, params, tool: str,
+                 inputs: dict[str, str] | None = None, cross_identity: bool = False,
+                 identity_encoder: str | None = None) -> Composite:
+    """`base` with every swap applied in turn (each paste touches only its own face's mask, so
+    the faces found in `base` stay valid), watermarked and recorded once."""
+    if not swaps:
+        raise PhotoError("nothing_to_replace", f"{base.name}: no face to replace")
+    cfg = ReplaceConfig.from_params(params)
+    image, faces, boxes = base.photo.rgb, [], []
+    for s in swaps:
+        ref_face = s.source.faces[s.source_face]
+        result = replace_face(image, base.faces, s.target, s.source.photo.rgb, ref_face, method, cfg)
+        image = result.image
+        boxes.append(result.face.box)
+        faces.append({"face": s.target, "box": [round(v, 1) for v in result.face.box], "crop": list(result.crop_box),
+                      "identity_distance": None if not np.isfinite(s.identity_distance) else round(s.identity_distance, 4),
+                      "reference": s.source.name, "reference_face": s.source_face})
+    marked = embed_watermark(image, params.replace.watermark_px)
+    record = EditRecord(method=method.name, inputs=inputs or {base.name: base.photo.sha256}, faces=faces,
+                        model_hash=method.model_hash, identity_encoder=identity_encoder, cross_identity=cross_identity,
+                        tool=tool)
+    data = encode_photo(base.photo, marked, params.replace.jpeg_quality, build_xmp(record))
+    return Composite(image, marked, data, record, boxes)

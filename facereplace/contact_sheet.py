@@ -1,0 +1,97 @@
+"""Pictures of a best take: the contact sheet (each person's candidates, scores and the choice)
+and the before / after pair.
+
+The sheet is a grid: one row per person, one column per shot of the burst; each cell is that
+person's face in that shot (a square around the face box), its total score and the five
+measures' scores under it. The face chosen for the person is framed green, the base shot's
+column is headed BASE, and a person missing from a shot gets an empty cell. Drawn with OpenCV's
+Hershey fonts only (no font files, same pixels everywhere), so the sheet is reproducible.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import cv2
+import numpy as np
+
+from facereplace.best_take import Candidate, Plan
+from pipeline.faces.crop import extract_crop
+from pipeline.faces.geometry import square_crop
+
+FONT = cv2.FONT_HERSHEY_SIMPLEX
+CHOSEN, BASE, INK, DIM, PAPER = (40, 200, 80), (255, 190, 40), (235, 235, 235), (150, 150, 150), (24, 24, 24)
+TEXT_H = 58   # px under each thumbnail: score + two lines of measures
+HEAD_H = 30   # column headers
+SIDE_W = 90   # row labels
+
+
+def _text(img: np.ndarray, text: str, org: tuple[int, int], scale: float, colour: tuple[int, int, int], thick: int = 1) -> None:
+    cv2.putText(img, text, org, FONT, scale, colour, thick, cv2.LINE_AA)
+
+
+def _fit(text: str, width: int, scale: float) -> float:
+    """The largest scale <= `scale` at which `text` fits in `width` px."""
+    w = cv2.getTextSize(text, FONT, scale, 1)[0][0]
+    return scale if w <= width else scale * width / w
+
+
+def thumbnail(rgb: np.ndarray, box: Sequence[float], size: int) -> np.ndarray:
+    """The face and a margin (1.4x its box, a square around its centre) at `size` px."""
+    return extract_crop(rgb, square_crop(tuple(box), 1.4), size, "constant")
+
+
+def contact_sheet(images: Sequence[np.ndarray], names: Sequence[str], candidates: Sequence[Sequence[Candidate]],
+                  plan: Plan, tile: int = 160) -> np.ndarray:
+    """The sheet as an RGB uint8 image (see the module doc)."""
+    pad = 8
+    cell_w, cell_h = tile + 2 * pad, tile + TEXT_H + 2 * pad
+    sheet = np.full((HEAD_H + cell_h * len(candidates), SIDE_W + cell_w * len(names), 3), PAPER, np.uint8)
+    for s, name in enumerate(names):
+        x = SIDE_W + s * cell_w + pad
+        label = f"{name}  BASE" if s == plan.base else name
+        _text(sheet, label, (x, HEAD_H - 10), _fit(label, tile, 0.5), BASE if s == plan.base else INK, 1)
+    for n, cands in enumerate(candidates):
+        y = HEAD_H + n * cell_h + pad
+        _text(sheet, f"person {n}", (8, y + tile // 2), 0.45, INK)
+        how = "auto" if plan.automatic[n] else "plan"
+        _text(sheet, "replaced" if plan.picks[n] != plan.base else "kept", (8, y + tile // 2 + 20), 0.4, DIM)
+        _text(sheet, f"({how})", (8, y + tile // 2 + 38), 0.4, DIM)
+        by_shot = {c.shot: c for c in cands}
+        for s in range(len(names)):
+            x = SIDE_W + s * cell_w + pad
+            c = by_shot.get(s)
+            if c is None:
+                _text(sheet, "not found", (x + 8, y + tile // 2), 0.45, DIM)
+                continue
+            sheet[y:y + tile, x:x + tile] = thumbnail(images[s], c.face.box, tile)
+            if plan.picks[n] == s:
+                cv2.rectangle(sheet, (x - 4, y - 4), (x + tile + 3, y + tile + 3), CHOSEN, 4)
+            p = c.parts
+            _text(sheet, f"score {c.score:.2f}", (x, y + tile + 18), 0.5, CHOSEN if plan.picks[n] == s else INK)
+            line1 = f"eyes {p['eyes_open']:.2f} smile {p['smile']:.2f}"
+            line2 = f"gaze {p['gaze']:.2f} pose {p['frontal']:.2f} sharp {p['sharpness']:.2f}"
+            _text(sheet, line1, (x, y + tile + 36), _fit(line1, tile, 0.38), DIM)
+            _text(sheet, line2, (x, y + tile + 52), _fit(line2, tile, 0.38), DIM)
+    return sheet
+
+
+def before_after(before: np.ndarray, after: np.ndarray, boxes: Sequence[Sequence[float]], max_width: int = 2048) -> np.ndarray:
+    """Before and after side by side, labelled, the replaced faces outlined on both; scaled
+    down to at most `max_width` px wide in all."""
+    h, w = before.shape[:2]
+    pair = []
+    for img, label in ((before, "before"), (after, "after")):
+        img = img.copy()
+        thick = max(2, round(w / 500))
+        for x0, y0, x1, y1 in boxes:
+            cv2.rectangle(img, (int(x0), int(y0)), (int(x1), int(y1)), CHOSEN, thick)
+        scale = max(0.8, w / 900)
+        _text(img, label, (int(12 * scale), int(34 * scale)), scale, (0, 0, 0), thick + 3)
+        _text(img, label, (int(12 * scale), int(34 * scale)), scale, (255, 255, 255), thick)
+        pair.append(img)
+    gap = np.full((h, max(4, w // 100), 3), 255, np.uint8)
+    out = np.hstack([pair[0], gap, pair[1]])
+    if out.shape[1] > max_width:
+        f = max_width / out.shape[1]
+        out = cv2.resize(out, (max_width, round(out.shape[0] * f)), interpolation=cv2.INTER_AREA)
+    return out
