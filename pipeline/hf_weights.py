@@ -206,6 +206,10 @@ def load_checked(cls: type, folder: str | Path, accepted: Sequence[str] | None =
     except WeightsFormatError:
         raise
     except Exception as exc:  # noqa: BLE001 - every reader / loader failure is a problem of these files
+        try:  # the header-level inspection names the tensor (a size mismatch error often does not)
+            inspect_folder(folder, cls, accepted)
+        except WeightsFormatError as precise:
+            raise precise from exc
         raise WeightsFormatError(target, accepted, f"could not be loaded ({type(exc).__name__}: {str(exc)[:300]})") from exc
     problems = []
     for label, key in (("missing", "missing_keys"), ("wrong shape", "mismatched_keys")):
