@@ -221,3 +221,23 @@ def load_checked(cls: type, folder: str | Path, accepted: Sequence[str] | None =
     if problems:
         raise WeightsFormatError(target, accepted, "; ".join(problems) + f" (for {cls.__name__})")
     return model
+
+
+def use_plain_names(folder: str | Path) -> None:
+    """Rename a component folder's variant-named weight files (and index) to the plain names,
+    bytes unchanged, when it holds no plain ones: a folder we write (the exported pipeline)
+    then loads with a plain `from_pretrained`, whichever variant its frozen parts came in. The
+    tensors keep their dtype; the loaders cast to the dtype asked for."""
+    folder = Path(folder)
+    weights = find_weights(folder)
+    if weights.variant is None:
+        return
+    tag = f".{weights.variant}"
+    renames = {p: p.with_name(p.name.replace(tag, "", 1)) for p in weights.files}
+    if weights.index is not None:
+        data = json.loads(weights.index.read_text())
+        data["weight_map"] = {k: v.replace(tag, "", 1) for k, v in data["weight_map"].items()}
+        weights.index.with_name(weights.index.name.replace(f".index{tag}.json", ".index.json")).write_text(json.dumps(data, indent=2))
+        weights.index.unlink()
+    for old, new in renames.items():
+        old.rename(new)
