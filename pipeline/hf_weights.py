@@ -192,12 +192,16 @@ def inspect_folder(folder: str | Path, cls: type, accepted: Sequence[str] | None
     return f"{weights.describe()}, {len(expected)} tensors match {cls.__name__}"
 
 
-def load_checked(cls: type, folder: str | Path, accepted: Sequence[str] | None = None, **kwargs):
-    """`cls.from_pretrained(folder)` on the CPU, offline, with the variant the files carry.
-    A missing or mis-shaped weight, or an unreadable file, is a `WeightsFormatError` naming the
-    file: the libraries would otherwise initialise that weight at random and carry on."""
+def load_checked(cls: type, folder: str | Path, accepted: Sequence[str] | None = None, dtype: Any = None, **kwargs):
+    """`cls.from_pretrained(folder)` on the CPU, offline, with the variant the files carry, in
+    `dtype` (None: the library's default). A missing or mis-shaped weight, or an unreadable
+    file, is a `WeightsFormatError` naming the file: the libraries would otherwise initialise
+    that weight at random and carry on."""
     folder = Path(folder)
-    accepted = accepted or (DIFFUSERS_FORMATS if hasattr(cls, "from_config") else TRANSFORMERS_FORMATS)
+    diffusers = hasattr(cls, "from_config")
+    accepted = accepted or (DIFFUSERS_FORMATS if diffusers else TRANSFORMERS_FORMATS)
+    if dtype is not None:  # diffusers calls it torch_dtype, transformers 5 dtype
+        kwargs["torch_dtype" if diffusers else "dtype"] = dtype
     weights = find_weights(folder, accepted)
     target = weights.files[0] if len(weights.files) == 1 else weights.index
     try:

@@ -105,7 +105,7 @@ def load_pretrained(family: Family, folder: str | Path, concat: str = "spatial")
     kw = {"local_files_only": True}
     comps = Components(
         family=family,
-        unet=load_checked(UNet2DConditionModel, folder / "unet", ACCEPTED, torch_dtype=torch.float32),
+        unet=load_checked(UNet2DConditionModel, folder / "unet", ACCEPTED, dtype=torch.float32),
         vae=load_checked(AutoencoderKL, folder / "vae", ACCEPTED),
         text_encoder=load_checked(CLIPTextModel, folder / "text_encoder", ACCEPTED),
         tokenizer=CLIPTokenizer.from_pretrained(folder, subfolder="tokenizer", **kw),
