@@ -4,6 +4,9 @@ names, config files and key names; random values), and the ways such a download 
 - `face_parsing_folder`: jonathandinu/face-parsing (SegFormer, 19 CelebAMask-HQ labels):
   config.json, model.safetensors, and the legacy `preprocessor_config.json` that names
   `SegformerFeatureExtractor` (written by the transformers 4.2x of its release).
+- `llava_hf_folder`: llava-hf/llava-1.5-7b-hf: weights in shards behind
+  `model.safetensors.index.json`, keys as that conversion wrote them (`language_model.model.*`,
+  `language_model.lm_head.weight`, `vision_tower.vision_model.*`, `multi_modal_projector.*`).
 - `diffusers_fp16_folder`: stable-diffusion-xl-base-1.0 / stable-diffusion-v1-5 fetched as
   `*.fp16.safetensors` only (`unet/diffusion_pytorch_model.fp16.safetensors`,
   `text_encoder/model.fp16.safetensors`, ...), optionally with some components in plain files.
@@ -95,6 +98,33 @@ def diffusers_fp16_folder(folder: Path, family: str = "sdxl", plain: Iterable[st
         else:
             index.update(safety_checker=[None, None], feature_extractor=[None, None], requires_safety_checker=False)
         (folder / "model_index.json").write_text(json.dumps(index, indent=2))
+    return folder
+
+
+def llava_hf_folder(folder: Path, shards: int = 2) -> Path:
+    """A tiny random LLaVA-1.5 (pipeline/captioners/llava_random.py) re-written as llava-hf ships it."""
+    from pipeline.captioners.llava_random import save_random_llava
+
+    save_random_llava(folder)
+    # the image processor in its own preprocessor_config.json, as the 4.x-era release has it
+    processor = json.loads((folder / "processor_config.json").read_text())
+    (folder / "preprocessor_config.json").write_text(json.dumps(processor.pop("image_processor"), indent=2))
+    (folder / "processor_config.json").write_text(json.dumps(processor, indent=2))
+    single = folder / "model.safetensors"
+    tensors = load_file(str(single))
+    single.unlink()
+    published = {(k.replace("vision_tower.", "vision_tower.vision_model.", 1) if k.startswith("vision_tower.")
+                  and not k.startswith("vision_tower.vision_model.") else k): v for k, v in tensors.items()}
+    names = sorted(published)
+    weight_map = {}
+    for i in range(shards):
+        shard = f"model-{i + 1:05d}-of-{shards:05d}.safetensors"
+        part = {k: published[k].contiguous() for k in names[i::shards]}
+        save_file(part, str(folder / shard), metadata={"format": "pt"})
+        weight_map.update({k: shard for k in part})
+    total = sum(v.numel() * v.element_size() for v in published.values())
+    (folder / "model.safetensors.index.json").write_text(json.dumps({"metadata": {"total_size": total},
+                                                                     "weight_map": weight_map}, indent=2))
     return folder
 
 
