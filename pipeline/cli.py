@@ -26,6 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "sample": ("stages.sample", "sample test pairs with the trained model: 50 steps, guidance 1.5 (paper A.1)"),
     "evaluate": ("stages.evaluate", "ID / OOD test sets, every method, CSIM FID AED APD AGD LPIPS PSNR SSIM +- SEM, tables (paper 4.2)"),
     "params": ("pipeline.params_cli", "validate params.yaml and print it as resolved"),
+    "models": ("pipeline.models_cli", "`piq models check`: are the configured paper models' files complete and in the published layout; `piq models layout`: what goes where"),
 }
 
 

@@ -161,7 +161,7 @@ def check(params) -> list[ComponentCheck]:
     if "ipadapter" not in p.methods:
         return [ComponentCheck(name, "ipadapter", None, True, "not in evaluate.methods; nothing to download")]
     if not p.ipadapter_dir or not p.ipadapter_sdxl_dir:
-        return [ComponentCheck(name, "ipadapter", None, True, "not configured: the report lists IP-Adapter as "
+        return [ComponentCheck(name, "ipadapter", None, True, "the report lists IP-Adapter as "
                                f"unavailable (baseline of table 1; to run it: {RELEASE})")]
     from transformers import CLIPVisionModelWithProjection
 
