@@ -82,6 +82,23 @@ def registered_checks() -> Mapping[str, RegisteredCheck]:
     return dict(_REGISTRY)
 
 
+def failed_check(component: str, backend: str, path: str | Path | None, error: Exception,
+                 release: str = "") -> ComponentCheck:
+    """The `FAIL` line of a component whose files raised `error`: the file (relative to the
+    configured `path`) and what was wrong; the accepted formats are left to `release` and
+    `piq models layout`, so the line stays readable."""
+    detail = str(error)
+    if isinstance(error, WeightsFormatError):
+        base = str(path).rstrip("/") if path else ""
+        file = error.path
+        if base and file.startswith(base + "/"):
+            file = file[len(base) + 1:]
+        elif base and file.rstrip("/") == base:
+            file = ""
+        detail = f"{file}: {error.found}" if file else error.found
+    return ComponentCheck(component, backend, str(path) if path else None, False, detail, release)
+
+
 def offline_check(component: str, backend: str, what: str) -> ComponentCheck:
     """The `ok` line of a component whose selected backend is the offline default: its weights
     come with a pip package or it is a classical method, so nothing is to be downloaded."""

@@ -80,7 +80,7 @@ def _damaged(tmp_path: Path, published: Path) -> Path:
     (lambda r: reshape_key(weight_file(r / "stable-diffusion-xl-base-1.0" / "unet"), "conv_out.weight"),
      "train.backbone.sdxl.unet", "wrong shape: conv_out.weight (5, 32, 3, 3) (expected (4, 32, 3, 3))"),
     (lambda r: truncate(r / "face-parsing" / "model.safetensors"), "segment.segformer",
-     "face-parsing/model.safetensors: could not be read"),
+     "face-parsing: model.safetensors: could not be read"),
     (lambda r: (r / "face-parsing" / "config.json").write_text(json.dumps(
         {**json.loads((r / "face-parsing" / "config.json").read_text()), "hidden_sizes": [8, 16, 24, 48]})),
      "segment.segformer", "wrong shape"),

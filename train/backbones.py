@@ -24,7 +24,7 @@ from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
 from pipeline.hf_weights import find_weights, inspect_folder, load_checked, read_config
-from pipeline.weights import ComponentCheck, WeightsFormatError, offline_check, register_check
+from pipeline.weights import ComponentCheck, WeightsFormatError, failed_check, offline_check, register_check
 
 Family = Literal["sdxl", "sd15"]
 TINY_MAX_TOKENS = 32
@@ -210,13 +210,13 @@ def check(params) -> list[ComponentCheck]:
     try:
         check_pretrained(tp.backbone, tp.pretrained_dir, tp.concat)
     except WeightsFormatError as exc:
-        return [ComponentCheck(name, tp.backbone, tp.pretrained_dir, False, str(exc), RELEASE[tp.backbone])]
+        return [failed_check(name, tp.backbone, tp.pretrained_dir, exc, RELEASE[tp.backbone])]
     lines = []
     for sub, cls in model_parts(tp.backbone).items():
         where = str(Path(tp.pretrained_dir) / sub)
         try:
             lines.append(ComponentCheck(f"{name}.{sub}", tp.backbone, where, True, inspect_folder(where, cls, ACCEPTED)))
         except WeightsFormatError as exc:
-            lines.append(ComponentCheck(f"{name}.{sub}", tp.backbone, where, False, str(exc), RELEASE[tp.backbone]))
+            lines.append(failed_check(f"{name}.{sub}", tp.backbone, where, exc, RELEASE[tp.backbone]))
     return lines
 

@@ -28,7 +28,8 @@ import numpy as np
 from eval.baselines import Unavailable
 from eval.data import Triplet
 from pipeline.hf_weights import inspect_folder, load_checked, meta_model, read_config
-from pipeline.weights import ComponentCheck, WeightsFormatError, compare_shapes, register_check, tensor_shapes
+from pipeline.weights import (ComponentCheck, WeightsFormatError, compare_shapes, failed_check, register_check,
+                              tensor_shapes)
 
 ADAPTERS = ("ip-adapter-plus_sdxl_vit-h.safetensors", "ip-adapter-plus-face_sdxl_vit-h.safetensors")
 ACCEPTED = ("h94/IP-Adapter's IP-Adapter-Plus SDXL .safetensors (image_proj.* Resampler + ip_adapter.N.to_k_ip / "
@@ -171,5 +172,5 @@ def check(params) -> list[ComponentCheck]:
         found.append("image_encoder: " + inspect_folder(ip / "models" / "image_encoder", CLIPVisionModelWithProjection))
         found += [f"{sub}: {inspect_folder(sdxl / sub, cls)}" for sub, cls in sdxl_parts().items()]
     except (Unavailable, WeightsFormatError) as exc:
-        return [ComponentCheck(name, "ipadapter", p.ipadapter_dir, False, str(exc), RELEASE)]
+        return [failed_check(name, "ipadapter", p.ipadapter_dir, exc, RELEASE)]
     return [ComponentCheck(name, "ipadapter", f"{p.ipadapter_dir} + {p.ipadapter_sdxl_dir}", True, "; ".join(found))]

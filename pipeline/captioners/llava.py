@@ -33,7 +33,7 @@ from pipeline.annotate import pixel_batch, resolve_device
 from pipeline.captioners.base import Caption, Captioner
 from pipeline.hf_weights import TRANSFORMERS_FORMATS, inspect_folder, load_checked, read_config
 from pipeline.stage import Reject
-from pipeline.weights import ComponentCheck, WeightsFormatError, offline_check, register_check
+from pipeline.weights import ComponentCheck, WeightsFormatError, failed_check, offline_check, register_check
 
 # LLaVA-1.5's conversation format, for processors saved without a chat template.
 FALLBACK_TEMPLATE = "USER: <image>\n{instruction} ASSISTANT:"
@@ -173,5 +173,5 @@ def check(params) -> list[ComponentCheck]:
         check_processor_files(Path(p.llava_dir))
         found = inspect_folder(p.llava_dir, LlavaForConditionalGeneration, ACCEPTED)
     except WeightsFormatError as exc:
-        return [ComponentCheck("caption.llava", "llava", p.llava_dir, False, str(exc), RELEASE)]
+        return [failed_check("caption.llava", "llava", p.llava_dir, exc, RELEASE)]
     return [ComponentCheck("caption.llava", "llava", p.llava_dir, True, found)]

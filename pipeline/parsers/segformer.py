@@ -28,7 +28,7 @@ from pipeline.hf_weights import TRANSFORMERS_FORMATS, inspect_folder, load_check
 from pipeline.labels import LABEL_NAMES, id_lookup
 from pipeline.parsers.base import FaceParser
 from pipeline.stage import Reject
-from pipeline.weights import ComponentCheck, WeightsFormatError, offline_check, register_check
+from pipeline.weights import ComponentCheck, WeightsFormatError, failed_check, offline_check, register_check
 
 PROCESSOR_TYPES = ("SegformerImageProcessor", "SegformerImageProcessorFast", "SegformerFeatureExtractor")
 ACCEPTED = (
@@ -158,7 +158,7 @@ def check(params) -> list[ComponentCheck]:
         labels = label_lookup(p.segformer_dir, read_config(p.segformer_dir, ACCEPTED).get("id2label", {}))
         processor = load_image_processor(p.segformer_dir)
     except WeightsFormatError as exc:
-        return [ComponentCheck("segment.segformer", "segformer", p.segformer_dir, False, str(exc), RELEASE)]
+        return [failed_check("segment.segformer", "segformer", p.segformer_dir, exc, RELEASE)]
     size = processor.size
     side = size.get("height") if isinstance(size, dict) else getattr(size, "height", None)
     source = "preprocessor_config.json" if (Path(p.segformer_dir) / "preprocessor_config.json").is_file() else "defaults"
