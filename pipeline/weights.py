@@ -12,9 +12,10 @@ common to all of them and live here, once:
   and shapes, dtype variants) without loading anything onto a GPU, and says what it found.
   `piq models layout` prints each registered backend's expected layout.
 
-Backends register with `@register_check("section.component")`; `pipeline.models_cli` imports the
-modules named in `CHECK_MODULES` so that their checks register, then runs the ones whose
-backend params.yaml selects.
+Backends register with `@register_check("section.component", layout=...)`; `pipeline.models_cli`
+imports the modules named in `CHECK_MODULES` so that their checks register, then runs them all.
+A check whose paper backend params.yaml does not select returns `offline_check(...)`: an `ok`
+line naming the offline default in use (nothing to download).
 """
 from __future__ import annotations
 
@@ -79,6 +80,30 @@ def register_check(name: str, layout: str) -> Callable[[Callable], Callable]:
 
 def registered_checks() -> Mapping[str, RegisteredCheck]:
     return dict(_REGISTRY)
+
+
+def failed_check(component: str, backend: str, path: str | Path | None, error: Exception,
+                 release: str = "") -> ComponentCheck:
+    """The `FAIL` line of a component whose files raised `error`: the file (relative to the
+    configured `path`) and what was wrong; the accepted formats are left to `release` and
+    `piq models layout`, so the line stays readable."""
+    detail = str(error)
+    if isinstance(error, WeightsFormatError):
+        base = str(path).rstrip("/") if path else ""
+        file = error.path
+        if base and file.startswith(base + "/"):
+            file = file[len(base) + 1:]
+        elif base and file.rstrip("/") == base:
+            file = ""
+        detail = f"{file}: {error.found}" if file else error.found
+    return ComponentCheck(component, backend, str(path) if path else None, False, detail, release)
+
+
+def offline_check(component: str, backend: str, what: str) -> ComponentCheck:
+    """The `ok` line of a component whose selected backend is the offline default: its weights
+    come with a pip package or it is a classical method, so nothing is to be downloaded."""
+    return ComponentCheck(component, backend, None, True,
+                          f"offline default ({what}); nothing to download")
 
 
 def tensor_shapes(path: str | Path, accepted: Sequence[str]) -> dict[str, tuple[int, ...]]:

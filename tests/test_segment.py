@@ -107,7 +107,9 @@ def test_segformer_unmapped_label_is_an_error(tmp_path):
     params = SegmentParams(segformer_dir=str(tmp_path / "segformer"), backend="segformer", device="cpu")
     from pipeline.parsers import build_parser
 
-    with pytest.raises(KeyError, match="sunglasses_strap"):
+    from pipeline.weights import WeightsFormatError
+
+    with pytest.raises(WeightsFormatError, match=r"config.json.*sunglasses_strap"):
         build_parser(params).setup()
 
 

@@ -5,17 +5,26 @@ Both paths give the same `Components`. The real path reads the diffusers folder 
 `tokenizer_2/`) with `local_files_only=True`: nothing is ever downloaded. The tiny path builds
 small models of the same families in code, for CPU runs of the sample, the tests and the
 ablation plumbing; its tokenizer is a byte-level CLIP tokenizer with no merges.
+
+Weight files: each component's dtype variant is detected from the files present
+(`pipeline.hf_weights.find_weights`): plain `diffusion_pytorch_model.safetensors` /
+`model.safetensors` when there, else the variant there, so the common SDXL download of
+`*.fp16.safetensors` only loads, and so does a folder mixing fp16 and full-precision
+components. The UNet is upcast to fp32 master weights either way. A missing, renamed or
+mis-shaped weight is a `WeightsFormatError` naming the file (never a random weight).
 """
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 from typing import Literal, Optional
 
 import torch
 from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
+
+from pipeline.hf_weights import find_weights, inspect_folder, load_checked, read_config
+from pipeline.weights import ComponentCheck, WeightsFormatError, failed_check, offline_check, register_check
 
 Family = Literal["sdxl", "sd15"]
 TINY_MAX_TOKENS = 32
@@ -33,8 +42,16 @@ class Components:
     tokenizer_2: Optional[CLIPTokenizer] = None
 
 
-class BackboneError(ValueError):
+ACCEPTED = ("a diffusers pipeline folder (stable-diffusion-xl-base-1.0 / stable-diffusion-v1-5): unet/, vae/, "
+            "text_encoder/, tokenizer/, scheduler/ (+ text_encoder_2/, tokenizer_2/ for SDXL), each model folder with "
+            "config.json and its weights in plain or fp16-variant file names (*.fp16.safetensors)",)
+
+
+class BackboneError(WeightsFormatError):
     """A pretrained folder that cannot give the model asked for; raised before any weight loads."""
+
+    def __init__(self, path: str | Path, found: str) -> None:
+        super().__init__(path, ACCEPTED, found)
 
 
 # subfolder -> files of which one must be there
@@ -43,29 +60,38 @@ REQUIRED = {
     "tokenizer": ("vocab.json", "tokenizer.json"), "scheduler": ("scheduler_config.json",),
 }
 REQUIRED_SDXL = {"text_encoder_2": ("config.json",), "tokenizer_2": ("vocab.json", "tokenizer.json")}
+# model components: subfolder -> class
+MODELS = {"unet": UNet2DConditionModel, "vae": AutoencoderKL, "text_encoder": CLIPTextModel}
+MODELS_SDXL = {"text_encoder_2": CLIPTextModelWithProjection}
+
+
+def model_parts(family: Family) -> dict[str, type]:
+    return {**MODELS, **(MODELS_SDXL if family == "sdxl" else {})}
 
 
 def check_pretrained(family: Family, folder: str | Path, concat: str = "spatial") -> None:
-    """Read only the folder's config files: every component the family needs is there, the
-    UNet is of that family and its `in_channels` fits `concat`. Cheap, so it runs before any
-    weight is read or any GPU memory is taken."""
+    """Read only the folder's config files and file names: every component the family needs is
+    there with its weights, the UNet is of that family and its `in_channels` fits `concat`.
+    Cheap, so it runs before any weight is read or any GPU memory is taken."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise BackboneError(f"train.pretrained_dir {folder} does not exist (weights are never downloaded)")
+        raise BackboneError(folder, "train.pretrained_dir does not exist (weights are never downloaded)")
     needed = {**REQUIRED, **(REQUIRED_SDXL if family == "sdxl" else {})}
     missing = [f"{sub}/ ({' or '.join(files)})" for sub, files in needed.items()
                if not any((folder / sub / f).is_file() for f in files)]
     if missing:
-        raise BackboneError(f"{folder} is not a complete {family} folder in the diffusers layout: missing "
+        raise BackboneError(folder, f"is not a complete {family} folder in the diffusers layout: missing "
                             + ", ".join(missing))
-    unet = json.loads((folder / "unet" / "config.json").read_text())
-    latent = json.loads((folder / "vae" / "config.json").read_text()).get("latent_channels", 4)
+    for sub in model_parts(family):
+        find_weights(folder / sub, ACCEPTED)  # no weights file / missing shards: named here
+    unet = read_config(folder / "unet", ACCEPTED)
+    latent = read_config(folder / "vae", ACCEPTED).get("latent_channels", 4)
     is_sdxl = unet.get("addition_embed_type") == "text_time"
     if is_sdxl != (family == "sdxl"):
-        raise BackboneError(f"{folder}/unet is {'an SDXL' if is_sdxl else 'not an SDXL'} UNet but train.backbone is {family}")
+        raise BackboneError(folder / "unet", f"is {'an SDXL' if is_sdxl else 'not an SDXL'} UNet but train.backbone is {family}")
     allowed = {latent} if concat == "spatial" else {latent, 3 * latent}
     if unet.get("in_channels") not in allowed:
-        raise BackboneError(f"{folder}/unet has in_channels={unet.get('in_channels')}, which does not fit "
+        raise BackboneError(folder / "unet", f"has in_channels={unet.get('in_channels')}, which does not fit "
                             f"train.concat={concat} (needs {' or '.join(map(str, sorted(allowed)))} with a "
                             f"{latent}-channel VAE)")
 
@@ -79,14 +105,14 @@ def load_pretrained(family: Family, folder: str | Path, concat: str = "spatial")
     kw = {"local_files_only": True}
     comps = Components(
         family=family,
-        unet=UNet2DConditionModel.from_pretrained(folder, subfolder="unet", torch_dtype=torch.float32, **kw),
-        vae=AutoencoderKL.from_pretrained(folder, subfolder="vae", **kw),
-        text_encoder=CLIPTextModel.from_pretrained(folder, subfolder="text_encoder", **kw),
+        unet=load_checked(UNet2DConditionModel, folder / "unet", ACCEPTED, dtype=torch.float32),
+        vae=load_checked(AutoencoderKL, folder / "vae", ACCEPTED),
+        text_encoder=load_checked(CLIPTextModel, folder / "text_encoder", ACCEPTED),
         tokenizer=CLIPTokenizer.from_pretrained(folder, subfolder="tokenizer", **kw),
         scheduler=DDPMScheduler.from_pretrained(folder, subfolder="scheduler", **kw),
     )
     if family == "sdxl":
-        comps.text_encoder_2 = CLIPTextModelWithProjection.from_pretrained(folder, subfolder="text_encoder_2", **kw)
+        comps.text_encoder_2 = load_checked(CLIPTextModelWithProjection, folder / "text_encoder_2", ACCEPTED)
         comps.tokenizer_2 = CLIPTokenizer.from_pretrained(folder, subfolder="tokenizer_2", **kw)
     return comps
 
@@ -156,3 +182,41 @@ def tiny_components(family: Family, seed: int = 0) -> Components:
 
 def build_components(family: Family, pretrained_dir: str | None, seed: int = 0, concat: str = "spatial") -> Components:
     return load_pretrained(family, pretrained_dir, concat) if pretrained_dir else tiny_components(family, seed)
+
+
+RELEASE = {"sdxl": "huggingface.co/stabilityai/stable-diffusion-xl-base-1.0 (the *.fp16.safetensors files are enough): "
+                   "model_index.json, unet/, vae/, text_encoder/, text_encoder_2/, tokenizer/, tokenizer_2/, scheduler/ "
+                   "into train.pretrained_dir/",
+           "sd15": "huggingface.co/stable-diffusion-v1-5/stable-diffusion-v1-5 (fp16 variant files are enough): unet/, "
+                   "vae/, text_encoder/, tokenizer/, scheduler/ into train.pretrained_dir/"}
+LAYOUT = """train.pretrained_dir/                  (stabilityai/stable-diffusion-xl-base-1.0; sd15: stable-diffusion-v1-5)
+  unet/config.json + diffusion_pytorch_model.safetensors | diffusion_pytorch_model.fp16.safetensors
+  vae/config.json + diffusion_pytorch_model.safetensors | diffusion_pytorch_model.fp16.safetensors
+  text_encoder/config.json + model.safetensors | model.fp16.safetensors
+  text_encoder_2/config.json + model.safetensors | model.fp16.safetensors      (SDXL only)
+  tokenizer/ (vocab.json, merges.txt) and tokenizer_2/ (SDXL only)
+  scheduler/scheduler_config.json
+  each component's variant is detected from its files; plain names win when both are there"""
+
+
+@register_check("train.backbone", layout=LAYOUT)
+def check(params) -> list[ComponentCheck]:
+    """`piq models check`: the backbone folder of `train.pretrained_dir`, one line per component."""
+    tp = params.train
+    name = f"train.backbone.{tp.backbone}"
+    if not tp.pretrained_dir:
+        return [offline_check(name, f"tiny-{tp.backbone}", "a small random model of the family built in code, "
+                              "for CPU runs; set train.pretrained_dir for the paper's run")]
+    try:
+        check_pretrained(tp.backbone, tp.pretrained_dir, tp.concat)
+    except WeightsFormatError as exc:
+        return [failed_check(name, tp.backbone, tp.pretrained_dir, exc, RELEASE[tp.backbone])]
+    lines = []
+    for sub, cls in model_parts(tp.backbone).items():
+        where = str(Path(tp.pretrained_dir) / sub)
+        try:
+            lines.append(ComponentCheck(f"{name}.{sub}", tp.backbone, where, True, inspect_folder(where, cls, ACCEPTED)))
+        except WeightsFormatError as exc:
+            lines.append(failed_check(f"{name}.{sub}", tp.backbone, where, exc, RELEASE[tp.backbone]))
+    return lines
+

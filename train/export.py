@@ -2,7 +2,9 @@
 
 The UNet is written with its fp32 master weights. Frozen parts that came from a pretrained
 folder are copied from it byte for byte (training may hold them in bf16; re-saving those would
-write a lossy copy); tiny random ones are saved in fp32. The folder is written under a temporary
+write a lossy copy); tiny random ones are saved in fp32. A frozen part copied from an
+fp16-variant download (`model.fp16.safetensors`) is written under the plain file name, bytes
+unchanged, so the exported folder loads with a plain `PiQPerfectPipeline.from_pretrained`. The folder is written under a temporary
 name and renamed, so an interrupted export never leaves a pipeline that loads but is incomplete.
 """
 from __future__ import annotations
@@ -14,7 +16,8 @@ from typing import Optional
 import torch
 from diffusers import EulerDiscreteScheduler, UNet2DConditionModel
 
-from train.backbones import Components
+from pipeline.hf_weights import use_plain_names
+from train.backbones import Components, model_parts
 from train.pipeline import PiQPerfectPipeline
 
 FROZEN = ("vae", "text_encoder", "text_encoder_2", "tokenizer", "tokenizer_2")
@@ -42,6 +45,8 @@ def write_pipeline_folder(comps: Components, unet: UNet2DConditionModel, concat:
         source = Path(pretrained_dir) / name if pretrained_dir else None
         if source is not None and source.is_dir():
             shutil.copytree(source, tmp / name)
+            if name in model_parts(comps.family):
+                use_plain_names(tmp / name)
         elif isinstance(part, torch.nn.Module) and part.dtype != torch.float32:
             raise ValueError(f"{name} is {part.dtype} and has no pretrained folder to copy; cannot export it losslessly")
         else:

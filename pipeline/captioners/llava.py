@@ -14,6 +14,12 @@ eager decoding. The compiled graph is reused by every batch of the same size; a 
 batch is padded up to `batch_size` with copies of its first image so no recompile happens.
 (The image comes right after "USER: ", so the shared text prefix is too short for a prefix cache
 to pay; a serving engine such as vLLM does not install beside our torch.)
+
+The folder as published (llava-hf/llava-1.5-7b-hf): config.json, model-0000N-of-00003.safetensors
+with model.safetensors.index.json (key names of the original conversion: `language_model.model.*`,
+`vision_tower.vision_model.*`, `multi_modal_projector.*`, which transformers renames at load),
+tokenizer files, preprocessor_config.json. A missing shard, a renamed key or a wrong shape is a
+`WeightsFormatError` naming the file, found on the CPU before the model reaches the GPU.
 """
 from __future__ import annotations
 
@@ -26,10 +32,34 @@ import numpy as np
 from pipeline.annotate import pixel_batch
 from pipeline.device import resolve_device
 from pipeline.captioners.base import Caption, Captioner
+from pipeline.hf_weights import TRANSFORMERS_FORMATS, inspect_folder, load_checked, read_config
 from pipeline.stage import Reject
+from pipeline.weights import ComponentCheck, WeightsFormatError, failed_check, offline_check, register_check
 
 # LLaVA-1.5's conversation format, for processors saved without a chat template.
 FALLBACK_TEMPLATE = "USER: <image>\n{instruction} ASSISTANT:"
+
+ACCEPTED = (TRANSFORMERS_FORMATS[0] + " of a LlavaForConditionalGeneration (LLaVA-1.5), with its tokenizer "
+            "(tokenizer.json or tokenizer.model) and preprocessor_config.json (or a processor_config.json holding the "
+            "image processor, as transformers 5 writes it)",)
+RELEASE = ("huggingface.co/llava-hf/llava-1.5-7b-hf: config.json, generation_config.json, model-0000*-of-00003.safetensors, "
+           "model.safetensors.index.json, tokenizer.json, tokenizer.model, tokenizer_config.json, special_tokens_map.json, "
+           "preprocessor_config.json (+ chat_template.json) into caption.llava_dir/")
+LAYOUT = """caption.llava_dir/                     (huggingface.co/llava-hf/llava-1.5-7b-hf)
+  config.json, generation_config.json   LlavaForConditionalGeneration
+  model-00001-of-00003.safetensors ...  + model.safetensors.index.json (or one model.safetensors; fp16 variant accepted)
+  tokenizer.json | tokenizer.model, tokenizer_config.json, special_tokens_map.json
+  preprocessor_config.json              CLIPImageProcessor (336 px); chat_template.json optional"""
+
+
+def check_processor_files(folder: Path) -> None:
+    """The processor's files are there (the model files are checked by `pipeline.hf_weights`)."""
+    if not any((folder / name).is_file() for name in ("tokenizer.json", "tokenizer.model")):
+        raise WeightsFormatError(folder, ACCEPTED, "no tokenizer.json or tokenizer.model")
+    if (folder / "processor_config.json").is_file():  # transformers 5 writes the image processor in there
+        if "image_processor" in read_config(folder, ACCEPTED, "processor_config.json"):
+            return
+    read_config(folder, ACCEPTED, "preprocessor_config.json")
 
 
 class LlavaCaptioner(Captioner):
@@ -51,10 +81,10 @@ class LlavaCaptioner(Captioner):
 
         p = self.params
         folder = Path(p.llava_dir)
-        if not (folder / "config.json").is_file():
-            raise FileNotFoundError(f"caption.llava_dir {folder} has no config.json (a LLaVA folder)")
+        read_config(folder, ACCEPTED)
+        check_processor_files(folder)
         device, dtype = resolve_device(p.device, p.dtype)
-        model = LlavaForConditionalGeneration.from_pretrained(folder, local_files_only=True, dtype=dtype)
+        model = load_checked(LlavaForConditionalGeneration, folder, ACCEPTED, dtype=dtype)  # on the CPU
         processor = AutoProcessor.from_pretrained(folder, local_files_only=True)
         self._attach(model.to(device).eval(), processor)
 
@@ -127,3 +157,19 @@ class LlavaCaptioner(Captioner):
     def caption(self, images: Sequence[np.ndarray], seeds: Sequence[int]) -> list[Caption | Reject]:
         texts = self.generate(images)
         return [Caption(t) if t else Reject("empty_caption", "the model generated no text") for t in texts]
+
+
+@register_check("caption.llava", layout=LAYOUT)
+def check(params) -> list[ComponentCheck]:
+    """`piq models check`: the LLaVA folder when `caption.backend` is llava."""
+    p = params.caption
+    if p.backend != "llava":
+        return [offline_check("caption.llava", p.backend, "words for the measured expression, pose, gaze and light")]
+    from transformers import LlavaForConditionalGeneration
+
+    try:
+        check_processor_files(Path(p.llava_dir))
+        found = inspect_folder(p.llava_dir, LlavaForConditionalGeneration, ACCEPTED)
+    except WeightsFormatError as exc:
+        return [failed_check("caption.llava", "llava", p.llava_dir, exc, RELEASE)]
+    return [ComponentCheck("caption.llava", "llava", p.llava_dir, True, found)]
