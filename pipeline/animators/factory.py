@@ -17,7 +17,16 @@ def build_animator(params: AnimateParams) -> Animator:
         import torch
 
         from pipeline.animators.liveportrait import LivePortraitAnimator
+        from pipeline.animators.liveportrait.animator import CropOptions, DrivingOptions
+        from pipeline.animators.liveportrait.crop import CropRule
 
-        device = params.device if params.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
-        return LivePortraitAnimator(params.liveportrait_dir, device, batch_size=params.batch_size)
+        p = params
+        device = p.device if p.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+        driving = DrivingOptions(p.driving_option, p.driving_multiplier, p.normalize_lip, p.lip_normalize_threshold,
+                                 p.stitching)
+        crop = CropOptions(mode=p.liveportrait_crop, source=CropRule(p.crop_scale, p.crop_vx_ratio, p.crop_vy_ratio),
+                           driving=CropRule(p.driving_crop_scale, 0.0, p.driving_crop_vy_ratio, rotate=False),
+                           crop_driving=p.crop_driving, mesh_box_ratio=p.mesh_box_ratio,
+                           mesh_center_shift=p.mesh_center_shift)
+        return LivePortraitAnimator(p.liveportrait_dir, device, batch_size=p.batch_size, driving=driving, crop=crop)
     raise ValueError(f"unknown animate.backend {params.backend!r} (mesh | liveportrait)")
