@@ -198,8 +198,9 @@ def _component(name: str, path: Path, expected: dict[str, tuple[int, ...]], foun
 
 
 @register_check("animate.liveportrait", layout=LAYOUT)
-def check_liveportrait(params) -> list[ComponentCheck]:
-    """One line per published file: names and shapes read from the files (no values, no GPU)."""
+def check_liveportrait(params, cfg: LivePortraitConfig | None = None) -> list[ComponentCheck]:
+    """One line per published file: names and shapes read from the files (no values, no GPU),
+    against the published sizes (`cfg`: other sizes, for tests)."""
     from .landmarks import LANDMARK_FILE, inspect
 
     p = params.animate
@@ -209,7 +210,7 @@ def check_liveportrait(params) -> list[ComponentCheck]:
         return [ComponentCheck("animate.liveportrait", "liveportrait", None, False,
                                "animate.liveportrait_dir is not set", RELEASE)]
     folder = Path(p.liveportrait_dir)
-    expected = expected_shapes()
+    expected = expected_shapes(cfg)
     lines = []
     for attr, name in [*BASE_FILES.items(), ("stitching_retargeting", STITCHING_FILE)]:
         path = folder / name
