@@ -240,12 +240,16 @@ def test_full_size_batched_on_cuda(tmp_path, neutral):
 
     from pipeline.animators.liveportrait import LivePortraitAnimator
 
+    from tests.liveportrait_landmarks import write_landmark_onnx
+
     checkpoints.write_random_checkpoints(tmp_path, seed=0)
+    write_landmark_onnx(tmp_path / "landmark.onnx")  # the official crop from the release's landmark model
     animator = LivePortraitAnimator(str(tmp_path), "cuda", bf16=True, batch_size=4)
     hopper = _face_1024("hopper")
     drivers = [(neutral, neutral), (neutral, hopper)] * 3
     out = animator.animate_batch(neutral, drivers, seeds=list(range(6)))
     assert len(out) == 6 and all(o.image.shape == (1024, 1024, 3) for o in out)
+    assert out[0].info["crop"] == "landmark_onnx"
     assert out[0].info["keypoint_motion"] < 1e-4 < out[1].info["keypoint_motion"]
     # Same driver pair -> same image, whichever batch it fell in (bf16 noise only: random
     # full-size weights amplify it; measured 2.08 levels on an H100).
