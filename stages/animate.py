@@ -101,7 +101,7 @@ class AnimateStage(Stage):
     worker_local: ClassVar[tuple[str, ...]] = ("_animator", "_frames")
     manifest_columns: ClassVar[dict[str, str]] = {
         "face_id": "string", "image": "string", "path": "string", "kind": "string", "driving_video": "string",
-        "driver_label": "string", "backend": "string", "motion_magnitude": "float64", "yaw": "float64",
+        "driver_label": "string", "backend": "string", "crop": "string", "motion_magnitude": "float64", "yaw": "float64",
         "pitch": "float64", "roll": "float64", "mouth_open": "float64", "smile": "float64", "eye_open": "float64",
         "brow_raise": "float64", "participant_id": "string", "video_id": "string",
     }
@@ -149,12 +149,14 @@ class AnimateStage(Stage):
         entries = [("i00", neutral, None, 0.0)] + [
             (f"i{k:02d}", a.image, r, float(a.info.get("motion_magnitude", r.motion_magnitude)))
             for k, (a, r) in enumerate(zip(animated, rows), start=1)]
-        for index, img, r, magnitude in entries:
+        crops = [None] + [a.info.get("crop") for a in animated]  # which landmarks placed the LivePortrait crop
+        for (index, img, r, magnitude), crop in zip(entries, crops):
             rel = f"sets/{item.id}/{index}.jpg"
             out.files[rel] = encode_jpeg(img, p.jpeg_quality)
             out.rows.append({**common, "image": index, "path": rel, "kind": "neutral" if r is None else "expressive",
                              "driving_video": None if r is None else r.driver_id,
                              "driver_label": None if r is None else r.label, "motion_magnitude": magnitude,
+                             "crop": crop,
                              **measure(self._detector, img)})
             if r is not None:
                 images.append(img)

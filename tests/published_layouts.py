@@ -102,8 +102,8 @@ def diffusers_fp16_folder(folder: Path, family: str = "sdxl", plain: Iterable[st
 
 
 def llava_hf_folder(folder: Path, shards: int = 2) -> Path:
-    """A tiny random LLaVA-1.5 (pipeline/captioners/llava_random.py) re-written as llava-hf ships it."""
-    from pipeline.captioners.llava_random import save_random_llava
+    """A tiny random LLaVA-1.5 (tests/llava_random.py) re-written as llava-hf ships it."""
+    from tests.llava_random import save_random_llava
 
     save_random_llava(folder)
     # the image processor in its own preprocessor_config.json, as the 4.x-era release has it

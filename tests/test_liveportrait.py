@@ -7,6 +7,7 @@ import torch
 
 from pipeline.animators.liveportrait import checkpoints
 from pipeline.animators.liveportrait.config import LivePortraitConfig
+from pipeline.weights import WeightsFormatError
 from tests.liveportrait_keys import official
 
 
@@ -57,11 +58,11 @@ def test_random_checkpoints_load_strictly_and_missing_files_are_named(tmp_path):
         for (k, v), (_, w) in zip(module.state_dict().items(), b.modules()[name].state_dict().items()):
             assert torch.equal(v, w), (name, k)
     (tmp_path / checkpoints.BASE_FILES["warping_module"]).unlink()
-    with pytest.raises(FileNotFoundError, match="warping_module.pth.*" + str(tmp_path.name)):
+    with pytest.raises(WeightsFormatError, match=str(tmp_path.name) + ".*warping_module.pth: missing"):
         checkpoints.load_models(tmp_path, cfg)
-    # A checkpoint of other sizes is refused, naming the file.
+    # A checkpoint of other sizes is refused, naming the file and the first mismatches.
     checkpoints.write_random_checkpoints(tmp_path, seed=0, cfg=cfg)
-    with pytest.raises(RuntimeError, match="appearance_feature_extractor.pth"):
+    with pytest.raises(WeightsFormatError, match=r"appearance_feature_extractor.pth: missing: .*wrong shape: first.conv.weight \(8, 3, 3, 3\) \(expected \(64, 3, 3, 3\)\)"):
         checkpoints.load_models(tmp_path, LivePortraitConfig())
     # Folding the spectral norms for inference changes no output.
     models = checkpoints.load_models(tmp_path, cfg)
@@ -150,16 +151,16 @@ def test_crop_then_paste_back_returns_the_face_in_place(neutral):
     import cv2
     import numpy as np
 
-    from pipeline.animators.liveportrait.crop import CropRule, crop_face, paste_back, paste_mask
+    from pipeline.animators.liveportrait.crop import CropRule, FaceLandmarks, crop_square, face_square, paste_back, paste_mask
     from pipeline.faces.mesh import FaceMeshDetector
 
     mesh = FaceMeshDetector(max_faces=1).detect_one(neutral)
-    rule = CropRule()
-    crop = crop_face(neutral, mesh, 256, rule)
+    square = face_square(FaceLandmarks.from_mesh(mesh), CropRule().for_mesh(1.15, 0.05))
+    crop = crop_square(neutral, square, 256)
     # The face fills the crop's middle: the mesh box maps inside it with a margin.
     pts = cv2.transform(mesh.xy[None, :468].astype(np.float64), crop.matrix)[0]
     assert pts.min() > 256 * 0.1 and pts.max() < 256 * 0.9
-    mask = paste_mask(mesh, crop, neutral.shape[:2], rule)
+    mask = paste_mask(mesh, crop, neutral.shape[:2], 0.06, 0.05)
     assert mask[int(mesh.points[1, 1]), int(mesh.points[1, 0])] > 0.99  # nose tip
     assert mask[5, 5] == 0 and mask[1000, 1000] == 0
     # A decoder that returned the crop itself (at 512 px) pastes back to (nearly) the original.
@@ -191,7 +192,8 @@ def test_animator_makes_a_1024_image_that_changes_the_face_only(tiny_animator, n
     # Identical first / last driver frames: the driving keypoints are the source's.
     assert out[0].info["keypoint_motion"] < 1e-5
     assert out[1].info["keypoint_motion"] > 1e-3
-    assert out[0].info["lip_normalized"]  # her open smile is driven from a closed mouth (official default)
+    assert out[0].info["crop"] == "face_mesh" and out[0].info["driver_crop"] == "none"  # no landmark.onnx here
+    assert not out[0].info["lip_normalized"]  # the official command line leaves the lips as they are
     for o in out:
         diff = np.abs(o.image.astype(int) - neutral.astype(int)).sum(-1)
         assert diff[:40].max() == 0 and diff[-40:].max() == 0  # outside the face: untouched
@@ -215,7 +217,9 @@ def test_the_animator_ships_to_a_worker_without_its_weights(tiny_animator):
     assert shipped.models is not None
 
 
-def test_a_frame_without_a_face_is_rejected(tiny_animator, neutral):
+def test_a_frame_without_a_face_is_rejected_where_a_face_is_looked_for(tiny_animator, neutral):
+    """The source always; a driver only where it is cropped (non-square, or crop_driving): the
+    official default resizes a square driver clip whole, without looking for a face."""
     import numpy as np
 
     from pipeline.stage import Reject
@@ -224,8 +228,10 @@ def test_a_frame_without_a_face_is_rejected(tiny_animator, neutral):
     with pytest.raises(Reject) as err:
         tiny_animator.animate(blank, neutral, neutral)
     assert err.value.code == "no_face"
+    out = tiny_animator.animate(neutral, neutral, blank)
+    assert out.info["driver_crop"] == "none"
     with pytest.raises(Reject, match="driver 0 last"):
-        tiny_animator.animate(neutral, neutral, blank)
+        tiny_animator.animate(neutral, neutral[:, 100:900], blank[:, :400])
 
 
 @pytest.mark.gpu
@@ -234,12 +240,16 @@ def test_full_size_batched_on_cuda(tmp_path, neutral):
 
     from pipeline.animators.liveportrait import LivePortraitAnimator
 
+    from tests.liveportrait_landmarks import write_landmark_onnx
+
     checkpoints.write_random_checkpoints(tmp_path, seed=0)
+    write_landmark_onnx(tmp_path / "landmark.onnx")  # the official crop from the release's landmark model
     animator = LivePortraitAnimator(str(tmp_path), "cuda", bf16=True, batch_size=4)
     hopper = _face_1024("hopper")
     drivers = [(neutral, neutral), (neutral, hopper)] * 3
     out = animator.animate_batch(neutral, drivers, seeds=list(range(6)))
     assert len(out) == 6 and all(o.image.shape == (1024, 1024, 3) for o in out)
+    assert out[0].info["crop"] == "landmark_onnx"
     assert out[0].info["keypoint_motion"] < 1e-4 < out[1].info["keypoint_motion"]
     # Same driver pair -> same image, whichever batch it fell in (bf16 noise only: random
     # full-size weights amplify it; measured 2.08 levels on an H100).

@@ -20,7 +20,7 @@ def _params(folder) -> CaptionParams:
 
 
 def test_published_shards_caption_like_the_model_that_wrote_them(tmp_path):
-    from pipeline.captioners.llava_random import save_random_llava
+    from tests.llava_random import save_random_llava
 
     folder = llava_hf_folder(tmp_path / "llava-1.5-7b-hf")
     keys = json.loads((folder / "model.safetensors.index.json").read_text())["weight_map"]

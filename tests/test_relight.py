@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import types
 from pathlib import Path
 
 import cv2
@@ -264,34 +265,113 @@ def test_neural_gaffer_loads_the_folder_and_relights_inside_the_mask(tmp_path, g
 def test_neural_gaffer_names_missing_parts(tmp_path, gaffer_dir) -> None:
     import shutil
 
-    from pipeline.relighters.neural_gaffer import ModelFolderError, NeuralGafferModel
+    from pipeline.relighters.neural_gaffer import NeuralGafferModel
+    from pipeline.weights import WeightsFormatError
 
     broken = tmp_path / "broken"
     shutil.copytree(gaffer_dir, broken)
     shutil.rmtree(broken / "vae")
     (broken / "scheduler" / "scheduler_config.json").unlink()
-    with pytest.raises(ModelFolderError, match=r"vae/config.json.*scheduler/scheduler_config.json"):
+    with pytest.raises(WeightsFormatError, match=r"broken: incomplete: missing vae/config.json, scheduler/scheduler_config.json"):
         NeuralGafferModel.from_folder(broken, device="cpu")
 
 
-def test_neural_gaffer_released_checkpoint_widens_the_zero123_unet(tmp_path) -> None:
-    """The released zip: an 8-channel Zero123 unet/ plus checkpoint-<step>/model.safetensors."""
+@pytest.fixture(scope="module")
+def gaffer_release(tmp_path_factory):
+    from tests.neural_gaffer_release import write_release
+
+    return write_release(tmp_path_factory.mktemp("gaffer_release"))
+
+
+def test_neural_gaffer_from_the_two_published_pieces(tmp_path, gaffer_release) -> None:
+    """Zero123-XL as published (8-input unet/, *.bin) + the released checkpoint folder: the
+    newest checkpoint-<step>/ is loaded into the widened UNet, and the stage relights with it."""
     import torch
-    from safetensors.torch import save_file
 
     from pipeline.relighters.neural_gaffer import NeuralGafferModel
-    from tests.neural_gaffer_random import build_random_components, save_random_folder
 
-    unet16 = build_random_components(seed=1)[0]
-    from diffusers import UNet2DConditionModel
-
-    unet8 = UNet2DConditionModel.from_config({**unet16.config, "in_channels": 8})
-    folder = save_random_folder(tmp_path / "released", unet=unet8)
-    (folder / "checkpoint-1200").mkdir()
-    save_file({k: v.contiguous() for k, v in unet16.state_dict().items()}, str(folder / "checkpoint-1200" / "model.safetensors"))
-    model = NeuralGafferModel.from_folder(folder, device="cpu")
+    base, ckpt_root, state = gaffer_release
+    model = NeuralGafferModel.from_folder(base, device="cpu", dtype="fp32", checkpoint=ckpt_root)
     assert model.unet.config.in_channels == 16
-    assert torch.equal(model.unet.conv_in.weight, unet16.conv_in.weight)
+    assert torch.equal(model.unet.conv_in.weight, state["conv_in.weight"])  # not the zeroed older step
+    animate, segment = make_fake_annotate_inputs(tmp_path / "in", size=256, faces=(("astronaut", False),), images=1)
+    params = dataclasses.replace(gaffer_params(tmp_path, animate, segment, base), neural_gaffer_checkpoint=str(ckpt_root))
+    assert run_stage(params).stats["done"] == 1
+
+
+def test_neural_gaffer_condition_latents_are_seeded_posterior_samples(gaffer_release) -> None:
+    """As the official script (a list of generators): per item, the noise first, then the
+    posterior SAMPLE of the image latent from the same generator -- not the mode."""
+    import torch
+
+    from pipeline.relighters.neural_gaffer import NeuralGafferModel, item_generators
+
+    base, ckpt_root, _ = gaffer_release
+    model = NeuralGafferModel.from_folder(base, device="cpu", dtype="fp32", checkpoint=ckpt_root)
+    x = torch.rand(2, 3, 32, 32) * 2 - 1
+    gens = item_generators(5, 2, "cpu")
+    got = model._latents(x, gens)
+    again = model._latents(x, item_generators(5, 2, "cpu"))
+    assert torch.equal(got, again)  # seeded
+    posterior = model.vae.encode(x).latent_dist
+    assert not torch.allclose(got, posterior.mode())
+    expect = torch.cat([posterior.mean[i:i + 1] + posterior.std[i:i + 1] * torch.randn(
+        posterior.mean[i:i + 1].shape, generator=g) for i, g in enumerate(item_generators(5, 2, "cpu"))])
+    assert torch.allclose(got, expect, atol=1e-5)
+    # Through sample(): same seeds, same images; each item its own generator.
+    a = model.sample(x, x, x, steps=2, generator=item_generators(1, 2, "cpu"))
+    b = model.sample(x, x, x, steps=2, generator=item_generators(1, 2, "cpu"))
+    assert torch.equal(a, b) and not torch.equal(a[0], a[1])
+
+
+@pytest.mark.parametrize("kind, message", [
+    ("renamed", r"model.safetensors: missing: conv_in.weight; unexpected: renamed.conv_in.weight"),
+    ("wrong_shape", r"model.safetensors: wrong shape: conv_in.weight \(32, 8, 3, 3\) \(expected \(32, 16, 3, 3\)\)"),
+    ("truncated", r"model.safetensors: could not be read"),
+    ("missing_part", r"zero123-xl: incomplete: missing image_encoder/config.json"),
+    ("no_checkpoint", r"unet/config.json: a 8-input UNet .* relight.neural_gaffer_checkpoint is not set"),
+])
+def test_neural_gaffer_bad_pieces_are_errors_naming_the_file(tmp_path, gaffer_release, kind, message) -> None:
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    from pipeline.relighters.neural_gaffer import NeuralGafferModel, check_neural_gaffer
+    from pipeline.weights import WeightsFormatError
+
+    base0, ckpt0, _ = gaffer_release
+    base, ckpt = shutil.copytree(base0, tmp_path / "zero123-xl"), shutil.copytree(ckpt0, tmp_path / "ckpt")
+    model_file = ckpt / "checkpoint-1200" / "model.safetensors"
+    if kind in ("renamed", "wrong_shape"):
+        state = load_file(str(model_file))
+        if kind == "renamed":
+            state["renamed.conv_in.weight"] = state.pop("conv_in.weight")
+        else:
+            state["conv_in.weight"] = state["conv_in.weight"][:, :8].contiguous()
+        save_file(state, str(model_file))
+    elif kind == "truncated":
+        model_file.write_bytes(model_file.read_bytes()[:5000])
+    elif kind == "missing_part":
+        shutil.rmtree(base / "image_encoder")
+    with pytest.raises(WeightsFormatError, match=message):
+        NeuralGafferModel.from_folder(base, device="cpu", checkpoint=None if kind == "no_checkpoint" else ckpt)
+    relight = dataclasses.replace(RelightParams(), backend="neural_gaffer", neural_gaffer_dir=str(base),
+                                  neural_gaffer_checkpoint=None if kind == "no_checkpoint" else str(ckpt))
+    lines = check_neural_gaffer(types.SimpleNamespace(relight=relight))
+    assert not lines[-1].ok and "kxic/zero123-xl" in lines[-1].release
+
+
+def test_neural_gaffer_models_check_on_the_published_pieces(gaffer_release) -> None:
+    from pipeline.relighters.neural_gaffer import check_neural_gaffer
+
+    base, ckpt, _ = gaffer_release
+    relight = dataclasses.replace(RelightParams(), backend="neural_gaffer", neural_gaffer_dir=str(base),
+                                  neural_gaffer_checkpoint=str(ckpt))
+    lines = check_neural_gaffer(types.SimpleNamespace(relight=relight))
+    assert [c.component.split(".")[-1] for c in lines] == ["unet", "vae", "image_encoder", "checkpoint"]
+    assert all(c.ok for c in lines), [c.line() for c in lines]
+    assert "(8 input channels)" in lines[0].detail and lines[-1].path.endswith("checkpoint-1200/model.safetensors")
+    assert check_neural_gaffer(types.SimpleNamespace(relight=RelightParams())) == []  # sh backend selected
 
 
 @pytest.mark.gpu

@@ -15,8 +15,17 @@ def build_animator(params: AnimateParams) -> Animator:
             raise ValueError("animate.backend is liveportrait but animate.liveportrait_dir is not set "
                              "(a folder with the official base_models/ and retargeting_models/ checkpoints)")
         from pipeline.animators.liveportrait import LivePortraitAnimator
+        from pipeline.animators.liveportrait.animator import CropOptions, DrivingOptions
+        from pipeline.animators.liveportrait.crop import CropRule
         from pipeline.device import device_name
 
-        device = device_name(params.device)
-        return LivePortraitAnimator(params.liveportrait_dir, device, batch_size=params.batch_size)
+        p = params
+        device = device_name(p.device)
+        driving = DrivingOptions(p.driving_option, p.driving_multiplier, p.normalize_lip, p.lip_normalize_threshold,
+                                 p.stitching)
+        crop = CropOptions(mode=p.liveportrait_crop, source=CropRule(p.crop_scale, p.crop_vx_ratio, p.crop_vy_ratio),
+                           driving=CropRule(p.driving_crop_scale, 0.0, p.driving_crop_vy_ratio, rotate=False),
+                           crop_driving=p.crop_driving, mesh_box_ratio=p.mesh_box_ratio,
+                           mesh_center_shift=p.mesh_center_shift)
+        return LivePortraitAnimator(p.liveportrait_dir, device, batch_size=p.batch_size, driving=driving, crop=crop)
     raise ValueError(f"unknown animate.backend {params.backend!r} (mesh | liveportrait)")

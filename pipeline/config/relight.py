@@ -39,7 +39,8 @@ class RelightParams:
     exposure: tuple[float, float] = (0.85, 1.15)  # random overall exposure of a variant (mean face brightness ratio)
     shade_range: tuple[float, float] = (0.15, 2.2)  # clip of the relative shading (deep shadow floor, highlight cap)
     # --- neural_gaffer backend ------------------------------------------------------------------
-    neural_gaffer_dir: str | None = None     # diffusers folder: unet/ vae/ image_encoder/ scheduler/ (see docs)
+    neural_gaffer_dir: str | None = None     # the Zero123-XL base as published (kxic/zero123-xl), or a 16-input NeuralGaffer folder
+    neural_gaffer_checkpoint: str | None = None  # the released neural_gaffer_res256/ (newest checkpoint-N/) or one checkpoint-N/
     resolution: int = 256                    # NeuralGaffer: 256
     num_inference_steps: int = 50            # NeuralGaffer: 50 (DDIM)
     guidance_scale: float = 3.0              # NeuralGaffer: 3.0

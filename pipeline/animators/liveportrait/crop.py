@@ -1,32 +1,119 @@
 """Where LivePortrait looks: the square, roll-aligned face crop the networks see, and pasting the
 decoded crop back into the full image under a feathered face mask.
 
-The official cropper needs InsightFace weights that are not available offline; we use the shared
-mediapipe face mesh instead. Rule (documented, one place): the crop is rotated so the eye line is
-horizontal (the official `flag_do_rot`); its side is `scale` x the larger side of the mesh's box;
-it is centred on the box centre shifted up by `shift_up` x the side. The official rule is side =
-2.3 x the larger side of its 203-landmark box (brows to chin), centre shifted up by 0.125 x side
-(`vy_ratio=-0.125`). The mesh box also spans the forehead: its larger side is about 1.15x the
-landmark box's and its centre about 0.05 crop sides higher, hence 2.0 and 0.075 here (the same
-framing: whole head with hair and some neck, the face about half the crop).
+The crop rule is the official one (KwaiVGI/LivePortrait `src/utils/crop.py`, re-derived here):
+the face's vertical axis runs from the centre of the eyes to the centre of the mouth corners;
+the landmarks' box is measured in that rotated frame; its larger side times `scale` is the crop
+side; the centre is the box centre moved by `vx_ratio` / `vy_ratio` crop sides along the
+rotated x / y axes (y points down the face, so the official `vy_ratio = -0.125` moves the crop
+up by an eighth of its side). The official source crop is 2.3 / 0 / -0.125 at 512 px, then
+resized to the networks' 256 px with area averaging; drivers that are cropped at all (official:
+`flag_crop_driving_video`, or a non-square clip) use 2.2 / -0.1 without rotation, one box
+averaged over the clip's frames.
+
+Landmarks (`FaceLandmarks`) come from the weights folder's own 203-point model (`landmarks.py`)
+or, offline, from the mediapipe mesh. The mesh also spans the forehead: its box is about 1.15x
+the landmark box and its centre about 0.05 crop sides higher, so `CropRule.for_mesh` divides the
+scale and shifts the centre by those two (params.yaml `animate.mesh_box_ratio` /
+`mesh_center_shift`) to frame the face the same way.
 """
 from __future__ import annotations
 
 import dataclasses
-import math
 
 import cv2
 import numpy as np
 
-from pipeline.faces.mesh import Mesh
+from pipeline.faces.mesh import MOUTH_L, MOUTH_R, Mesh
+
+OFFICIAL_CROP_PX = 512  # the official source crop size (dsize), resized to the input size after
+
+# The 203-point layout (the official `parse_pt2_from_pt203`): eye contour points of each eye
+# and the two mouth corners.
+LEFT_EYE_203 = (0, 6, 12, 18)
+RIGHT_EYE_203 = (24, 30, 36, 42)
+MOUTH_CORNERS_203 = (48, 66)
+LIP_GAP_203 = (90, 102)  # inner upper / lower lip, for the official lip-open ratio
+
+
+@dataclasses.dataclass(frozen=True)
+class FaceLandmarks:
+    """Points that frame a face, the two that fix its roll, and where they came from."""
+
+    points: np.ndarray      # (N, 2) pixels
+    eye_center: np.ndarray  # (2,)
+    lip_center: np.ndarray  # (2,)
+    source: str             # "landmark_onnx" | "face_mesh"
+
+    @classmethod
+    def from_203(cls, points: np.ndarray) -> "FaceLandmarks":
+        p = np.asarray(points, np.float64).reshape(-1, 2)
+        eyes = (p[list(LEFT_EYE_203)].mean(0) + p[list(RIGHT_EYE_203)].mean(0)) / 2
+        return cls(p, eyes, p[list(MOUTH_CORNERS_203)].mean(0), "landmark_onnx")
+
+    @classmethod
+    def from_mesh(cls, mesh: Mesh) -> "FaceLandmarks":
+        five = mesh.five_points()
+        lips = (mesh.xy[MOUTH_R] + mesh.xy[MOUTH_L]) / 2
+        return cls(np.asarray(mesh.xy[:468], np.float64), five[:2].mean(0), lips, "face_mesh")
+
+    def lip_open_ratio(self) -> float:
+        """The official `calc_lip_close_ratio` (203 points only): inner-lip gap over mouth width."""
+        if self.source != "landmark_onnx":
+            raise ValueError("the official lip ratio needs the 203-point landmarks")
+        p = self.points
+        gap = np.linalg.norm(p[LIP_GAP_203[0]] - p[LIP_GAP_203[1]])
+        return float(gap / (np.linalg.norm(p[MOUTH_CORNERS_203[0]] - p[MOUTH_CORNERS_203[1]]) + 1e-6))
 
 
 @dataclasses.dataclass(frozen=True)
 class CropRule:
-    scale: float = 2.0
-    shift_up: float = 0.075
-    mask_dilate: float = 0.06  # of the face size: the paste-back mask grows past the mesh hull
-    mask_feather: float = 0.05  # Gaussian sigma of the mask edge, of the face size
+    """The official crop parameters (see the module docstring)."""
+
+    scale: float = 2.3
+    vx_ratio: float = 0.0
+    vy_ratio: float = -0.125
+    rotate: bool = True
+
+    def for_mesh(self, box_ratio: float, center_shift: float) -> "CropRule":
+        """The same framing from mediapipe mesh points (whose box includes the forehead)."""
+        return dataclasses.replace(self, scale=self.scale / box_ratio, vy_ratio=self.vy_ratio + center_shift)
+
+
+@dataclasses.dataclass(frozen=True)
+class Square:
+    """A crop square in image pixels: centre, side and the rotated axes (rows: x, y)."""
+
+    center: np.ndarray
+    side: float
+    axes: np.ndarray  # (2, 2)
+
+
+def face_square(face: FaceLandmarks, rule: CropRule) -> Square:
+    uy = face.lip_center - face.eye_center
+    norm = float(np.linalg.norm(uy))
+    uy = uy / norm if norm > 1e-3 else np.array([0.0, 1.0])
+    ux = np.array([uy[1], -uy[0]])
+    axes = np.stack([ux, uy])
+    mean = face.points.mean(0)
+    local = (face.points - mean) @ axes.T
+    lo, hi = local.min(0), local.max(0)
+    mid = (lo + hi) / 2
+    side = float((hi - lo).max()) * rule.scale
+    center = mean + ux * mid[0] + uy * mid[1] + ux * rule.vx_ratio * side + uy * rule.vy_ratio * side
+    return Square(center, side, axes if rule.rotate else np.eye(2))
+
+
+def mean_square(squares: list[Square]) -> Square:
+    """One unrotated box for a whole clip (the official driving crop averages the frames' boxes)."""
+    return Square(np.mean([s.center for s in squares], axis=0), float(np.mean([s.side for s in squares])), np.eye(2))
+
+
+def square_matrix(square: Square, size: int) -> np.ndarray:
+    """(2, 3) image -> crop map of a `size` px crop of `square`."""
+    a = size / square.side
+    rot = a * square.axes
+    return np.concatenate([rot, (size / 2 - rot @ square.center)[:, None]], axis=1)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,43 +125,27 @@ class FaceCrop:
     size: int
 
 
-def crop_matrix(mesh: Mesh, size: int, rule: CropRule) -> np.ndarray:
-    x0, y0, x1, y1 = mesh.box
-    side = rule.scale * max(x1 - x0, y1 - y0)
-    five = mesh.five_points()
-    dx, dy = five[1] - five[0]  # image-left eye -> image-right eye
-    theta = math.atan2(dy, dx)
-    c, s = math.cos(theta), math.sin(theta)
-    cx = (x0 + x1) / 2 + s * rule.shift_up * side  # "up" in the rotated frame
-    cy = (y0 + y1) / 2 - c * rule.shift_up * side
-    a = size / side
-    return np.array([[a * c, a * s, size / 2 - a * (c * cx + s * cy)],
-                     [-a * s, a * c, size / 2 - a * (-s * cx + c * cy)]], dtype=np.float64)
+def warp(image: np.ndarray, matrix: np.ndarray, size: int) -> np.ndarray:
+    """The official warp: bilinear, black outside the image (the crops the networks were trained
+    on). The official pipeline first limits the image to 1280 px, so a 512 px crop never shrinks
+    by much more than 2x."""
+    return cv2.warpAffine(image, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
+                          borderValue=0)
 
 
-def warp(image: np.ndarray, matrix: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """warpAffine that first shrinks the image with area averaging when the map shrinks it by
-    more than 2x (bilinear sampling alone would alias a 1024 px face into 256 px). Outside the
-    image is black, as in the official crops the networks were trained on."""
-    zoom = math.sqrt(abs(np.linalg.det(matrix[:, :2])))
-    if zoom < 0.5:
-        h, w = image.shape[:2]
-        small = cv2.resize(image, (max(1, round(w * zoom)), max(1, round(h * zoom))), interpolation=cv2.INTER_AREA)
-        fx, fy = small.shape[1] / w, small.shape[0] / h
-        matrix = matrix @ np.array([[1 / fx, 0, 0], [0, 1 / fy, 0], [0, 0, 1]])
-        image = small
-    return cv2.warpAffine(image, matrix, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+def crop_square(image: np.ndarray, square: Square, size: int, interpolation: int = cv2.INTER_AREA) -> FaceCrop:
+    """The official two-step crop: warp to 512 px, resize to `size` (area for the source, the
+    official driving crop uses bilinear)."""
+    big = warp(image, square_matrix(square, OFFICIAL_CROP_PX), OFFICIAL_CROP_PX)
+    small = big if size == OFFICIAL_CROP_PX else cv2.resize(big, (size, size), interpolation=interpolation)
+    return FaceCrop(small, square_matrix(square, size), size)
 
 
-def crop_face(image: np.ndarray, mesh: Mesh, size: int, rule: CropRule) -> FaceCrop:
-    matrix = crop_matrix(mesh, size, rule)
-    return FaceCrop(warp(image, matrix, (size, size)), matrix, size)
-
-
-def paste_mask(mesh: Mesh, crop: FaceCrop, shape: tuple[int, int], rule: CropRule) -> np.ndarray:
-    """(H, W) float32 in [0, 1]: the mesh's convex hull, dilated and feathered, and zero outside
-    the crop (pixels the decoder never produced stay the neutral image's). Drawn where the face
-    is about 128 px wide and resized up: the mask is smooth, and full-size blurs cost ~60 ms."""
+def paste_mask(mesh: Mesh, crop: FaceCrop, shape: tuple[int, int], dilate: float, feather: float) -> np.ndarray:
+    """(H, W) float32 in [0, 1]: the mesh's convex hull, dilated by `dilate` and feathered by
+    `feather` (both shares of the face size), and zero outside the crop (pixels the decoder
+    never produced stay the neutral image's). Drawn where the face is about 128 px wide and
+    resized up: the mask is smooth, and full-size blurs cost ~60 ms."""
     h, w = shape
     x0, y0, x1, y1 = mesh.box
     face = max(x1 - x0, y1 - y0)
@@ -82,9 +153,9 @@ def paste_mask(mesh: Mesh, crop: FaceCrop, shape: tuple[int, int], rule: CropRul
     sh, sw = max(1, round(h * f)), max(1, round(w * f))
     mask = np.zeros((sh, sw), np.uint8)
     cv2.fillConvexPoly(mask, cv2.convexHull(np.round(mesh.xy[:468] * f).astype(np.int32)), 255)
-    grow = max(1, int(round(rule.mask_dilate * face * f)))
+    grow = max(1, int(round(dilate * face * f)))
     mask = cv2.dilate(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1)))
-    mask = cv2.GaussianBlur(mask.astype(np.float32) / 255, (0, 0), max(0.5, rule.mask_feather * face * f))
+    mask = cv2.GaussianBlur(mask.astype(np.float32) / 255, (0, 0), max(0.5, feather * face * f))
     mask = cv2.resize(mask, (w, h), interpolation=cv2.INTER_LINEAR)
     inside = cv2.warpAffine(np.ones((crop.size, crop.size), np.float32), cv2.invertAffineTransform(crop.matrix),
                             (w, h), flags=cv2.INTER_LINEAR, borderValue=0)
