@@ -20,6 +20,7 @@ from pipeline.config.caption import CaptionParams
 from pipeline.config.data import DataParams
 from pipeline.config.evaluate import EvaluateParams
 from pipeline.config.ingest import IngestParams
+from pipeline.config.latents import LatentsParams
 from pipeline.config.relight import RelightParams
 from pipeline.config.runner import RunnerParams
 from pipeline.config.segment import SegmentParams
@@ -52,6 +53,7 @@ class Params:
     segment: SegmentParams
     caption: CaptionParams
     evaluate: EvaluateParams
+    latents: LatentsParams = dataclasses.field(default_factory=LatentsParams)  # piq latents (issue 18)
 
 
 def _check_scalar(tp: Any, value: Any, path: str) -> Any:

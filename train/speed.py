@@ -13,6 +13,7 @@
 """
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 import torch
@@ -94,3 +95,16 @@ def enable_fp8_inference(unet: torch.nn.Module) -> None:
     from torchao.quantization import Float8DynamicActivationFloat8WeightConfig, PerRow, quantize_
 
     quantize_(unet, Float8DynamicActivationFloat8WeightConfig(granularity=PerRow()), filter_fn=_fp8_filter)
+
+
+def compile_seconds() -> float:
+    """Seconds this process has spent compiling so far (TorchDynamo tracing + Inductor, the
+    forward graphs and the backward graphs AOTAutograd compiles at the first backward), from
+    torch's own compile-time counters; 0 when nothing was compiled."""
+    try:
+        from torch._dynamo.utils import compilation_time_metrics
+    except ImportError:  # pragma: no cover - depends on the torch version
+        return math.nan
+    total = sum(compilation_time_metrics.get("_compile.compile_inner", []))
+    backward = [k for k in compilation_time_metrics if "bw_compiler" in k]
+    return total + sum(sum(compilation_time_metrics[k]) for k in backward)

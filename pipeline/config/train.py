@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Literal, Optional
+from typing import Literal, Optional, Union
 
 
 @dataclasses.dataclass(frozen=True)
@@ -25,7 +25,9 @@ class TrainParams:
     betas: tuple[float, float] = (0.9, 0.999)
     weight_decay: float = 0.0
     mixed_precision: Literal["fp32", "bf16", "fp16"] = "bf16"  # not "no": YAML 1.1 reads it as false
-    gradient_checkpointing: bool = True
+    # auto: off if a measured trial step without it (plus Adam's state) fits in memory_headroom of the GPU
+    gradient_checkpointing: Union[bool, Literal["auto"]] = "auto"
+    memory_headroom: float = 0.92  # share of GPU memory `auto` lets the predicted peak take
     frozen_dtype: Literal["auto", "bf16", "fp16", "fp32"] = "auto"  # VAE + text encoders; auto: bf16 on GPU, fp32 on CPU
     vae_chunk: int = 16  # images per VAE encode call (3 per sample: source, driving, target)
     compile: Literal["auto", "none", "regional", "full"] = "auto"  # auto: regional on GPU, none on CPU
@@ -37,6 +39,8 @@ class TrainParams:
     log_every: int = 10
     validate_every: int = 500
     num_workers: Optional[int] = None  # DataLoader workers; null = up to 8 on a GPU machine, 0 on a CPU
+    latents_dir: Optional[str] = None  # `piq latents` cache of source/target latents; null = encode all three per step
+    text_cache_size: int = 4096  # captions whose embeddings stay on the GPU (least recently used out); 0 = none
 
     def validate(self) -> None:
         if self.batch_size < 1 or self.effective_batch < self.batch_size:
@@ -49,6 +53,22 @@ class TrainParams:
             raise ValueError("train.keep_checkpoints must be >= 0 (0 = write none)")
         if self.vae_chunk < 1:
             raise ValueError("train.vae_chunk must be >= 1")
+        if not 0.1 <= self.memory_headroom <= 1.0:
+            raise ValueError("train.memory_headroom must be in [0.1, 1]")
+        if self.text_cache_size < 0:
+            raise ValueError("train.text_cache_size must be >= 0 (0 = no cache)")
+
+
+# Train params that change how fast a run goes, how it is logged or how long it lasts, not what
+# its weights are: left out of the resume fingerprint (train.loop.config_fingerprint). Every
+# other key decides the output. Gradient checkpointing recomputes the same activations and the
+# text cache returns the same embeddings, so both are run-time levers; `latents_dir` is not:
+# cached latents are drawn from stored fp16 moments in one draw (train/latents.py).
+TRAIN_RUNTIME_KEYS = frozenset({
+    "max_steps", "checkpoint_every", "keep_checkpoints", "log_every", "validate_every", "out_dir", "reports_dir",
+    "checkpoint_dir", "num_workers", "vae_chunk", "compile", "channels_last", "gradient_checkpointing",
+    "memory_headroom", "text_cache_size",
+})
 
 
 @dataclasses.dataclass(frozen=True)
