@@ -11,8 +11,8 @@ frozen VAE when a configuration has no cache), the driving image encoded, cached
 embeddings, UNet forward + backward with fp32 master weights under bf16 autocast, Adam, with
 gradient accumulation to the effective batch. The rate is the loop's own steady-state figure
 (what the bar shows and metrics.json reports; the first step, with compilation, is printed
-apart). The UNet-only floor is forward + backward (+ Adam per effective batch) of the same UNet
-on random latents of the same shape with the same levers (the checkpointing the run chose):
+apart). The UNet-only floor is forward + backward (+ Adam per effective batch) of the very UNet
+the run trained (compiled, with the checkpointing it chose) on random latents of that shape:
 end-to-end / floor is what everything else costs. MFU = samples/s x FLOP per sample / the
 H200's dense bf16 peak (989 TFLOP/s); FLOP per sample = 3 UNet forwards' worth (forward +
 backward) of 6.38 TFLOP at 4 x 72 x 216, 4 with checkpointing (the forward is recomputed).
@@ -100,6 +100,7 @@ def make_cache(args, shards: Path, data: DataParams, root: Path) -> str:
 
 
 def _free(*objs) -> None:
+    """Release GPU memory between configurations (the caller drops its own references)."""
     del objs
     gc.collect()
     if torch.cuda.is_available():
@@ -108,8 +109,9 @@ def _free(*objs) -> None:
         torch.cuda.reset_peak_memory_stats()
 
 
-def end_to_end(cfg: Config, args, shards: Path, data: DataParams, cache: tuple[Path, str] | None) -> dict:
-    """The loop's own figures (`LoopResult.throughput`) for this configuration."""
+def end_to_end(cfg: Config, args, shards: Path, data: DataParams, cache: tuple[Path, str] | None):
+    """The loop's own figures (`LoopResult.throughput`) for this configuration, and the model
+    it trained (compiled, with the checkpointing it chose) for the floor."""
     from pipeline.release import resolve_shards
     from train.data import make_train_loader
     from train.latents import open_cache
@@ -124,9 +126,11 @@ def end_to_end(cfg: Config, args, shards: Path, data: DataParams, cache: tuple[P
         t0 = time.perf_counter()
         result = train(model, loader, stream, tp, 0, accelerator)
         out = {**result.throughput, "wall_s": time.perf_counter() - t0, "workers": loader.num_workers}
-        accelerator.free_memory()
-    _free(model, loader, result)
-    return out
+        model.unet = accelerator.unwrap_model(model.unet)
+        accelerator.free_memory()  # drops the optimizer (its Adam state) and the wrapper
+    del loader, stream, result, accelerator
+    gc.collect()
+    return out, model
 
 
 def loader_rate(args, shards: Path, data: DataParams, cache: tuple[Path, str] | None, batch: int, n: int = 12) -> float:
@@ -145,18 +149,10 @@ def loader_rate(args, shards: Path, data: DataParams, cache: tuple[Path, str] | 
     return n * batch / (time.perf_counter() - t0)
 
 
-def unet_floor(cfg: Config, args, resolution: int, checkpointing: bool) -> float:
-    """samples/s of forward + backward of the UNet alone on random inputs, Adam once per
-    effective batch, with the same levers and the checkpointing the end-to-end run chose."""
-    from train.loop import prepare_for_speed
-
+def unet_floor(model, cfg: Config, args, resolution: int) -> float:
+    """samples/s of forward + backward of the same (compiled) UNet alone on random inputs, Adam
+    once per effective batch: the end-to-end run's model, with the checkpointing it chose."""
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    model = build_model(args.tiny, resolution)
-    model.place(device)
-    if checkpointing:
-        model.unet.enable_gradient_checkpointing()
-    tp = train_params(cfg, Path("."), 1, args.effective, args.workers)
-    prepare_for_speed(model, tp, torch.device(device))
     unet = model.unet.train()
     opt = torch.optim.Adam(unet.parameters(), lr=1e-5, fused=device == "cuda")
     lat = resolution // 8 if not args.tiny else resolution // 4
@@ -186,7 +182,7 @@ def unet_floor(cfg: Config, args, resolution: int, checkpointing: bool) -> float
         step()
     sync()
     rate = b * accum * args.floor_steps / (time.perf_counter() - t0)
-    _free(model, unet, opt)
+    del opt, x, target, kw
     return rate
 
 
@@ -204,7 +200,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tiny", action="store_true")
     parser.add_argument("--steps", type=int, default=4, help="timed optimizer steps per configuration (after 1 warm-up)")
-    parser.add_argument("--floor-steps", type=int, default=2, help="timed optimizer steps of the UNet-only floor")
+    parser.add_argument("--floor-steps", type=int, default=1, help="timed optimizer steps of the UNet-only floor (after 1)")
     parser.add_argument("--effective", type=int, default=64, help="effective batch (accumulation = effective / batch)")
     parser.add_argument("--workers", type=int, default=None, help="DataLoader workers (default: the product's)")
     parser.add_argument("--only", nargs="*", help="substrings of configuration names to run")
@@ -216,9 +212,10 @@ def main() -> None:
     resolution = 64 if args.tiny else 576
     data = DataParams(resolution=resolution, pairs_per_set=64)
     if torch.cuda.is_available():
-        from train.speed import enable_gpu_defaults
+        from train.speed import enable_gpu_defaults, enable_training_allocator
 
         enable_gpu_defaults()  # as `piq train` does (make_accelerator)
+        enable_training_allocator()
     configs = [c for c in CONFIGS if not args.only or any(s in c.name for s in args.only)]
     if args.tiny:
         args.effective = 4
@@ -236,18 +233,23 @@ def main() -> None:
             if time.perf_counter() - began > args.budget_s:
                 print(f"{cfg.name}: not run (bench budget of {args.budget_s:.0f} s spent)", flush=True)
                 continue
+            model = None
             try:
-                e2e = end_to_end(cfg, args, shards, data, cache)
+                e2e, model = end_to_end(cfg, args, shards, data, cache)
                 ckpt = bool(e2e["gradient_checkpointing"])
-                floor = unet_floor(cfg, args, resolution, ckpt)
+                floor = unet_floor(model, cfg, args, resolution)
             except torch.OutOfMemoryError:
                 print(f"{cfg.name}: out of memory", flush=True)
+                model = None
                 _free()
                 continue
             except Exception as err:  # noqa: BLE001 - one lever failing (e.g. fp8 without torchao) must not stop the rest
                 print(f"{cfg.name}: failed: {type(err).__name__}: {str(err)[:300]}", flush=True)
+                model = None
                 _free()
                 continue
+            model = None
+            _free()
             rate = e2e["samples_per_s"]
             print(f"{cfg.name}\n    end-to-end {rate:6.2f} samples/s  UNet-only {floor:6.2f}  ratio {rate / floor:.2f}  "
                   f"MFU {mfu(rate, ckpt):.1%} (floor {mfu(floor, ckpt):.1%})  checkpointing {'on' if ckpt else 'off'}  "

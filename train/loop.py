@@ -25,7 +25,8 @@ from pipeline.config.train import TRAIN_RUNTIME_KEYS, TrainParams
 from train import checkpoint
 from train.model import PiQModel
 from train.memory import choose_checkpointing
-from train.speed import compile_seconds, compile_unet, enable_fp8_training, enable_gpu_defaults, resolve_compile
+from train.speed import (compile_seconds, compile_unet, enable_fp8_training, enable_gpu_defaults,
+                         enable_training_allocator, resolve_compile)
 
 
 class TrainingDiverged(RuntimeError):
@@ -135,6 +136,7 @@ def make_accelerator(params: TrainParams) -> Accelerator:
         torch.set_flush_denormal(True)
     else:
         enable_gpu_defaults()
+        enable_training_allocator()
     processes = PartialState(cpu=cpu).num_processes
     accum = accumulation_steps(params.effective_batch, params.batch_size, processes)
     precision = "no" if cpu or params.mixed_precision == "fp32" else params.mixed_precision
@@ -160,13 +162,18 @@ def train(
     compiled_before = compile_seconds()  # this run's compile time is what it adds to the process's
     model.unet.train()
     model.place(accelerator.device, params.frozen_dtype)
+    prepare_for_speed(model, params, accelerator.device)
+    # the trial runs the compiled blocks (their compilation is paid here instead of in step 1):
+    # compiled and eager steps differ in memory, and the decision is about the real step
+    trial_start = time.perf_counter()
     choice = choose_checkpointing(model, params.gradient_checkpointing, params.batch_size, params.memory_headroom,
                                   accelerator.autocast(), ema=params.ema_decay is not None)
+    trial_s = time.perf_counter() - trial_start
     if accelerator.is_main_process:
-        print(f"train: gradient checkpointing {'on' if choice.enabled else 'off'} ({choice.reason})", flush=True)
+        print(f"train: gradient checkpointing {'on' if choice.enabled else 'off'} ({choice.reason}; {trial_s:.1f} s)",
+              flush=True)
     if choice.enabled:
         model.unet.enable_gradient_checkpointing()
-    prepare_for_speed(model, params, accelerator.device)
     trainable = [p for p in model.unet.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(trainable, lr=params.lr, betas=params.betas, weight_decay=params.weight_decay,
                                  fused=torch.cuda.is_available())
@@ -194,7 +201,7 @@ def train(
     if step >= max_steps:  # already trained: the curve is still an output (DVC removed it before running)
         if accelerator.is_main_process:
             write_loss_curve(Path(params.reports_dir) / "loss.tsv", losses)
-        return LoopResult(step, losses, resumed, ema, choice.as_metrics())
+        return LoopResult(step, losses, resumed, ema, {**choice.as_metrics(), "checkpointing_trial_s": round(trial_s, 3)})
 
     window: list[torch.Tensor] = []
     speed = Throughput(params.effective_batch)
@@ -218,8 +225,9 @@ def train(
         if speed.steps == speed.warmup:
             compile_first = max(compile_seconds() - compiled_before, 0.0)
             if accelerator.is_main_process:
-                bar.write(f"train: first optimizer step {speed.first_step_s:.1f} s (loader start-up, "
-                          f"{compile_first:.1f} s compiling, warm-up), excluded from samples/s", file=sys.stderr)
+                bar.write(f"train: first optimizer step {speed.first_step_s:.1f} s (loader start-up, warm-up; "
+                          f"{compile_first:.1f} s compiling so far, the checkpointing trial's included), "
+                          f"excluded from samples/s", file=sys.stderr)
         if ema is not None:
             ema.step(accelerator.unwrap_model(model.unet).parameters())
         mean = accelerator.reduce(torch.stack(window).mean(), reduction="mean").item()
@@ -238,14 +246,15 @@ def train(
         if step >= max_steps:
             break
     bar.close()
-    figures = {**speed.summary(), **choice.as_metrics(), "compile_s": round(max(compile_seconds() - compiled_before, 0.0), 3),
+    figures = {**speed.summary(), **choice.as_metrics(), "checkpointing_trial_s": round(trial_s, 3), "compile_s": round(max(compile_seconds() - compiled_before, 0.0), 3),
                "latent_cache_hits": model.latent_hits, "latent_cache_misses": model.latent_misses}
     if model._text is not None:
         figures.update(text_cache_entries=len(model._text), text_cache_hits=model._text.hits,
                        text_cache_misses=model._text.misses)
     if accelerator.is_main_process:
         print(f"train: {figures['samples_per_s']:.2f} samples/s steady state over {figures['timed_steps']} steps; "
-              f"first step {figures['first_step_s']:.1f} s, compiling {figures['compile_s']:.1f} s in all, "
+              f"first step {figures['first_step_s']:.1f} s, checkpointing trial {trial_s:.1f} s, compiling "
+              f"{figures['compile_s']:.1f} s in all (inside those two and validation), "
               f"validation {figures.get('validation_s', 0):.1f} s, checkpoints {figures.get('checkpoint_s', 0):.1f} s "
               f"(excluded); latent cache {model.latent_hits} hits, {model.latent_misses} encoded in the step", flush=True)
     return LoopResult(step, losses, resumed, ema, figures)

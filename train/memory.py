@@ -3,8 +3,10 @@
 Checkpointing recomputes every block's forward in the backward pass (~25.5 instead of ~19
 TFLOP per sample at 3 x 576 px) to save activation memory. Whether the step fits without it
 depends on the GPU, batch size, resolution and compile settings, so `auto` measures it: one
-eager forward + backward of the UNet at the run's batch size and input shape, on random
-latents and embeddings, under the run's autocast, without checkpointing. Its peak memory plus
+forward + backward passes (two, gradients accumulating) of the UNet at the run's batch size and input shape, on random
+latents and embeddings, under the run's autocast, without checkpointing, through the compiled
+blocks when the run compiles (compiled and eager steps differ in memory; the compilation is the
+one step 1 would otherwise pay). Its peak memory plus
 what the first optimizer step will add (Adam's two fp32 moments per trainable weight, an EMA
 copy) is the predicted peak; checkpointing stays off if that is under `train.memory_headroom`
 of the GPU's memory, and a trial that runs out of memory turns it on. On a CPU `auto` is off
@@ -62,18 +64,22 @@ def optimizer_state_bytes(model: PiQModel, ema: bool) -> int:
     return weights * (2 + int(ema))
 
 
-def measure_trial(model: PiQModel, batch: int, autocast: Any) -> int:
-    """Peak bytes of one eager forward + backward without checkpointing; gradients are freed
-    afterwards. Raises torch.OutOfMemoryError when it does not fit."""
+def measure_trial(model: PiQModel, batch: int, autocast: Any, micro_steps: int = 2) -> int:
+    """Peak bytes of `micro_steps` forward + backward passes without checkpointing, gradients
+    accumulating as under gradient accumulation (the second forward runs beside the first's
+    gradients, which is where a real step peaks); gradients are freed afterwards. Raises
+    torch.OutOfMemoryError when it does not fit."""
     device = model.device
     x = trial_inputs(model, batch, device)
     torch.cuda.synchronize(device)
     torch.cuda.reset_peak_memory_stats(device)
     try:
-        with autocast:
-            pred = model.predict(x["source"], x["driving"], x["noisy_target"], x["t"], x["embeds"], x["pooled"])
-            loss = pred.float().square().mean()
-        loss.backward()
+        for _ in range(micro_steps):
+            with autocast:
+                pred = model.predict(x["source"], x["driving"], x["noisy_target"], x["t"], x["embeds"], x["pooled"])
+                loss = pred.float().square().mean()
+            loss.backward()
+            del pred, loss
         torch.cuda.synchronize(device)
         return torch.cuda.max_memory_allocated(device)
     finally:

@@ -56,6 +56,20 @@ def compile_unet(unet: torch.nn.Module, mode: str, *, cuda_graphs: bool = False)
         raise ValueError(f"unknown compile mode {mode!r} (auto | none | regional | full)")
 
 
+def enable_training_allocator() -> None:
+    """Expandable allocator segments for training (less fragmentation: a step that fits by the
+    allocated bytes `gradient_checkpointing: auto` measures also fits by the reserved ones),
+    unless PYTORCH_CUDA_ALLOC_CONF says otherwise. Not for the sampler's CUDA graphs."""
+    import os
+
+    if "PYTORCH_CUDA_ALLOC_CONF" in os.environ or "PYTORCH_ALLOC_CONF" in os.environ:
+        return
+    try:
+        torch.cuda.memory._set_allocator_settings("expandable_segments:True")
+    except (AttributeError, RuntimeError):  # pragma: no cover - older torch
+        pass
+
+
 def enable_gpu_defaults() -> None:
     """cuDNN autotuning (fixed shapes: every step has the same convolutions) and TF32 for any
     fp32 matmul left outside autocast."""

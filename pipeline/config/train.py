@@ -27,7 +27,7 @@ class TrainParams:
     mixed_precision: Literal["fp32", "bf16", "fp16"] = "bf16"  # not "no": YAML 1.1 reads it as false
     # auto: off if a measured trial step without it (plus Adam's state) fits in memory_headroom of the GPU
     gradient_checkpointing: Union[bool, Literal["auto"]] = "auto"
-    memory_headroom: float = 0.92  # share of GPU memory `auto` lets the predicted peak take
+    memory_headroom: float = 0.95  # share of GPU memory `auto` lets the predicted peak take
     frozen_dtype: Literal["auto", "bf16", "fp16", "fp32"] = "auto"  # VAE + text encoders; auto: bf16 on GPU, fp32 on CPU
     vae_chunk: int = 16  # images per VAE encode call (3 per sample: source, driving, target)
     compile: Literal["auto", "none", "regional", "full"] = "auto"  # auto: regional on GPU, none on CPU
