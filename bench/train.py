@@ -203,10 +203,11 @@ def main() -> None:
     parser.add_argument("--floor-steps", type=int, default=1, help="timed optimizer steps of the UNet-only floor (after 1)")
     parser.add_argument("--effective", type=int, default=64, help="effective batch (accumulation = effective / batch)")
     parser.add_argument("--workers", type=int, default=None, help="DataLoader workers (default: the product's)")
+    parser.add_argument("--copies", type=int, default=4, help="repeat the 3-set bench split this often (more loader workers)")
     parser.add_argument("--only", nargs="*", help="substrings of configuration names to run")
     parser.add_argument("--budget-s", type=float, default=1e9, help="start no configuration after this many seconds")
     args = parser.parse_args()
-    from bench.release_sample import make_release_shards
+    from bench.release_sample import make_release_shards, replicate_shards
 
     began = time.perf_counter()
     resolution = 64 if args.tiny else 576
@@ -225,6 +226,7 @@ def main() -> None:
           f"effective batch {args.effective}; {args.steps} timed steps after 1 warm-up", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         shards = make_release_shards(Path(tmp), image_size=128 if args.tiny else 1024, n_expressive=4, n_relit=5)
+        replicate_shards(shards, args.copies)
         cache = (Path(tmp) / "latents", make_cache(args, shards, data, Path(tmp) / "latents"))
         for use in (None, cache):
             print(f"loader alone ({'cache' if use else 'no cache'}): {loader_rate(args, shards, data, use, 16 if not args.tiny else 2):.1f} "
