@@ -19,3 +19,24 @@ def make_release_shards(root: Path, image_size: int = 1024, n_expressive: int = 
     release = build_release(root, ingest, n_expressive=n_expressive, n_relit=n_relit, size=image_size,
                             max_sets_per_shard=1, test_id_fraction=0.0, test_ood_fraction=0.0)
     return release / "train"
+
+
+def replicate_shards(split: Path, copies: int) -> Path:
+    """The split with its shards repeated `copies` times under new shard names (same sets and
+    bytes), so a benchmark's loader can run as many DataLoader workers as a real release of
+    many sets allows (each worker needs shards of its own; three sets cap it at three)."""
+    import shutil
+
+    split = Path(split)
+    index = json.loads((split / "index.json").read_text())
+    originals = list(index["shards"])
+    for c in range(1, copies):
+        for k, entry in enumerate(originals):
+            name = f"{split.name}-{c * len(originals) + k:06d}.tar"
+            shutil.copyfile(split / entry["name"], split / name)
+            shutil.copyfile(split / entry["name"].replace(".tar", ".stats.json"), split / name.replace(".tar", ".stats.json"))
+            index["shards"].append({**entry, "name": name})
+    index.update(n_shards=len(index["shards"]), n_samples=sum(e["samples"] for e in index["shards"]),
+                 bytes=sum(e["bytes"] for e in index["shards"]))
+    (split / "index.json").write_text(json.dumps(index, indent=1))
+    return split

@@ -1,19 +1,27 @@
 """Training throughput of the product at 576 px: `train.loop.train` (PiQModel.loss, Adam, the
-loader on release-schema shards), beside the UNet-only floor measured in the same run.
+loader on release-schema shards, effective batch 64), beside the UNet-only floor measured in
+the same run, and the model FLOP utilisation.
 
     python -m bench.train                 # GPU: SDXL architecture, random weights
     python -m bench.train --tiny          # CPU smoke run of the same code (tiny model, 64 px)
 
-End to end = what `piq train` does per step: decode and augment the pair in DataLoader workers,
-encode source / driving / target with the frozen VAE (bf16, in chunks), cached text embeddings,
-UNet forward + backward with fp32 master weights under bf16 autocast, Adam. The UNet-only floor
-is forward + backward + Adam of the same UNet on random latents of the same shape, with the same
-levers: the ratio end-to-end / floor is the overhead of everything else.
+End to end = what `piq train` does per optimizer step: decode and augment in DataLoader
+workers, source / target latents from the `piq latents` cache (or all three encoded by the
+frozen VAE when a configuration has no cache), the driving image encoded, cached text
+embeddings, UNet forward + backward with fp32 master weights under bf16 autocast, Adam, with
+gradient accumulation to the effective batch. The rate is the loop's own steady-state figure
+(what the bar shows and metrics.json reports; the first step, with compilation, is printed
+apart). The UNet-only floor is forward + backward (+ Adam per effective batch) of the very UNet
+the run trained (compiled, with the checkpointing it chose) on random latents of that shape:
+end-to-end / floor is what everything else costs. MFU = samples/s x FLOP per sample / the
+H200's dense bf16 peak (989 TFLOP/s); FLOP per sample = 3 UNet forwards' worth (forward +
+backward) of 6.38 TFLOP at 4 x 72 x 216, 4 with checkpointing (the forward is recomputed).
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import gc
 import tempfile
 import time
 from pathlib import Path
@@ -25,21 +33,27 @@ from pipeline.config.data import DataParams
 from pipeline.config.train import TrainParams
 
 
+SDXL_FORWARD_TFLOP = 6.38  # one UNet forward at 4 x 72 x 216 (three 576 px latents side by side), FACTS.md
+PEAK_TFLOPS = {"H200": 989.4, "H100": 989.4}  # dense bf16 tensor-core peak (SXM); MFU is relative to it
+
+
 @dataclasses.dataclass(frozen=True)
 class Config:
     name: str
     batch: int
-    checkpointing: bool = True
-    compile: str = "none"
+    checkpointing: bool | str = "auto"
+    compile: str = "regional"
+    latents: bool = True
     fp8: bool = False
     channels_last: bool = False
 
 
 CONFIGS = [
-    Config("eager, b16, checkpointing", 16),
-    Config("regional compile, b16, checkpointing", 16, compile="regional"),
-    Config("regional compile + fp8, b16, checkpointing", 16, compile="regional", fp8=True),
-    Config("regional compile + fp8, b8, no checkpointing", 8, checkpointing=False, compile="regional", fp8=True),
+    Config("shipped GPU defaults: latent cache, checkpointing auto, regional compile, b16", 16),
+    Config("no latent cache (all three encoded per step), checkpointing auto, regional, b16", 16, latents=False),
+    Config("latent cache, checkpointing on, regional, b16", 16, checkpointing=True),
+    Config("latent cache, checkpointing auto, eager, b16", 16, compile="none"),
+    Config("latent cache, checkpointing auto, regional + fp8, b16", 16, fp8=True),
 ]
 
 
@@ -57,46 +71,93 @@ def build_model(tiny: bool, resolution: int):
     return PiQModel(comps, "spatial", resolution)
 
 
-def train_params(cfg: Config, tmp: Path, steps: int) -> TrainParams:
-    return TrainParams(batch_size=cfg.batch, effective_batch=cfg.batch, max_steps=steps, lr=1e-5,
+def train_params(cfg: Config, tmp: Path, steps: int, effective: int, workers: int | None) -> TrainParams:
+    return TrainParams(batch_size=cfg.batch, effective_batch=effective, max_steps=steps, lr=1e-5,
                        mixed_precision="bf16" if torch.cuda.is_available() else "fp32",
                        gradient_checkpointing=cfg.checkpointing, compile=cfg.compile, fp8=cfg.fp8,
                        channels_last=cfg.channels_last, checkpoint_every=10**9, keep_checkpoints=0, validate_every=10**9,
-                       log_every=10**9, checkpoint_dir=str(tmp / "ckpt"), reports_dir=str(tmp / "reports"))
+                       log_every=10**9, checkpoint_dir=str(tmp / "ckpt"), reports_dir=str(tmp / "reports"),
+                       num_workers=workers)
 
 
-def end_to_end(cfg: Config, args, shards: Path, data: DataParams) -> dict:
-    """samples/s of `train.loop.train` (first step excluded: compilation and warm-up)."""
+def make_cache(args, shards: Path, data: DataParams, root: Path) -> str:
+    """`piq latents`'s writer on the bench shards with the bench model's VAE (same seed)."""
+    from pipeline.release import resolve_shards
+    from stages.latents import write_cache
+    from train.latents import vae_fingerprint
+
+    model = build_model(args.tiny, data.resolution)
+    vae = model.comps.vae
+    vae_hash = vae_fingerprint(vae)
+    if torch.cuda.is_available():
+        vae.to(dtype=torch.bfloat16)
+    t0 = time.perf_counter()
+    manifest = write_cache(vae.eval(), vae_hash, resolve_shards(shards), data.resolution, root, batch=16)
+    print(f"latent cache: {manifest['entries']} images x 2 mirrors in {time.perf_counter() - t0:.1f} s "
+          f"(VAE hash {vae_hash[:12]}...)", flush=True)
+    _free(model)
+    return vae_hash
+
+
+def _free(*objs) -> None:
+    """Release GPU memory between configurations (the caller drops its own references)."""
+    del objs
+    gc.collect()
+    if torch.cuda.is_available():
+        torch._dynamo.reset()  # compiled graphs hold the old model; the on-disk Inductor cache stays
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+
+
+def end_to_end(cfg: Config, args, shards: Path, data: DataParams, cache: tuple[Path, str] | None):
+    """The loop's own figures (`LoopResult.throughput`) for this configuration, and the model
+    it trained (compiled, with the checkpointing it chose) for the floor."""
+    from pipeline.release import resolve_shards
     from train.data import make_train_loader
+    from train.latents import open_cache
     from train.loop import make_accelerator, train
 
     with tempfile.TemporaryDirectory() as tmp:
-        tp = train_params(cfg, Path(tmp), args.steps + 1)
+        tp = train_params(cfg, Path(tmp), args.steps + 1, args.effective, args.workers)
         model = build_model(args.tiny, data.resolution)
-        loader, stream = make_train_loader(data, shards, cfg.batch, seed=0, num_workers=args.workers)
+        latents = open_cache(str(cache[0]), cache[1], data.resolution, resolve_shards(shards)) if cfg.latents else None
+        loader, stream = make_train_loader(data, shards, cfg.batch, seed=0, num_workers=args.workers, latents=latents)
+        accelerator = make_accelerator(tp)
         t0 = time.perf_counter()
-        result = train(model, loader, stream, tp, 0, make_accelerator(tp))
-        out = {**result.throughput, "wall_s": time.perf_counter() - t0}
-    del model
-    return out
+        result = train(model, loader, stream, tp, 0, accelerator)
+        out = {**result.throughput, "wall_s": time.perf_counter() - t0, "workers": loader.num_workers}
+        model.unet = accelerator.unwrap_model(model.unet)
+        accelerator.free_memory()  # drops the optimizer (its Adam state) and the wrapper
+    del loader, stream, result, accelerator
+    gc.collect()
+    return out, model
 
 
-def unet_floor(cfg: Config, args, resolution: int) -> float:
-    """samples/s of forward + backward + Adam of the UNet alone, same levers, random inputs."""
-    from train.loop import prepare_for_speed
+def loader_rate(args, shards: Path, data: DataParams, cache: tuple[Path, str] | None, batch: int, n: int = 12) -> float:
+    """samples/s of the DataLoader alone (decode, augment, cache reads), after its first batch."""
+    from pipeline.release import resolve_shards
+    from train.data import make_train_loader
+    from train.latents import open_cache
 
+    latents = open_cache(str(cache[0]), cache[1], data.resolution, resolve_shards(shards)) if cache else None
+    loader, _ = make_train_loader(data, shards, batch, seed=0, num_workers=args.workers, latents=latents)
+    it = iter(loader)
+    next(it)
+    t0 = time.perf_counter()
+    for _ in range(n):
+        next(it)
+    return n * batch / (time.perf_counter() - t0)
+
+
+def unet_floor(model, cfg: Config, args, resolution: int) -> float:
+    """samples/s of forward + backward of the same (compiled) UNet alone on random inputs, Adam
+    once per effective batch: the end-to-end run's model, with the checkpointing it chose."""
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    model = build_model(args.tiny, resolution)
-    model.place(device)
-    if cfg.checkpointing:
-        model.unet.enable_gradient_checkpointing()
-    tp = train_params(cfg, Path("."), 1)
-    prepare_for_speed(model, tp, torch.device(device))
     unet = model.unet.train()
     opt = torch.optim.Adam(unet.parameters(), lr=1e-5, fused=device == "cuda")
     lat = resolution // 8 if not args.tiny else resolution // 4
     cfg_u = unet.config
-    b = cfg.batch
+    b, accum = cfg.batch, args.effective // cfg.batch
     x = torch.randn(b, 4, lat, 3 * lat, device=device)
     target = torch.randn(b, 4, lat, lat, device=device)
     kw = {"encoder_hidden_states": torch.randn(b, 77, cfg_u.cross_attention_dim, device=device),
@@ -105,10 +166,11 @@ def unet_floor(cfg: Config, args, resolution: int) -> float:
     autocast = torch.autocast(device, dtype=torch.bfloat16, enabled=device == "cuda")
 
     def step() -> None:
-        with autocast:
-            out = unet(x, torch.randint(0, 1000, (b,), device=device), **kw).sample
-            loss = F.mse_loss(out[..., 2 * lat:].float(), target)
-        loss.backward()
+        for _ in range(accum):
+            with autocast:
+                out = unet(x, torch.randint(0, 1000, (b,), device=device), **kw).sample
+                loss = F.mse_loss(out[..., 2 * lat:].float(), target)
+            loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
 
@@ -116,54 +178,87 @@ def unet_floor(cfg: Config, args, resolution: int) -> float:
     step()
     sync()
     t0 = time.perf_counter()
-    for _ in range(args.steps):
+    for _ in range(args.floor_steps):
         step()
     sync()
-    rate = b * args.steps / (time.perf_counter() - t0)
-    del model, unet, opt
+    rate = b * accum * args.floor_steps / (time.perf_counter() - t0)
+    del opt, x, target, kw
     return rate
+
+
+def mfu(rate: float, checkpointing: bool) -> float:
+    if not torch.cuda.is_available():
+        return float("nan")
+    name = torch.cuda.get_device_name()
+    peak = next((v for k, v in PEAK_TFLOPS.items() if k in name), None)
+    if peak is None:
+        return float("nan")
+    return rate * SDXL_FORWARD_TFLOP * (4 if checkpointing else 3) / peak
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tiny", action="store_true")
-    parser.add_argument("--steps", type=int, default=8, help="timed optimizer steps per configuration (after 1 warm-up)")
-    parser.add_argument("--workers", type=int, default=3, help="DataLoader workers of the end-to-end runs")
+    parser.add_argument("--steps", type=int, default=4, help="timed optimizer steps per configuration (after 1 warm-up)")
+    parser.add_argument("--floor-steps", type=int, default=1, help="timed optimizer steps of the UNet-only floor (after 1)")
+    parser.add_argument("--effective", type=int, default=64, help="effective batch (accumulation = effective / batch)")
+    parser.add_argument("--workers", type=int, default=None, help="DataLoader workers (default: the product's)")
+    parser.add_argument("--copies", type=int, default=4, help="repeat the 3-set bench split this often (more loader workers)")
     parser.add_argument("--only", nargs="*", help="substrings of configuration names to run")
+    parser.add_argument("--budget-s", type=float, default=1e9, help="start no configuration after this many seconds")
     args = parser.parse_args()
-    from bench.release_sample import make_release_shards
+    from bench.release_sample import make_release_shards, replicate_shards
 
+    began = time.perf_counter()
     resolution = 64 if args.tiny else 576
     data = DataParams(resolution=resolution, pairs_per_set=64)
     if torch.cuda.is_available():
-        from train.speed import enable_gpu_defaults
+        from train.speed import enable_gpu_defaults, enable_training_allocator
 
         enable_gpu_defaults()  # as `piq train` does (make_accelerator)
+        enable_training_allocator()
     configs = [c for c in CONFIGS if not args.only or any(s in c.name for s in args.only)]
     if args.tiny:
-        configs = [dataclasses.replace(c, batch=2, compile="none", fp8=False) for c in configs[:1]]
+        args.effective = 4
+        configs = [dataclasses.replace(c, batch=2, compile="none", fp8=False) for c in configs[:2]]
     name = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
     print(f"device {name}, torch {torch.__version__}, {'tiny model 64 px' if args.tiny else 'SDXL architecture, 576 px'}; "
-          f"{args.steps} timed steps after 1 warm-up, {args.workers} loader workers")
+          f"effective batch {args.effective}; {args.steps} timed steps after 1 warm-up", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         shards = make_release_shards(Path(tmp), image_size=128 if args.tiny else 1024, n_expressive=4, n_relit=5)
+        replicate_shards(shards, args.copies)
+        cache = (Path(tmp) / "latents", make_cache(args, shards, data, Path(tmp) / "latents"))
+        for use in (None, cache):
+            print(f"loader alone ({'cache' if use else 'no cache'}): {loader_rate(args, shards, data, use, 16 if not args.tiny else 2):.1f} "
+                  f"samples/s", flush=True)
         for cfg in configs:
+            if time.perf_counter() - began > args.budget_s:
+                print(f"{cfg.name}: not run (bench budget of {args.budget_s:.0f} s spent)", flush=True)
+                continue
+            model = None
             try:
-                floor = unet_floor(cfg, args, resolution)
-                torch.cuda.empty_cache() if torch.cuda.is_available() else None
-                e2e = end_to_end(cfg, args, shards, data)
+                e2e, model = end_to_end(cfg, args, shards, data, cache)
+                ckpt = bool(e2e["gradient_checkpointing"])
+                floor = unet_floor(model, cfg, args, resolution)
             except torch.OutOfMemoryError:
-                print(f"{cfg.name:48s} out of memory")
-                torch.cuda.empty_cache()
+                print(f"{cfg.name}: out of memory", flush=True)
+                model = None
+                _free()
                 continue
             except Exception as err:  # noqa: BLE001 - one lever failing (e.g. fp8 without torchao) must not stop the rest
-                print(f"{cfg.name:48s} failed: {type(err).__name__}: {str(err)[:200]}")
+                print(f"{cfg.name}: failed: {type(err).__name__}: {str(err)[:300]}", flush=True)
+                model = None
+                _free()
                 continue
-            torch.cuda.empty_cache() if torch.cuda.is_available() else None
+            model = None
+            _free()
             rate = e2e["samples_per_s"]
-            print(f"{cfg.name:48s} end-to-end {rate:6.2f} samples/s  UNet-only {floor:6.2f}  ratio {rate / floor:.2f}  "
-                  f"peak {e2e.get('peak_gpu_mem_gib', float('nan')):5.1f} GiB  (run incl. compile {e2e['wall_s']:.0f} s)",
-                  flush=True)
+            print(f"{cfg.name}\n    end-to-end {rate:6.2f} samples/s  UNet-only {floor:6.2f}  ratio {rate / floor:.2f}  "
+                  f"MFU {mfu(rate, ckpt):.1%} (floor {mfu(floor, ckpt):.1%})  checkpointing {'on' if ckpt else 'off'}  "
+                  f"peak {e2e.get('peak_gpu_mem_gib', float('nan')):5.1f} GiB\n    first step {e2e['first_step_s']:.1f} s "
+                  f"(compiling {e2e['compile_s']:.1f} s), {e2e['timed_steps']} timed steps in {e2e['steady_s']:.1f} s, "
+                  f"{e2e['workers']} loader workers, latent cache {e2e['latent_cache_hits']} hits / "
+                  f"{e2e['latent_cache_misses']} misses; {e2e['gradient_checkpointing_reason']}", flush=True)
 
 
 if __name__ == "__main__":

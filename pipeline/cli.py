@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "segment": ("stages.segment", "a face-parsing label map (canonical ids) for every animated image: SegFormer or dense-mesh polygons (paper 4.1)"),
     "relight": ("stages.relight", "relight the face and hair of every animated image under K environment maps (paper 4.1, A.1)"),
     "shard": ("stages.shard", "pack the identity sets into WebDataset shards, split train / test_id / test_ood by identity, with index and dataset card"),
+    "latents": ("stages.latents", "the VAE latents of every training image, as it is and mirrored, so training encodes only the driving face (issue 18)"),
     "shards": ("pipeline.verify", "check released shards: `piq shards verify DIR` re-reads, decodes and checksums every sample"),
     "browse": ("pipeline.browse.server", "page through released shards in a local web page (no CDN): `piq browse DIR`"),
     "train": ("stages.train", "fine-tune the backbone on [source | driving | noisy target] (paper 3.1, 4.1)"),

@@ -21,6 +21,7 @@ from pipeline.config.caption import CaptionParams
 from pipeline.config.data import DataParams
 from pipeline.config.evaluate import EvaluateParams
 from pipeline.config.ingest import IngestParams
+from pipeline.config.latents import LatentsParams
 from pipeline.config.relight import RelightParams
 from pipeline.config.replace import ReplaceParams
 from pipeline.config.runner import RunnerParams
@@ -57,6 +58,7 @@ class Params:
     distill: DistillParams = dataclasses.field(default_factory=DistillParams)
     replace: ReplaceParams = ReplaceParams()
     best_take: BestTakeParams = BestTakeParams()
+    latents: LatentsParams = dataclasses.field(default_factory=LatentsParams)  # piq latents (issue 18)
 
 
 def _check_scalar(tp: Any, value: Any, path: str) -> Any:

@@ -7,6 +7,13 @@ Gradient accumulation is derived from the number of processes so the effective b
 `train.effective_batch`.
 Ablations are params: `dvc exp run -S train.concat=channel`, `-S train.backbone=sd15`,
 `-S data.relight=false`, `-S data.augment=false`, `-S data.inner_face=false`.
+
+Speed (issue 18, docs/BENCHMARKS.md): with `train.latents_dir` source and target latents come
+from `piq latents` (only the augmented driving face is encoded per step);
+`train.gradient_checkpointing: auto` measures a trial step and turns checkpointing off when the
+step fits. metrics.json's `samples_per_s` is the steady state the progress bar shows: the first
+step (`first_step_s`, with compilation `compile_s` inside it), validation (`validation_s`),
+checkpoints (`checkpoint_s`) and the export (`export_s`) are timed apart and written beside it.
 """
 from __future__ import annotations
 
@@ -16,13 +23,16 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import torch
 
 from pipeline.params import load_params
+from pipeline.release import resolve_shards
 from train.backbones import build_components
 from train.data import make_train_loader
+from train.latents import open_cache, vae_fingerprint
 from train.loop import config_fingerprint, make_accelerator, summary, train, write_metrics
 from train.model import PiQModel, export_pipeline
 from train.plots import validation_grid
@@ -66,9 +76,12 @@ def main(args: argparse.Namespace) -> int:
     tp, dp = params.train, params.data
     accelerator = make_accelerator(tp)
     comps = build_components(tp.backbone, tp.pretrained_dir, params.seed, tp.concat)  # checks the folder first
-    model = PiQModel(comps, tp.concat, dp.resolution, tp.vae_chunk)
+    # the cache must come from this VAE (hashed before training casts it), resolution and shard set
+    latents = None if tp.latents_dir is None else open_cache(tp.latents_dir, vae_fingerprint(comps.vae), dp.resolution,
+                                                             resolve_shards(dp.shards))
+    model = PiQModel(comps, tp.concat, dp.resolution, tp.vae_chunk, tp.text_cache_size)
     loader, stream = make_train_loader(dp, dp.shards, tp.batch_size, params.seed, accelerator.process_index,
-                                       accelerator.num_processes, tp.num_workers)
+                                       accelerator.num_processes, tp.num_workers, latents=latents)
     val_loader, _ = make_train_loader(dataclasses.replace(dp, caption_dropout=0.0), dp.shards, 4, params.seed + 1)
     val_batch = next(iter(val_loader))
     reports = Path(tp.reports_dir)
@@ -80,9 +93,12 @@ def main(args: argparse.Namespace) -> int:
                    fingerprint=config_fingerprint(tp, dp, params.seed))
     launched_safe = all(accelerator.gather_for_metrics([inherited], use_gather_object=True))
     if accelerator.is_main_process:
+        t0 = time.perf_counter()
         export_pipeline(model, accelerator.unwrap_model(model.unet), tp.out_dir, result.ema, tp.pretrained_dir)
         metrics = {**summary(result), **result.throughput, "backbone": tp.backbone, "concat": tp.concat,
-                   "processes": accelerator.num_processes, "accumulation": accelerator.gradient_accumulation_steps}
+                   "processes": accelerator.num_processes, "accumulation": accelerator.gradient_accumulation_steps,
+                   "batch_size": tp.batch_size, "effective_batch": tp.effective_batch, "resolution": dp.resolution,
+                   "latent_cache": tp.latents_dir is not None, "export_s": round(time.perf_counter() - t0, 3)}
         if accelerator.num_processes > 1:  # did the launcher hand every process the multicast-off settings?
             metrics["multicast_off_all_ranks"] = launched_safe
         write_metrics(reports / "metrics.json", metrics)

@@ -38,7 +38,9 @@ def workdir(tmp_path_factory) -> Path:
     params["train"].update(pretrained_dir=str(root / "sdxl"), out_dir=str(root / "piq"), reports_dir=str(root / "reports"),
                            checkpoint_dir=str(root / "ckpt"), batch_size=2, effective_batch=4, max_steps=2,
                            checkpoint_every=2, validate_every=2, log_every=1, mixed_precision="bf16",
-                           gradient_checkpointing=True, lr=1e-5, compile="none", num_workers=2)
+                           gradient_checkpointing="auto", lr=1e-5, compile="none", num_workers=2,
+                           latents_dir=str(root / "latents"))
+    params["latents"] = {**params.get("latents", {}), "out_dir": str(root / "latents"), "device": "cuda"}
     params["sample"].update(model_dir=str(root / "piq"), out_dir=str(root / "samples"), num_inference_steps=2,
                             num_pairs=2, batch_size=2, compile="none")
     (root / "params.yaml").write_text(yaml.safe_dump(params))
@@ -51,11 +53,20 @@ def piq(root: Path, *args: str) -> subprocess.CompletedProcess:
 
 
 def test_piq_train_two_steps_then_sample(workdir: Path) -> None:
+    run = piq(workdir, "latents")  # issue 18: source / target latents precomputed with the SDXL VAE
+    print(run.stdout[-2000:], run.stderr[-2000:])
+    assert run.returncode == 0, run.stderr[-3000:]
+    cache = json.loads((workdir / "latents" / "cache.json").read_text())
+    assert cache["resolution"] == 576 and cache["entries"] > 0 and not cache["rejects"]
     run = piq(workdir, "train")
     print(run.stdout[-3000:], run.stderr[-3000:])
     assert run.returncode == 0, run.stderr[-3000:]
     metrics = json.loads((workdir / "reports" / "metrics.json").read_text())
     assert metrics["steps"] == 2 and metrics["final_loss"] == metrics["final_loss"]  # finite
+    assert metrics["latent_cache"] and metrics["latent_cache_misses"] == 0
+    assert metrics["latent_cache_hits"] == 2 * 4 * 2  # source + target of 4 samples per step, 2 steps
+    assert metrics["gradient_checkpointing"] is False and "trial step" in metrics["gradient_checkpointing_reason"]
+    assert metrics["validation_s"] > 0 and metrics["checkpoint_s"] > 0 and metrics["export_s"] > 0
     assert metrics["peak_gpu_mem_gib"] > 5
     assert "samples_s=" in run.stderr and "gpu_mem=" in run.stderr  # the progress bar a user watches
     assert metrics["samples_per_s"] > 0

@@ -30,7 +30,7 @@ def test_two_process_training_keeps_the_effective_batch(tmp_path: Path, tiny_sha
     params["data"].update(shards=str(tiny_shards), resolution=32, pairs_per_set=2)
     params["train"].update(batch_size=2, effective_batch=8, max_steps=2, checkpoint_every=1, log_every=1,
                            validate_every=100, out_dir=str(tmp_path / "model"), reports_dir=str(tmp_path / "reports"),
-                           checkpoint_dir=str(tmp_path / "ckpt"))
+                           checkpoint_dir=str(tmp_path / "ckpt"), latents_dir=None)
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump(params))
     env = {k: v for k, v in os.environ.items() if k not in ("NCCL_NVLS_ENABLE", "LOCAL_RANK")}

@@ -9,6 +9,7 @@ pretrained prior about wide images coherent. Sampler and trainer must agree: bot
 """
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import Optional, Sequence
 
 import torch
@@ -42,21 +43,39 @@ def encode_text(comps: Components, captions: Sequence[str], device: torch.device
 
 
 class TextCache:
-    """Caption -> (embeds, pooled) on the given device: the encoders are frozen, so a caption
-    is encoded once per run."""
+    """Caption -> (embeds, pooled) on the given device, least recently used first out, at most
+    `max_entries` captions (`train.text_cache_size`): the encoders are frozen, so a repeated
+    caption (the empty one of caption dropout, a set's shared caption) is encoded once, while a
+    release with a unique caption per image (LLaVA, ~525k at paper scale, ~0.3 MB each for
+    SDXL) cannot grow GPU memory without bound. 0 disables caching."""
 
-    def __init__(self, comps: Components, device: torch.device) -> None:
-        self.comps, self.device = comps, device
-        self._cache: dict[str, tuple[torch.Tensor, Optional[torch.Tensor]]] = {}
+    def __init__(self, comps: Components, device: torch.device, max_entries: int = 4096) -> None:
+        self.comps, self.device, self.max_entries = comps, device, max_entries
+        self._cache: OrderedDict[str, tuple[torch.Tensor, Optional[torch.Tensor]]] = OrderedDict()
+        self.hits = self.misses = 0
+
+    def __len__(self) -> int:
+        return len(self._cache)
 
     def __call__(self, captions: Sequence[str]) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
         missing = sorted({c for c in captions if c not in self._cache})
+        self.misses += sum(c in missing for c in captions)
+        self.hits += len(captions) - sum(c in missing for c in captions)
+        fresh: dict[str, tuple[torch.Tensor, Optional[torch.Tensor]]] = {}
         if missing:
             embeds, pooled = encode_text(self.comps, missing, self.device)
-            for i, caption in enumerate(missing):
-                self._cache[caption] = (embeds[i], None if pooled is None else pooled[i])
-        embeds = torch.stack([self._cache[c][0] for c in captions])
-        pooled = None if self.comps.family == "sd15" else torch.stack([self._cache[c][1] for c in captions])
+            # clones: a view would keep the whole batch's storage alive as long as one entry stays
+            fresh = {c: (embeds[i].clone(), None if pooled is None else pooled[i].clone()) for i, c in enumerate(missing)}
+        rows = [fresh[c] if c in fresh else self._cache[c] for c in captions]
+        for c in dict.fromkeys(captions):  # mark used (most recent last), then admit the new ones
+            if c in self._cache:
+                self._cache.move_to_end(c)
+            elif self.max_entries > 0:
+                self._cache[c] = fresh[c]
+        while len(self._cache) > self.max_entries:
+            self._cache.popitem(last=False)
+        embeds = torch.stack([r[0] for r in rows])
+        pooled = None if self.comps.family == "sd15" else torch.stack([r[1] for r in rows])
         return embeds, pooled
 
 

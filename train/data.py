@@ -22,13 +22,18 @@ point are not opened.
 
 Batches (the trainer's contract): `source`, `driving`, `target`: float (B, 3, R, R) in [-1, 1];
 `caption`: list[str] ("" when dropped); `set_id`, `source_index`, `target_index`: list[str].
+With a latent cache (`train.latents_dir`, made by `piq latents`) `source_moments` and
+`target_moments` hold the cached VAE posterior parameters (B, 8, R/8, R/8) and `source` /
+`target` are None; where the cache lacks an image, that row's moments are None and its pixels
+are given instead (lists then, see `collate_triplets`). The driving image is always pixels: it
+is augmented per item.
 """
 from __future__ import annotations
 
 import os
 import warnings
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator, Optional, Sequence
 
 import cv2
 import numpy as np
@@ -40,6 +45,7 @@ from pipeline.release import ShardRef, release_dataset, resolve_shards
 from pipeline.shards import SetSample
 from pipeline.faces.crop import resize_square
 from train.driving import driving_image
+from train.latents import LatentCache
 
 
 def choose_pair(sample: SetSample, p: DataParams, rng: np.random.Generator) -> tuple[str, str]:
@@ -62,29 +68,70 @@ def to_tensor(rgb: np.ndarray, resolution: int) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).float() / 127.5 - 1.0
 
 
-def make_triplet(sample: SetSample, p: DataParams, rng: np.random.Generator) -> dict[str, Any]:
-    """One training triplet. With a `LazySetSample` only the images used are decoded."""
+class _Mirrored(Sequence):
+    """Relit variants mirrored on access (a pair flip), still decoded one at a time."""
+
+    def __init__(self, variants: Sequence[np.ndarray]) -> None:
+        self._variants = variants
+
+    def __getitem__(self, i):  # type: ignore[override]
+        return np.ascontiguousarray(self._variants[i][:, ::-1])
+
+    def __len__(self) -> int:
+        return len(self._variants)
+
+
+def _mirror(rgb: np.ndarray, flip: bool) -> np.ndarray:
+    return np.ascontiguousarray(rgb[:, ::-1]) if flip else rgb
+
+
+def make_triplet(sample: SetSample, p: DataParams, rng: np.random.Generator,
+                 latents: Optional[LatentCache] = None) -> dict[str, Any]:
+    """One training triplet. With a `LazySetSample` only the images used are decoded. With a
+    latent cache, source and target come as cached VAE moments (`source_moments`,
+    `target_moments`) and are not decoded; an image the cache lacks comes as pixels with its
+    moments None, and the model encodes it (and counts it)."""
     source, target = choose_pair(sample, p, rng)
-    driving, _ = driving_image(sample.images[target], sample.relit.get(target, []), sample.labels[target], p, rng)
+    flip = p.pair_flip_prob > 0 and bool(rng.random() < p.pair_flip_prob)  # drawn only when enabled
+    variants = sample.relit.get(target, [])
+    driving, _ = driving_image(_mirror(sample.images[target], flip), _Mirrored(variants) if flip else variants,
+                               _mirror(sample.labels[target], flip), p, rng)
     caption = "" if rng.random() < p.caption_dropout else sample.caption(target)
-    return {
-        "source": to_tensor(sample.images[source], p.resolution),
-        "driving": to_tensor(driving, p.resolution),
-        "target": to_tensor(sample.images[target], p.resolution),
-        "caption": caption, "set_id": sample.key, "source_index": source, "target_index": target,
-    }
+    item: dict[str, Any] = {"driving": to_tensor(driving, p.resolution), "caption": caption, "set_id": sample.key,
+                            "source_index": source, "target_index": target}
+    for role, index in (("source", source), ("target", target)):
+        moments = None if latents is None else latents.get(sample.key, index, flip)
+        item[role] = None if moments is not None else to_tensor(_mirror(sample.images[index], flip), p.resolution)
+        if latents is not None:
+            item[f"{role}_moments"] = moments
+    return item
+
+
+def collate_triplets(items: list[dict[str, Any]]) -> dict[str, Any]:
+    """Batches of triplets where an entry may be None (source/target given as cached moments,
+    or moments missing from the cache): all-tensor fields are stacked, mixed ones stay lists."""
+    out: dict[str, Any] = {}
+    for key in items[0]:
+        values = [item[key] for item in items]
+        if all(isinstance(v, torch.Tensor) for v in values):
+            out[key] = torch.stack(values)
+        elif all(v is None for v in values):
+            out[key] = None
+        else:
+            out[key] = values
+    return out
 
 
 class PairStream(IterableDataset):
     """An endless, reproducible stream of training triplets for one rank."""
 
     def __init__(self, params: DataParams, shards: Sequence[ShardRef | Path | str], seed: int, rank: int = 0,
-                 world_size: int = 1) -> None:
+                 world_size: int = 1, latents: Optional[LatentCache] = None) -> None:
         if not shards:
             raise FileNotFoundError("no finished shards to train on (run `piq shard` or set data.shards)")
         refs = [s for s in shards if isinstance(s, ShardRef)]
         self.shards = refs if len(refs) == len(shards) else resolve_shards([str(s) for s in shards])
-        self.params, self.seed = params, seed
+        self.params, self.seed, self.latents = params, seed, latents
         self.rank, self.world_size = rank, world_size
         self.batch_size, self.workers = 1, 0  # set by make_train_loader
         self.consumed = 0  # items the main process has received, since the start of training
@@ -171,7 +218,8 @@ class PairStream(IterableDataset):
                 slots = [s for s in range(len(chunk)) for _ in range(per)]
                 for o in np.random.default_rng([self.seed, epoch, part, w]).permutation(len(slots)):
                     if i >= skip:
-                        yield make_triplet(chunk[slots[o]], self.params, np.random.default_rng([self.seed, epoch, part, i]))
+                        yield make_triplet(chunk[slots[o]], self.params, np.random.default_rng([self.seed, epoch, part, i]),
+                                           self.latents)
                     i += 1
             epoch, skip = epoch + 1, 0
 
@@ -223,12 +271,13 @@ def _worker_init(_: int) -> None:
 
 def make_train_loader(params: DataParams, shards: str | Path | Sequence[Path | str], batch_size: int, seed: int,
                       rank: int = 0, world_size: int = 1, num_workers: int | None = None, *,
-                      index: str | None = None) -> tuple[DataLoader, PairStream]:
+                      index: str | None = None, latents: Optional[LatentCache] = None) -> tuple[DataLoader, PairStream]:
     """(loader of batches, its stream). `shards`: a split folder, an index, a URL or brace
     pattern, or a list of tar paths/URLs (`index=` for pipe: URLs). `num_workers=None` picks
-    `default_workers()`; workers are capped so that every rank x worker gets at least one set."""
+    `default_workers()`; workers are capped so that every rank x worker gets at least one set.
+    `latents`: the checked latent cache (`train.latents.open_cache`) source and target are read from."""
     refs = resolve_shards(shards, index)
-    stream = PairStream(params, refs, seed, rank, world_size)
+    stream = PairStream(params, refs, seed, rank, world_size, latents)
     workers = default_workers() if num_workers is None else num_workers
     n_sets = sum(len(r.keys) for r in refs)
     if workers > 1 and workers * world_size > n_sets:  # every part (rank x worker) needs a set
@@ -237,5 +286,6 @@ def make_train_loader(params: DataParams, shards: str | Path | Sequence[Path | s
     stream.load_state_dict(stream.state_dict())
     loader = ResumableLoader(stream, batch_size=batch_size, num_workers=workers, persistent_workers=False,
                              pin_memory=torch.cuda.is_available(), worker_init_fn=_worker_init if workers else None,
-                             prefetch_factor=4 if workers else None)
+                             prefetch_factor=4 if workers else None,
+                             collate_fn=collate_triplets if latents is not None else None)
     return loader, stream

@@ -7,6 +7,7 @@ run before it can touch the weights or write a checkpoint, so the last good one 
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import json
@@ -14,7 +15,7 @@ import math
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterable, Optional
+from typing import Any, Callable, Iterable, Iterator, Optional
 
 import torch
 from accelerate import Accelerator, PartialState
@@ -24,7 +25,9 @@ from pipeline.config.keys import output_params
 from pipeline.config.train import TrainParams
 from train import checkpoint
 from train.model import PiQModel
-from train.speed import compile_unet, enable_fp8_training, enable_gpu_defaults, resolve_compile
+from train.memory import choose_checkpointing
+from train.speed import (compile_seconds, compile_unet, enable_fp8_training, enable_gpu_defaults,
+                         enable_training_allocator, resolve_compile)
 
 
 class TrainingDiverged(RuntimeError):
@@ -49,29 +52,57 @@ class LoopResult:
 
 
 class Throughput:
-    """Samples/s of this run's optimizer steps, the first `warmup` excluded (compilation, cuDNN
-    autotuning, allocator growth), and peak GPU memory: what a user waits for and what the
-    benchmark reports."""
+    """Steady-state samples/s of this run's optimizer steps, and what is not in it.
+
+    The first `warmup` steps are excluded (compilation, cuDNN autotuning, loader start-up,
+    allocator growth) and timed on their own (`first_step_s`); so is every pause the loop
+    takes between steps (validation grids, checkpoints), named in `exclude(name)`. What is
+    left is the rate the progress bar shows and metrics.json reports: the same number."""
 
     def __init__(self, samples_per_step: int, warmup: int = 1) -> None:
         self.samples_per_step, self.warmup = samples_per_step, warmup
         self.steps, self.start = 0, None
+        self.created = time.perf_counter()
+        self.first_step_s = math.nan
+        self.excluded: dict[str, float] = {}
+        self._excluded_since_start = 0.0
 
     def step(self) -> None:
         self.steps += 1
         if self.steps == self.warmup:
             _sync()
             self.start = time.perf_counter()
+            self.first_step_s = self.start - self.created
+
+    @contextlib.contextmanager
+    def exclude(self, name: str) -> Iterator[None]:
+        """Time the block as `<name>_s` and keep it out of the steady-state rate."""
+        _sync()
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            _sync()
+            spent = time.perf_counter() - t0
+            self.excluded[name] = self.excluded.get(name, 0.0) + spent
+            if self.start is not None:
+                self._excluded_since_start += spent
+
+    @property
+    def steady_s(self) -> float:
+        return math.nan if self.start is None else time.perf_counter() - self.start - self._excluded_since_start
 
     @property
     def samples_per_s(self) -> float:
         if self.start is None or self.steps <= self.warmup:
             return math.nan
-        return (self.steps - self.warmup) * self.samples_per_step / (time.perf_counter() - self.start)
+        return (self.steps - self.warmup) * self.samples_per_step / self.steady_s
 
     def summary(self) -> dict[str, float]:
         _sync()
-        out = {"samples_per_s": round(self.samples_per_s, 3), "timed_steps": max(self.steps - self.warmup, 0)}
+        out = {"samples_per_s": round(self.samples_per_s, 3), "timed_steps": max(self.steps - self.warmup, 0),
+               "steady_s": round(self.steady_s, 3), "first_step_s": round(self.first_step_s, 3)}
+        out.update({f"{name}_s": round(spent, 3) for name, spent in sorted(self.excluded.items())})
         if torch.cuda.is_available():
             out["peak_gpu_mem_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
         return out
@@ -106,6 +137,7 @@ def make_accelerator(params: TrainParams) -> Accelerator:
         torch.set_flush_denormal(True)
     else:
         enable_gpu_defaults()
+        enable_training_allocator()
     processes = PartialState(cpu=cpu).num_processes
     accum = accumulation_steps(params.effective_batch, params.batch_size, processes)
     precision = "no" if cpu or params.mixed_precision == "fp32" else params.mixed_precision
@@ -128,11 +160,21 @@ def train(
     backbone, concat mode, data params); one from another configuration is discarded, so an
     ablation never continues another run's weights."""
     max_steps = max_steps or params.max_steps
-    if params.gradient_checkpointing:
-        model.unet.enable_gradient_checkpointing()
+    compiled_before = compile_seconds()  # this run's compile time is what it adds to the process's
     model.unet.train()
     model.place(accelerator.device, params.frozen_dtype)
     prepare_for_speed(model, params, accelerator.device)
+    # the trial runs the compiled blocks (their compilation is paid here instead of in step 1):
+    # compiled and eager steps differ in memory, and the decision is about the real step
+    trial_start = time.perf_counter()
+    choice = choose_checkpointing(model, params.gradient_checkpointing, params.batch_size, params.memory_headroom,
+                                  accelerator.autocast(), ema=params.ema_decay is not None)
+    trial_s = time.perf_counter() - trial_start
+    if accelerator.is_main_process:
+        print(f"train: gradient checkpointing {'on' if choice.enabled else 'off'} ({choice.reason}; {trial_s:.1f} s)",
+              flush=True)
+    if choice.enabled:
+        model.unet.enable_gradient_checkpointing()
     trainable = [p for p in model.unet.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(trainable, lr=params.lr, betas=params.betas, weight_decay=params.weight_decay,
                                  fused=torch.cuda.is_available())
@@ -160,7 +202,7 @@ def train(
     if step >= max_steps:  # already trained: the curve is still an output (DVC removed it before running)
         if accelerator.is_main_process:
             write_loss_curve(Path(params.reports_dir) / "loss.tsv", losses)
-        return LoopResult(step, losses, resumed, ema)
+        return LoopResult(step, losses, resumed, ema, {**choice.as_metrics(), "checkpointing_trial_s": round(trial_s, 3)})
 
     window: list[torch.Tensor] = []
     speed = Throughput(params.effective_batch)
@@ -181,6 +223,12 @@ def train(
             continue
         step += 1
         speed.step()
+        if speed.steps == speed.warmup:
+            compile_first = max(compile_seconds() - compiled_before, 0.0)
+            if accelerator.is_main_process:
+                bar.write(f"train: first optimizer step {speed.first_step_s:.1f} s (loader start-up, warm-up; "
+                          f"{compile_first:.1f} s compiling so far, the checkpointing trial's included), "
+                          f"excluded from samples/s", file=sys.stderr)
         if ema is not None:
             ema.step(accelerator.unwrap_model(model.unet).parameters())
         mean = accelerator.reduce(torch.stack(window).mean(), reduction="mean").item()
@@ -191,13 +239,26 @@ def train(
         if accelerator.is_main_process and (step % params.log_every == 0 or step == max_steps):
             write_loss_curve(Path(params.reports_dir) / "loss.tsv", losses)
         if on_validate is not None and accelerator.is_main_process and (step % params.validate_every == 0 or step == max_steps):
-            on_validate(model, step)
+            with speed.exclude("validation"):
+                on_validate(model, step)
         if params.keep_checkpoints and (step % params.checkpoint_every == 0 or step == max_steps):
-            _checkpoint(accelerator, model, optimizer, ema, stream, generator, step, losses, params, fingerprint)
+            with speed.exclude("checkpoint"):
+                _checkpoint(accelerator, model, optimizer, ema, stream, generator, step, losses, params, fingerprint)
         if step >= max_steps:
             break
     bar.close()
-    return LoopResult(step, losses, resumed, ema, speed.summary())
+    figures = {**speed.summary(), **choice.as_metrics(), "checkpointing_trial_s": round(trial_s, 3), "compile_s": round(max(compile_seconds() - compiled_before, 0.0), 3),
+               "latent_cache_hits": model.latent_hits, "latent_cache_misses": model.latent_misses}
+    if model._text is not None:
+        figures.update(text_cache_entries=len(model._text), text_cache_hits=model._text.hits,
+                       text_cache_misses=model._text.misses)
+    if accelerator.is_main_process:
+        print(f"train: {figures['samples_per_s']:.2f} samples/s steady state over {figures['timed_steps']} steps; "
+              f"first step {figures['first_step_s']:.1f} s, checkpointing trial {trial_s:.1f} s, compiling "
+              f"{figures['compile_s']:.1f} s in all (inside those two and validation), "
+              f"validation {figures.get('validation_s', 0):.1f} s, checkpoints {figures.get('checkpoint_s', 0):.1f} s "
+              f"(excluded); latent cache {model.latent_hits} hits, {model.latent_misses} encoded in the step", flush=True)
+    return LoopResult(step, losses, resumed, ema, figures)
 
 
 def prepare_for_speed(model: PiQModel, params: TrainParams, device: torch.device) -> None:
@@ -263,11 +324,15 @@ def write_loss_curve(path: Path, losses: list[tuple[int, float]]) -> None:
 
 
 def summary(result: LoopResult, last_n: int = 10) -> dict[str, Any]:
-    tail = [l for _, l in result.losses[-last_n:]]
-    head = [l for _, l in result.losses[:last_n]]
+    """Steps and the loss at the start and end of the run: the means of the first and the last
+    window of logged steps. A window is `last_n` steps, or half the run when it is shorter
+    (so a 5-step run compares steps 1-2 with 4-5 rather than the same five steps twice); a
+    1-step run has one window and equal figures."""
+    losses = [l for _, l in result.losses]
+    window = max(1, min(last_n, len(losses) // 2))
     mean = lambda xs: sum(xs) / len(xs) if xs else math.nan  # noqa: E731
-    return {"steps": result.step, "final_loss": mean(tail), "initial_loss": mean(head),
-            "resumed_from": result.resumed_from}
+    return {"steps": result.step, "initial_loss": mean(losses[:window]), "final_loss": mean(losses[-window:]),
+            "loss_window_steps": window, "resumed_from": result.resumed_from}
 
 
 def write_metrics(path: Path, metrics: dict[str, Any]) -> None:

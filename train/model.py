@@ -22,6 +22,7 @@ from diffusers import UNet2DConditionModel
 from pipeline.device import resolve_dtype
 from train.backbones import Components
 from train.conditioning import TextCache, predict_target
+from train.latents import encode_moments, sample_latents
 from train.layout import ConcatMode, in_channels
 
 def widen_conv_in(unet: UNet2DConditionModel, latent_channels: int = 4) -> None:
@@ -60,9 +61,12 @@ class PiQModel(torch.nn.Module):
     """UNet (trained), VAE and text encoders (frozen) as submodules; `loss(batch)` is one
     evaluation of the training objective."""
 
-    def __init__(self, comps: Components, concat: ConcatMode, resolution: int, vae_chunk: int = 16) -> None:
+    def __init__(self, comps: Components, concat: ConcatMode, resolution: int, vae_chunk: int = 16,
+                 text_cache_size: int = 4096) -> None:
         super().__init__()
         self.comps, self.concat, self.resolution, self.vae_chunk = comps, concat, resolution, vae_chunk
+        self.text_cache_size = text_cache_size
+        self.latent_hits = self.latent_misses = 0  # cached source/target latents used / encoded in the step
         self.unet = comps.unet
         self.vae = comps.vae
         self.text_encoder = comps.text_encoder
@@ -97,7 +101,7 @@ class PiQModel(torch.nn.Module):
 
     def text(self, device: torch.device) -> TextCache:
         if self._text is None or self._text.device != device:
-            self._text = TextCache(self.comps, device)
+            self._text = TextCache(self.comps, device, self.text_cache_size)
         return self._text
 
     @torch.no_grad()
@@ -110,14 +114,42 @@ class PiQModel(torch.nn.Module):
         parts = [vae.encode(chunk).latent_dist.sample(generator=generator) for chunk in images.split(self.vae_chunk)]
         return torch.cat(parts).float() * vae.config.scaling_factor
 
+    @torch.no_grad()
+    def cached_latents(self, batch: dict, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+        """(source, driving, target) latents of a batch whose source and target come as cached
+        VAE moments (`train/latents.py`): only the driving images, and any source/target image
+        the cache lacked, go through the VAE; then one posterior sample of all three is drawn,
+        as `encode` would draw it. Counts hits and misses."""
+        vae, device = self.comps.vae, self.device
+        rows: dict[str, list] = {}
+        pixels = [batch["driving"].to(device, non_blocking=True)]
+        for role in ("source", "target"):
+            moments = batch[f"{role}_moments"]
+            rows[role] = list(moments) if moments is not None else [None] * len(batch[role])
+            missing = [batch[role][i] for i, m in enumerate(rows[role]) if m is None]
+            self.latent_misses += len(missing)
+            self.latent_hits += len(rows[role]) - len(missing)
+            if missing:
+                pixels.append(torch.stack(missing).to(device))
+        encoded = iter(encode_moments(vae, torch.cat(pixels), self.vae_chunk))
+        driving = torch.stack([next(encoded) for _ in range(len(pixels[0]))])
+        parts = {role: torch.stack([next(encoded) if m is None else m.to(device, vae.dtype, non_blocking=True)
+                                    for m in rows[role]]) for role in ("source", "target")}
+        moments = torch.cat([parts["source"], driving.to(vae.dtype), parts["target"]])
+        return sample_latents(moments, vae.config.scaling_factor, generator)
+
     def noisy_inputs(self, batch: dict, generator: Optional[torch.Generator] = None,
                      t: Optional[int] = None) -> NoisyInputs:
-        """Encode the triplet, draw noise and timesteps (or use the fixed `t`), noise the target
-        and embed the captions. The draw order (latents, noise, timesteps) is what exact resume
-        relies on: change it and resumed runs stop matching."""
+        """Encode the triplet (or read source and target from the latent cache), draw noise and
+        timesteps (or use the fixed `t`), noise the target and embed the captions. The draw order
+        (latents, noise, timesteps) is what exact resume relies on: change it and resumed runs
+        stop matching."""
         device = self.device
-        images = torch.cat([batch["source"], batch["driving"], batch["target"]])
-        source, driving, target = self.encode(images, generator).chunk(3)
+        if "source_moments" in batch:
+            latents = self.cached_latents(batch, generator)
+        else:
+            latents = self.encode(torch.cat([batch["source"], batch["driving"], batch["target"]]), generator)
+        source, driving, target = latents.chunk(3)
         sched = self.comps.scheduler
         # drawn on the generator's device (CPU) and moved, so a CPU generator drives a GPU run
         noise = torch.randn(target.shape, generator=generator, dtype=target.dtype).to(device)

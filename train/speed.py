@@ -13,6 +13,7 @@
 """
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 import torch
@@ -55,6 +56,20 @@ def compile_unet(unet: torch.nn.Module, mode: str, *, cuda_graphs: bool = False)
         raise ValueError(f"unknown compile mode {mode!r} (auto | none | regional | full)")
 
 
+def enable_training_allocator() -> None:
+    """Expandable allocator segments for training (less fragmentation: a step that fits by the
+    allocated bytes `gradient_checkpointing: auto` measures also fits by the reserved ones),
+    unless PYTORCH_CUDA_ALLOC_CONF says otherwise. Not for the sampler's CUDA graphs."""
+    import os
+
+    if "PYTORCH_CUDA_ALLOC_CONF" in os.environ or "PYTORCH_ALLOC_CONF" in os.environ:
+        return
+    try:
+        torch.cuda.memory._set_allocator_settings("expandable_segments:True")
+    except (AttributeError, RuntimeError):  # pragma: no cover - older torch
+        pass
+
+
 def enable_gpu_defaults() -> None:
     """cuDNN autotuning (fixed shapes: every step has the same convolutions) and TF32 for any
     fp32 matmul left outside autocast."""
@@ -94,3 +109,16 @@ def enable_fp8_inference(unet: torch.nn.Module) -> None:
     from torchao.quantization import Float8DynamicActivationFloat8WeightConfig, PerRow, quantize_
 
     quantize_(unet, Float8DynamicActivationFloat8WeightConfig(granularity=PerRow()), filter_fn=_fp8_filter)
+
+
+def compile_seconds() -> float:
+    """Seconds this process has spent compiling so far (TorchDynamo tracing + Inductor, the
+    forward graphs and the backward graphs AOTAutograd compiles at the first backward), from
+    torch's own compile-time counters; 0 when nothing was compiled."""
+    try:
+        from torch._dynamo.utils import compilation_time_metrics
+    except ImportError:  # pragma: no cover - depends on the torch version
+        return math.nan
+    total = sum(compilation_time_metrics.get("_compile.compile_inner", []))
+    backward = [k for k in compilation_time_metrics if "bw_compiler" in k]
+    return total + sum(sum(compilation_time_metrics[k]) for k in backward)

@@ -35,9 +35,13 @@ class DataParams:
     rotate_deg: float = 15.0
     translate: float = 0.1
     scale: tuple[float, float] = (0.85, 1.15)
+    # Mirror source, target (and so the driving face cut from it) together. The paper names no
+    # augmentation of source/target: 0 keeps its method. `piq latents` caches both mirrors.
+    pair_flip_prob: float = 0.0
 
     def validate(self) -> None:
-        for name in ("caption_dropout", "hair_prob", "neck_prob", "jitter_prob", "grayscale_prob", "flip_prob", "affine_prob"):
+        for name in ("caption_dropout", "hair_prob", "neck_prob", "jitter_prob", "grayscale_prob", "flip_prob", "affine_prob",
+                     "pair_flip_prob"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"data.{name} must be a probability in [0, 1]")
         if self.erosion_px[0] < 0 or self.erosion_px[1] < self.erosion_px[0]:

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Literal, Optional
+from typing import Literal, Optional, Union
 
 from pipeline.config.keys import runtime
 
@@ -27,7 +27,9 @@ class TrainParams:
     betas: tuple[float, float] = (0.9, 0.999)
     weight_decay: float = 0.0
     mixed_precision: Literal["fp32", "bf16", "fp16"] = "bf16"  # not "no": YAML 1.1 reads it as false
-    gradient_checkpointing: bool = True
+    # auto: off if a measured trial step without it (plus Adam's state) fits in memory_headroom of the GPU
+    gradient_checkpointing: Union[bool, Literal["auto"]] = runtime("auto")
+    memory_headroom: float = runtime(0.95)  # share of GPU memory `auto` lets the predicted peak take
     frozen_dtype: Literal["auto", "bf16", "fp16", "fp32"] = "auto"  # VAE + text encoders; auto: bf16 on GPU, fp32 on CPU
     vae_chunk: int = runtime(16)  # images per VAE encode call (3 per sample: source, driving, target)
     compile: Literal["auto", "none", "regional", "full"] = runtime("auto")  # auto: regional on GPU, none on CPU
@@ -39,6 +41,9 @@ class TrainParams:
     log_every: int = runtime(10)
     validate_every: int = runtime(500)
     num_workers: Optional[int] = runtime(None)  # DataLoader workers; null = up to 8 on a GPU machine, 0 on a CPU
+    # not run-time: cached latents are drawn from stored fp16 moments in one draw (train/latents.py)
+    latents_dir: Optional[str] = None  # `piq latents` cache of source/target latents; null = encode all three per step
+    text_cache_size: int = runtime(4096)  # captions whose embeddings stay on the GPU (least recently used out); 0 = none
 
     def validate(self) -> None:
         if self.batch_size < 1 or self.effective_batch < self.batch_size:
@@ -51,7 +56,10 @@ class TrainParams:
             raise ValueError("train.keep_checkpoints must be >= 0 (0 = write none)")
         if self.vae_chunk < 1:
             raise ValueError("train.vae_chunk must be >= 1")
-
+        if not 0.1 <= self.memory_headroom <= 1.0:
+            raise ValueError("train.memory_headroom must be in [0.1, 1]")
+        if self.text_cache_size < 0:
+            raise ValueError("train.text_cache_size must be >= 0 (0 = no cache)")
 
 @dataclasses.dataclass(frozen=True)
 class SampleParams:
