@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from pipeline.annotate import resolve_device
+from pipeline.device import resolve_device
 from pipeline.params import load_params
 from pipeline.release import ShardRef, release_dataset, resolve_shards
 from pipeline.shards import ShardError
