@@ -41,7 +41,7 @@ IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".webp")
 
 # --- shard reading (through the shared release reader) -----------------------------------------
 
-def _sources(paths: str | Path | Sequence[str | Path]) -> list[str]:
+def finished_splits(paths: str | Path | Sequence[str | Path]) -> list[str]:
     """Release splits that hold finished shards (a missing or empty split is skipped: on the
     sample, every test identity may fall in one split)."""
     from pipeline.shards import finished_shards
@@ -62,7 +62,7 @@ def iter_test_sets(paths: str | Path | Sequence[str | Path], keys: set[str] | No
     `keys` only those sets are yielded."""
     from pipeline.release import iter_sets
 
-    for source in _sources(paths):
+    for source in finished_splits(paths):
         for sample in iter_sets(source):
             if keys is None or sample.key in keys:
                 yield sample

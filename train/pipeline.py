@@ -96,6 +96,11 @@ class PiQPerfectPipeline(DiffusionPipeline):
             compile_unet(self.unet, compile, cuda_graphs=graphs)
         return self
 
+    @property
+    def deep_cache_compiled(self) -> bool:
+        cache = getattr(self, "_deep_cache", None)
+        return cache is not None and cache.compiled and cache.unet is self.unet
+
     def _deep_cache_unet(self):
         from train.deep_cache import DeepCacheUNet
 
@@ -142,7 +147,9 @@ class PiQPerfectPipeline(DiffusionPipeline):
         self.scheduler.set_timesteps(num_inference_steps, device=self.device)
         plan = make_plan(self.scheduler, self.scheduler.timesteps, guidance_scale, guidance_interval, guidance_every,
                          deep_cache_interval)
-        net = self._deep_cache_unet() if deep_cache_interval > 1 else self.unet
+        # through the DeepCache wrapper when `optimize(deep_cache=True)` compiled its passes (its
+        # full pass is the UNet's forward) or when this call skips deep blocks
+        net = self._deep_cache_unet() if deep_cache_interval > 1 or self.deep_cache_compiled else self.unet
         shape = (batch, self.vae.config.latent_channels, *src.shape[-2:])
         latents = torch.randn(shape, generator=generator, device=torch.device("cpu"), dtype=torch.float32)
         latents = latents.to(self.device) * self.scheduler.init_noise_sigma
