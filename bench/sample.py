@@ -102,8 +102,9 @@ def timed(pipe, batch, kwargs) -> tuple[float, torch.Tensor]:
     return time.perf_counter() - t0, out.float()
 
 
-def unet_floor(pipe, res: int, images: int, steps: int) -> float:
-    """`steps` calls of the compiled full UNet pass on the CFG batch, per image."""
+def unet_floor(pipe, res: int, images: int, steps: int) -> tuple[float, float]:
+    """(`steps` calls of the compiled full UNet pass on the CFG batch, per image; seconds of
+    the first call, which compiles that pass for this batch)."""
     from train.conditioning import predict_target
 
     net = pipe._deep_cache_unet()
@@ -117,13 +118,15 @@ def unet_floor(pipe, res: int, images: int, steps: int) -> float:
     t = torch.tensor(500.0, device=dev)
     sync = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
     with torch.no_grad():
+        t0 = time.perf_counter()
         predict_target(net, "sdxl", x, x, x, t, embeds, pooled, res, "spatial")
         sync()
+        first = time.perf_counter() - t0
         t0 = time.perf_counter()
         for _ in range(steps):
             predict_target(net, "sdxl", x, x, x, t, embeds, pooled, res, "spatial")
         sync()
-    return (time.perf_counter() - t0) / images
+    return (time.perf_counter() - t0) / images, first
 
 
 def deviation(out: torch.Tensor, ref: torch.Tensor) -> tuple[float, float]:
@@ -167,7 +170,9 @@ def main() -> None:
             fast.optimize(compile="full", fuse_qkv=device == "cuda", channels_last=device == "cuda", deep_cache=True)
     for images in args.images:
         batch = inputs(images, res)
-        floor = unet_floor(pipe, res, images, args.steps)
+        floor, first = unet_floor(pipe, res, images, args.steps)
+        print(f"UNet-only floor, batch {images}: first call of the full pass on the CFG batch {first:.0f} s "
+              f"(compiling it, when compiled)", flush=True)
         ref = None
         for v in variants:
             target = fast if v.fast else pipe

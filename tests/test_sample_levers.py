@@ -88,3 +88,27 @@ def test_fast_mode_loads_the_student_folder(tmp_path, monkeypatch) -> None:
                                        compile_cache_dir=str(tmp_path / "cache")), "cpu")
     assert list(loaded.unet.config.block_out_channels) == list(pipe.unet.config.block_out_channels)
     assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str((tmp_path / "cache").resolve())
+
+
+def test_piq_sample_reads_the_test_splits(tmp_path, tiny_shards, capsys) -> None:
+    """`sample.shards` names the splits (a missing one is skipped); none at all is a clear error."""
+    import argparse
+
+    import pandas as pd
+    import yaml
+
+    from stages.sample import main
+
+    make_pipe().save_pretrained(tmp_path / "model")
+    params = yaml.safe_load(open("params.yaml"))
+    params["sample"].update(model_dir=str(tmp_path / "model"), out_dir=str(tmp_path / "out"), num_pairs=2, batch_size=2,
+                            num_inference_steps=2, shards=[str(tmp_path / "absent"), str(tiny_shards)],
+                            compile_cache_dir=str(tmp_path / "cache"), deep_cache_interval=2)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    assert main(argparse.Namespace(params=str(tmp_path / "params.yaml"))) == 0
+    assert len(pd.read_parquet(tmp_path / "out" / "manifest.parquet")) == 2
+    assert "first batch" in capsys.readouterr().out
+    params["sample"]["shards"] = [str(tmp_path / "absent")]
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    with pytest.raises(SystemExit, match="no finished test shards"):
+        main(argparse.Namespace(params=str(tmp_path / "params.yaml")))
