@@ -6,6 +6,11 @@ empty prompt and a zeroed driving image. "Zeroed" here means an all-black image 
 0, i.e. -1 in the model's [-1, 1] range) passed through the VAE: this is exactly what the
 trainer's mask produces where it removes everything, so the negative branch is "no driving
 face" in the language the model was trained on. Both branches run in one batched forward.
+
+Speed levers that need no retraining (train/step_plan.py: guidance on an interval of noise
+levels or every k-th step, so the other steps run the conditional branch alone; DeepCache,
+train/deep_cache.py) are call arguments, so the defaults give the paper's output. The distilled
+student of `piq distill` is the same pipeline class with a DDIM scheduler, called unguided.
 """
 from __future__ import annotations
 
