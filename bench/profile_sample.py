@@ -12,7 +12,7 @@ import collections
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from bench.sample import Mode, build_pipeline
+from bench.sample import build_pipeline
 from train.conditioning import predict_target
 
 KINDS = (("attention", ("flash", "fmha", "attention", "sdpa")), ("matmul", ("gemm", "nvjet", "cutlass", "sm90", "matmul")),
@@ -34,7 +34,7 @@ def main() -> None:
     from train.speed import enable_gpu_defaults
 
     enable_gpu_defaults()
-    pipe, res = build_pipeline(False, "cuda", Mode("eager", fuse_qkv=True, channels_last=True))
+    pipe, res = build_pipeline(False, "cuda", "none")  # eager, fused QKV, channels_last
     lat, b = res // 8, 2 * args.images
     dev, dt = pipe.device, pipe.unet.dtype
     x = torch.randn(b, 4, lat, lat, device=dev, dtype=dt)

@@ -43,7 +43,7 @@ IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".webp")
 
 # --- shard reading (through the shared release reader) -----------------------------------------
 
-def _sources(paths: str | Path | Sequence[str | Path]) -> list[str]:
+def finished_splits(paths: str | Path | Sequence[str | Path]) -> list[str]:
     """Release splits that hold finished shards (a missing or empty split is skipped: on the
     sample, every test identity may fall in one split)."""
     from pipeline.shards import finished_shards
@@ -64,7 +64,7 @@ def iter_test_sets(paths: str | Path | Sequence[str | Path], keys: set[str] | No
     `keys` only those sets are yielded."""
     from pipeline.release import iter_sets
 
-    for source in _sources(paths):
+    for source in finished_splits(paths):
         for sample in iter_sets(source):
             if keys is None or sample.key in keys:
                 yield sample
@@ -131,10 +131,6 @@ def plan_pairs(meta: Sequence[tuple[str, dict]], kind: str, num_pairs: int, seed
     return plans
 
 
-def _resize(rgb: np.ndarray, size: int) -> np.ndarray:
-    return resize_square(rgb, size)
-
-
 def write_image(path: Path, rgb: np.ndarray) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp.png")
@@ -170,15 +166,15 @@ def build_test_set(shards: str | Path | Sequence[str | Path], out_dir: str | Pat
     for sample in iter_test_sets(shards, set(by_set)):
         for plan, role in by_set[sample.key]:
             if role == "source":
-                write_image(out_dir / f"{plan.pair_id}.source.png", _resize(sample.images[plan.source_index], resolution))
+                write_image(out_dir / f"{plan.pair_id}.source.png", resize_square(sample.images[plan.source_index], resolution))
                 continue
             idx = plan.target_index
             rng = np.random.default_rng(plan.seed)
             drv, _ = driving_image(sample.images[idx], sample.relit.get(idx, []), sample.labels[idx], data, rng)
-            target = _resize(sample.images[idx], resolution)
+            target = resize_square(sample.images[idx], resolution)
             write_image(out_dir / f"{plan.pair_id}.target.png", target)
             write_image(out_dir / f"{plan.pair_id}.driving.png", target)
-            write_image(out_dir / f"{plan.pair_id}.driving_input.png", _resize(drv, resolution))
+            write_image(out_dir / f"{plan.pair_id}.driving_input.png", resize_square(drv, resolution))
     captions = {k: {img["index"]: img.get("caption", "") for img in m["images"]} for k, m in meta}
     pairs = [dict(dataclasses.asdict(p), caption=captions[p.target_set][p.target_index]) for p in plans]
     index_path.parent.mkdir(parents=True, exist_ok=True)
@@ -239,7 +235,7 @@ def iter_triplets(folder: str | Path, limit: int | None = None) -> Iterator[Trip
         p_in, p_tgt = _find(folder, pair_id, "driving_input"), _find(folder, pair_id, "target")
         drv_in = read_image(p_in) if p_in else inner_face_input(driving)
         target = read_image(p_tgt) if p_tgt else driving
-        yield Triplet(pair_id, source, _resize(driving, size), _resize(drv_in, size), _resize(target, size),
+        yield Triplet(pair_id, source, resize_square(driving, size), resize_square(drv_in, size), resize_square(target, size),
                       captions.get(pair_id, ""))
 
 

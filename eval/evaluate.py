@@ -18,7 +18,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from eval.baselines import Unavailable, build_method
-from eval.data import batched, iter_triplets
+from eval.data import batched, iter_triplets, resize_square
 from eval.metrics import MetricResult
 from eval.metrics.fid import FID, load_features
 from eval.metrics.identity import CSIM, load_encoder
@@ -73,7 +73,10 @@ def evaluate_method(method, triplets_dir: Path, p, suite: MetricSuite, limit: in
                 report.method_failures += 1
                 o = t.source
             final.append(o)
-        targets = [t.target for t in batch]
+        # scored at evaluate.resolution (stages.evaluate sets it: default the model's, the test set's size)
+        size = p.resolution or batch[0].target.shape[0]
+        final = [resize_square(o, size) for o in final]
+        targets = [resize_square(t.target, size) for t in batch]
         pair_ids = [t.pair_id for t in batch]
         for m in metrics:
             m.update(final, targets, pair_ids)

@@ -4,9 +4,10 @@
 1. Builds the replacement-ID test set from `evaluate.id_shards` (source and target from one
    set) and the replacement-OOD one from `evaluate.ood_shards` (target from another set of the
    same identity), `evaluate.num_pairs` each, seeded, as triplet folders under
-   `evaluate.testset_dir` (kept when their plan is unchanged); adds the user triplet folders.
+   `evaluate.testset_dir` (kept when their plan is unchanged), with images at the model's
+   resolution (the trained pipeline's, else data.resolution); adds the user triplet folders.
 2. Runs each method of `evaluate.methods` on each data set, batched, on the GPU when there is
-   one; measures CSIM, FID, AED / APD / AGD, LPIPS, PSNR, SSIM with their backends named.
+   one, fed at the model's resolution; scores at `evaluate.resolution` (null: the model's); measures CSIM, FID, AED / APD / AGD, LPIPS, PSNR, SSIM with their backends named.
 3. Writes `evaluate.out_dir`: metrics.json (dvc metrics), report.json, tables.md, plots/*.csv
    (dvc plots), grids/*.png and per-pair CSVs.
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 from pathlib import Path
 
 from pipeline.params import load_params
@@ -24,8 +26,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--methods", nargs="*", default=None, help="override evaluate.methods")
 
 
-def datasets(params) -> dict[str, tuple[Path, str]]:
-    """{name: (triplet folder, 'ID' | 'OOD' | 'user')}; builds the shard test sets."""
+def model_resolution(params) -> int:
+    """The resolution the model was trained at (its pipeline's config; before training:
+    data.resolution, what `piq train` will use)."""
+    index = Path(params.evaluate.model_dir) / "model_index.json"
+    if index.is_file():
+        return int(json.loads(index.read_text()).get("resolution", params.data.resolution))
+    return params.data.resolution
+
+
+def datasets(params, resolution: int) -> dict[str, tuple[Path, str]]:
+    """{name: (triplet folder, 'ID' | 'OOD' | 'user')}; builds the shard test sets with images at
+    `resolution` (the model's: every method gets its inputs at the size the model was trained at)."""
     from eval.data import build_test_set
 
     p = params.evaluate
@@ -33,7 +45,7 @@ def datasets(params) -> dict[str, tuple[Path, str]]:
     out: dict[str, tuple[Path, str]] = {}
     for name, shards, kind in (("piq_id", p.id_shards, "id"), ("piq_ood", p.ood_shards, "ood")):
         try:
-            folder = build_test_set(shards, Path(p.testset_dir) / name, kind, p.num_pairs, p.seed, test_data, p.resolution)
+            folder = build_test_set(shards, Path(p.testset_dir) / name, kind, p.num_pairs, p.seed, test_data, resolution)
         except (ValueError, FileNotFoundError) as err:  # no shards, or no identity with two clips
             print(f"evaluate: replacement-{kind.upper()} skipped: {err}")
             continue
@@ -48,15 +60,17 @@ def main(args: argparse.Namespace) -> int:
     from eval.report import write_report
 
     params = load_params(args.params)
-    p = params.evaluate
+    model_res = model_resolution(params)
+    p = dataclasses.replace(params.evaluate, resolution=params.evaluate.resolution or model_res)
     methods = tuple(args.methods) if args.methods else p.methods
-    sets = datasets(params)
+    sets = datasets(params, model_res)
     if not sets:
         raise SystemExit("evaluate: no data set (set evaluate.id_shards / ood_shards / user_triplets)")
     suite = MetricSuite(p)
     built = build_methods(methods, p)
     results = {name: evaluate_dataset(name, folder, p, built, suite, args.limit) for name, (folder, _) in sets.items()}
-    meta = {"num_pairs": args.limit or p.num_pairs, "resolution": p.resolution, "methods": list(methods),
+    meta = {"num_pairs": args.limit or p.num_pairs, "resolution": p.resolution, "input_resolution": model_res,
+            "methods": list(methods),
             "params": dataclasses.asdict(p)}
     write_report(p.out_dir, results, {name: kind for name, (_, kind) in sets.items()}, meta)
     print(f"evaluate: report in {p.out_dir}/tables.md")

@@ -101,6 +101,9 @@ def test_piq_evaluate_writes_the_report(tiny_shards, tmp_path, monkeypatch):
     assert piq_row["metrics"]["PSNR"]["n"] == 3 and piq_row["metrics"]["LPIPS"]["unavailable"]
     grid = read_image(out / "grids" / "piq_id_piq.png")
     assert grid.shape[1] == 4 * 160
+    # every method got its inputs at the model's resolution (32), scored at evaluate.resolution (64)
+    assert read_image(next((tmp_path / "sets" / "piq_id").glob("*.source.png"))).shape[:2] == (32, 32)
+    assert report["meta"]["input_resolution"] == 32 and report["meta"]["resolution"] == 64
     plot = (out / "plots" / "PSNR.csv").read_text().splitlines()
     assert plot[0] == "name,value" and any(line.startswith("piq_ood/piq,") for line in plot)
 

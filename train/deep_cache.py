@@ -36,6 +36,7 @@ class DeepCacheUNet(torch.nn.Module):
         self.use_full = True
         self.cache: Optional[torch.Tensor] = None
         self._full, self._shallow = self.full_pass, self.shallow_pass
+        self.compiled = False
 
     @property
     def config(self):
@@ -50,6 +51,7 @@ class DeepCacheUNet(torch.nn.Module):
         mode = "reduce-overhead" if cuda_graphs else None
         self._full = torch.compile(self.full_pass, fullgraph=True, dynamic=False, mode=mode)
         self._shallow = torch.compile(self.shallow_pass, fullgraph=True, dynamic=False, mode=mode)
+        self.compiled = True
 
     def _embed(self, sample, timestep, encoder_hidden_states, added_cond_kwargs):
         unet = self.unet

@@ -6,6 +6,11 @@ empty prompt and a zeroed driving image. "Zeroed" here means an all-black image 
 0, i.e. -1 in the model's [-1, 1] range) passed through the VAE: this is exactly what the
 trainer's mask produces where it removes everything, so the negative branch is "no driving
 face" in the language the model was trained on. Both branches run in one batched forward.
+
+Speed levers that need no retraining (train/step_plan.py: guidance on an interval of noise
+levels or every k-th step, so the other steps run the conditional branch alone; DeepCache,
+train/deep_cache.py) are call arguments, so the defaults give the paper's output. The distilled
+student of `piq distill` is the same pipeline class with a DDIM scheduler, called unguided.
 """
 from __future__ import annotations
 
@@ -94,6 +99,11 @@ class PiQPerfectPipeline(DiffusionPipeline):
             compile_unet(self.unet, compile, cuda_graphs=graphs)
         return self
 
+    @property
+    def deep_cache_compiled(self) -> bool:
+        cache = getattr(self, "_deep_cache", None)
+        return cache is not None and cache.compiled and cache.unet is self.unet
+
     def _deep_cache_unet(self):
         from train.deep_cache import DeepCacheUNet
 
@@ -140,7 +150,9 @@ class PiQPerfectPipeline(DiffusionPipeline):
         self.scheduler.set_timesteps(num_inference_steps, device=self.device)
         plan = make_plan(self.scheduler, self.scheduler.timesteps, guidance_scale, guidance_interval, guidance_every,
                          deep_cache_interval)
-        net = self._deep_cache_unet() if deep_cache_interval > 1 else self.unet
+        # through the DeepCache wrapper when `optimize(deep_cache=True)` compiled its passes (its
+        # full pass is the UNet's forward) or when this call skips deep blocks
+        net = self._deep_cache_unet() if deep_cache_interval > 1 or self.deep_cache_compiled else self.unet
         shape = (batch, self.vae.config.latent_channels, *src.shape[-2:])
         latents = torch.randn(shape, generator=generator, device=torch.device("cpu"), dtype=torch.float32)
         latents = latents.to(self.device) * self.scheduler.init_noise_sigma

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Literal
+from typing import Literal, Optional
 
 from pipeline.config.keys import runtime
 
@@ -17,7 +17,7 @@ class EvaluateParams:
     testset_dir: str = runtime("data/eval")
     out_dir: str = runtime("reports/eval")
     num_pairs: int = 5000
-    resolution: int = 512
+    resolution: Optional[int] = None  # scoring size; null = the model's (test sets are made at the model's)
     seed: int = 0
     batch_size: int = runtime(8)
     device: str | None = runtime(None)
@@ -47,7 +47,8 @@ class EvaluateParams:
         unknown = [m for m in self.methods if m not in METHOD_NAMES]
         if unknown:
             raise ValueError(f"evaluate.methods: unknown {unknown}; known: {list(METHOD_NAMES)}")
-        if self.num_pairs < 1 or self.batch_size < 1 or self.resolution < 32 or self.grid_pairs < 0:
-            raise ValueError("evaluate.num_pairs, batch_size >= 1, resolution >= 32, grid_pairs >= 0")
+        if self.num_pairs < 1 or self.batch_size < 1 or (self.resolution is not None and self.resolution < 32) \
+                or self.grid_pairs < 0:
+            raise ValueError("evaluate.num_pairs, batch_size >= 1, resolution >= 32 (or null), grid_pairs >= 0")
         if not 0 < self.ipadapter_strength <= 1:
             raise ValueError("evaluate.ipadapter_strength must be in (0, 1]")
