@@ -81,11 +81,15 @@ def main(args: argparse.Namespace) -> int:
     launched_safe = all(accelerator.gather_for_metrics([inherited], use_gather_object=True))
     if accelerator.is_main_process:
         export_pipeline(model, accelerator.unwrap_model(model.unet), tp.out_dir, result.ema, tp.pretrained_dir)
-        metrics = {**summary(result), **result.throughput, "backbone": tp.backbone, "concat": tp.concat,
-                   "processes": accelerator.num_processes, "accumulation": accelerator.gradient_accumulation_steps}
+        # metrics.json (stats without timings): what the run made, the same on every rerun of a CPU run;
+        # timing.json (git-ignored, untracked): how it ran, which varies from run to run
+        metrics = summary(result)
+        run_facts = {**result.throughput, "resumed_from": metrics.pop("resumed_from"),
+                     "processes": accelerator.num_processes, "accumulation": accelerator.gradient_accumulation_steps}
         if accelerator.num_processes > 1:  # did the launcher hand every process the multicast-off settings?
-            metrics["multicast_off_all_ranks"] = launched_safe
+            run_facts["multicast_off_all_ranks"] = launched_safe
         write_metrics(reports / "metrics.json", metrics)
+        write_metrics(reports / "timing.json", run_facts)
         print(f"train: {result.step} steps, loss {metrics['initial_loss']:.4f} -> {metrics['final_loss']:.4f}; model -> {tp.out_dir}")
     accelerator.wait_for_everyone()
     return 0
