@@ -21,10 +21,26 @@ def _num(x: float | None) -> float | None:
     return None if x is None or not math.isfinite(x) else float(x)
 
 
+HEADLINE_METHOD = "piq"
+HEADLINE = ("CSIM", "FID", "AED", "APD", "AGD", "LPIPS", "PSNR")  # the paper's table 1 columns
+
+
 def metrics_json(results: dict[str, list[MethodReport]]) -> dict[str, Any]:
-    """{dataset: {method: {metric: mean, metric_sem: sem, ..., failures}}}: numbers only, so
-    `dvc metrics show` / `dvc exp show` list them; unavailable metrics are left out (their
-    reasons are in report.json). inf (identical images) is written as the string "inf"."""
+    """{dataset: {metric: mean}} of the trained model (`piq`) only, the paper's headline
+    metrics: what `dvc exp show` puts side by side for an ablation, on one screen. Every
+    method's full table (SEM, failure counts, SSIM) is in table_json / report.json, tables.md
+    and the plots. Unavailable metrics are left out (their reasons are in report.json); inf
+    (identical images) is written as the string "inf"."""
+    out: dict[str, Any] = {}
+    for ds, methods in table_json(results).items():
+        row = methods.get(HEADLINE_METHOD)
+        if row is not None:
+            out[ds] = {k: row[k] for k in HEADLINE if k in row}
+    return out
+
+
+def table_json(results: dict[str, list[MethodReport]]) -> dict[str, Any]:
+    """{dataset: {method: {metric: mean, metric_sem: sem, ..., failures}}} for every method."""
     out: dict[str, Any] = {}
     for ds, reports in results.items():
         out[ds] = {}
@@ -46,8 +62,9 @@ def metrics_json(results: dict[str, list[MethodReport]]) -> dict[str, Any]:
 
 def report_json(results: dict[str, list[MethodReport]], meta: dict[str, Any]) -> dict[str, Any]:
     return {"meta": meta, "datasets": {
-        ds: [{"method": r.method, "pairs": r.pairs, "method_failures": r.method_failures, "seconds": r.seconds,
-              "unavailable": r.unavailable, "metrics": {k: v.as_dict() for k, v in r.metrics.items()}}
+        ds: [{"method": r.method, "pairs": r.pairs, "method_failures": r.method_failures,
+              "unavailable": r.unavailable, "metrics": {k: v.as_dict() for k, v in r.metrics.items()},
+              "table": table_json({ds: [r]})[ds].get(r.method)}
              for r in reports] for ds, reports in results.items()}}
 
 
@@ -143,6 +160,9 @@ def write_report(out_dir: str | Path, results: dict[str, list[MethodReport]], ki
     (out / "pairs").mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps(metrics_json(results), indent=1))
     (out / "report.json").write_text(json.dumps(report_json(results, meta), indent=1, default=str))
+    # seconds per method vary from run to run: beside the report, git-ignored, not a DVC out
+    (out / "timing.json").write_text(json.dumps({ds: {r.method: round(r.seconds, 2) for r in reports}
+                                                 for ds, reports in results.items()}, indent=1, sort_keys=True) + "\n")
     md = ["# Evaluation", "", f"Pairs per data set: {meta.get('num_pairs')}; resolution {meta.get('resolution')} px; "
           "metrics against the target (ID: ground truth; OOD: the driving image). Bold: best.", "",
           "## Summary (paper table 1)", "", summary_table(results, kinds), "## Per data set (paper tables 3, 4)", ""]

@@ -221,4 +221,4 @@ def annotation_main(args: Any, section: str, stage_cls: type, preview: Callable[
 
 def add_annotation_arguments(parser: Any, section: str) -> None:
     parser.add_argument("--workers", type=int, default=None, help=f"Ray actors (0 = no Ray); default: {section}.workers")
-    parser.add_argument("--report", default=f"reports/{section}_stats.json", help="where to copy stats.json (a DVC metric)")
+    parser.add_argument("--report", default=f"reports/{section}_stats.json", help="where to copy stats.json (stats without timings)")

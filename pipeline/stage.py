@@ -2,10 +2,16 @@
 
 A stage is a pure function of an item and its params: it returns the rows it adds to its
 manifest and the files it made (as bytes), or raises `Reject` with a reason code for bad
-input. It knows nothing of Ray, DVC, retries or resumption: the runner owns those, writes the
-files atomically and records each finished item, so that a killed run resumes where it stopped.
-Returning bytes rather than writing files keeps stages pure and lets a Ray cluster run them
-without a shared filesystem.
+input. It knows nothing of Ray, DVC, retries or resumption: the runner owns those. The runner
+in the worker that ran the item writes its files into the stage's out_dir (atomically) and
+records the item after them, so that a killed run resumes where it stopped; only a short answer
+goes back to the driver. Returning bytes rather than writing files keeps stages pure and lets
+the same stage write to a local folder, a shared filesystem or an object store.
+
+What a stage declares: `name`, `manifest_columns`, `process` (and optionally `process_batch`,
+`batch_size`, `resources`, `setup`), the attributes holding per-worker models in
+`worker_local`, and, in its params dataclass, which keys are run-time only (`runtime()`,
+pipeline/config/keys.py). Its code fingerprint comes from the import graph of its module.
 """
 from __future__ import annotations
 

@@ -173,17 +173,8 @@ class StageState:
         return records
 
     def _compacted(self) -> list[dict[str, Any]]:
-        if not self.out.exists(RECORDS_TABLE):
-            return []
-        import pyarrow.parquet as pq
-
-        try:
-            table = pq.read_table(io.BytesIO(self.out.read_bytes(RECORDS_TABLE)))
-        except Exception as err:  # noqa: BLE001 - a damaged table: its items are redone
-            warnings.warn(f"{self.out.path(RECORDS_TABLE)} is unreadable ({type(err).__name__}: {err}); "
-                          "its items count as unfinished and are redone", stacklevel=2)
-            return []
-        return table.to_pylist()
+        table = self._compacted_columns(RECORD_COLUMNS)
+        return [] if table is None else table.to_pylist()
 
     def _part(self, name: str) -> list[dict[str, Any]]:
         try:
@@ -208,8 +199,34 @@ class StageState:
         return records
 
     def finished(self) -> set[str]:
-        """Ids that a new run must not redo."""
-        return {k for k, r in self.load().items() if is_final(r)}
+        """Ids that a new run must not redo: those with a final record anywhere in the table (a
+        done record is never followed by another record of the item). Reads three columns of the
+        compacted table, without building a record per item: resuming a finished 100k-item
+        stage stays well under a second."""
+        ids: set[str] = set()
+        table = self._compacted_columns(("item_id", "status", "code"))
+        if table is not None:
+            import pyarrow as pa
+            import pyarrow.compute as pc
+
+            final = pc.or_(pc.equal(table["status"], "done"),
+                           pc.invert(pc.is_in(table["code"], value_set=pa.array(sorted(RETRYABLE_CODES)))))
+            ids.update(table.filter(final)["item_id"].to_pylist())
+        for name in self.part_names():
+            ids.update(r["item_id"] for r in self._part(name) if is_final(r))
+        return ids
+
+    def _compacted_columns(self, columns: tuple[str, ...]) -> Any:
+        if not self.out.exists(RECORDS_TABLE):
+            return None
+        import pyarrow.parquet as pq
+
+        try:
+            return pq.read_table(io.BytesIO(self.out.read_bytes(RECORDS_TABLE)), columns=list(columns))
+        except Exception as err:  # noqa: BLE001 - a damaged table: its items are redone
+            warnings.warn(f"{self.out.path(RECORDS_TABLE)} is unreadable ({type(err).__name__}: {err}); "
+                          "its items count as unfinished and are redone", stacklevel=2)
+            return None
 
     # --- compaction ----------------------------------------------------------------------------
 

@@ -248,4 +248,4 @@ def main(args: argparse.Namespace) -> int:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, default=None, help="override runner.workers (0 = no Ray)")
-    parser.add_argument("--report", default="reports/ingest_stats.json", help="where to copy stats.json (a DVC metric)")
+    parser.add_argument("--report", default="reports/ingest_stats.json", help="where to copy stats.json (stats without timings)")

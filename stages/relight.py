@@ -172,4 +172,4 @@ def main(args: argparse.Namespace) -> int:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, default=None, help="Ray actors (0 = no Ray); default: relight.workers")
-    parser.add_argument("--report", default="reports/relight_stats.json", help="where to copy stats.json (a DVC metric)")
+    parser.add_argument("--report", default="reports/relight_stats.json", help="where to copy stats.json (stats without timings)")

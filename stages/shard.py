@@ -321,4 +321,4 @@ def main(args: argparse.Namespace) -> int:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--report", default="reports/shard_stats.json", help="where to copy stats.json (a DVC metric)")
+    parser.add_argument("--report", default="reports/shard_stats.json", help="where to copy stats.json (stats without timings)")

@@ -95,13 +95,18 @@ def main(args: argparse.Namespace) -> int:
     if accelerator.is_main_process:
         t0 = time.perf_counter()
         export_pipeline(model, accelerator.unwrap_model(model.unet), tp.out_dir, result.ema, tp.pretrained_dir)
-        metrics = {**summary(result), **result.throughput, "backbone": tp.backbone, "concat": tp.concat,
-                   "processes": accelerator.num_processes, "accumulation": accelerator.gradient_accumulation_steps,
-                   "batch_size": tp.batch_size, "effective_batch": tp.effective_batch, "resolution": dp.resolution,
-                   "latent_cache": tp.latents_dir is not None, "export_s": round(time.perf_counter() - t0, 3)}
+        # metrics.json (stats without timings): what the run made, the same on every rerun of a CPU run;
+        # timing.json (git-ignored, untracked): how it ran (samples/s, compile, first step, export), which varies
+        metrics = {**summary(result), "backbone": tp.backbone, "concat": tp.concat, "batch_size": tp.batch_size,
+                   "effective_batch": tp.effective_batch, "resolution": dp.resolution,
+                   "latent_cache": tp.latents_dir is not None}
+        run_facts = {**result.throughput, "resumed_from": metrics.pop("resumed_from"),
+                     "processes": accelerator.num_processes, "accumulation": accelerator.gradient_accumulation_steps,
+                     "export_s": round(time.perf_counter() - t0, 3)}
         if accelerator.num_processes > 1:  # did the launcher hand every process the multicast-off settings?
-            metrics["multicast_off_all_ranks"] = launched_safe
+            run_facts["multicast_off_all_ranks"] = launched_safe
         write_metrics(reports / "metrics.json", metrics)
+        write_metrics(reports / "timing.json", run_facts)
         print(f"train: {result.step} steps, loss {metrics['initial_loss']:.4f} -> {metrics['final_loss']:.4f}; model -> {tp.out_dir}")
     accelerator.wait_for_everyone()
     return 0

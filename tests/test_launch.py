@@ -39,7 +39,7 @@ def test_two_process_training_keeps_the_effective_batch(tmp_path: Path, tiny_sha
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "accelerate.commands.launch --config_file" in done.stdout
-    metrics = json.loads((tmp_path / "reports" / "metrics.json").read_text())
+    metrics = json.loads((tmp_path / "reports" / "timing.json").read_text())  # how it ran: not a DVC metric
     assert metrics["processes"] == 2 and metrics["accumulation"] == 2  # 2 per device x 2 processes x 2 = 8
     assert metrics["multicast_off_all_ranks"] is True
     assert done.stdout.count("train: 2 steps") == 1, "only rank 0 reports and saves"

@@ -103,9 +103,9 @@ class IPAdapterBaseline:
     def __init__(self, params) -> None:
         ip, sdxl = check_layout(params.ipadapter_dir, params.ipadapter_sdxl_dir)
         from diffusers import StableDiffusionXLImg2ImgPipeline
+        from transformers import CLIPImageProcessor, CLIPVisionModelWithProjection
 
         from pipeline.device import device_name, resolve_dtype
-        from transformers import CLIPImageProcessor, CLIPVisionModelWithProjection
 
         self.device = device_name("auto")
         dtype = resolve_dtype("fp16", self.device)
