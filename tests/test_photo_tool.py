@@ -164,15 +164,30 @@ def test_paste_back_inverts_the_crop() -> None:
         assert np.array_equal(out[~inside], photo[~inside])
 
 
-def test_occluding_hand_stays_in_front(tmp_path) -> None:
-    from facereplace.occluders import label_occluders
+def test_glasses_hats_and_hands_stay_in_front(monkeypatch) -> None:
+    """The paste mask is the parsed inner face minus the parser's glasses / hat / hair and minus
+    the hand model's hands (a hand stand-in here: no public-domain hand photo ships offline)."""
+    from facereplace import replace as rp
     from pipeline.labels import LABEL_IDS
 
-    labels = np.zeros((8, 8), np.uint8)
-    labels[2:4, 2:6] = LABEL_IDS["eye_g"]
-    labels[5, 5] = LABEL_IDS["skin"]
-    m = label_occluders(labels, ("eye_g", "hat"))
-    assert m.sum() == 8 and not m[5, 5]
+    labels = np.zeros((64, 64), np.uint8)
+    labels[8:56, 8:56] = LABEL_IDS["skin"]
+    labels[20:26, 12:52] = LABEL_IDS["eye_g"]
+    labels[8:12, 8:56] = LABEL_IDS["hat"]
+    hand = np.zeros((64, 64), bool)
+    hand[40:60, 30:50] = True
+    monkeypatch.setattr(rp, "hand_mask", lambda rgb, px: hand)
+    mask = rp.paste_mask(labels, np.zeros((64, 64, 3), np.uint8), None, ReplaceParams())
+    assert not mask[20:26, 12:52].any() and not mask[8:12].any() and not mask[hand].any()
+    assert mask[30:38, 12:28].all()
+    no_hands = rp.paste_mask(labels, np.zeros((64, 64, 3), np.uint8), None, ReplaceParams(hands=False))
+    assert no_hands[45:55, 35:45].all()
+
+
+def test_hand_model_finds_no_hand_in_a_portrait() -> None:
+    from facereplace.occluders import hand_mask
+
+    assert not hand_mask(astronaut(), 24).any()
 
 
 def test_replace_cli_writes_a_marked_jpeg_that_verify_reads(files, capsys) -> None:
