@@ -282,11 +282,14 @@ def test_jpeg_icc_and_exif_kept(tmp_path) -> None:
     icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
     exif = Image.Exif()
     exif[0x010F] = "PiQ test camera"  # Make
+    exif[0x0112] = 1
+    exif.get_ifd(0x8769)[0x829A] = (1, 250)  # ExposureTime, in the Exif sub-IFD
     path = tmp_path / "icc.jpg"
     Image.fromarray(astronaut()).save(path, "JPEG", quality=95, icc_profile=icc, exif=exif.tobytes())
     _, out = _roundtrip(path)
     back = Image.open(out)
     assert back.info.get("icc_profile") == icc and back.getexif()[0x010F] == "PiQ test camera"
+    assert back.getexif().get_ifd(0x8769)[0x829A] == (1, 250)
 
 
 def test_cmyk_jpeg_converted_with_a_warning(tmp_path) -> None:
@@ -422,3 +425,19 @@ def test_piq_method_sees_trainings_preprocessing_and_is_recorded(files, tiny_mod
 def test_piq_method_without_a_model_is_a_clear_error(tmp_path) -> None:
     with pytest.raises(PhotoError, match="no_model.*--method classical"):
         build_method("piq", ReplaceParams(model_dir=str(tmp_path / "none")))
+
+
+def test_watermark_round_trip_and_its_place() -> None:
+    from facereplace.provenance import MIN_MATCH, decode_watermark, embed_watermark, mark_region
+
+    photo = group_photo()
+    marked = embed_watermark(photo, 512)
+    x0, y0, x1, y1 = mark_region(photo.shape[:2], 512)
+    outside = np.ones(photo.shape[:2], bool)
+    outside[y0:y1, x0:x1] = False
+    assert np.array_equal(marked[outside], photo[outside])  # only the central square carries it
+    psnr = 10 * np.log10(255**2 / np.mean((marked[y0:y1, x0:x1].astype(float) - photo[y0:y1, x0:x1]) ** 2))
+    assert psnr > 35
+    assert decode_watermark(marked, 512) == 48 and decode_watermark(photo, 512) < MIN_MATCH
+    with pytest.raises(PhotoError, match="too_small_to_mark"):
+        embed_watermark(photo[:200, :200], 512)
