@@ -11,6 +11,7 @@ apart, one portrait and a rescaled, brightened copy 0.003.
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import numpy as np
 
@@ -29,13 +30,19 @@ def distance(a: np.ndarray, b: np.ndarray) -> float:
     return float(1.0 - a @ b / max(np.linalg.norm(a) * np.linalg.norm(b), 1e-12))
 
 
+@functools.lru_cache(maxsize=2)
+def _encoder(kind: str, weights: str | None):
+    """The encoder, loaded once per process (dlib's two models take ~1 s to read)."""
+    from eval.identity import load_identity_encoder
+
+    return load_identity_encoder(kind, weights)
+
+
 class IdentityMatcher:
     """Embeddings of found faces, with the encoder of `replace.identity_encoder`."""
 
     def __init__(self, params: ReplaceParams, ingest: IngestParams) -> None:
-        from eval.identity import load_identity_encoder
-
-        self.encoder = load_identity_encoder(params.identity_encoder, params.identity_weights)
+        self.encoder = _encoder(params.identity_encoder, params.identity_weights)
         self.name = self.encoder.name
         self.ingest = ingest
 
