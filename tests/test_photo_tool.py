@@ -352,3 +352,58 @@ def test_output_must_keep_the_format(tmp_path) -> None:
     photo = read_photo(save_jpeg(tmp_path / "a.jpg", astronaut()))
     with pytest.raises(PhotoError, match="wrong_output_format"):
         write_photo(photo, photo.rgb, tmp_path / "a.png")
+
+
+# --- the trained model's path (tiny random pipeline on the CPU) ------------------------------
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory) -> Path:
+    from train.backbones import tiny_components
+    from train.export import write_pipeline_folder
+
+    comps = tiny_components("sdxl", seed=3)
+    return write_pipeline_folder(comps, comps.unet, "spatial", 32, tmp_path_factory.mktemp("model") / "piq")
+
+
+def test_piq_method_sees_trainings_preprocessing_and_is_recorded(files, tiny_model, group_faces, capsys) -> None:
+    import torch
+
+    from pipeline.config.train import SampleParams
+    from train.data import to_tensor
+
+    p = ReplaceParams(model_dir=str(tiny_model), num_inference_steps=2, **FAST)
+    method = build_method("piq", p, SampleParams(compile="none"), device="cpu")
+    assert len(method.model_hash) == 64
+    seen = {}
+    pipe = method.pipe
+
+    class Spy:  # records what the pipeline is given
+        config = pipe.config
+
+        def __call__(self, source, driving, *a, **k):
+            seen["source"], seen["driving"] = source, driving
+            return pipe(source, driving, *a, **k)
+
+    method.pipe = Spy()
+    ref = astronaut_reference()
+    ref_face = find_faces(ref, p)[0]
+    result = replace_face(group_photo(), group_faces, 0, ref, ref_face, method, ReplaceConfig(p))
+    assert torch.equal(seen["source"][0], to_tensor(result.source_crop, 32))
+    assert torch.equal(seen["driving"][0], to_tensor(result.driving, 32))
+    assert result.new_crop.shape == result.source_crop.shape and result.method == "piq"
+    changed = result.alpha > 0
+    assert changed.any() and np.array_equal(result.image[~changed], group_photo()[~changed])
+
+    params = params_file(files["root"] / "..", model_dir=str(tiny_model), num_inference_steps=2, **FAST)
+    out = files["root"] / "piq.jpg"
+    assert piq(["--params", str(params), "replace", str(files["group"]), "--driving", str(files["ref"]), "-o", str(out),
+                "--method", "piq"]) == 0
+    capsys.readouterr()
+    assert piq(["--params", str(params), "verify", str(out), "--json"]) == 0
+    edit = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["metadata"]["edit"]
+    assert edit["method"] == "piq" and edit["model_hash"] == method.model_hash
+
+
+def test_piq_method_without_a_model_is_a_clear_error(tmp_path) -> None:
+    with pytest.raises(PhotoError, match="no_model.*--method classical"):
+        build_method("piq", ReplaceParams(model_dir=str(tmp_path / "none")))

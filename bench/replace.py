@@ -1,0 +1,129 @@
+"""Seconds per replaced face of `piq replace`, end to end (decode, detection, identity, crop,
+parse, model, paste-back, watermark, encode), beside each part's time (wall clock) and the run's process CPU time (on a shared machine the
+wall clock includes waiting for the core; CPU time is what an idle core would take).
+
+    python -m bench.replace                     # classical on one CPU core, 12 MP JPEG
+    python -m bench.replace --device cuda       # piq: SDXL architecture, random weights, 576 px, compiled
+
+The photo: the two public-domain portraits side by side (tests/photo_fixtures.py) enlarged onto
+a 4000 x 3000 canvas (12 MP, faces ~450 px); REF: another "photo" of the astronaut at 1600 px.
+The run goes through the product's entry point (`facereplace.cli.run_replace`, what `piq
+replace` runs); one warm-up run (model loading, compiling) is not counted. For piq, the
+sampler-only floor is the `PiQPerfectPipeline.__call__` time of the same runs; the overhead is
+end to end minus that.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+PARTS = ("decode", "detect", "identity", "crop", "parse", "model", "paste", "watermark", "encode")
+
+
+def make_inputs(root: Path) -> tuple[Path, Path]:
+    from tests.photo_fixtures import astronaut_reference, group_photo, save_jpeg
+
+    group = group_photo()
+    scale = 3000 / group.shape[0]
+    big = cv2.resize(group, None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC)
+    canvas = np.full((3000, 4000, 3), 190, np.uint8)
+    w = min(4000, big.shape[1])
+    canvas[:, :w] = big[:, :w]
+    ref = cv2.resize(astronaut_reference(), (1600, 1600), interpolation=cv2.INTER_CUBIC)
+    return save_jpeg(root / "photo.jpg", canvas), save_jpeg(root / "ref.jpg", ref)
+
+
+def build_piq_folder(root: Path) -> Path:
+    """A PiQPerfectPipeline folder with the full SDXL architecture (random weights) at 576 px."""
+    import torch
+
+    from bench.sdxl import full_components
+    from train.export import write_pipeline_folder
+
+    with torch.device("cuda"):
+        comps = full_components(dtype=torch.float32)
+    out = write_pipeline_folder(comps, comps.unet, "spatial", 576, root / "piq")
+    del comps
+    torch.cuda.empty_cache()
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--cores", type=int, default=1, help="CPU cores (classical aim: 1)")
+    ap.add_argument("--steps", type=int, default=50)
+    ap.add_argument("--params", default="params.yaml")
+    args = ap.parse_args()
+    if hasattr(os, "sched_setaffinity") and args.device == "cpu":
+        os.sched_setaffinity(0, set(sorted(os.sched_getaffinity(0))[: args.cores]))
+    import torch
+
+    torch.set_num_threads(args.cores)
+    cv2.setNumThreads(args.cores)
+
+    from facereplace.cli import run_replace
+    from facereplace.methods import build_method
+    from pipeline.params import load_params
+
+    params = load_params(args.params)
+    root = Path(tempfile.mkdtemp(prefix="bench_replace_"))
+    photo, ref = make_inputs(root)
+    sampler_times: list[float] = []
+    if args.device == "cuda":
+        model_dir = build_piq_folder(root)
+        rp = dataclasses.replace(params.replace, model_dir=str(model_dir), num_inference_steps=args.steps, device="cuda")
+        params = dataclasses.replace(params, replace=rp)
+        method = build_method("piq", rp, params.sample, "cuda")
+        pipe = method.pipe
+
+        class Timed:  # the sampler-only floor: PiQPerfectPipeline.__call__, synchronised
+            config = pipe.config
+
+            def __call__(self, *a, **k):
+                torch.cuda.synchronize()
+                t = time.perf_counter()
+                out = pipe(*a, **k)
+                torch.cuda.synchronize()
+                sampler_times.append(time.perf_counter() - t)
+                return out
+
+        method.pipe = Timed()
+    else:
+        method = build_method("classical", params.replace)
+    ns = argparse.Namespace(photo=str(photo), driving=str(ref), face=None, driving_face=None, method=method.name,
+                            allow_cross_identity=False, caption="")
+    runs = []
+    for i in range(args.repeats + 1):
+        ns.output = str(root / f"out{i}.jpg")
+        t, c = time.perf_counter(), time.process_time()
+        parts = run_replace(ns, params, method)
+        parts["total"], parts["cpu"] = time.perf_counter() - t, time.process_time() - c
+        if i:  # the first run loads models (and compiles)
+            runs.append(parts)
+        else:
+            print(f"warm-up run (loading{', compiling' if args.device == 'cuda' else ''}): {parts['total']:.1f} s")
+    med = {k: statistics.median(r.get(k, 0.0) for r in runs) for k in (*PARTS, "total", "cpu")}
+    print(f"\n{method.name} on {args.device} ({args.cores} CPU core(s)), 12 MP JPEG, {args.repeats} runs, median s per face:")
+    for k in PARTS:
+        print(f"  {k:10s} {med[k]:7.3f}")
+    print(f"  {'total':10s} {med['total']:7.3f}   (end to end, one replaced face)")
+    print(f"  {'cpu time':10s} {med['cpu']:7.3f}   (process CPU seconds of the same run: the wall time on an idle core)")
+    if sampler_times:
+        floor = statistics.median(sampler_times[1:] or sampler_times)
+        print(f"  sampler only {floor:7.3f}   ({args.steps} steps, guidance {params.replace.guidance_scale})")
+        print(f"  overhead     {med['total'] - floor:7.3f}   (end to end - sampler); on the GPU side "
+              f"{med['model'] - floor:.3f} s (resize, transfer)")
+
+
+if __name__ == "__main__":
+    main()
