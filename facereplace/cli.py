@@ -105,7 +105,8 @@ def run_replace(args: argparse.Namespace, params, method=None) -> dict:
     faces = find_faces(photo.rgb, p, params.ingest)
     if not faces:
         raise PhotoError("no_face", f"PHOTO {args.photo}: no face found")
-    ref_face = reference_face(find_faces(ref.rgb, p, params.ingest), args.driving_face, args.driving)
+    # REF usually shows one person: its retries (rotated, upscaled copies) only when nothing is found
+    ref_face = reference_face(find_faces(ref.rgb, p, params.ingest, retry="if_none"), args.driving_face, args.driving)
     times["detect"] = time.perf_counter() - t
     t = time.perf_counter()
     matcher = IdentityMatcher(p, params.ingest)

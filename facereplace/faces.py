@@ -104,15 +104,19 @@ def _iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
     return inter / union if union > 0 else 0.0
 
 
-def detect_all(rgb: np.ndarray, p: ReplaceParams) -> list[Detection]:
-    """MTCNN on a copy of at most `detect_max_side`, on rotated copies and on an upscaled copy;
-    merged by IoU (the most probable of overlapping detections wins)."""
+def detect_all(rgb: np.ndarray, p: ReplaceParams, retry: str = "always") -> list[Detection]:
+    """MTCNN on a copy of at most `detect_max_side`, then on rotated copies and on an upscaled
+    copy (`retry`: "always", or "if_none": only when the first pass finds no face, for a
+    reference photo that shows one person); merged by IoU (the most probable of overlapping
+    detections wins)."""
     h, w = rgb.shape[:2]
     factor = min(1.0, p.detect_max_side / max(h, w))
     small = rgb if factor == 1.0 else cv2.resize(rgb, (round(w * factor), round(h * factor)), interpolation=cv2.INTER_AREA)
     to_photo = np.array([[1 / factor, 0, 0], [0, 1 / factor, 0]], np.float64)
     det = _detector(20)
     found = [_map_detection(d, to_photo) for d in det.detect(small)]
+    if retry == "if_none" and any(d.prob >= p.min_face_prob for d in found):
+        return _merge(found, p.min_face_prob)
     for deg in p.detect_rotations:
         rotated, back = _rotate(small, deg)
         found += [_map_detection(d, to_photo @ np.vstack([back, [0, 0, 1]])) for d in det.detect(rotated)]
@@ -123,9 +127,12 @@ def detect_all(rgb: np.ndarray, p: ReplaceParams) -> list[Detection]:
         # only faces too small for the first pass (< 40 px there): the larger ones it found already
         found += [_map_detection(d, np.array([[1 / scale, 0, 0], [0, 1 / scale, 0]]))
                   for d in det.detect(big) if d.short_side < 40 * up]
-    found = [d for d in found if d.prob >= p.min_face_prob]
+    return _merge(found, p.min_face_prob)
+
+
+def _merge(found: list[Detection], min_prob: float) -> list[Detection]:
     kept: list[Detection] = []
-    for d in sorted(found, key=lambda d: -d.prob):
+    for d in sorted((d for d in found if d.prob >= min_prob), key=lambda d: -d.prob):
         if all(_iou(d.box, k.box) < 0.3 for k in kept):
             kept.append(d)
     return kept
@@ -156,12 +163,16 @@ def measure(rgb: np.ndarray, d: Detection, index: int, ingest: IngestParams) -> 
                                gaze=fm.gaze(mesh))
 
 
-def find_faces(image: np.ndarray, params: ReplaceParams | None = None, ingest: IngestParams | None = None) -> list[Face]:
-    """Every face of an RGB uint8 photo, numbered left to right (box centre x)."""
+def find_faces(image: np.ndarray, params: ReplaceParams | None = None, ingest: IngestParams | None = None,
+               retry: str = "always") -> list[Face]:
+    """Every face of an RGB uint8 photo, numbered left to right (box centre x). `retry`: see
+    `detect_all` ("if_none" for a reference photo)."""
     p, ing = params or ReplaceParams(), ingest or IngestParams()
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise ValueError(f"expected an RGB uint8 image, got shape {image.shape} dtype {image.dtype}")
-    dets = sorted(detect_all(image, p), key=lambda d: (d.box[0] + d.box[2]) / 2)
+    if retry not in ("always", "if_none"):
+        raise ValueError(f"retry {retry!r}: expected 'always' or 'if_none'")
+    dets = sorted(detect_all(image, p, retry), key=lambda d: (d.box[0] + d.box[2]) / 2)
     return [measure(image, d, i, ing) for i, d in enumerate(dets)]
 
 
