@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import cv2
+import numpy as np
 
 from facereplace.best_take import Plan, choose_plan, read_plan, score_people
 from facereplace.burst import Shot, check_sizes, group_people
@@ -37,11 +38,11 @@ class BestTake:
     plan: Plan
     plan_json: dict[str, Any]
     composite: Composite | None     # None: the base needs no replacement
-    sheet: Any
-    before_after: Any
+    sheet: np.ndarray               # RGB contact sheet
+    before_after: np.ndarray        # RGB before | after
 
 
-def _encode(rgb, path: str) -> bytes:
+def _encode(rgb: np.ndarray, path: str) -> bytes:
     ext = Path(path).suffix.lower()
     ok, enc = cv2.imencode(ext if ext in (".png", ".jpg", ".jpeg") else ".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR),
                            [cv2.IMWRITE_JPEG_QUALITY, 90])
