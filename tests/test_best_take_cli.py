@@ -127,3 +127,23 @@ def test_different_people_are_refused(shots, params) -> None:
     with pytest.raises(PhotoError) as err:
         make_best_take([shots[0], other], params)
     assert err.value.code == "different_people" and "mirrored.jpg: face" in str(err.value)
+
+
+def test_the_trained_model_can_make_the_faces(shots, params, tmp_path: Path) -> None:
+    """`best_take.method: piq`: the replacement goes through the trained pipeline (a tiny random
+    one, as the trainer writes it) and its hash is recorded."""
+    import dataclasses
+
+    from facereplace.methods import build_method
+    from pipeline.config.train import SampleParams
+    from train.backbones import tiny_components
+    from train.export import write_pipeline_folder
+
+    comps = tiny_components("sdxl", seed=3)
+    model = write_pipeline_folder(comps, comps.unet, "spatial", 32, tmp_path / "piq")
+    p = dataclasses.replace(params.replace, model_dir=str(model), num_inference_steps=2)
+    method = build_method("piq", p, SampleParams(compile="none"), device="cpu")
+    take = make_best_take(shots, dataclasses.replace(params, replace=p), method=method)
+    record = take.composite.record
+    assert record.method == "piq" and record.model_hash == method.model_hash and len(record.model_hash) == 64
+    assert [f["reference"] for f in record.faces] == ["shot_1.jpg"]
