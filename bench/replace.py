@@ -20,6 +20,7 @@ import os
 import statistics
 import tempfile
 import time
+import types
 from pathlib import Path
 
 import cv2
@@ -63,6 +64,9 @@ def main() -> None:
     ap.add_argument("--cores", type=int, default=1, help="CPU cores (classical aim: 1)")
     ap.add_argument("--steps", type=int, default=50)
     ap.add_argument("--params", default="params.yaml")
+    ap.add_argument("--clock", default="wall", choices=("wall", "cpu"),
+                    help="per-part clock: wall, or this process's CPU time (a shared machine's wall clock "
+                         "counts the wait for the core)")
     args = ap.parse_args()
     if hasattr(os, "sched_setaffinity") and args.device == "cpu":
         os.sched_setaffinity(0, set(sorted(os.sched_getaffinity(0))[: args.cores]))
@@ -71,6 +75,12 @@ def main() -> None:
     torch.set_num_threads(args.cores)
     cv2.setNumThreads(args.cores)
 
+    import facereplace.cli
+    import facereplace.replace
+
+    if args.clock == "cpu":  # the product's part timers read this process's CPU time instead
+        for mod in (facereplace.cli, facereplace.replace):
+            mod.time = types.SimpleNamespace(perf_counter=time.process_time)
     from facereplace.cli import run_replace
     from facereplace.methods import build_method
     from pipeline.params import load_params
@@ -113,7 +123,8 @@ def main() -> None:
         else:
             print(f"warm-up run (loading{', compiling' if args.device == 'cuda' else ''}): {parts['total']:.1f} s")
     med = {k: statistics.median(r.get(k, 0.0) for r in runs) for k in (*PARTS, "total", "cpu")}
-    print(f"\n{method.name} on {args.device} ({args.cores} CPU core(s)), 12 MP JPEG, {args.repeats} runs, median s per face:")
+    print(f"\n{method.name} on {args.device} ({args.cores} CPU core(s)), 12 MP JPEG, {args.repeats} runs, "
+          f"median s per face ({args.clock} clock per part):")
     for k in PARTS:
         print(f"  {k:10s} {med[k]:7.3f}")
     print(f"  {'total':10s} {med['total']:7.3f}   (end to end, one replaced face)")

@@ -45,6 +45,8 @@ class IdentityEncoder(Protocol):
 
     def embed(self, rgb_uint8: np.ndarray) -> np.ndarray | None: ...
 
+    def embed_face(self, rgb_uint8: np.ndarray, box: Sequence[float], five: np.ndarray) -> np.ndarray | None: ...
+
 
 def _check_rgb(rgb: np.ndarray) -> np.ndarray:
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
@@ -155,6 +157,15 @@ class ArcFaceEncoder:
     def embed(self, rgb_uint8: np.ndarray) -> np.ndarray | None:
         return self.embed_batch([rgb_uint8])[0]
 
+    def embed_face(self, rgb_uint8: np.ndarray, box: Sequence[float], five: np.ndarray) -> np.ndarray | None:
+        """The embedding of the face whose five points (MTCNN order) are known: no detection
+        (the photo tool has found and numbered its faces already)."""
+        try:
+            crop = align_arcface(_check_rgb(rgb_uint8), five)
+        except (ValueError, cv2.error):
+            return None
+        return self.embed_aligned(crop[None])[0]
+
 
 # --- dlib ------------------------------------------------------------------------------------
 
@@ -208,6 +219,14 @@ class DlibEncoder:
 
     def embed_batch(self, images: Sequence[np.ndarray]) -> list[np.ndarray | None]:
         return [self.embed(im) for im in images]
+
+    def embed_face(self, rgb_uint8: np.ndarray, box: Sequence[float], five: np.ndarray) -> np.ndarray | None:
+        """The embedding of the face in `box` (x0, y0, x1, y1): no detection (the photo tool has
+        found and numbered its faces already); dlib's 5-point predictor aligns its chip."""
+        rgb = _check_rgb(rgb_uint8)
+        x0, y0, x1, y1 = (int(round(v)) for v in box)
+        shape = self._shape(rgb, self._dlib.rectangle(x0, y0, x1, y1))
+        return _normalise(np.array(self._rec.compute_face_descriptor(rgb, shape)))
 
 
 # --- choice ----------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from facereplace.errors import PhotoError
 from facereplace.faces import Face
 from pipeline.config.ingest import IngestParams
 from pipeline.config.replace import ReplaceParams
-from pipeline.faces.crop import extract_crop
+from pipeline.faces.crop import crop_matrix, extract_crop
 
 EMBED_CROP = 384  # px: the face box is half of it, ~190 px, above dlib's 150 px chip
 
@@ -40,9 +40,14 @@ class IdentityMatcher:
         self.ingest = ingest
 
     def embed(self, image: np.ndarray, face: Face) -> np.ndarray | None:
-        """The embedding of one face of `image`, or None when the encoder finds no face in its crop."""
-        crop = extract_crop(image, face.crop(self.ingest), EMBED_CROP, self.ingest.pad_mode)
-        return self.encoder.embed(crop)
+        """The embedding of one face of `image`, from its crop, at the box and points the
+        detector found (no second detection), or None when the encoder cannot align it."""
+        sq = face.crop(self.ingest)
+        crop = extract_crop(image, sq, EMBED_CROP, self.ingest.pad_mode)
+        m = crop_matrix(sq, EMBED_CROP)  # the detection's box and points in the crop
+        corners = np.array([[face.box[0], face.box[1], 1.0], [face.box[2], face.box[3], 1.0]]) @ m.T
+        five = np.c_[face.landmarks, np.ones(5)] @ m.T
+        return self.encoder.embed_face(crop, tuple(corners.ravel()), five)
 
     def distances(self, image: np.ndarray, faces: list[Face], reference: np.ndarray) -> list[float]:
         """Distance of every face of `image` to the reference embedding (inf where no embedding)."""

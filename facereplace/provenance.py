@@ -51,7 +51,10 @@ def embed_watermark(rgb: np.ndarray, side: int = 1024) -> np.ndarray:
 
     x0, y0, x1, y1 = mark_region(rgb.shape[:2], side)
     if x1 - x0 < 256:
-        raise ValueError(f"image {rgb.shape[1]}x{rgb.shape[0]} is too small to watermark (needs 256 px)")
+        from facereplace.errors import PhotoError
+
+        raise PhotoError("too_small_to_mark", f"a {rgb.shape[1]}x{rgb.shape[0]} image cannot carry the invisible "
+                                              f"watermark (it needs 256 px on each side)")
     enc = WatermarkEncoder()
     enc.set_watermark("bits", watermark_bits())
     out = rgb.copy()

@@ -164,15 +164,30 @@ def test_paste_back_inverts_the_crop() -> None:
         assert np.array_equal(out[~inside], photo[~inside])
 
 
-def test_occluding_hand_stays_in_front(tmp_path) -> None:
-    from facereplace.occluders import label_occluders
+def test_glasses_hats_and_hands_stay_in_front(monkeypatch) -> None:
+    """The paste mask is the parsed inner face minus the parser's glasses / hat / hair and minus
+    the hand model's hands (a hand stand-in here: no public-domain hand photo ships offline)."""
+    from facereplace import replace as rp
     from pipeline.labels import LABEL_IDS
 
-    labels = np.zeros((8, 8), np.uint8)
-    labels[2:4, 2:6] = LABEL_IDS["eye_g"]
-    labels[5, 5] = LABEL_IDS["skin"]
-    m = label_occluders(labels, ("eye_g", "hat"))
-    assert m.sum() == 8 and not m[5, 5]
+    labels = np.zeros((64, 64), np.uint8)
+    labels[8:56, 8:56] = LABEL_IDS["skin"]
+    labels[20:26, 12:52] = LABEL_IDS["eye_g"]
+    labels[8:12, 8:56] = LABEL_IDS["hat"]
+    hand = np.zeros((64, 64), bool)
+    hand[40:60, 30:50] = True
+    monkeypatch.setattr(rp, "hand_mask", lambda rgb, px: hand)
+    mask = rp.paste_mask(labels, np.zeros((64, 64, 3), np.uint8), None, ReplaceParams())
+    assert not mask[20:26, 12:52].any() and not mask[8:12].any() and not mask[hand].any()
+    assert mask[30:38, 12:28].all()
+    no_hands = rp.paste_mask(labels, np.zeros((64, 64, 3), np.uint8), None, ReplaceParams(hands=False))
+    assert no_hands[45:55, 35:45].all()
+
+
+def test_hand_model_finds_no_hand_in_a_portrait() -> None:
+    from facereplace.occluders import hand_mask
+
+    assert not hand_mask(astronaut(), 24).any()
 
 
 def test_replace_cli_writes_a_marked_jpeg_that_verify_reads(files, capsys) -> None:
@@ -267,11 +282,14 @@ def test_jpeg_icc_and_exif_kept(tmp_path) -> None:
     icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
     exif = Image.Exif()
     exif[0x010F] = "PiQ test camera"  # Make
+    exif[0x0112] = 1
+    exif.get_ifd(0x8769)[0x829A] = (1, 250)  # ExposureTime, in the Exif sub-IFD
     path = tmp_path / "icc.jpg"
     Image.fromarray(astronaut()).save(path, "JPEG", quality=95, icc_profile=icc, exif=exif.tobytes())
     _, out = _roundtrip(path)
     back = Image.open(out)
     assert back.info.get("icc_profile") == icc and back.getexif()[0x010F] == "PiQ test camera"
+    assert back.getexif().get_ifd(0x8769)[0x829A] == (1, 250)
 
 
 def test_cmyk_jpeg_converted_with_a_warning(tmp_path) -> None:
@@ -407,3 +425,19 @@ def test_piq_method_sees_trainings_preprocessing_and_is_recorded(files, tiny_mod
 def test_piq_method_without_a_model_is_a_clear_error(tmp_path) -> None:
     with pytest.raises(PhotoError, match="no_model.*--method classical"):
         build_method("piq", ReplaceParams(model_dir=str(tmp_path / "none")))
+
+
+def test_watermark_round_trip_and_its_place() -> None:
+    from facereplace.provenance import MIN_MATCH, decode_watermark, embed_watermark, mark_region
+
+    photo = group_photo()
+    marked = embed_watermark(photo, 512)
+    x0, y0, x1, y1 = mark_region(photo.shape[:2], 512)
+    outside = np.ones(photo.shape[:2], bool)
+    outside[y0:y1, x0:x1] = False
+    assert np.array_equal(marked[outside], photo[outside])  # only the central square carries it
+    psnr = 10 * np.log10(255**2 / np.mean((marked[y0:y1, x0:x1].astype(float) - photo[y0:y1, x0:x1]) ** 2))
+    assert psnr > 35
+    assert decode_watermark(marked, 512) == 48 and decode_watermark(photo, 512) < MIN_MATCH
+    with pytest.raises(PhotoError, match="too_small_to_mark"):
+        embed_watermark(photo[:200, :200], 512)
