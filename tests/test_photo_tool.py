@@ -65,6 +65,7 @@ def test_faces_cli_json_and_preview(files, capsys) -> None:
     assert shown.shape == group_photo().shape and np.abs(shown.astype(int) - group_photo()).max() > 100  # boxes drawn
 
 
+@pytest.mark.slow
 def test_tilted_head_found_on_a_rotated_copy() -> None:
     a = astronaut()
     m = cv2.getRotationMatrix2D((256, 256), 70, 1.0)
@@ -190,6 +191,7 @@ def test_hand_model_finds_no_hand_in_a_portrait() -> None:
     assert not hand_mask(astronaut(), 24).any()
 
 
+@pytest.mark.slow
 def test_replace_cli_writes_a_marked_jpeg_that_verify_reads(files, capsys) -> None:
     out = files["root"] / "out.jpg"
     assert run(files, "replace", str(files["group"]), "--driving", str(files["ref"]), "-o", str(out)) == 0
@@ -216,6 +218,7 @@ def test_replace_cli_writes_a_marked_jpeg_that_verify_reads(files, capsys) -> No
     assert "not found" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_identity_guard_refuses_another_person_naming_both_distances(files, capsys) -> None:
     out = files["root"] / "cross.jpg"
     assert run(files, "replace", str(files["group"]), "--driving", str(files["hopper"]), "--face", "0", "-o", str(out)) == 2
@@ -230,6 +233,7 @@ def test_identity_guard_refuses_another_person_naming_both_distances(files, caps
     assert edit["cross_identity"] is True and edit["faces"][0]["identity_distance"] > 0.08
 
 
+@pytest.mark.slow
 def test_reference_with_several_faces_needs_driving_face(files, capsys) -> None:
     out = files["root"] / "two.jpg"
     assert run(files, "replace", str(files["group"]), "--driving", str(files["group"]), "-o", str(out)) == 2
@@ -383,6 +387,7 @@ def tiny_model(tmp_path_factory) -> Path:
     return write_pipeline_folder(comps, comps.unet, "spatial", 32, tmp_path_factory.mktemp("model") / "piq")
 
 
+@pytest.mark.slow
 def test_piq_method_sees_trainings_preprocessing_and_is_recorded(files, tiny_model, group_faces, capsys) -> None:
     import torch
 
