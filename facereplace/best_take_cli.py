@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import cv2
+import numpy as np
 
 from facereplace.best_take import Plan, choose_plan, read_plan, score_people
 from facereplace.burst import Shot, check_sizes, group_people
@@ -37,11 +38,11 @@ class BestTake:
     plan: Plan
     plan_json: dict[str, Any]
     composite: Composite | None     # None: the base needs no replacement
-    sheet: Any
-    before_after: Any
+    sheet: np.ndarray               # RGB contact sheet
+    before_after: np.ndarray        # RGB before | after
 
 
-def _encode(rgb, path: str) -> bytes:
+def _encode(rgb: np.ndarray, path: str) -> bytes:
     ext = Path(path).suffix.lower()
     ok, enc = cv2.imencode(ext if ext in (".png", ".jpg", ".jpeg") else ".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR),
                            [cv2.IMWRITE_JPEG_QUALITY, 90])
@@ -66,7 +67,7 @@ def load_burst(paths: list[str], params) -> tuple[list[LoadedPhoto], str]:
 
 
 def make_best_take(shots: list[LoadedPhoto], params, method=None, plan_path: str | None = None,
-                   identity_encoder: str | None = None) -> BestTake:
+                   identity_encoder: str | None = None, edit_time: str | None = None) -> BestTake:
     """The best take of a loaded burst (nothing written)."""
     from facereplace.contact_sheet import before_after, contact_sheet
     from facereplace.methods import build_method
@@ -89,7 +90,8 @@ def make_best_take(shots: list[LoadedPhoto], params, method=None, plan_path: str
     if swaps:
         method = method or build_method(bt.method, params.replace, params.sample)
         composite = replace_many(base, swaps, method, params, "piq best-take",
-                                 inputs={s.name: s.photo.sha256 for s in shots}, identity_encoder=identity_encoder)
+                                 inputs={s.name: s.photo.sha256 for s in shots}, identity_encoder=identity_encoder,
+                                 edit_time=edit_time)
     after = composite.unmarked if composite else base.photo.rgb
     sheet = contact_sheet([s.photo.rgb for s in shots], names, candidates, plan, bt.contact_tile)
     pair = before_after(base.photo.rgb, after, composite.boxes if composite else [])
@@ -104,6 +106,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sheet", help="contact sheet: each person's candidates, scores and the choice (JPEG/PNG)")
     parser.add_argument("--before-after", help="the base photo and the best take side by side (JPEG/PNG)")
     parser.add_argument("--method", choices=("classical", "piq"), help="default: best_take.method")
+    parser.add_argument("--edit-time", type=_iso_time, help="the provenance record's time, ISO 8601 (reproducible "
+                        "outputs, e.g. the demo stage); default: $SOURCE_DATE_EPOCH, else now")
+
+
+def _iso_time(value: str) -> str:
+    import datetime
+
+    try:
+        when = datetime.datetime.fromisoformat(value)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"{value!r} is not an ISO 8601 time (e.g. 2026-01-01T00:00:00+00:00)") from err
+    if when.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"{value!r}: give a time zone (e.g. +00:00)")
+    return when.isoformat(timespec="seconds")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -121,7 +137,7 @@ def main(args: argparse.Namespace) -> int:
         if set(written) & {Path(p).resolve() for p in args.photos}:
             raise PhotoError("output_is_input", "write the outputs to new files, not over a photo of the burst")
         shots, encoder = load_burst(args.photos, params)
-        take = make_best_take(shots, params, plan_path=args.plan, identity_encoder=encoder)
+        take = make_best_take(shots, params, plan_path=args.plan, identity_encoder=encoder, edit_time=args.edit_time)
         base = take.shots[take.plan.base]
         if SUFFIX_FORMAT[out.suffix.lower()] != base.photo.format:
             raise PhotoError("wrong_output_format", f"{out}: the base photo {base.name} is {base.photo.format}; "

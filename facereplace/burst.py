@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Protocol, Sequence
+from typing import Protocol, Sequence
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
@@ -39,7 +39,7 @@ class Shot:
 
     name: str
     size: tuple[int, int]  # width, height
-    faces: Sequence[Any]
+    faces: Sequence[FaceLike]
     embeddings: Sequence[np.ndarray | None] | None = None
 
 

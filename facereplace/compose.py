@@ -61,9 +61,10 @@ class Composite:
 
 def replace_many(base: LoadedPhoto, swaps: Sequence[Swap], method, params, tool: str,
                  inputs: dict[str, str] | None = None, cross_identity: bool = False,
-                 identity_encoder: str | None = None) -> Composite:
+                 identity_encoder: str | None = None, edit_time: str | None = None) -> Composite:
     """`base` with every swap applied in turn (each paste touches only its own face's mask, so
-    the faces found in `base` stay valid), watermarked and recorded once."""
+    the faces found in `base` stay valid), watermarked and recorded once. `edit_time`: the
+    record's time (default: SOURCE_DATE_EPOCH or now, `provenance.edit_time`)."""
     if not swaps:
         raise PhotoError("nothing_to_replace", f"{base.name}: no face to replace")
     cfg = ReplaceConfig.from_params(params)
@@ -79,6 +80,6 @@ def replace_many(base: LoadedPhoto, swaps: Sequence[Swap], method, params, tool:
     marked = embed_watermark(image, params.replace.watermark_px)
     record = EditRecord(method=method.name, inputs=inputs or {base.name: base.photo.sha256}, faces=faces,
                         model_hash=method.model_hash, identity_encoder=identity_encoder, cross_identity=cross_identity,
-                        tool=tool)
+                        tool=tool, **({"time": edit_time} if edit_time else {}))
     data = encode_photo(base.photo, marked, params.replace.jpeg_quality, build_xmp(record))
     return Composite(image, marked, data, record, boxes)

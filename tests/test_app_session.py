@@ -1,0 +1,88 @@
+"""`piq app`'s session and the best-take pictures on plain data (no detection): people grouped
+by identity alone across photos, candidates nearest first, the identity guard, the contact
+sheet's layout and choice frame."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from facereplace.app.session import Entry, Session
+from facereplace.best_take import Candidate, Plan
+from facereplace.compose import LoadedPhoto
+from facereplace.contact_sheet import CHOSEN, HEAD_H, SIDE_W, before_after, contact_sheet
+from facereplace.errors import PhotoError
+from facereplace.photo_io import Photo
+from pipeline.params import load_params
+from tests.test_best_take import FakeFace
+
+REPO = Path(__file__).resolve().parents[1]
+ALICE, BOB = np.eye(8)[0], np.eye(8)[1]
+
+
+def _loaded(name: str, who: list[np.ndarray], xs: list[float]) -> LoadedPhoto:
+    rgb = np.zeros((300, 800, 3), np.uint8)
+    return LoadedPhoto(name, Photo(Path(name), rgb, "JPEG", "0" * 64),
+                       [FakeFace(i, (x, 50.0, x + 100, 170.0)) for i, x in enumerate(xs)], who)
+
+
+class _Faces(FakeFace):
+    def as_dict(self) -> dict:
+        return {"face": self.index, "box": list(self.box), "eyes_open": self.eyes_open, "smile": self.smile}
+
+
+def _session(photos: list[LoadedPhoto]) -> Session:
+    s = Session(load_params(REPO / "params.yaml"))
+    for n, loaded in enumerate(photos, 1):
+        loaded.faces = [_Faces(**vars(f)) for f in loaded.faces]
+        s.entries[f"p{n}"] = Entry(f"p{n}", "photo", loaded, [s._person_of(e) for e in loaded.embeddings])
+    return s
+
+
+def test_people_are_grouped_by_identity_whatever_their_place() -> None:
+    s = _session([_loaded("a.jpg", [ALICE, BOB], [100, 500]),
+                  _loaded("b.jpg", [BOB + 0.02, ALICE + 0.01], [100, 500]),   # swapped places: another scene
+                  _loaded("c.jpg", [None], [300])])                            # no embedding: a person of its own
+    try:
+        assert [e.persons for e in s.entries.values()] == [[0, 1], [1, 0], [2]]
+        cands = s.candidates("p1", 0)
+        assert [(c["photo"], c["face"]) for c in cands] == [("p2", 1)] and cands[0]["distance"] < 0.01
+        assert s.candidates("p3", 0) == []
+        with pytest.raises(PhotoError, match="identity_mismatch: b.jpg face 0 .* not the same person"):
+            s.replace("p1", 0, "p2", 0)
+        with pytest.raises(PhotoError, match="same_photo"):
+            s.replace("p1", 0, "p1", 1)
+        with pytest.raises(PhotoError, match="bad_face_index"):
+            s.candidates("p1", 5)
+        with pytest.raises(PhotoError, match="unknown_photo"):
+            s.entry("p9")
+        with pytest.raises(PhotoError, match="not_edited"):
+            s.result_file("p1")
+        assert s.entries["p1"].download_name == "a_piq.jpg"
+    finally:
+        s.close()
+
+
+def test_contact_sheet_frames_the_choice_and_marks_the_base() -> None:
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 255, (300, 800, 3), dtype=np.uint8) for _ in range(3)]
+    parts = {k: 0.5 for k in ("eyes_open", "smile", "gaze", "sharpness", "frontal")}
+    faces = [FakeFace(0, (100, 50, 200, 170)), FakeFace(1, (500, 50, 600, 170))]
+    cands = [[Candidate(s, faces[0], parts, 0.5) for s in range(3)],
+             [Candidate(s, faces[1], parts, 0.5) for s in (0, 2)]]            # person 1 missing from shot 1
+    plan = Plan(base=2, picks=[1, 2], automatic=[True, False])
+    tile = 96
+    sheet = contact_sheet(images, ["a.jpg", "b.jpg", "c.jpg"], cands, plan, tile)
+    cell_w, cell_h = tile + 16, tile + 58 + 16
+    assert sheet.shape == (HEAD_H + 2 * cell_h, SIDE_W + 3 * cell_w, 3)
+
+    def framed(person: int, shot: int) -> bool:
+        x, y = SIDE_W + shot * cell_w + 8 - 3, HEAD_H + person * cell_h + 8 - 3
+        return bool(np.all(sheet[y, x + tile // 2] == CHOSEN))
+
+    assert framed(0, 1) and framed(1, 2) and not framed(0, 0) and not framed(0, 2) and not framed(1, 0)
+    empty = sheet[HEAD_H + cell_h + 8:HEAD_H + cell_h + 8 + tile, SIDE_W + cell_w + 8:SIDE_W + cell_w + 8 + tile]
+    assert empty.std() < 40, "person 1's cell in shot 1 is empty (not found)"
+    pair = before_after(images[0], images[1], [(100, 50, 200, 170)], max_width=1000)
+    assert pair.shape[1] == 1000 and pair.shape[0] == round((300 * 1000) / (1600 + 8))
