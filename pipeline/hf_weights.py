@@ -188,8 +188,11 @@ def inspect_folder(folder: str | Path, cls: type, accepted: Sequence[str] | None
     renamed = {k: (expected[k] if k in expected and tuple(x for x in s if x != 1) == tuple(x for x in expected[k] if x != 1)
                    else s) for k, s in renamed.items()}
     target = weights.files[0] if len(weights.files) == 1 else weights.index
-    compare_shapes(target, renamed, expected, accepted)
-    return f"{weights.describe()}, {len(expected)} tensors match {cls.__name__}"
+    unused = sorted(k for k in renamed if k not in expected)
+    if any(k not in renamed or tuple(renamed[k]) != tuple(v) for k, v in expected.items()):
+        compare_shapes(target, renamed, expected, accepted)  # names missing, mis-shaped and unused tensors
+    note = f"; {len(unused)} unused tensor(s) the loader ignores: {', '.join(unused[:3])}" if unused else ""
+    return f"{weights.describe()}, {len(expected)} tensors match {cls.__name__}{note}"
 
 
 def load_checked(cls: type, folder: str | Path, accepted: Sequence[str] | None = None, dtype: Any = None, **kwargs):

@@ -60,3 +60,16 @@ def test_config_of_another_architecture_is_named(tmp_path, comps):
     comps.vae.save_pretrained(tmp_path)
     with pytest.raises(WeightsFormatError, match=r"config.json: does not describe a CLIPTextModel|missing: "):
         inspect_folder(tmp_path, CLIPTextModel)
+
+
+def test_extra_tensors_the_loader_ignores_are_noted_not_failed(tmp_path, comps):
+    """e.g. `text_model.embeddings.position_ids`, a buffer older transformers saved in CLIP files."""
+    from safetensors.torch import load_file, save_file
+
+    comps.text_encoder.save_pretrained(tmp_path)
+    tensors = load_file(str(tmp_path / "model.safetensors"))
+    tensors = {(k if k.startswith("text_model.") else f"text_model.{k}"): v for k, v in tensors.items()}
+    tensors["text_model.embeddings.position_ids"] = torch.arange(32)[None]
+    save_file(tensors, str(tmp_path / "model.safetensors"), metadata={"format": "pt"})
+    assert "1 unused tensor(s) the loader ignores: embeddings.position_ids" in inspect_folder(tmp_path, CLIPTextModel)
+    load_checked(CLIPTextModel, tmp_path)
