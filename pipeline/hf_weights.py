@@ -145,10 +145,19 @@ def _published_keys_to_model(model, keys: list[str]) -> list[str]:
         converters = [t for t in transforms if isinstance(t, WeightConverter)]
         meta_sd = model.state_dict()
         return [rename_source_key(k, renamings, converters, model.base_model_prefix, meta_sd)[0] for k in keys]
-    except ImportError:  # an older transformers: prefix handling only
+    except ImportError:  # transformers 4.x: the class's own regex renames, then its base-model prefix
+        mapping = getattr(model, "_checkpoint_conversion_mapping", None) or {}
         prefix = getattr(model, "base_model_prefix", "")
-        return [k if k in sd_keys or not prefix else (k[len(prefix) + 1:] if k.startswith(prefix + ".") and
-                                                      k[len(prefix) + 1:] in sd_keys else f"{prefix}.{k}") for k in keys]
+        out = []
+        for key in keys:
+            for pattern, replacement in mapping.items():
+                key = re.sub(pattern, replacement, key)
+            if key not in sd_keys and prefix and f"{prefix}.{key}" in sd_keys:
+                key = f"{prefix}.{key}"
+            elif key not in sd_keys and prefix and key.startswith(prefix + ".") and key[len(prefix) + 1:] in sd_keys:
+                key = key[len(prefix) + 1:]
+            out.append(key)
+        return out
 
 
 def _tolerated(model) -> tuple[dict[str, set[str]], list[re.Pattern]]:
