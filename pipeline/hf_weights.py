@@ -145,10 +145,19 @@ def _published_keys_to_model(model, keys: list[str]) -> list[str]:
         converters = [t for t in transforms if isinstance(t, WeightConverter)]
         meta_sd = model.state_dict()
         return [rename_source_key(k, renamings, converters, model.base_model_prefix, meta_sd)[0] for k in keys]
-    except ImportError:  # an older transformers: prefix handling only
+    except ImportError:  # transformers 4.x: the class's own regex renames, then its base-model prefix
+        mapping = getattr(model, "_checkpoint_conversion_mapping", None) or {}
         prefix = getattr(model, "base_model_prefix", "")
-        return [k if k in sd_keys or not prefix else (k[len(prefix) + 1:] if k.startswith(prefix + ".") and
-                                                      k[len(prefix) + 1:] in sd_keys else f"{prefix}.{k}") for k in keys]
+        out = []
+        for key in keys:
+            for pattern, replacement in mapping.items():
+                key = re.sub(pattern, replacement, key)
+            if key not in sd_keys and prefix and f"{prefix}.{key}" in sd_keys:
+                key = f"{prefix}.{key}"
+            elif key not in sd_keys and prefix and key.startswith(prefix + ".") and key[len(prefix) + 1:] in sd_keys:
+                key = key[len(prefix) + 1:]
+            out.append(key)
+        return out
 
 
 def _tolerated(model) -> tuple[dict[str, set[str]], list[re.Pattern]]:
@@ -188,8 +197,11 @@ def inspect_folder(folder: str | Path, cls: type, accepted: Sequence[str] | None
     renamed = {k: (expected[k] if k in expected and tuple(x for x in s if x != 1) == tuple(x for x in expected[k] if x != 1)
                    else s) for k, s in renamed.items()}
     target = weights.files[0] if len(weights.files) == 1 else weights.index
-    compare_shapes(target, renamed, expected, accepted)
-    return f"{weights.describe()}, {len(expected)} tensors match {cls.__name__}"
+    unused = sorted(k for k in renamed if k not in expected)
+    if any(k not in renamed or tuple(renamed[k]) != tuple(v) for k, v in expected.items()):
+        compare_shapes(target, renamed, expected, accepted)  # names missing, mis-shaped and unused tensors
+    note = f"; {len(unused)} unused tensor(s) the loader ignores: {', '.join(unused[:3])}" if unused else ""
+    return f"{weights.describe()}, {len(expected)} tensors match {cls.__name__}{note}"
 
 
 def load_checked(cls: type, folder: str | Path, accepted: Sequence[str] | None = None, dtype: Any = None, **kwargs):

@@ -15,7 +15,9 @@ common to all of them and live here, once:
 Backends register with `@register_check("section.component", layout=...)`; `pipeline.models_cli`
 imports the modules named in `CHECK_MODULES` so that their checks register, then runs them all.
 A check whose paper backend params.yaml does not select returns `offline_check(...)`: an `ok`
-line naming the offline default in use (nothing to download).
+line naming the offline default in use (nothing to download); `failed_check(...)` builds the
+`FAIL` line from a `WeightsFormatError`. Hugging Face folders (diffusers / transformers) have
+their own helpers in `pipeline.hf_weights` (variants, shards, header checks, checked loads).
 """
 from __future__ import annotations
 

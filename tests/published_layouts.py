@@ -82,6 +82,8 @@ def diffusers_fp16_folder(folder: Path, family: str = "sdxl", plain: Iterable[st
         else:
             part.to(torch.float16).save_pretrained(folder / name, variant="fp16")
             part.to(torch.float32)
+        if name.startswith("text_encoder"):
+            _publish_clip_text_keys(weight_file(folder / name))
     for name in ("tokenizer", "tokenizer_2", "scheduler"):
         part = getattr(comps, name)
         if part is not None:
@@ -135,6 +137,16 @@ def repo_params(**sections):
     from pipeline.params import load_params
 
     return dataclasses.replace(load_params(Path(__file__).resolve().parents[1] / "params.yaml"), **sections)
+
+
+def _publish_clip_text_keys(path: Path) -> None:
+    """CLIP text encoders as the SD / SDXL repositories store them: every key under `text_model.`
+    (transformers 5 writes CLIPTextModel's without it and renames at load)."""
+    tensors = load_file(str(path))
+    if all(k.startswith("text_model.") or k == "text_projection.weight" for k in tensors):
+        return
+    save_file({(k if k.startswith("text_model.") or k == "text_projection.weight" else f"text_model.{k}"): v
+               for k, v in tensors.items()}, str(path), metadata={"format": "pt"})
 
 
 def weight_file(component: Path) -> Path:
