@@ -70,6 +70,19 @@ def check_pretrained(family: Family, folder: str | Path, concat: str = "spatial"
                             f"{latent}-channel VAE)")
 
 
+def _pretrained_vae(folder: Path) -> AutoencoderKL:
+    return AutoencoderKL.from_pretrained(folder, subfolder="vae", local_files_only=True)
+
+
+def build_vae(family: Family, pretrained_dir: str | None, seed: int = 0, concat: str = "spatial") -> AutoencoderKL:
+    """The VAE `build_components` would give, without loading the UNet and text encoders
+    (`piq latents` needs only the VAE; the same weights, so the same fingerprint)."""
+    if pretrained_dir:
+        check_pretrained(family, pretrained_dir, concat)
+        return _pretrained_vae(Path(pretrained_dir))
+    return tiny_components(family, seed).vae
+
+
 def load_pretrained(family: Family, folder: str | Path, concat: str = "spatial") -> Components:
     """Real weights from a local diffusers-layout folder (e.g. a copy of SDXL base 1.0), checked
     first by `check_pretrained`. Loaded on the CPU in the stored precision; `PiQModel.place`
@@ -80,7 +93,7 @@ def load_pretrained(family: Family, folder: str | Path, concat: str = "spatial")
     comps = Components(
         family=family,
         unet=UNet2DConditionModel.from_pretrained(folder, subfolder="unet", torch_dtype=torch.float32, **kw),
-        vae=AutoencoderKL.from_pretrained(folder, subfolder="vae", **kw),
+        vae=_pretrained_vae(folder),
         text_encoder=CLIPTextModel.from_pretrained(folder, subfolder="text_encoder", **kw),
         tokenizer=CLIPTokenizer.from_pretrained(folder, subfolder="tokenizer", **kw),
         scheduler=DDPMScheduler.from_pretrained(folder, subfolder="scheduler", **kw),

@@ -167,7 +167,7 @@ def train(
     # compiled and eager steps differ in memory, and the decision is about the real step
     trial_start = time.perf_counter()
     choice = choose_checkpointing(model, params.gradient_checkpointing, params.batch_size, params.memory_headroom,
-                                  accelerator.autocast(), ema=params.ema_decay is not None)
+                                  accelerator.autocast, ema=params.ema_decay is not None)
     trial_s = time.perf_counter() - trial_start
     if accelerator.is_main_process:
         print(f"train: gradient checkpointing {'on' if choice.enabled else 'off'} ({choice.reason}; {trial_s:.1f} s)",
