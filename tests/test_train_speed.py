@@ -140,7 +140,10 @@ def test_steady_state_samples_per_s_leaves_out_validation_and_the_first_step() -
         speed.step()
         with speed.exclude("validation"):
             time.sleep(0.3)
+    shown = speed.samples_per_s  # what the progress bar shows after the last step
+    time.sleep(0.2)  # after the last step (final validation, export): not in the rate
     out = speed.summary()
+    assert out["samples_per_s"] == round(shown, 3)
     assert out["validation_s"] >= 0.9 and out["first_step_s"] >= 0.2 and out["timed_steps"] == 3
     assert out["steady_s"] < 0.3  # three 0.05 s steps, not the 0.9 s of validation
     assert out["samples_per_s"] == pytest.approx(30 / out["steady_s"], rel=0.02)
