@@ -30,7 +30,7 @@ from pipeline.params import load_params
 from pipeline.release import ShardRef, release_dataset, resolve_shards
 from pipeline.shards import ShardError
 from pipeline.state import atomic_write_json
-from train.backbones import build_components
+from train.backbones import build_vae
 from train.data import to_tensor
 from train.latents import (CACHE_FILE, STORE_DTYPE, encode_moments, entry_key, identity, shard_file,
                            vae_fingerprint)
@@ -110,9 +110,9 @@ def main(args: argparse.Namespace) -> int:
     params = load_params(args.params)
     tp, dp, lp = params.train, params.data, params.latents
     device, dtype = resolve_device(lp.device, lp.dtype)
-    comps = build_components(tp.backbone, tp.pretrained_dir, params.seed, tp.concat)
-    vae_hash = vae_fingerprint(comps.vae)  # of the weights as loaded, before the cast below
-    vae = comps.vae.to(device=device, dtype=dtype).eval()
+    vae = build_vae(tp.backbone, tp.pretrained_dir, params.seed, tp.concat)
+    vae_hash = vae_fingerprint(vae)  # of the weights as loaded, before the cast below
+    vae = vae.to(device=device, dtype=dtype).eval()
     if device.type == "cuda":
         vae.to(memory_format=torch.channels_last)
     refs = resolve_shards(dp.shards)

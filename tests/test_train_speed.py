@@ -140,7 +140,10 @@ def test_steady_state_samples_per_s_leaves_out_validation_and_the_first_step() -
         speed.step()
         with speed.exclude("validation"):
             time.sleep(0.3)
+    shown = speed.samples_per_s  # what the progress bar shows after the last step
+    time.sleep(0.2)  # after the last step (final validation, export): not in the rate
     out = speed.summary()
+    assert out["samples_per_s"] == round(shown, 3)
     assert out["validation_s"] >= 0.9 and out["first_step_s"] >= 0.2 and out["timed_steps"] == 3
     assert out["steady_s"] < 0.3  # three 0.05 s steps, not the 0.9 s of validation
     assert out["samples_per_s"] == pytest.approx(30 / out["steady_s"], rel=0.02)
@@ -185,7 +188,25 @@ def test_text_cache_stays_bounded_over_an_epoch_of_unique_captions() -> None:
 
 def test_checkpointing_settings() -> None:
     model = PiQModel(tiny_components("sdxl", seed=0), "spatial", 32)
-    assert choose_checkpointing(model, True, 4, 0.9, torch.autocast("cpu", enabled=False)).enabled is True
-    assert choose_checkpointing(model, False, 4, 0.9, torch.autocast("cpu", enabled=False)).enabled is False
-    auto = choose_checkpointing(model, "auto", 4, 0.9, torch.autocast("cpu", enabled=False))
+    assert choose_checkpointing(model, True, 4, 0.9, lambda: torch.autocast("cpu", enabled=False)).enabled is True
+    assert choose_checkpointing(model, False, 4, 0.9, lambda: torch.autocast("cpu", enabled=False)).enabled is False
+    auto = choose_checkpointing(model, "auto", 4, 0.9, lambda: torch.autocast("cpu", enabled=False))
     assert auto.enabled is False and "CPU" in auto.reason
+
+
+def test_the_trial_step_runs_twice_under_accelerates_autocast(monkeypatch) -> None:
+    """The measured trial (two accumulating micro-steps under the run's autocast factory) on
+    CPU, the CUDA memory counters stood in for: it must take a fresh context per pass and
+    leave no gradients behind."""
+    from accelerate import Accelerator
+
+    from train import memory
+
+    model = PiQModel(tiny_components("sdxl", seed=0), "spatial", 32)
+    for name, value in (("synchronize", lambda *a: None), ("reset_peak_memory_stats", lambda *a: None),
+                        ("empty_cache", lambda: None), ("max_memory_allocated", lambda *a: 123)):
+        monkeypatch.setattr(torch.cuda, name, value)
+    accelerator = Accelerator(cpu=True)
+    assert memory.measure_trial(model, 2, accelerator.autocast) == 123
+    assert all(p.grad is None for p in model.unet.parameters())
+    assert memory.optimizer_state_bytes(model, ema=True) == 3 * sum(p.numel() * 4 for p in model.unet.parameters())

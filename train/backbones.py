@@ -96,6 +96,19 @@ def check_pretrained(family: Family, folder: str | Path, concat: str = "spatial"
                             f"{latent}-channel VAE)")
 
 
+def _pretrained_vae(folder: Path) -> AutoencoderKL:
+    return load_checked(AutoencoderKL, folder / "vae", ACCEPTED)
+
+
+def build_vae(family: Family, pretrained_dir: str | None, seed: int = 0, concat: str = "spatial") -> AutoencoderKL:
+    """The VAE `build_components` would give, without loading the UNet and text encoders
+    (`piq latents` needs only the VAE; the same weights, so the same fingerprint)."""
+    if pretrained_dir:
+        check_pretrained(family, pretrained_dir, concat)
+        return _pretrained_vae(Path(pretrained_dir))
+    return tiny_components(family, seed).vae
+
+
 def load_pretrained(family: Family, folder: str | Path, concat: str = "spatial") -> Components:
     """Real weights from a local diffusers-layout folder (e.g. a copy of SDXL base 1.0), checked
     first by `check_pretrained`. Loaded on the CPU in the stored precision; `PiQModel.place`
@@ -106,7 +119,7 @@ def load_pretrained(family: Family, folder: str | Path, concat: str = "spatial")
     comps = Components(
         family=family,
         unet=load_checked(UNet2DConditionModel, folder / "unet", ACCEPTED, dtype=torch.float32),
-        vae=load_checked(AutoencoderKL, folder / "vae", ACCEPTED),
+        vae=_pretrained_vae(folder),
         text_encoder=load_checked(CLIPTextModel, folder / "text_encoder", ACCEPTED),
         tokenizer=CLIPTokenizer.from_pretrained(folder, subfolder="tokenizer", **kw),
         scheduler=DDPMScheduler.from_pretrained(folder, subfolder="scheduler", **kw),

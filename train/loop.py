@@ -56,8 +56,11 @@ class Throughput:
 
     The first `warmup` steps are excluded (compilation, cuDNN autotuning, loader start-up,
     allocator growth) and timed on their own (`first_step_s`); so is every pause the loop
-    takes between steps (validation grids, checkpoints), named in `exclude(name)`. What is
-    left is the rate the progress bar shows and metrics.json reports: the same number."""
+    takes between steps (validation grids, checkpoints), named in `exclude(name)`. The clock
+    stops at each step's end (`step()` is called after the step's loss has been read back, so
+    the GPU has finished it): the rate the progress bar shows after the last step is the very
+    number metrics.json reports, and pauses after the last step (final validation, checkpoint,
+    export) cannot leak into it."""
 
     def __init__(self, samples_per_step: int, warmup: int = 1) -> None:
         self.samples_per_step, self.warmup = samples_per_step, warmup
@@ -66,13 +69,17 @@ class Throughput:
         self.first_step_s = math.nan
         self.excluded: dict[str, float] = {}
         self._excluded_since_start = 0.0
+        self._steady = math.nan  # steady-state seconds up to the end of the last step
 
     def step(self) -> None:
         self.steps += 1
+        _sync()
+        now = time.perf_counter()
         if self.steps == self.warmup:
-            _sync()
-            self.start = time.perf_counter()
+            self.start = now
             self.first_step_s = self.start - self.created
+        if self.start is not None:
+            self._steady = now - self.start - self._excluded_since_start
 
     @contextlib.contextmanager
     def exclude(self, name: str) -> Iterator[None]:
@@ -90,7 +97,7 @@ class Throughput:
 
     @property
     def steady_s(self) -> float:
-        return math.nan if self.start is None else time.perf_counter() - self.start - self._excluded_since_start
+        return self._steady
 
     @property
     def samples_per_s(self) -> float:
@@ -99,7 +106,6 @@ class Throughput:
         return (self.steps - self.warmup) * self.samples_per_step / self.steady_s
 
     def summary(self) -> dict[str, float]:
-        _sync()
         out = {"samples_per_s": round(self.samples_per_s, 3), "timed_steps": max(self.steps - self.warmup, 0),
                "steady_s": round(self.steady_s, 3), "first_step_s": round(self.first_step_s, 3)}
         out.update({f"{name}_s": round(spent, 3) for name, spent in sorted(self.excluded.items())})
@@ -168,7 +174,7 @@ def train(
     # compiled and eager steps differ in memory, and the decision is about the real step
     trial_start = time.perf_counter()
     choice = choose_checkpointing(model, params.gradient_checkpointing, params.batch_size, params.memory_headroom,
-                                  accelerator.autocast(), ema=params.ema_decay is not None)
+                                  accelerator.autocast, ema=params.ema_decay is not None)
     trial_s = time.perf_counter() - trial_start
     if accelerator.is_main_process:
         print(f"train: gradient checkpointing {'on' if choice.enabled else 'off'} ({choice.reason}; {trial_s:.1f} s)",
@@ -222,17 +228,17 @@ def train(
         if not accelerator.sync_gradients:
             continue
         step += 1
-        speed.step()
+        if ema is not None:
+            ema.step(accelerator.unwrap_model(model.unet).parameters())
+        mean = accelerator.reduce(torch.stack(window).mean(), reduction="mean").item()
+        window.clear()
+        speed.step()  # after the step's loss is read back: the GPU has finished this step
         if speed.steps == speed.warmup:
             compile_first = max(compile_seconds() - compiled_before, 0.0)
             if accelerator.is_main_process:
                 bar.write(f"train: first optimizer step {speed.first_step_s:.1f} s (loader start-up, warm-up; "
                           f"{compile_first:.1f} s compiling so far, the checkpointing trial's included), "
                           f"excluded from samples/s", file=sys.stderr)
-        if ema is not None:
-            ema.step(accelerator.unwrap_model(model.unet).parameters())
-        mean = accelerator.reduce(torch.stack(window).mean(), reduction="mean").item()
-        window.clear()
         losses.append((step, mean))
         bar.update(1)
         bar.set_postfix(loss=f"{mean:.4f}", samples_s=f"{speed.samples_per_s:.2f}", gpu_mem=_gpu_mem(), refresh=False)

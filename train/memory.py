@@ -15,7 +15,7 @@ of the GPU's memory, and a trial that runs out of memory turns it on. On a CPU `
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Optional
+from typing import Any, Callable, ContextManager, Optional
 
 import torch
 
@@ -64,7 +64,7 @@ def optimizer_state_bytes(model: PiQModel, ema: bool) -> int:
     return weights * (2 + int(ema))
 
 
-def measure_trial(model: PiQModel, batch: int, autocast: Any, micro_steps: int = 2) -> int:
+def measure_trial(model: PiQModel, batch: int, autocast: Callable[[], ContextManager], micro_steps: int = 2) -> int:
     """Peak bytes of `micro_steps` forward + backward passes without checkpointing, gradients
     accumulating as under gradient accumulation (the second forward runs beside the first's
     gradients, which is where a real step peaks); gradients are freed afterwards. Raises
@@ -75,7 +75,7 @@ def measure_trial(model: PiQModel, batch: int, autocast: Any, micro_steps: int =
     torch.cuda.reset_peak_memory_stats(device)
     try:
         for _ in range(micro_steps):
-            with autocast:
+            with autocast():  # a fresh context each pass (accelerate's is a one-shot generator)
                 pred = model.predict(x["source"], x["driving"], x["noisy_target"], x["t"], x["embeds"], x["pooled"])
                 loss = pred.float().square().mean()
             loss.backward()
@@ -89,9 +89,10 @@ def measure_trial(model: PiQModel, batch: int, autocast: Any, micro_steps: int =
         torch.cuda.reset_peak_memory_stats(device)
 
 
-def choose_checkpointing(model: PiQModel, setting: bool | str, batch: int, headroom: float, autocast: Any,
-                         ema: bool = False) -> CheckpointingChoice:
-    """Resolve `train.gradient_checkpointing` (true / false / auto) for this run."""
+def choose_checkpointing(model: PiQModel, setting: bool | str, batch: int, headroom: float,
+                         autocast: Callable[[], ContextManager], ema: bool = False) -> CheckpointingChoice:
+    """Resolve `train.gradient_checkpointing` (true / false / auto) for this run; `autocast`
+    makes the run's autocast context (e.g. `accelerator.autocast`)."""
     if setting is True or setting is False:
         return CheckpointingChoice(bool(setting), "set in params")
     if model.device.type != "cuda":
