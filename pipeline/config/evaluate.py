@@ -4,7 +4,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Literal
 
-METHOD_NAMES = ("source", "paste", "poisson", "classical", "ipadapter", "piq")
+METHOD_NAMES = ("source", "paste", "poisson", "classical", "ipadapter", "liveportrait", "piq")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -27,6 +27,7 @@ class EvaluateParams:
     lpips_alexnet_weights: str | None = None
     motion_backend: Literal["auto", "mesh", "3dmm"] = "auto"
     motion_3dmm_dir: str | None = None
+    motion_pose: Literal["angles", "angles_translation"] = "angles"
     model_dir: str = "models/piq"
     num_inference_steps: int = 50
     guidance_scale: float = 1.5
@@ -39,6 +40,7 @@ class EvaluateParams:
     ipadapter_strength: float = 0.9
     ipadapter_negative_noise: float = 0.5
     ipadapter_resolution: int = 1024
+    liveportrait_dir: str | None = None  # null: animate.liveportrait_dir
     grid_pairs: int = 8
 
     def validate(self) -> None:
