@@ -19,6 +19,7 @@ from eval.metrics.identity import CSIM, load_encoder
 from eval.metrics.lpips import LPIPS, load_net
 from eval.metrics.motion import MotionMetrics, load_3dmm
 from eval.metrics.pixel import PixelMetrics
+from pipeline.weights import WeightsFormatError
 from samples.make_sample import turn_head
 
 
@@ -83,18 +84,21 @@ def test_sem_matches_hand_computation():
     assert sem([1.0]) is None and sem([math.inf, 1.0]) is None
 
 
-def test_missing_weights_are_unavailable_with_a_reason(tmp_path):
-    missing = str(tmp_path / "absent.pth")
-    for metric, name in ((FID(*load_features(missing)), "FID"), (LPIPS(*load_net(missing)), "LPIPS"),
-                         (CSIM(*load_encoder("arcface", missing)), "CSIM"),
-                         (MotionMetrics(*load_3dmm("3dmm", str(tmp_path))), "APD")):
-        a = data.astronaut()[:64, :64]
+def test_unconfigured_weights_are_unavailable_and_missing_configured_files_are_errors(tmp_path):
+    a = data.astronaut()[:64, :64]
+    for metric, name, why in ((FID(*load_features(None)), "FID", "evaluate.inception_weights is not set"),
+                              (LPIPS(*load_net(None)), "LPIPS", "evaluate.lpips_alexnet_weights is not set"),
+                              (CSIM(*load_encoder("arcface", None)), "CSIM", "identity_weights is not set"),
+                              (MotionMetrics(*load_3dmm("3dmm", None)), "APD", "motion_3dmm_dir is not set")):
         metric.update([a, a], [a, a])
         r = metric.results()[name]
-        assert r.mean is None and r.sem is None and r.unavailable and ("absent" in r.unavailable or "face_recon" in r.unavailable)
-    assert FID(*load_features(None)).results()["FID"].unavailable == "evaluate.inception_weights is not set"
-    dmm, reason = load_3dmm("auto", str(tmp_path))
-    assert dmm is None and reason is None  # auto falls back to the mesh backend, named in the result
+        assert r.mean is None and r.sem is None and why in r.unavailable
+    assert load_3dmm("auto", None) == (None, None)  # auto falls back to the mesh backend, named in the result
+    missing = str(tmp_path / "absent.pth")
+    for load in (lambda: load_features(missing), lambda: load_net(missing), lambda: load_encoder("arcface", missing),
+                 lambda: load_encoder("auto", missing), lambda: load_3dmm("auto", missing), lambda: load_3dmm("3dmm", missing)):
+        with pytest.raises(WeightsFormatError, match="absent.pth"):  # a configured path that is wrong: an error
+            load()
 
 
 def test_lpips_and_fid_load_local_files(tmp_path):
@@ -138,7 +142,7 @@ def test_3dmm_backend_loads_through_its_folder(tmp_path, hopper):
     turned = turn_head(hopper, nose=(269.0, 239.0), face_width=180.0, shift=72.0)
     m.update([hopper, turned], [hopper, hopper])
     r = m.results()
-    assert r["APD"].backend == "3dmm" and r["AED"].backend == "3dmm" and r["AGD"].backend == "mesh"
+    assert r["APD"].backend == r["AED"].backend == "3dmm:face_recon.pt" and r["AGD"].backend == "mesh"
     assert m.per_pair()["APD"][0] == pytest.approx(0.0, abs=1e-6) and m.per_pair()["APD"][1] > 0
 
 

@@ -84,7 +84,7 @@ def test_piq_evaluate_writes_the_report(tiny_shards, tmp_path, monkeypatch):
     params = yaml.safe_load(Path("params.yaml").read_text())
     params["evaluate"].update(id_shards=[str(tiny_shards), str(tmp_path / "absent")], ood_shards=[str(tiny_shards)],
                               testset_dir=str(tmp_path / "sets"), out_dir=str(tmp_path / "report"), num_pairs=3, resolution=64, batch_size=2,
-                              methods=["source", "paste", "classical", "ipadapter", "piq"],
+                              methods=["source", "paste", "classical", "ipadapter", "liveportrait", "piq"],
                               model_dir=str(tmp_path / "model"), num_inference_steps=2, grid_pairs=2)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     assert piq(["--params", str(tmp_path / "params.yaml"), "evaluate"]) == 0
@@ -94,8 +94,13 @@ def test_piq_evaluate_writes_the_report(tiny_shards, tmp_path, monkeypatch):
     for ds in metrics.values():
         assert set(ds) == {"source", "paste", "classical", "piq"}  # ipadapter: no weights here
         assert ds["piq"]["pairs"] == 3 and 0 < ds["piq"]["SSIM"] < 1 and "FID" not in ds["piq"]
+        src = ds["source"]  # the unchanged source has a face to measure (the tiny model's noise has none)
+        assert src["CSIM_backend"] == "dlib_resnet_v1" and src["CSIM_paper_metric"] is False
+        assert src["APD_backend"] == "mesh" and src["APD_paper_metric"] is False and "PSNR_paper_metric" not in src
     tables = (out / "tables.md").read_text()
-    assert "| ipadapter | unavailable" in tables and "FID: unavailable" in tables and "CSIM: dlib_resnet_v1" in tables
+    assert "| ipadapter | unavailable" in tables and "| liveportrait | unavailable" in tables and "FID: unavailable" in tables
+    assert "CSIM: dlib_resnet_v1 † paper metric not computed (the paper uses ArcFace)" in tables
+    assert "APD: mesh † paper metric not computed" in tables and "† paper metric not computed: a stand-in" in tables
     report = json.loads((out / "report.json").read_text())
     piq_row = next(r for r in report["datasets"]["piq_id"] if r["method"] == "piq")
     assert piq_row["metrics"]["PSNR"]["n"] == 3 and piq_row["metrics"]["LPIPS"]["unavailable"]
@@ -103,6 +108,21 @@ def test_piq_evaluate_writes_the_report(tiny_shards, tmp_path, monkeypatch):
     assert grid.shape[1] == 4 * 160
     plot = (out / "plots" / "PSNR.csv").read_text().splitlines()
     assert plot[0] == "name,value" and any(line.startswith("piq_ood/piq,") for line in plot)
+
+
+def test_a_bad_configured_weights_file_stops_evaluate_with_its_name(tmp_path):
+    """Before any test set is built or model loaded: every bad file named, with what was found."""
+    (tmp_path / "backbone.pth").write_bytes(b"PK\x03\x04 cut short")
+    params = yaml.safe_load(Path("params.yaml").read_text())
+    params["evaluate"].update(identity_weights=str(tmp_path / "backbone.pth"), inception_weights=str(tmp_path / "pt_inceptoin.pth"),
+                              id_shards=[], ood_shards=[], out_dir=str(tmp_path / "report"))
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    with pytest.raises(SystemExit) as info:
+        piq(["--params", str(tmp_path / "params.yaml"), "evaluate"])
+    msg = str(info.value)
+    assert "CSIM (evaluate.identity_weights)" in msg and "backbone.pth" in msg and "truncated" in msg
+    assert "FID (evaluate.inception_weights)" in msg and "pt_inceptoin.pth: no such file" in msg
+    assert not (tmp_path / "report").exists()
 
 
 def test_bench_runs_on_cpu():

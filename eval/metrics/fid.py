@@ -95,8 +95,9 @@ class InceptionFeatures:
             except Exception as exc:  # noqa: BLE001 - a damaged archive or another interface
                 raise WeightsFormatError(self.weights, INCEPTION_FORMATS, "TorchScript that does not answer "
                                          f"model(x, return_features=True) ({type(exc).__name__}: {exc})") from exc
-            if tuple(out.shape) != (1, FEATURES):
-                raise WeightsFormatError(self.weights, INCEPTION_FORMATS, f"TorchScript returning {tuple(out.shape)} features (expected (1, 2048))")
+            if out.ndim != 2 or out.shape[0] != 1:  # NVIDIA's file gives (1, 2048)
+                raise WeightsFormatError(self.weights, INCEPTION_FORMATS, f"TorchScript returning {tuple(out.shape)} for one image "
+                                                                          "(expected (1, D) features, D = 2048 for NVIDIA's file)")
         else:
             model = fid_inception.fid_inception() if self.kind == "pytorch_fid" else fid_inception.torchvision_inception()
             model.load_state_dict(strip_prefix(load_state_dict(self.weights, INCEPTION_FORMATS)), strict=True)
