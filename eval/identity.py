@@ -8,9 +8,12 @@
   counted by the metric as the paper does).
 
 Backends:
-- ArcFace (the paper's encoder) from a local file: `.onnx` through onnxruntime, or a torch
-  file (TorchScript, or a pickled `nn.Module`) taking (B, 3, 112, 112) RGB in [-1, 1] and
-  returning (B, D). The face is aligned to the standard 112 px ArcFace 5-point template.
+- ArcFace (the paper's encoder) from a local file in a published format (`ARCFACE_FORMATS`):
+  insightface's ONNX (w600k_r50.onnx, glintr100.onnx) through onnxruntime, arcface_torch's
+  `backbone.pth` (an iresnet state dict, loaded into eval/nets/iresnet.py), or TorchScript
+  taking (B, 3, 112, 112) RGB in [-1, 1]. The face is aligned as insightface aligns it: the
+  least-squares similarity of the five points to its 112 px template. The file is inspected on
+  the CPU first; a file in no accepted format raises `WeightsFormatError` naming it.
 - dlib's face recognition ResNet (offline default, 128-d): weights from the
   `face-recognition-models` package, dlib from the `dlib-bin` wheel (no 7-minute compile).
   dlib aligns its own 150 px chip from its 5-point shape predictor.

@@ -161,32 +161,6 @@ def test_torch_metrics_agree_on_cuda_and_cpu(tmp_path):
     assert values["cuda"] == pytest.approx(values["cpu"], rel=1e-3, abs=1e-4)
 
 
-def test_lpips_matches_the_reference_package(tmp_path):
-    """Same trunk weights in both: our two-file assembly equals `lpips.LPIPS(net="alex")`."""
-    import lpips
-
-    from eval.metrics.lpips import SLICES, LPIPSNet
-
-    torch.manual_seed(0)
-    alex = torchvision.models.alexnet()
-    torch.save(alex.state_dict(), tmp_path / "alexnet.pth")
-    ref = lpips.LPIPS(net="alex", pretrained=True, pnet_rand=True, verbose=False)
-    for i, (lo, hi) in enumerate(SLICES):
-        for j in range(lo, hi):
-            layer = getattr(getattr(ref.net, f"slice{i + 1}"), str(j))
-            if hasattr(layer, "weight"):
-                layer.weight.data, layer.bias.data = alex.features[j].weight.data.clone(), alex.features[j].bias.data.clone()
-    a = data.astronaut()[:96, :96]
-    b = np.ascontiguousarray(a[::-1])
-
-    def to_ref(im):
-        return torch.from_numpy(im).permute(2, 0, 1)[None].float() / 127.5 - 1
-
-    with torch.no_grad():
-        expected = ref(to_ref(b), to_ref(a)).item()
-    assert LPIPSNet(tmp_path / "alexnet.pth", "cpu")([b], [a])[0] == pytest.approx(expected, rel=1e-4)
-
-
 class _TinyFIDNet(torch.nn.Module):
     """The interface of the NVIDIA / clean-fid TorchScript Inception: (B, 3, H, W) in [0, 255],
     `return_features=True` -> (B, D)."""

@@ -292,3 +292,25 @@ def test_bad_alexnet_files_are_errors(tmp_path):
     assert load_net(None) == (None, "evaluate.lpips_alexnet_weights is not set")
     [line] = check_lpips(_params())
     assert not line.ok and "alexnet-owt-7be5be79.pth" in line.release
+
+
+# --- full size on the GPU ----------------------------------------------------------------------
+
+@pytest.mark.gpu
+def test_full_size_evaluation_networks_agree_on_cuda_and_cpu(tmp_path, pytorch_fid_file, deep3d_checkpoints, hopper):
+    """iresnet100 backbone.pth, the FID Inception and Deep3DFaceRecon's ResNet-50 with random
+    weights in their published layouts, on CUDA against the CPU."""
+    if not torch.cuda.is_available():
+        pytest.skip("needs CUDA")
+    from eval.identity import ArcFaceEncoder
+
+    backbone = specs.write_arcface_backbone(tmp_path / "backbone.pth", specs.IRESNET100)
+    crops = np.stack([np.asarray(Image.fromarray(hopper).resize((112, 112)))] * 4)
+    emb = {d: ArcFaceEncoder(backbone, d).embed_aligned(crops) for d in ("cpu", "cuda")}
+    np.testing.assert_allclose(emb["cuda"], emb["cpu"], atol=2e-3)
+    images = [hopper[:400, :400].copy(), hopper[100:500, 50:450].copy()]
+    feats = {d: InceptionFeatures(pytorch_fid_file, d)(images) for d in ("cpu", "cuda")}
+    np.testing.assert_allclose(feats["cuda"], feats["cpu"], rtol=2e-3, atol=2e-3 * np.abs(feats["cpu"]).max())
+    coeffs = {d: Face3DMM(deep3d_checkpoints, d).coefficients([align_3dmm(hopper, LM3D_FIVE[:, :2] * [150, -150] + [260, 240])])
+              for d in ("cpu", "cuda")}
+    np.testing.assert_allclose(coeffs["cuda"], coeffs["cpu"], rtol=2e-3, atol=2e-3 * np.abs(coeffs["cpu"]).max())
