@@ -72,8 +72,9 @@ def inspect_inception(path: str | Path) -> tuple[str, str]:
     if fc == (fid_inception.TORCHVISION_CLASSES, FEATURES):
         compare_shapes(path, shapes, fid_inception.expected_shapes("torchvision"), INCEPTION_FORMATS)
         return "torchvision", f"torchvision ImageNet Inception-v3 state dict ({len(shapes)} tensors)"
-    raise WeightsFormatError(path, INCEPTION_FORMATS, f"a state dict whose fc.weight is {fc} "
-                                                      f"(expected (1008, 2048) for pytorch-fid, (1000, 2048) for torchvision)")
+    what = f"fc.weight {fc}" if fc is not None else f"no fc.weight (first keys: {', '.join(list(shapes)[:3])})"
+    raise WeightsFormatError(path, INCEPTION_FORMATS, f"a state dict with {what} (expected an Inception-v3 with fc.weight "
+                                                      f"(1008, 2048) for pytorch-fid, (1000, 2048) for torchvision)")
 
 
 class InceptionFeatures:
@@ -144,8 +145,8 @@ INCEPTION_LAYOUT = """evaluate.inception_weights: one file, any of
 def check_fid(params) -> list[ComponentCheck]:
     weights = params.evaluate.inception_weights
     if not weights:
-        return [ComponentCheck("evaluate.fid", "inception", None, False, "evaluate.inception_weights is not set: FID unavailable",
-                               INCEPTION_RELEASE)]
+        return [ComponentCheck("evaluate.fid", "inception", None, True, "not configured: FID is reported unavailable "
+                               f"(no offline stand-in); to compute it: {INCEPTION_RELEASE}")]
     try:
         kind, found = inspect_inception(weights)
     except WeightsFormatError as err:
