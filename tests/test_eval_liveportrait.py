@@ -67,10 +67,10 @@ def test_source_animated_by_the_two_frame_video_source_then_driving(tiny_baselin
     assert 0.02 < changed.mean() < 0.9  # the face region is regenerated and pasted back, the rest kept
 
 
-def test_no_face_is_a_method_failure(tiny_baseline, triplet):
+def test_no_face_in_the_source_is_a_method_failure(tiny_baseline, triplet):
     blank = np.full_like(triplet.source, 90)
     with pytest.warns(UserWarning, match="liveportrait: pair t1"):
-        assert tiny_baseline.run([Triplet("t1", triplet.source, blank, blank, blank)]) == [None]
+        assert tiny_baseline.run([Triplet("t1", blank, triplet.driving, triplet.driving, triplet.driving)]) == [None]
 
 
 def test_replacement_ood_lists_it_as_not_applicable(tiny_baseline, tmp_path):
