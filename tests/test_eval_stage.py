@@ -153,3 +153,34 @@ def test_piq_method_on_cuda_is_loaded_like_piq_sample(tmp_path):
     out = method.run(batch)
     assert len(out) == 3 and all(o.shape == (96, 96, 3) and o.dtype == np.uint8 for o in out)
     assert np.array_equal(out[0], method.run(batch)[0])  # seeded by the pair
+
+
+@pytest.mark.slow
+def test_piq_evaluate_with_the_published_weights_names_the_paper_models(tiny_shards, tmp_path):
+    """ArcFace (arcface_torch backbone.pth), LPIPS (torchvision AlexNet) and Deep3DFaceRecon
+    (checkpoints/<name>/epoch_20.pth), random values in their published layouts: the report
+    names each file as the backend and flags nothing but what has no paper model."""
+    import torch
+    import torchvision
+
+    from eval.nets import iresnet
+    from tests import eval_weight_specs as specs
+
+    specs.write_arcface_backbone(tmp_path / "backbone.pth", iresnet.DEPTHS["iresnet18"])
+    torch.save(torchvision.models.alexnet().state_dict(), tmp_path / "alexnet-owt-7be5be79.pth")
+    specs.write_deep3d_checkpoint(tmp_path / "checkpoints")
+    params = yaml.safe_load(Path("params.yaml").read_text())
+    params["evaluate"].update(id_shards=[str(tiny_shards)], ood_shards=[str(tiny_shards)], testset_dir=str(tmp_path / "sets"),
+                              out_dir=str(tmp_path / "report"), num_pairs=2, resolution=96, batch_size=2, methods=["source", "paste"],
+                              grid_pairs=0, identity_weights=str(tmp_path / "backbone.pth"),
+                              lpips_alexnet_weights=str(tmp_path / "alexnet-owt-7be5be79.pth"),
+                              motion_3dmm_dir=str(tmp_path / "checkpoints"), device="cpu")
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    assert piq(["--params", str(tmp_path / "params.yaml"), "evaluate"]) == 0
+    metrics = json.loads((tmp_path / "report" / "metrics.json").read_text())
+    row = metrics["piq_id"]["source"]
+    assert row["CSIM_backend"] == "arcface:backbone.pth" and row["CSIM_paper_metric"] is True
+    assert row["AED_backend"] == row["APD_backend"] == "3dmm:epoch_20.pth" and row["APD_paper_metric"] is True
+    assert row["LPIPS_backend"] == "lpips_alex_v0.1:alexnet-owt-7be5be79.pth" and -1 <= row["CSIM"] <= 1
+    tables = (tmp_path / "report" / "tables.md").read_text()
+    assert "- CSIM: arcface:backbone.pth" in tables and "†" not in tables
