@@ -93,6 +93,10 @@ def test_bad_arcface_files_are_errors_naming_the_file_and_the_mismatch(backbone,
     raw = backbone.read_bytes()
     (tmp_path / "truncated.pth").write_bytes(raw[: len(raw) // 2])
     _bad(tmp_path / "truncated.pth", "truncated")
+    corrupt = bytearray(raw)
+    corrupt[len(raw) // 2: len(raw) // 2 + 64] = bytes(64)  # zeros over part of a tensor: its CRC no longer matches
+    (tmp_path / "corrupt.pth").write_bytes(bytes(corrupt))
+    _bad(tmp_path / "corrupt.pth", "damaged zip archive")
     state = torch.load(backbone, weights_only=True)
     renamed = dict(state)
     renamed["fc.w"] = renamed.pop("fc.weight")
