@@ -198,6 +198,7 @@ def deep3d_checkpoints(tmp_path_factory):
     return root
 
 
+@pytest.mark.slow
 def test_epoch_20_pth_gives_the_3dmm_metrics(deep3d_checkpoints, hopper):
     file = deep3d_checkpoints / "face_recon_feat0.2_augment" / "epoch_20.pth"
     for configured in (deep3d_checkpoints, file.parent, file):  # checkpoints/, its model folder, the file
