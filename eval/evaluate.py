@@ -25,6 +25,12 @@ from eval.metrics.identity import CSIM, load_encoder
 from eval.metrics.lpips import LPIPS, load_net
 from eval.metrics.motion import MotionMetrics, load_3dmm
 from eval.metrics.pixel import PixelMetrics
+from pipeline.weights import WeightsFormatError
+
+
+class MetricWeightsError(ValueError):
+    """One or more configured metric weights files are missing or unusable; the message has
+    one line per metric, each naming the file, the accepted formats and what was found."""
 
 
 @dataclasses.dataclass
@@ -39,16 +45,55 @@ class MethodReport:
     grid: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = dataclasses.field(default_factory=list)
 
 
+def preflight(p) -> list[str]:
+    """Every configured metric file inspected on the CPU (nothing loaded onto a GPU): one line
+    per file that is missing or in no accepted format. Run before any backend is loaded, so a
+    bad file stops `piq evaluate` before any GPU memory is taken, with every problem listed."""
+    from eval.identity import inspect_arcface
+    from eval.metrics.fid import inspect_inception
+    from eval.metrics.lpips import inspect_alexnet
+    from eval.metrics.motion import inspect_3dmm
+
+    checks = []
+    if p.identity_weights and p.identity_encoder != "dlib":
+        checks.append(("CSIM (evaluate.identity_weights)", lambda: inspect_arcface(p.identity_weights)))
+    if p.inception_weights:
+        checks.append(("FID (evaluate.inception_weights)", lambda: inspect_inception(p.inception_weights)))
+    if p.lpips_alexnet_weights:
+        checks.append(("LPIPS (evaluate.lpips_alexnet_weights)", lambda: inspect_alexnet(p.lpips_alexnet_weights)))
+    if p.motion_3dmm_dir and p.motion_backend != "mesh":
+        checks.append(("APD / AED (evaluate.motion_3dmm_dir)", lambda: inspect_3dmm(p.motion_3dmm_dir)))
+    errors = []
+    for label, check in checks:
+        try:
+            check()
+        except WeightsFormatError as err:
+            errors.append(f"{label}: {err}")
+    return errors
+
+
 class MetricSuite:
     """The metric backends, loaded once; `new()` gives fresh accumulators for one method that
-    share the data set's target cache (call `reset_cache()` between data sets)."""
+    share the data set's target cache (call `reset_cache()` between data sets).
+
+    Raises `MetricWeightsError` when a configured weights file is missing or unusable: that is
+    an error of the configuration, reported as such, never turned into "unavailable" or into a
+    silent fallback. A metric whose file is simply not configured is "unavailable" (or, for
+    CSIM and APD / AED with `auto`, computed by the offline backend and flagged)."""
 
     def __init__(self, p) -> None:
-        self.encoder, self.encoder_reason = load_encoder(p.identity_encoder, p.identity_weights)
-        self.inception, self.inception_reason = load_features(p.inception_weights, p.device)
-        self.lpips, self.lpips_reason = load_net(p.lpips_alexnet_weights, p.device)
-        self.dmm, self.dmm_reason = load_3dmm(p.motion_backend, p.motion_3dmm_dir, p.device)
+        errors = preflight(p)
+        if errors:
+            raise MetricWeightsError("\n".join(errors))
+        try:
+            self.encoder, self.encoder_reason = load_encoder(p.identity_encoder, p.identity_weights, p.device)
+            self.inception, self.inception_reason = load_features(p.inception_weights, p.device)
+            self.lpips, self.lpips_reason = load_net(p.lpips_alexnet_weights, p.device)
+            self.dmm, self.dmm_reason = load_3dmm(p.motion_backend, p.motion_3dmm_dir, p.device)
+        except WeightsFormatError as err:  # found only when loading (a TorchScript with the wrong interface)
+            raise MetricWeightsError(str(err)) from err
         self.device = p.device
+        self.motion_pose = p.motion_pose
         self.cache: dict = {}
 
     def reset_cache(self) -> None:
@@ -56,7 +101,7 @@ class MetricSuite:
 
     def new(self) -> list:
         return [CSIM(self.encoder, self.encoder_reason, self.cache), FID(self.inception, self.inception_reason, self.cache),
-                MotionMetrics(self.dmm, self.dmm_reason, self.cache), LPIPS(self.lpips, self.lpips_reason),
+                MotionMetrics(self.dmm, self.dmm_reason, self.cache, self.motion_pose), LPIPS(self.lpips, self.lpips_reason),
                 PixelMetrics(self.device)]
 
 
@@ -106,13 +151,19 @@ def build_methods(names: Sequence[str], p, log=print) -> dict[str, Any]:
 
 
 def evaluate_dataset(name: str, triplets_dir: Path, p, methods: dict[str, Any], suite: MetricSuite,
-                     limit: int | None = None, log=print) -> list[MethodReport]:
-    """Every method of `build_methods` on one triplet folder."""
+                     limit: int | None = None, log=print, kind: str | None = None) -> list[MethodReport]:
+    """Every method of `build_methods` on one triplet folder (`kind`: 'ID', 'OOD' or 'user';
+    a method that declares `settings` runs only on data sets of those kinds)."""
     suite.reset_cache()
     reports = []
     for method_name, method in methods.items():
         if isinstance(method, Unavailable):
             reports.append(MethodReport(method_name, {}, unavailable=str(method)))
+            continue
+        settings = getattr(method, "settings", None)
+        if settings is not None and kind not in settings:
+            reports.append(MethodReport(method_name, {}, unavailable=f"not applicable to replacement-{kind} "
+                                        f"(runs on {'/'.join(settings)} only, as in the paper)"))
             continue
         r = evaluate_method(method, triplets_dir, p, suite, limit)
         log(f"evaluate {name}: {method_name}: {r.pairs} pairs in {r.seconds:.1f} s, "

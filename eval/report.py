@@ -12,9 +12,16 @@ import numpy as np
 import pandas as pd
 
 from eval.evaluate import MethodReport
-from eval.metrics import HIGHER_IS_BETTER, ORDER, MetricResult
+from eval.metrics import HIGHER_IS_BETTER, ORDER, PAPER_MODELS, MetricResult
 
 ARROW = {True: "↑", False: "↓"}
+STAND_IN = "†"  # beside a number an offline stand-in computed instead of the paper's model
+STAND_IN_NOTE = (f"{STAND_IN} paper metric not computed: a stand-in (the offline fallback, or another network) "
+                 "replaced the paper's model; the backend is named under each table")
+
+
+def stand_in_note(name: str) -> str:
+    return f"paper metric not computed (the paper uses {PAPER_MODELS.get(name, 'another model')})"
 
 
 def _num(x: float | None) -> float | None:
@@ -40,7 +47,11 @@ def metrics_json(results: dict[str, list[MethodReport]]) -> dict[str, Any]:
 
 
 def table_json(results: dict[str, list[MethodReport]]) -> dict[str, Any]:
-    """{dataset: {method: {metric: mean, metric_sem: sem, ..., failures}}} for every method."""
+    """{dataset: {method: {metric: mean, metric_sem: sem, metric_failures, metric_backend,
+    metric_paper_metric, ...}}} for every method (report.json): every number comes with the
+    backend that produced it, and `<metric>_paper_metric: false` where an offline stand-in
+    replaced the paper's model. Unavailable metrics are left out (their reasons are in
+    report.json). inf (identical images) is written as the string "inf"."""
     out: dict[str, Any] = {}
     for ds, reports in results.items():
         out[ds] = {}
@@ -56,6 +67,9 @@ def table_json(results: dict[str, list[MethodReport]]) -> dict[str, Any]:
                 if m.sem is not None:
                     row[f"{name}_sem"] = m.sem
                 row[f"{name}_failures"] = m.failures
+                row[f"{name}_backend"] = m.backend
+                if m.paper_metric is not None:
+                    row[f"{name}_paper_metric"] = m.paper_metric
             out[ds][r.method] = row
     return out
 
@@ -84,7 +98,8 @@ def _cell(m: MetricResult | None, best: float | None) -> str:
     text = f"{m.mean:.4g}" if m.sem is None else f"{m.mean:.4g} ± {m.sem:.2g}"
     if math.isinf(m.mean):
         text = "inf"
-    return f"**{text}**" if best is not None and m.mean == best else text
+    text = f"**{text}**" if best is not None and m.mean == best else text
+    return text + (f" {STAND_IN}" if m.paper_metric is False else "")
 
 
 def failures(r: MethodReport) -> int:
@@ -118,7 +133,12 @@ def notes(reports: Sequence[MethodReport]) -> list[str]:
             if m is None or (k, m.backend, m.unavailable) in seen:
                 continue
             seen.add((k, m.backend, m.unavailable))
-            out.append(f"- {k}: unavailable ({m.backend}): {m.unavailable}" if m.unavailable else f"- {k}: {m.backend}")
+            if m.unavailable:
+                out.append(f"- {k}: unavailable ({m.backend}): {m.unavailable}")
+            elif m.paper_metric is False:
+                out.append(f"- {k}: {m.backend} {STAND_IN} {stand_in_note(k)}")
+            else:
+                out.append(f"- {k}: {m.backend}")
     return out
 
 
@@ -133,11 +153,14 @@ def summary_table(results: dict[str, list[MethodReport]], kinds: dict[str, str])
     lines = ["| Method | " + " | ".join(f"{s} {k} {ARROW[HIGHER_IS_BETTER[k]]}" for s, k in cols) + " |",
              "|" + "---|" * (len(cols) + 1)]
     table: dict[str, dict[tuple[str, str], float | None]] = {}
+    stand_in: set[tuple[str, str, str]] = set()
     for m in methods:
         for s, k in cols:
-            vals = [r.metrics[k].mean for ds, reports in results.items() if kinds.get(ds) == s for r in reports
+            used = [r.metrics[k] for ds, reports in results.items() if kinds.get(ds) == s for r in reports
                     if r.method == m and not r.unavailable and k in r.metrics and r.metrics[k].mean is not None]
-            table.setdefault(m, {})[(s, k)] = float(np.mean(vals)) if vals else None
+            table.setdefault(m, {})[(s, k)] = float(np.mean([u.mean for u in used])) if used else None
+            if any(u.paper_metric is False for u in used):
+                stand_in.add((m, s, k))
     for m in methods:
         cells = []
         for c in cols:
@@ -145,8 +168,11 @@ def summary_table(results: dict[str, list[MethodReport]], kinds: dict[str, str])
             col = [table[x][c] for x in methods if table[x][c] is not None]
             best = (max(col) if HIGHER_IS_BETTER[c[1]] else min(col)) if col else None
             text = "-" if v is None else ("inf" if math.isinf(v) else f"{v:.4g}")
-            cells.append(f"**{text}**" if v is not None and v == best else text)
+            text = f"**{text}**" if v is not None and v == best else text
+            cells.append(text + (f" {STAND_IN}" if (m, *c) in stand_in else ""))
         lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    if stand_in:
+        lines += ["", STAND_IN_NOTE]
     return "\n".join(lines) + "\n"
 
 

@@ -56,19 +56,26 @@ def datasets(params, resolution: int) -> dict[str, tuple[Path, str]]:
 
 
 def main(args: argparse.Namespace) -> int:
-    from eval.evaluate import MetricSuite, build_methods, evaluate_dataset
+    from eval.evaluate import MetricSuite, MetricWeightsError, build_methods, evaluate_dataset
     from eval.report import write_report
+    from pipeline.weights import WeightsFormatError
 
     params = load_params(args.params)
     model_res = model_resolution(params)
     p = dataclasses.replace(params.evaluate, resolution=params.evaluate.resolution or model_res)
+    if p.liveportrait_dir is None and params.animate.liveportrait_dir:
+        p = dataclasses.replace(p, liveportrait_dir=params.animate.liveportrait_dir)
     methods = tuple(args.methods) if args.methods else p.methods
+    try:  # configured weights first: a bad file stops here, before test sets are built or the GPU used
+        suite = MetricSuite(p)
+        built = build_methods(methods, p)
+    except (MetricWeightsError, WeightsFormatError) as err:
+        raise SystemExit(f"evaluate: a configured weights file cannot be used (see `piq models check`):\n{err}") from err
     sets = datasets(params, model_res)
     if not sets:
         raise SystemExit("evaluate: no data set (set evaluate.id_shards / ood_shards / user_triplets)")
-    suite = MetricSuite(p)
-    built = build_methods(methods, p)
-    results = {name: evaluate_dataset(name, folder, p, built, suite, args.limit) for name, (folder, _) in sets.items()}
+    results = {name: evaluate_dataset(name, folder, p, built, suite, args.limit, kind=kind)
+               for name, (folder, kind) in sets.items()}
     meta = {"num_pairs": args.limit or p.num_pairs, "resolution": p.resolution, "input_resolution": model_res,
             "methods": list(methods),
             "params": dataclasses.asdict(p)}

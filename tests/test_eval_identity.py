@@ -7,6 +7,7 @@ import torch
 from skimage import data
 
 from eval.identity import ARCFACE_SIZE, ArcFaceEncoder, load_identity_encoder
+from pipeline.weights import WeightsFormatError
 
 
 def test_dlib_same_image_is_one_and_blank_is_none():
@@ -44,14 +45,15 @@ def test_arcface_torchscript_file_loads_and_embeds(tmp_path):
 
 
 def test_arcface_missing_file_is_an_error_not_a_silent_fallback(tmp_path):
-    with pytest.raises(FileNotFoundError):
-        load_identity_encoder("arcface", str(tmp_path / "absent.onnx"))
-    assert load_identity_encoder("auto", str(tmp_path / "absent.onnx")).name == "dlib_resnet_v1"
+    for kind in ("arcface", "auto"):
+        with pytest.raises(WeightsFormatError, match="absent.onnx"):
+            load_identity_encoder(kind, str(tmp_path / "absent.onnx"))
+    assert load_identity_encoder("auto", None).name == "dlib_resnet_v1"
 
 
 def test_dlib_models_folder_can_be_given(tmp_path):
     from eval.identity import dlib_models_dir
 
     assert load_identity_encoder("dlib", str(dlib_models_dir())).name == "dlib_resnet_v1"
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(WeightsFormatError, match="dlib_face_recognition_resnet_model_v1.dat is missing"):
         load_identity_encoder("dlib", str(tmp_path))

@@ -19,6 +19,7 @@ from eval.metrics.identity import CSIM, load_encoder
 from eval.metrics.lpips import LPIPS, load_net
 from eval.metrics.motion import MotionMetrics, load_3dmm
 from eval.metrics.pixel import PixelMetrics
+from pipeline.weights import WeightsFormatError
 from samples.make_sample import turn_head
 
 
@@ -83,21 +84,26 @@ def test_sem_matches_hand_computation():
     assert sem([1.0]) is None and sem([math.inf, 1.0]) is None
 
 
-def test_missing_weights_are_unavailable_with_a_reason(tmp_path):
-    missing = str(tmp_path / "absent.pth")
-    for metric, name in ((FID(*load_features(missing)), "FID"), (LPIPS(*load_net(missing)), "LPIPS"),
-                         (CSIM(*load_encoder("arcface", missing)), "CSIM"),
-                         (MotionMetrics(*load_3dmm("3dmm", str(tmp_path))), "APD")):
-        a = data.astronaut()[:64, :64]
+def test_unconfigured_weights_are_unavailable_and_missing_configured_files_are_errors(tmp_path):
+    a = data.astronaut()[:64, :64]
+    for metric, name, why in ((FID(*load_features(None)), "FID", "evaluate.inception_weights is not set"),
+                              (LPIPS(*load_net(None)), "LPIPS", "evaluate.lpips_alexnet_weights is not set"),
+                              (CSIM(*load_encoder("arcface", None)), "CSIM", "identity_weights is not set"),
+                              (MotionMetrics(*load_3dmm("3dmm", None)), "APD", "motion_3dmm_dir is not set")):
         metric.update([a, a], [a, a])
         r = metric.results()[name]
-        assert r.mean is None and r.sem is None and r.unavailable and ("absent" in r.unavailable or "face_recon" in r.unavailable)
-    assert FID(*load_features(None)).results()["FID"].unavailable == "evaluate.inception_weights is not set"
-    dmm, reason = load_3dmm("auto", str(tmp_path))
-    assert dmm is None and reason is None  # auto falls back to the mesh backend, named in the result
+        assert r.mean is None and r.sem is None and why in r.unavailable
+    assert load_3dmm("auto", None) == (None, None)  # auto falls back to the mesh backend, named in the result
+    missing = str(tmp_path / "absent.pth")
+    for load in (lambda: load_features(missing), lambda: load_net(missing), lambda: load_encoder("arcface", missing),
+                 lambda: load_encoder("auto", missing), lambda: load_3dmm("auto", missing), lambda: load_3dmm("3dmm", missing)):
+        with pytest.raises(WeightsFormatError, match="absent.pth"):  # a configured path that is wrong: an error
+            load()
 
 
-def test_lpips_and_fid_load_local_files(tmp_path):
+def test_lpips_loads_a_local_file(tmp_path):
+    """(torchvision Inception files: tests/test_eval_weights_metrics.py, against torchvision's
+    own use of the file; FID of 2048-d features on a handful of images is a minutes-long sqrtm.)"""
     torch.manual_seed(0)
     torch.save(torchvision.models.alexnet().state_dict(), tmp_path / "alexnet.pth")
     lp = LPIPS(*load_net(str(tmp_path / "alexnet.pth"), "cpu"))
@@ -105,13 +111,6 @@ def test_lpips_and_fid_load_local_files(tmp_path):
     lp.update([a, a[::-1].copy()], [a, a])
     d = lp.per_pair()["LPIPS"]
     assert d[0] == pytest.approx(0.0, abs=1e-6) and d[1] > d[0]
-    net = torchvision.models.inception_v3(weights=None, aux_logits=True, init_weights=False)
-    torch.save(net.state_dict(), tmp_path / "inception.pth")
-    fid = FID(*load_features(str(tmp_path / "inception.pth"), "cpu"))
-    imgs = [data.astronaut()[i * 20 : i * 20 + 96, :96].copy() for i in range(4)]
-    fid.update(imgs, imgs, [f"p{i}" for i in range(4)])
-    r = fid.results()["FID"]
-    assert r.backend == "inception:inception.pth" and abs(r.mean) < 1e-3 and r.sem is None
 
 
 def test_frechet_distance_of_shifted_gaussians():
@@ -138,7 +137,7 @@ def test_3dmm_backend_loads_through_its_folder(tmp_path, hopper):
     turned = turn_head(hopper, nose=(269.0, 239.0), face_width=180.0, shift=72.0)
     m.update([hopper, turned], [hopper, hopper])
     r = m.results()
-    assert r["APD"].backend == "3dmm" and r["AED"].backend == "3dmm" and r["AGD"].backend == "mesh"
+    assert r["APD"].backend == r["AED"].backend == "3dmm:face_recon.pt" and r["AGD"].backend == "mesh"
     assert m.per_pair()["APD"][0] == pytest.approx(0.0, abs=1e-6) and m.per_pair()["APD"][1] > 0
 
 
@@ -155,32 +154,6 @@ def test_torch_metrics_agree_on_cuda_and_cpu(tmp_path):
         lp.update([a, b], [a, a])
         values[dev] = px.per_pair()["SSIM"] + px.per_pair()["PSNR"][1:] + lp.per_pair()["LPIPS"]
     assert values["cuda"] == pytest.approx(values["cpu"], rel=1e-3, abs=1e-4)
-
-
-def test_lpips_matches_the_reference_package(tmp_path):
-    """Same trunk weights in both: our two-file assembly equals `lpips.LPIPS(net="alex")`."""
-    import lpips
-
-    from eval.metrics.lpips import SLICES, LPIPSNet
-
-    torch.manual_seed(0)
-    alex = torchvision.models.alexnet()
-    torch.save(alex.state_dict(), tmp_path / "alexnet.pth")
-    ref = lpips.LPIPS(net="alex", pretrained=True, pnet_rand=True, verbose=False)
-    for i, (lo, hi) in enumerate(SLICES):
-        for j in range(lo, hi):
-            layer = getattr(getattr(ref.net, f"slice{i + 1}"), str(j))
-            if hasattr(layer, "weight"):
-                layer.weight.data, layer.bias.data = alex.features[j].weight.data.clone(), alex.features[j].bias.data.clone()
-    a = data.astronaut()[:96, :96]
-    b = np.ascontiguousarray(a[::-1])
-
-    def to_ref(im):
-        return torch.from_numpy(im).permute(2, 0, 1)[None].float() / 127.5 - 1
-
-    with torch.no_grad():
-        expected = ref(to_ref(b), to_ref(a)).item()
-    assert LPIPSNet(tmp_path / "alexnet.pth", "cpu")([b], [a])[0] == pytest.approx(expected, rel=1e-4)
 
 
 class _TinyFIDNet(torch.nn.Module):

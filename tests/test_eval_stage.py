@@ -84,7 +84,7 @@ def test_piq_evaluate_writes_the_report(tiny_shards, tmp_path, monkeypatch):
     params = yaml.safe_load(Path("params.yaml").read_text())
     params["evaluate"].update(id_shards=[str(tiny_shards), str(tmp_path / "absent")], ood_shards=[str(tiny_shards)],
                               testset_dir=str(tmp_path / "sets"), out_dir=str(tmp_path / "report"), num_pairs=3, resolution=64, batch_size=2,
-                              methods=["source", "paste", "classical", "ipadapter", "piq"],
+                              methods=["source", "paste", "classical", "ipadapter", "liveportrait", "piq"],
                               model_dir=str(tmp_path / "model"), num_inference_steps=2, grid_pairs=2)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     assert piq(["--params", str(tmp_path / "params.yaml"), "evaluate"]) == 0
@@ -99,8 +99,13 @@ def test_piq_evaluate_writes_the_report(tiny_shards, tmp_path, monkeypatch):
         rows = {r["method"]: r["table"] for r in ds}
         assert {m for m, t in rows.items() if t} == {"source", "paste", "classical", "piq"}  # ipadapter: no weights
         assert rows["piq"]["pairs"] == 3 and 0 < rows["piq"]["SSIM"] < 1 and "FID" not in rows["piq"]
+        src = rows["source"]  # the unchanged source has a face to measure (the tiny model's noise has none)
+        assert src["CSIM_backend"] == "dlib_resnet_v1" and src["CSIM_paper_metric"] is False
+        assert src["APD_backend"] == "mesh" and src["APD_paper_metric"] is False and "PSNR_paper_metric" not in src
     tables = (out / "tables.md").read_text()
-    assert "| ipadapter | unavailable" in tables and "FID: unavailable" in tables and "CSIM: dlib_resnet_v1" in tables
+    assert "| ipadapter | unavailable" in tables and "| liveportrait | unavailable" in tables and "FID: unavailable" in tables
+    assert "CSIM: dlib_resnet_v1 † paper metric not computed (the paper uses ArcFace)" in tables
+    assert "APD: mesh † paper metric not computed" in tables and "† paper metric not computed: a stand-in" in tables
     report = json.loads((out / "report.json").read_text())
     piq_row = next(r for r in report["datasets"]["piq_id"] if r["method"] == "piq")
     assert piq_row["metrics"]["PSNR"]["n"] == 3 and piq_row["metrics"]["LPIPS"]["unavailable"]
@@ -111,6 +116,21 @@ def test_piq_evaluate_writes_the_report(tiny_shards, tmp_path, monkeypatch):
     assert report["meta"]["input_resolution"] == 32 and report["meta"]["resolution"] == 64
     plot = (out / "plots" / "PSNR.csv").read_text().splitlines()
     assert plot[0] == "name,value" and any(line.startswith("piq_ood/piq,") for line in plot)
+
+
+def test_a_bad_configured_weights_file_stops_evaluate_with_its_name(tmp_path):
+    """Before any test set is built or model loaded: every bad file named, with what was found."""
+    (tmp_path / "backbone.pth").write_bytes(b"PK\x03\x04 cut short")
+    params = yaml.safe_load(Path("params.yaml").read_text())
+    params["evaluate"].update(identity_weights=str(tmp_path / "backbone.pth"), inception_weights=str(tmp_path / "pt_inceptoin.pth"),
+                              id_shards=[], ood_shards=[], out_dir=str(tmp_path / "report"))
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    with pytest.raises(SystemExit) as info:
+        piq(["--params", str(tmp_path / "params.yaml"), "evaluate"])
+    msg = str(info.value)
+    assert "CSIM (evaluate.identity_weights)" in msg and "backbone.pth" in msg and "truncated" in msg
+    assert "FID (evaluate.inception_weights)" in msg and "pt_inceptoin.pth: no such file" in msg
+    assert not (tmp_path / "report").exists()
 
 
 def test_bench_runs_on_cpu():
@@ -141,3 +161,34 @@ def test_piq_method_on_cuda_is_loaded_like_piq_sample(tmp_path):
     out = method.run(batch)
     assert len(out) == 3 and all(o.shape == (96, 96, 3) and o.dtype == np.uint8 for o in out)
     assert np.array_equal(out[0], method.run(batch)[0])  # seeded by the pair
+
+
+@pytest.mark.slow
+def test_piq_evaluate_with_the_published_weights_names_the_paper_models(tiny_shards, tmp_path):
+    """ArcFace (arcface_torch backbone.pth), LPIPS (torchvision AlexNet) and Deep3DFaceRecon
+    (checkpoints/<name>/epoch_20.pth), random values in their published layouts: the report
+    names each file as the backend and flags nothing but what has no paper model."""
+    import torch
+    import torchvision
+
+    from eval.nets import iresnet
+    from tests import eval_weight_specs as specs
+
+    specs.write_arcface_backbone(tmp_path / "backbone.pth", iresnet.DEPTHS["iresnet18"])
+    torch.save(torchvision.models.alexnet().state_dict(), tmp_path / "alexnet-owt-7be5be79.pth")
+    specs.write_deep3d_checkpoint(tmp_path / "checkpoints")
+    params = yaml.safe_load(Path("params.yaml").read_text())
+    params["evaluate"].update(id_shards=[str(tiny_shards)], ood_shards=[str(tiny_shards)], testset_dir=str(tmp_path / "sets"),
+                              out_dir=str(tmp_path / "report"), num_pairs=2, resolution=96, batch_size=2, methods=["source", "paste"],
+                              grid_pairs=0, identity_weights=str(tmp_path / "backbone.pth"),
+                              lpips_alexnet_weights=str(tmp_path / "alexnet-owt-7be5be79.pth"),
+                              motion_3dmm_dir=str(tmp_path / "checkpoints"), device="cpu")
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    assert piq(["--params", str(tmp_path / "params.yaml"), "evaluate"]) == 0
+    metrics = json.loads((tmp_path / "report" / "metrics.json").read_text())
+    row = metrics["piq_id"]["source"]
+    assert row["CSIM_backend"] == "arcface:backbone.pth" and row["CSIM_paper_metric"] is True
+    assert row["AED_backend"] == row["APD_backend"] == "3dmm:epoch_20.pth" and row["APD_paper_metric"] is True
+    assert row["LPIPS_backend"] == "lpips_alex_v0.1:alexnet-owt-7be5be79.pth" and -1 <= row["CSIM"] <= 1
+    tables = (tmp_path / "report" / "tables.md").read_text()
+    assert "- CSIM: arcface:backbone.pth" in tables and "†" not in tables

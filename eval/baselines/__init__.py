@@ -4,7 +4,8 @@ A method maps a batch of triplets to outputs of the source's size: `run(batch) -
 list[np.ndarray | None]`, None where it could not produce an output (no face found to align);
 the evaluator then scores the source in its place and counts a method failure. A method whose
 weights are absent raises `Unavailable` from its constructor; the report lists it with the
-reason instead of numbers.
+reason instead of numbers. A method with a `settings` attribute (e.g. ("ID",)) runs only on
+data sets of those settings and is listed as not applicable on the others.
 """
 from __future__ import annotations
 
@@ -60,6 +61,12 @@ def _piq(params) -> Method:
     return PiQMethod(params)
 
 
+def _liveportrait(params) -> Method:
+    from eval.baselines.liveportrait import LivePortraitBaseline
+
+    return LivePortraitBaseline(params)
+
+
 def build_method(name: str, params) -> Method:
     """The method called `name`, configured from the `evaluate` params section. Raises
     `Unavailable` when its weights are absent."""
@@ -72,10 +79,11 @@ def build_method(name: str, params) -> Method:
         "classical": lambda: classical.Classical(landmarks=params.align_landmarks),
         "ipadapter": lambda: _ipadapter(params),
         "piq": lambda: _piq(params),
+        "liveportrait": lambda: _liveportrait(params),
     }
     if name not in factories:
         raise ValueError(f"unknown method {name!r}; known: {sorted(factories)}")
     return factories[name]()
 
 
-METHODS = ("source", "paste", "poisson", "classical", "ipadapter", "piq")
+METHODS = ("source", "paste", "poisson", "classical", "ipadapter", "liveportrait", "piq")

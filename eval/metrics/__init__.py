@@ -3,7 +3,10 @@
 Every metric is accumulated batch by batch (`update(outputs, targets, pair_ids)`, images RGB
 uint8) and summarised as `MetricResult`: mean, standard error of the mean, n (pairs measured),
 failures (pairs it could not measure: no face found) and the backend that produced the number,
-or `unavailable` with the reason (missing weights) and no number at all.
+or `unavailable` with the reason (missing weights) and no number at all. `paper_metric` says
+whether the number comes from the model the paper used (True), from a stand-in (False: an offline
+fallback or another network; the report flags "paper metric not computed"), or whether the
+metric has no model to choose (None: PSNR, SSIM; AGD, whose gaze model the paper does not name).
 """
 from __future__ import annotations
 
@@ -17,6 +20,9 @@ import numpy as np
 HIGHER_IS_BETTER = {"CSIM": True, "FID": False, "AED": False, "APD": False, "AGD": False,
                     "LPIPS": False, "PSNR": True, "SSIM": True}
 ORDER = ("CSIM", "FID", "AED", "APD", "AGD", "LPIPS", "PSNR", "SSIM")  # paper's column order (+ SSIM)
+# the model behind each metric in the paper (4.2, table 1), named where a stand-in is flagged
+PAPER_MODELS = {"CSIM": "ArcFace", "FID": "the TF FID Inception (inception-2015-12-05)",
+                "AED": "a 3DMM (Deep3DFaceRecon)", "APD": "a 3DMM (Deep3DFaceRecon)", "LPIPS": "LPIPS AlexNet v0.1"}
 
 
 @dataclasses.dataclass
@@ -28,6 +34,7 @@ class MetricResult:
     n: int = 0
     failures: int = 0
     unavailable: str | None = None  # the reason when no number could be computed
+    paper_metric: bool | None = None  # True: the paper's model; False: a stand-in; None: no model to choose
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -42,12 +49,13 @@ def sem(values: Sequence[float]) -> float | None:
     return float(v.std(ddof=1) / math.sqrt(v.size))
 
 
-def summarize(name: str, backend: str, values: Sequence[float | None]) -> MetricResult:
+def summarize(name: str, backend: str, values: Sequence[float | None], paper_metric: bool | None = None) -> MetricResult:
     """Per-pair values (None = the pair could not be measured) -> mean +- SEM."""
     ok = [float(v) for v in values if v is not None]
     if not ok:
-        return MetricResult(name, backend, n=0, failures=len(values))
-    return MetricResult(name, backend, mean=float(np.mean(ok)), sem=sem(ok), n=len(ok), failures=len(values) - len(ok))
+        return MetricResult(name, backend, n=0, failures=len(values), paper_metric=paper_metric)
+    return MetricResult(name, backend, mean=float(np.mean(ok)), sem=sem(ok), n=len(ok), failures=len(values) - len(ok),
+                        paper_metric=paper_metric)
 
 
 def unavailable(name: str, backend: str, reason: str) -> MetricResult:

@@ -11,11 +11,13 @@ from eval.identity import load_identity_encoder
 from eval.metrics import MetricResult, summarize, unavailable
 
 
-def load_encoder(kind: str = "auto", weights: str | None = None):
-    """(encoder, None) or (None, why it is unavailable)."""
+def load_encoder(kind: str = "auto", weights: str | None = None, device: str | None = None):
+    """(encoder, None) or (None, why it is unavailable: the selected encoder needs something
+    that is not configured or not installed). A configured file that is missing or not usable
+    raises `pipeline.weights.WeightsFormatError`: that is an error, not "unavailable"."""
     try:
-        return load_identity_encoder(kind, weights), None
-    except (FileNotFoundError, ImportError, OSError, RuntimeError) as err:
+        return load_identity_encoder(kind, weights, device), None
+    except (FileNotFoundError, ImportError) as err:
         return None, f"{kind} identity encoder: {err}"
 
 
@@ -51,4 +53,4 @@ class CSIM:
     def results(self) -> dict[str, MetricResult]:
         if self.reason:
             return {"CSIM": unavailable("CSIM", self.backend, self.reason)}
-        return {"CSIM": summarize("CSIM", self.backend, self._values)}
+        return {"CSIM": summarize("CSIM", self.backend, self._values, bool(getattr(self.encoder, "paper_model", False)))}

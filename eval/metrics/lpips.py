@@ -1,9 +1,12 @@
 """LPIPS (Zhang et al. 2018, AlexNet variant v0.1) against the target.
 
 The `lpips` package ships only the linear heads (`lpips/weights/v0.1/alex.pth`); the AlexNet
-trunk comes from a local torchvision file (`alexnet-owt-7be5be79.pth`). Without it LPIPS is
-"unavailable" with the reason. The network is assembled here from those two files (the
-`lpips.LPIPS` constructor would try to download the trunk).
+trunk comes from a local torchvision file (`alexnet-owt-7be5be79.pth`, torchvision's
+`AlexNet_Weights.IMAGENET1K_V1`, the trunk `lpips.LPIPS(net="alex")` downloads). Without it LPIPS
+is "unavailable" with the reason; a configured file that is missing or is not that state dict
+raises `WeightsFormatError`. The network is assembled here from those two files (the
+`lpips.LPIPS` constructor would try to download the trunk); it computes what `lpips.LPIPS`
+computes (tests/test_eval_metrics.py).
 """
 from __future__ import annotations
 
@@ -14,11 +17,36 @@ from typing import Sequence
 import numpy as np
 
 from eval.metrics import MetricResult, summarize, to_tensor, unavailable
+from eval.nets.formats import load_state_dict, torch_file_kind
 from pipeline.device import device_name
+from pipeline.weights import ComponentCheck, WeightsFormatError, compare_shapes, register_check, tensor_shapes
 
 SLICES = ((0, 2), (2, 5), (5, 8), (8, 10), (10, 12))  # relu1 .. relu5 of torchvision's AlexNet features
 SHIFT = (-0.030, -0.088, -0.188)
 SCALE = (0.458, 0.448, 0.450)
+ALEXNET_FORMATS = ("torchvision alexnet-owt-7be5be79.pth (AlexNet state dict: features.*, classifier.*)",)
+ALEXNET_RELEASE = ("torchvision's AlexNet_Weights.IMAGENET1K_V1 file alexnet-owt-7be5be79.pth "
+                   "(download.pytorch.org/models/); set evaluate.lpips_alexnet_weights to it")
+
+
+def expected_alexnet_shapes() -> dict[str, tuple[int, ...]]:
+    import torch
+    import torchvision
+
+    with torch.device("meta"):
+        net = torchvision.models.alexnet(weights=None)
+    return {k: tuple(v.shape) for k, v in net.state_dict().items()}
+
+
+def inspect_alexnet(path: str | Path) -> str:
+    """What was found in the AlexNet file (CPU, no values kept); `WeightsFormatError` if it is
+    missing, damaged, TorchScript or not torchvision's AlexNet state dict."""
+    path = Path(path)
+    if torch_file_kind(path, ALEXNET_FORMATS) != "state_dict":
+        raise WeightsFormatError(path, ALEXNET_FORMATS, "a TorchScript module, not a state dict")
+    shapes = tensor_shapes(path, ALEXNET_FORMATS)
+    compare_shapes(path, shapes, expected_alexnet_shapes(), ALEXNET_FORMATS)
+    return f"torchvision AlexNet state dict ({len(shapes)} tensors) + lpips v0.1 linear heads"
 
 
 def lpips_heads_path() -> Path:
@@ -34,13 +62,12 @@ class LPIPSNet:
         import torchvision
 
         path = Path(alexnet_weights)
-        if not path.is_file():
-            raise FileNotFoundError(f"AlexNet weights not found: {path}")
+        inspect_alexnet(path)
         self.device = device_name(device)
         net = torchvision.models.alexnet(weights=None)
-        net.load_state_dict(torch.load(str(path), map_location="cpu"))
+        net.load_state_dict(load_state_dict(path, ALEXNET_FORMATS), strict=True)
         self.features = net.features.eval().to(self.device)
-        head_sd = torch.load(str(heads or lpips_heads_path()), map_location="cpu")
+        head_sd = torch.load(str(heads or lpips_heads_path()), map_location="cpu", weights_only=True)
         self.heads = [head_sd[f"lin{k}.model.1.weight"].to(self.device) for k in range(5)]
         self.shift = torch.tensor(SHIFT, device=self.device).view(1, 3, 1, 1)
         self.scale = torch.tensor(SCALE, device=self.device).view(1, 3, 1, 1)
@@ -66,13 +93,33 @@ class LPIPSNet:
 
 
 def load_net(alexnet_weights: str | None, device: str | None = None):
-    """(LPIPSNet, None) or (None, why LPIPS is unavailable)."""
+    """(LPIPSNet, None), or (None, why LPIPS is unavailable: no file configured, lpips not
+    installed). A configured file that is missing or not usable raises `WeightsFormatError`."""
+    if not alexnet_weights:
+        return None, "evaluate.lpips_alexnet_weights is not set"
     try:
-        if not alexnet_weights:
-            raise FileNotFoundError("evaluate.lpips_alexnet_weights is not set")
         return LPIPSNet(alexnet_weights, device), None
-    except (FileNotFoundError, ImportError, RuntimeError, OSError) as err:
+    except ImportError as err:
         return None, str(err)
+
+
+LPIPS_LAYOUT = """evaluate.lpips_alexnet_weights: one file
+  alexnet-owt-7be5be79.pth      torchvision AlexNet (IMAGENET1K_V1); the linear heads ship in the lpips package
+  (unset: LPIPS unavailable)"""
+
+
+@register_check("evaluate.lpips", layout=LPIPS_LAYOUT)
+def check_lpips(params) -> list[ComponentCheck]:
+    weights = params.evaluate.lpips_alexnet_weights
+    if not weights:
+        return [ComponentCheck("evaluate.lpips", "lpips_alex", None, True, "not configured: LPIPS is reported unavailable "
+                               f"(no offline stand-in); to compute it: {ALEXNET_RELEASE}")]
+    try:
+        found = inspect_alexnet(weights)
+        lpips_heads_path()
+    except (WeightsFormatError, ImportError) as err:
+        return [ComponentCheck("evaluate.lpips", "lpips_alex", weights, False, str(err), ALEXNET_RELEASE)]
+    return [ComponentCheck("evaluate.lpips", "lpips_alex", weights, True, found)]
 
 
 class LPIPS:
@@ -93,4 +140,4 @@ class LPIPS:
     def results(self) -> dict[str, MetricResult]:
         if self.reason:
             return {"LPIPS": unavailable("LPIPS", self.backend, self.reason)}
-        return {"LPIPS": summarize("LPIPS", self.backend, self._values)}
+        return {"LPIPS": summarize("LPIPS", self.backend, self._values, True)}

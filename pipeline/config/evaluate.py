@@ -6,7 +6,7 @@ from typing import Literal, Optional
 
 from pipeline.config.keys import runtime
 
-METHOD_NAMES = ("source", "paste", "poisson", "classical", "ipadapter", "piq")
+METHOD_NAMES = ("source", "paste", "poisson", "classical", "ipadapter", "liveportrait", "piq")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,6 +29,7 @@ class EvaluateParams:
     lpips_alexnet_weights: str | None = None
     motion_backend: Literal["auto", "mesh", "3dmm"] = "auto"
     motion_3dmm_dir: str | None = None
+    motion_pose: Literal["angles", "angles_translation"] = "angles"
     model_dir: str = "models/piq"
     num_inference_steps: int = 50
     guidance_scale: float = 1.5
@@ -41,6 +42,7 @@ class EvaluateParams:
     ipadapter_strength: float = 0.9
     ipadapter_negative_noise: float = 0.5
     ipadapter_resolution: int = 1024
+    liveportrait_dir: str | None = None  # null: animate.liveportrait_dir
     grid_pairs: int = 8
 
     def validate(self) -> None:
