@@ -368,6 +368,7 @@ def init_ray(params: RunnerParams) -> None:
     # packages (notebooks, tests) can be shipped to them.
     env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
     ray.init(
+        address="local",  # a new local instance: never join a Ray that another program left running here
         num_cpus=max(params.workers, 1),
         include_dashboard=False,
         runtime_env={"env_vars": env},
