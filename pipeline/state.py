@@ -244,3 +244,5 @@ class StageState:
         self.out.write_bytes(RECORDS_TABLE, buf.getvalue())
         for name in parts:
             self.out.remove(f"{PARTS_DIR}/{name}")
+        if not self.out.listdir(PARTS_DIR):
+            self.out.rmtree(PARTS_DIR)  # no empty folder left in the out
