@@ -1,5 +1,6 @@
-"""What the per-image annotation stages (`caption`, `segment`) share: their items, image reading,
-device choice and how many Ray actors they get.
+"""What the per-image annotation stages (`caption`, `segment`) share: their items, the batch
+stage base class, GPU-side preprocessing and how many Ray actors they get (images are read
+through pipeline/images.py, devices resolved by pipeline/device.py).
 
 Items are the images of `data/animate` (one row of its manifest each, id `<face_id>-<image>`).
 """

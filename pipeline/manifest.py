@@ -59,20 +59,21 @@ def up_to_date(state: StageState, item_ids: Sequence[str]) -> dict[str, Any] | N
 def consolidate(state: StageState, stage_name: str, item_ids: Sequence[str], manifest_columns: dict[str, str]) -> dict[str, Any]:
     """Compact the records, write the stage's tables from the records of `item_ids`, stats.json
     last. Returns the stats."""
-    records = state.load()
-    state.compact(records)
+    table = state.table()
+    state.compact_table(table)
+    position = pd.Index(table["item_id"].to_pylist()).get_indexer(list(item_ids))
+    found = position >= 0
+    missing = int((~found).sum())
     rows: list[dict[str, Any]] = []
     rejects: list[dict[str, Any]] = []
-    missing = 0
-    for item_id in item_ids:
-        record = records.get(item_id)
-        if record is None:
-            missing += 1
-        elif record["status"] == "done":
-            rows.extend({"item_id": item_id, **row} for row in json.loads(record["rows"]))
-        else:
-            rejects.append({"item_id": item_id, "stage": stage_name, "code": record["code"],
-                            "detail": record["detail"], "attempts": int(record["attempts"])})
+    for batch in table.take(position[found]).to_batches(max_chunksize=8192):  # in item order
+        picked = batch.to_pydict()
+        for k, item_id in enumerate(picked["item_id"]):
+            if picked["status"][k] == "done":
+                rows.extend({"item_id": item_id, **row} for row in json.loads(picked["rows"][k]))
+            else:
+                rejects.append({"item_id": item_id, "stage": stage_name, "code": picked["code"][k],
+                                "detail": picked["detail"][k], "attempts": int(picked["attempts"][k])})
     _write_parquet(state, _frame(rows, {"item_id": "string", **manifest_columns}), "manifest.parquet")
     _write_parquet(state, _frame(rejects, REJECT_COLUMNS), "rejects.parquet")
     stats = {

@@ -32,6 +32,9 @@ from pipeline.state import RecordWriter, StageState, done_record, reject_record,
 from pipeline.timing import write_timing
 
 
+REPLACEMENT_START_S = 120.0  # how long a replacement worker may take to start (model load included)
+
+
 @dataclasses.dataclass(frozen=True)
 class Outcome:
     """What one attempt at one item came to. kind: done | rejected | error."""
@@ -349,6 +352,12 @@ class Runner:
         need = {"CPU": resources.get("num_cpus", 1), "GPU": resources.get("num_gpus", 0)}
         if not load or all(free.get(k, 0.0) >= v for k, v in need.items() if v):
             new = actor_cls.remote(stage_ref, out, threads)
+            # resources can be listed for a moment after their node went: a replacement that
+            # cannot start is dropped rather than left holding tasks forever
+            ready, _ = ray.wait([new.__ray_ready__.remote()], timeout=REPLACEMENT_START_S)
+            if not ready and load:
+                ray.kill(new)
+                return
             actors.append(new)
             load[new] = 0
 

@@ -228,19 +228,53 @@ class StageState:
                           "its items count as unfinished and are redone", stacklevel=2)
             return None
 
+    def table(self) -> Any:
+        """Every item's record as one pyarrow table sorted by item id, one row per item (the
+        same choice as `load`: a done record wins, else the latest), built part by part without
+        a Python object per record, so compacting 100k+ records keeps the driver small."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        schema = pa.schema([(c, pa.int64() if c == "attempts" else pa.string()) for c in RECORD_COLUMNS])
+        tables = []
+        compacted = self._compacted_columns(RECORD_COLUMNS)
+        if compacted is not None:
+            tables.append(compacted.cast(schema))
+        for name in self.part_names():
+            records = self._part(name)
+            if records:
+                tables.append(pa.Table.from_pylist([{c: r[c] for c in RECORD_COLUMNS} for r in records], schema=schema))
+        table = pa.concat_tables(tables) if tables else schema.empty_table()
+        n = table.num_rows
+        if n == 0:
+            return table
+        table = table.append_column("_order", pa.array(range(n), pa.int64()))
+        table = table.append_column("_done", pc.equal(table["status"], "done"))
+        table = table.sort_by([("item_id", "ascending"), ("_done", "ascending"), ("_order", "ascending")])
+        ids = table["item_id"].combine_chunks()
+        last = pc.not_equal(ids.slice(0, n - 1), ids.slice(1)) if n > 1 else pa.array([], pa.bool_())
+        keep = pa.concat_arrays([last, pa.array([True])])
+        return table.filter(keep).drop_columns(["_order", "_done"])
+
     # --- compaction ----------------------------------------------------------------------------
 
-    def compact(self, records: dict[str, dict[str, Any]]) -> None:
-        """Write `records` as the sorted table, then drop the parts it replaces."""
-        import pyarrow as pa
+    def compact_table(self, table: Any) -> None:
+        """Write `table` (from `table()`) as the compacted records, then drop the parts."""
         import pyarrow.parquet as pq
 
         parts = self.part_names()
-        rows = [records[k] for k in sorted(records)]
-        table = pa.table({c: pa.array([r[c] for r in rows], type=pa.int64() if c == "attempts" else pa.string())
-                          for c in RECORD_COLUMNS})
         buf = io.BytesIO()
         pq.write_table(table, buf, compression="zstd")
         self.out.write_bytes(RECORDS_TABLE, buf.getvalue())
         for name in parts:
             self.out.remove(f"{PARTS_DIR}/{name}")
+        if not self.out.listdir(PARTS_DIR):
+            self.out.rmtree(PARTS_DIR)  # no empty folder left in the out
+
+    def compact(self, records: dict[str, dict[str, Any]]) -> None:
+        """Write `records` (one per item, as from `load`) as the sorted table, then drop the parts."""
+        import pyarrow as pa
+
+        rows = [records[k] for k in sorted(records)]
+        self.compact_table(pa.table({c: pa.array([r[c] for r in rows], type=pa.int64() if c == "attempts" else pa.string())
+                                     for c in RECORD_COLUMNS}))

@@ -151,6 +151,6 @@ def test_outs_are_byte_identical_whatever_the_task_size_and_folder(tmp_path: Pat
     a, b = tree_digest(tmp_path / "a" / "deep" / "out"), tree_digest(tmp_path / "b" / "deep" / "out")
     assert a == b
     assert {"_state/records.parquet", "manifest.parquet", "rejects.parquet", "stats.json"} <= set(a)
-    assert not any(k.startswith("_state/parts/") for k in a), "parts are compacted away"
+    assert not (tmp_path / "a" / "deep" / "out" / "_state" / "parts").exists(), "parts are compacted away"
     timing = json.loads((reports / "square" / "timing.json").read_text())
     assert timing["processed"] == 10 and timing["seconds"] > 0 and timing["items_per_node"] == {"local": 10}
