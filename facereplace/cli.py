@@ -130,7 +130,7 @@ def run_replace(args: argparse.Namespace, params, method=None) -> dict:
                                 "crop": list(result.crop_box), "identity_distance": round(choice.distance, 4),
                                 "reference_face": ref_face.index}],
                         model_hash=method.model_hash, identity_encoder=matcher.name, cross_identity=choice.cross_identity)
-    data = encode_photo(photo, marked, p.jpeg_quality, build_xmp(record))
+    data = encode_photo(photo, marked, p.jpeg_quality, build_xmp(record, photo.xmp))
     write_atomic(args.output, data)
     times["encode"] = time.perf_counter() - t
     for w in photo.warnings + ref.warnings:

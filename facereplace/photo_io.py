@@ -45,6 +45,7 @@ class Photo:
     icc_profile: bytes | None = None
     exif: bytes | None = None             # orientation normalised to 1
     text: dict[str, str] = dataclasses.field(default_factory=dict)   # PNG tEXt / iTXt (not XMP)
+    xmp: bytes | None = None              # the input's XMP packet (the output's provenance joins it)
     warnings: list[str] = dataclasses.field(default_factory=list)
 
     @property
@@ -84,7 +85,9 @@ def read_photo(path: str | Path, max_pixels: int = 100_000_000) -> Photo:
         raise PhotoError("unsupported_format", f"{path} is {fmt}; the tool reads and writes {', '.join(FORMATS)}")
     if w * h > max_pixels:
         raise PhotoError("too_many_pixels", f"{path} is {w}x{h} = {w * h} pixels, over replace.max_pixels {max_pixels}")
-    photo = Photo(path, np.zeros((0, 0, 3), np.uint8), fmt, _sha256(data), icc_profile=im.info.get("icc_profile"))
+    xmp = im.info.get("xmp") or im.info.get("XML:com.adobe.xmp")
+    photo = Photo(path, np.zeros((0, 0, 3), np.uint8), fmt, _sha256(data), icc_profile=im.info.get("icc_profile"),
+                  xmp=xmp.encode("utf-8") if isinstance(xmp, str) else xmp)
     exif = im.getexif()
     orientation = int(exif.get(ORIENTATION, 1) or 1)
     if exif:

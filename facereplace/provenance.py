@@ -102,13 +102,29 @@ class EditRecord:
         return dataclasses.asdict(self)
 
 
-def build_xmp(record: EditRecord) -> bytes:
-    """An XMP packet: IPTC DigitalSourceType and the edit record (JSON in one piq property)."""
-    body = json.dumps(record.as_dict(), sort_keys=True, separators=(",", ":"))
+def build_xmp(record: EditRecord, base: bytes | None = None) -> bytes:
+    """An XMP packet: IPTC DigitalSourceType and the edit record (JSON in one piq property).
+    With `base` (the input's own packet: a camera's or an editor's), the record joins it as one
+    more rdf:Description, so the input's XMP is kept; a base that already carries a
+    DigitalSourceType (an earlier edit) is replaced."""
+    description = _description(record)
+    if base and b"</rdf:RDF>" in base and b"DigitalSourceType" not in base:
+        at = base.rindex(b"</rdf:RDF>")
+        return base[:at] + description.encode("utf-8") + b"\n " + base[at:]
     return (
         '<?xpacket begin="\ufeff" id="W5M0MpCehiHzreSzNTczkc9d"?>\n'
         '<x:xmpmeta xmlns:x="adobe:ns:meta/">\n'
         ' <rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">\n'
+        f'{description}\n'
+        ' </rdf:RDF>\n'
+        '</x:xmpmeta>\n'
+        '<?xpacket end="w"?>'
+    ).encode("utf-8")
+
+
+def _description(record: EditRecord) -> str:
+    body = json.dumps(record.as_dict(), sort_keys=True, separators=(",", ":"))
+    return (
         '  <rdf:Description rdf:about=""\n'
         '    xmlns:Iptc4xmpExt="http://iptc.org/std/Iptc4xmpExt/2008-02-29/"\n'
         '    xmlns:xmp="http://ns.adobe.com/xap/1.0/"\n'
@@ -116,11 +132,8 @@ def build_xmp(record: EditRecord) -> bytes:
         f'    Iptc4xmpExt:DigitalSourceType="{DIGITAL_SOURCE_TYPE}"\n'
         f'    xmp:CreatorTool="{escape(record.tool)}"\n'
         f'    xmp:ModifyDate="{escape(record.time)}"\n'
-        f'    piq:Edit="{escape(body, {chr(34): "&quot;"})}"/>\n'
-        ' </rdf:RDF>\n'
-        '</x:xmpmeta>\n'
-        '<?xpacket end="w"?>'
-    ).encode("utf-8")
+        f'    piq:Edit="{escape(body, {chr(34): "&quot;"})}"/>'
+    )
 
 
 _PACKET = re.compile(rb"<x:xmpmeta.*?</x:xmpmeta>", re.S)

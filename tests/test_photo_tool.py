@@ -446,3 +446,29 @@ def test_watermark_round_trip_and_its_place() -> None:
     assert decode_watermark(marked, 512) == 48 and decode_watermark(photo, 512) < MIN_MATCH
     with pytest.raises(PhotoError, match="too_small_to_mark"):
         embed_watermark(photo[:200, :200], 512)
+
+
+@pytest.mark.parametrize("suffix", [".jpg", ".png"])
+def test_inputs_own_xmp_is_kept_beside_the_provenance(tmp_path, suffix) -> None:
+    from facereplace.provenance import EditRecord, build_xmp, read_xmp
+
+    own = ('<?xpacket begin="" id="W5M0MpCehiHzreSzNTczkc9d"?><x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF '
+           'xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#"><rdf:Description rdf:about="" '
+           'xmlns:xmp="http://ns.adobe.com/xap/1.0/" xmp:Rating="4"/></rdf:RDF></x:xmpmeta><?xpacket end="w"?>')
+    path = tmp_path / f"own{suffix}"
+    if suffix == ".jpg":
+        Image.fromarray(astronaut()).save(path, "JPEG", quality=95, xmp=own.encode())
+    else:
+        from PIL import PngImagePlugin
+
+        info = PngImagePlugin.PngInfo()
+        info.add_itxt("XML:com.adobe.xmp", own)
+        Image.fromarray(astronaut()).save(path, pnginfo=info)
+    photo = read_photo(path)
+    assert photo.xmp and b'xmp:Rating="4"' in photo.xmp
+    out = tmp_path / f"out{suffix}"
+    write_photo(photo, photo.rgb, out, xmp=build_xmp(EditRecord("classical", {"photo": photo.sha256}, []), photo.xmp))
+    data = out.read_bytes()
+    assert b'xmp:Rating="4"' in data
+    got = read_xmp(data)
+    assert got["digital_source_type"].endswith("compositeWithTrainedAlgorithmicMedia") and got["edit"]["method"] == "classical"
