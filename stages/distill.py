@@ -64,9 +64,13 @@ def main(args: argparse.Namespace) -> int:
     if accelerator.is_main_process:
         unet = accelerator.unwrap_model(model.unet)
         write_pipeline_folder(model.comps, unet, concat, resolution, d.out_dir, d.teacher_dir, scheduler=model.sampler)
-        metrics = {**summary(result), **result.throughput, "student_steps": d.student_steps,
-                   "teacher_steps": d.teacher_steps, "guidance_scale": d.guidance_scale}
+        # as `piq train`: metrics.json (a DVC metric) holds what the run made, the same on every rerun;
+        # timing.json (git-ignored) how it ran
+        metrics = {**summary(result), "student_steps": d.student_steps, "teacher_steps": d.teacher_steps,
+                   "guidance_scale": d.guidance_scale}
+        run_facts = {**result.throughput, "resumed_from": metrics.pop("resumed_from")}
         write_metrics(Path(d.reports_dir) / "metrics.json", metrics)
+        write_metrics(Path(d.reports_dir) / "timing.json", run_facts)
         print(f"distill: {result.step} steps, loss {metrics['initial_loss']:.5f} -> {metrics['final_loss']:.5f}; "
               f"{d.student_steps}-step student -> {d.out_dir}")
     accelerator.wait_for_everyone()

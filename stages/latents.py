@@ -17,6 +17,7 @@ in cache.json's `rejects` with its reason and left out: training encodes it in t
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -40,6 +41,12 @@ def _header(vae_hash: str, resolution: int, ref: ShardRef) -> dict[str, str]:
     return {"vae": vae_hash, "resolution": str(resolution), "shard_sha256": ref.sha256}
 
 
+def _metadata(header: dict[str, str]) -> dict[str, str]:
+    """The header as ONE safetensors metadata entry: safetensors writes several entries in hash
+    order, which differs from run to run, and a DVC out must hash the same on every run."""
+    return {"piq_latents": json.dumps(header, sort_keys=True)}
+
+
 def _is_current(path: Path, header: dict[str, str]) -> bool:
     from safetensors import safe_open
 
@@ -47,7 +54,7 @@ def _is_current(path: Path, header: dict[str, str]) -> bool:
         return False
     try:
         with safe_open(str(path), framework="pt") as fh:
-            return (fh.metadata() or {}) == header
+            return (fh.metadata() or {}) == _metadata(header)
     except Exception:  # noqa: BLE001 - a truncated or foreign file is rewritten
         return False
 
@@ -98,12 +105,12 @@ def write_cache(vae: torch.nn.Module, vae_hash: str, refs: list[ShardRef], resol
         tensors, bad = encode_shard(vae, ref, resolution, batch)
         rejects += bad
         tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        save_file(tensors, str(tmp), metadata=header)
+        save_file(tensors, str(tmp), metadata=_metadata(header))
         tmp.replace(path)
         encoded, entries = encoded + 1, entries + len(tensors)
-    manifest.update(entries=entries, rejects=rejects, shards_encoded=encoded, shards_kept=kept)
-    atomic_write_json(out_dir / CACHE_FILE, manifest)
-    return manifest
+    manifest.update(entries=entries, rejects=rejects)
+    atomic_write_json(out_dir / CACHE_FILE, manifest)  # what the cache holds, not how this run got there
+    return {**manifest, "shards_encoded": encoded, "shards_kept": kept}
 
 
 def main(args: argparse.Namespace) -> int:

@@ -185,8 +185,8 @@ def test_piq_evaluate_with_the_published_weights_names_the_paper_models(tiny_sha
                               motion_3dmm_dir=str(tmp_path / "checkpoints"), device="cpu")
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     assert piq(["--params", str(tmp_path / "params.yaml"), "evaluate"]) == 0
-    metrics = json.loads((tmp_path / "report" / "metrics.json").read_text())
-    row = metrics["piq_id"]["source"]
+    report = json.loads((tmp_path / "report" / "report.json").read_text())  # the full per-method table
+    row = next(r for r in report["datasets"]["piq_id"] if r["method"] == "source")["table"]
     assert row["CSIM_backend"] == "arcface:backbone.pth" and row["CSIM_paper_metric"] is True
     assert row["AED_backend"] == row["APD_backend"] == "3dmm:epoch_20.pth" and row["APD_paper_metric"] is True
     assert row["LPIPS_backend"] == "lpips_alex_v0.1:alexnet-owt-7be5be79.pth" and -1 <= row["CSIM"] <= 1

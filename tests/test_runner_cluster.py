@@ -55,6 +55,11 @@ def wait_for(predicate, what: str, timeout: float = 40.0) -> None:
         time.sleep(0.05)
 
 
+# long enough (~10 s of work on 4 workers) that the node goes mid-run even when a loaded machine
+# takes seconds to replace the killed worker
+N_ITEMS = 1500
+
+
 def test_two_nodes_a_killed_worker_and_a_lost_node_lose_nothing(cluster, tmp_path: Path) -> None:
     second = cluster.add_node(num_cpus=2, node_ip_address="127.0.0.1")
     cluster.wait_for_nodes()
@@ -63,7 +68,7 @@ def test_two_nodes_a_killed_worker_and_a_lost_node_lose_nothing(cluster, tmp_pat
     params = RunnerParams(workers=2, retries=3, items_per_task=4, progress=False, reports_dir=str(tmp_path / "reports"))
     result: dict = {}
     run = threading.Thread(target=lambda: result.update(summary=Runner(params, seed=7).run(
-        SquareStage(sleep_s=0.03), items(600), out)))
+        SquareStage(sleep_s=0.03), items(N_ITEMS), out)))
     run.start()
     wait_for(lambda: len({node for node, _ in writers(out)}) == 2, "both nodes to record items")
     pid = next(int(p) for node, p in writers(out) if node == node2)
@@ -75,11 +80,11 @@ def test_two_nodes_a_killed_worker_and_a_lost_node_lose_nothing(cluster, tmp_pat
     run.join(timeout=120)
     assert not run.is_alive()
     summary = result["summary"]
-    assert summary.stats["complete"] and summary.stats["done"] == 600
+    assert summary.stats["complete"] and summary.stats["done"] == N_ITEMS
     assert len(summary.nodes) == 2 and node2 in summary.nodes, summary.nodes
     manifest = pd.read_parquet(out / "manifest.parquet")
-    assert sorted(manifest["item_id"]) == [f"i{k:03d}" for k in range(600)], "each item exactly once"
-    for k in range(600):
+    assert sorted(manifest["item_id"]) == [f"i{k:03d}" for k in range(N_ITEMS)], "each item exactly once"
+    for k in range(N_ITEMS):
         assert (out / "out" / f"i{k:03d}.txt").read_text() == f"{k * k}\n"
     timing = json.loads((tmp_path / "reports" / "square" / "timing.json").read_text())
     assert timing["items_per_node"] == dict(sorted(summary.nodes.items()))

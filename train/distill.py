@@ -86,12 +86,12 @@ class DistillModel(PiQModel):
     @torch.no_grad()
     def teacher_trajectory(self, batch: dict, generator: Optional[torch.Generator] = None):
         """Conditions, and the teacher's guided DDIM states at every phase edge (first: noise)."""
-        source, driving = self.encode(torch.cat([batch["source"], batch["driving"]])).chunk(2)
+        source, driving = self.encode(torch.cat([batch["source"], batch["driving"]]), generator).chunk(2)
         n = source.shape[0]
         text = self.text(self.device)
         embeds, pooled = text(list(batch["caption"]))
         neg_e, neg_p = text([""] * n)
-        zero = self.encode(torch.full_like(batch["driving"], -1.0))
+        zero = self.encode(torch.full_like(batch["driving"], -1.0), generator)  # the loop's seeded draws: a rerun is identical
         g_src, g_drv = torch.cat([source, source]), torch.cat([zero, driving])
         g_e = torch.cat([neg_e, embeds])
         g_p = None if pooled is None else torch.cat([neg_p, pooled])
