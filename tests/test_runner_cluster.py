@@ -72,9 +72,11 @@ def test_two_nodes_a_killed_worker_and_a_lost_node_lose_nothing(cluster, tmp_pat
     run.start()
     wait_for(lambda: len({node for node, _ in writers(out)}) == 2, "both nodes to record items")
     pid = next(int(p) for node, p in writers(out) if node == node2)
+    seen = {int(p) for _, p in writers(out)}
     os.kill(pid, signal.SIGKILL)  # kill -9 the worker on the second node
-    wait_for(lambda: any(node == node2 and int(p) != pid for node, p in writers(out)) or not run.is_alive(),
-             "the replacement worker on the second node")
+    # Ray places the replacement wherever a CPU is free: on either node
+    wait_for(lambda: any(int(p) not in seen for _, p in writers(out)) or not run.is_alive(),
+             "the replacement worker")
     assert run.is_alive(), "the node must go in the middle of the run"
     cluster.remove_node(second, allow_graceful=False)  # the whole second node goes
     run.join(timeout=120)
@@ -83,7 +85,7 @@ def test_two_nodes_a_killed_worker_and_a_lost_node_lose_nothing(cluster, tmp_pat
     assert summary.stats["complete"] and summary.stats["done"] == N_ITEMS
     assert len(summary.nodes) == 2 and node2 in summary.nodes, summary.nodes
     manifest = pd.read_parquet(out / "manifest.parquet")
-    assert sorted(manifest["item_id"]) == [f"i{k:03d}" for k in range(N_ITEMS)], "each item exactly once"
+    assert sorted(manifest["item_id"]) == sorted(f"i{k:03d}" for k in range(N_ITEMS)), "each item exactly once"
     for k in range(N_ITEMS):
         assert (out / "out" / f"i{k:03d}.txt").read_text() == f"{k * k}\n"
     timing = json.loads((tmp_path / "reports" / "square" / "timing.json").read_text())
