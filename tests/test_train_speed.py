@@ -210,3 +210,17 @@ def test_the_trial_step_runs_twice_under_accelerates_autocast(monkeypatch) -> No
     assert memory.measure_trial(model, 2, accelerator.autocast) == 123
     assert all(p.grad is None for p in model.unet.parameters())
     assert memory.optimizer_state_bytes(model, ema=True) == 3 * sum(p.numel() * 4 for p in model.unet.parameters())
+
+
+def test_a_fully_cached_batch_draws_as_its_rows_would(cache, tiny_shards: Path) -> None:
+    """A batch whose every source / target is cached comes as one (B, 8, h, w) tensor per role,
+    copied to the device in one call; its latents are bit-equal to those of the same moments
+    given row by row (the path of a batch with a cache miss)."""
+    root, vae_hash = cache
+    model, batch = _loss_with_cache(root, vae_hash, tiny_shards)
+    assert isinstance(batch["source_moments"], torch.Tensor)
+    rows = {**batch, "source_moments": list(batch["source_moments"]), "target_moments": list(batch["target_moments"])}
+    whole = model.cached_latents(batch, torch.Generator().manual_seed(3))
+    by_row = model.cached_latents(rows, torch.Generator().manual_seed(3))
+    assert torch.equal(whole, by_row)
+    assert (model.latent_hits, model.latent_misses) == (8 + 8 + 8, 0)

@@ -44,6 +44,9 @@ class TrainParams:
     # not run-time: cached latents are drawn from stored fp16 moments in one draw (train/latents.py)
     latents_dir: Optional[str] = None  # `piq latents` cache of source/target latents; null = encode all three per step
     text_cache_size: int = runtime(4096)  # captions whose embeddings stay on the GPU (least recently used out); 0 = none
+    # where the loop draws noise, timesteps and posterior samples: auto = the training device (no host sync per
+    # micro-step on a GPU), cpu = a CPU generator (the draws of runs before issue 18); decides a GPU run's weights
+    rng_device: Literal["auto", "cpu"] = "auto"
 
     def validate(self) -> None:
         if self.batch_size < 1 or self.effective_batch < self.batch_size:
