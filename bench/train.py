@@ -55,6 +55,7 @@ CONFIGS = [
     Config("latent cache, checkpointing auto, regional, draws on the CPU (rng_device cpu), b16", 16, rng_device="cpu"),
     Config("latent cache, checkpointing on, regional, b16", 16, checkpointing=True),
     Config("latent cache, checkpointing auto, eager, b16", 16, compile="none"),
+    Config("latent cache, checkpointing auto, full compile (one graph), b16", 16, compile="full"),
     Config("latent cache, checkpointing auto, regional + fp8, b16", 16, fp8=True),
 ]
 
