@@ -47,6 +47,7 @@ class Config:
     fp8: bool = False
     channels_last: bool = False
     rng_device: str = "auto"
+    compile_mode: str = "default"
 
 
 CONFIGS = [
@@ -56,6 +57,7 @@ CONFIGS = [
     Config("latent cache, checkpointing on, regional, b16", 16, checkpointing=True),
     Config("latent cache, checkpointing auto, eager, b16", 16, compile="none"),
     Config("latent cache, checkpointing auto, full compile (one graph), b16", 16, compile="full"),
+    Config("latent cache, checkpointing auto, regional, max-autotune, b16", 16, compile_mode="max-autotune-no-cudagraphs"),
     Config("latent cache, checkpointing auto, regional + fp8, b16", 16, fp8=True),
 ]
 
@@ -78,7 +80,8 @@ def train_params(cfg: Config, tmp: Path, steps: int, effective: int, workers: in
     return TrainParams(batch_size=cfg.batch, effective_batch=effective, max_steps=steps, lr=1e-5,
                        mixed_precision="bf16" if torch.cuda.is_available() else "fp32",
                        gradient_checkpointing=cfg.checkpointing, compile=cfg.compile, fp8=cfg.fp8,
-                       channels_last=cfg.channels_last, rng_device=cfg.rng_device, checkpoint_every=10**9, keep_checkpoints=0, validate_every=10**9,
+                       channels_last=cfg.channels_last, rng_device=cfg.rng_device, compile_mode=cfg.compile_mode,
+                       checkpoint_every=10**9, keep_checkpoints=0, validate_every=10**9,
                        log_every=10**9, checkpoint_dir=str(tmp / "ckpt"), reports_dir=str(tmp / "reports"),
                        num_workers=workers)
 

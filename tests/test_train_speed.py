@@ -224,3 +224,18 @@ def test_a_fully_cached_batch_draws_as_its_rows_would(cache, tiny_shards: Path) 
     by_row = model.cached_latents(rows, torch.Generator().manual_seed(3))
     assert torch.equal(whole, by_row)
     assert (model.latent_hits, model.latent_misses) == (8 + 8 + 8, 0)
+
+
+def test_compile_mode_reaches_every_compiled_region(monkeypatch) -> None:
+    """`train.compile_mode` is passed to each region torch.compile gets (the UNet's repeated
+    blocks and the frozen VAE encoder); `default` leaves torch's own default."""
+    from pipeline.config.train import TrainParams
+    from train.loop import prepare_for_speed
+
+    for setting, expected in (("max-autotune-no-cudagraphs", "max-autotune-no-cudagraphs"), ("default", None)):
+        calls: list[tuple[str, dict]] = []
+        monkeypatch.setattr(torch.nn.Module, "compile", lambda self, **kw: calls.append((type(self).__name__, kw)))
+        model = PiQModel(tiny_components("sdxl", seed=0), "spatial", 32)
+        prepare_for_speed(model, TrainParams(compile="regional", compile_mode=setting), torch.device("cpu"))
+        assert {"BasicTransformerBlock", "ResnetBlock2D", "Encoder"} <= {name for name, _ in calls}
+        assert all(kw["mode"] == expected for _, kw in calls), calls

@@ -277,9 +277,10 @@ def prepare_for_speed(model: PiQModel, params: TrainParams, device: torch.device
     if params.fp8:
         enable_fp8_training(model.unet)
     mode = resolve_compile(params.compile, device)
-    compile_unet(model.unet, mode)
+    inductor_mode = None if params.compile_mode == "default" else params.compile_mode
+    compile_unet(model.unet, mode, inductor_mode=inductor_mode)
     if mode != "none":
-        model.comps.vae.encoder.compile(dynamic=False)
+        model.comps.vae.encoder.compile(dynamic=False, mode=inductor_mode)
 
 
 def rng_device(setting: str, device: torch.device) -> torch.device:

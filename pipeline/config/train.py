@@ -33,6 +33,9 @@ class TrainParams:
     frozen_dtype: Literal["auto", "bf16", "fp16", "fp32"] = "auto"  # VAE + text encoders; auto: bf16 on GPU, fp32 on CPU
     vae_chunk: int = runtime(16)  # images per VAE encode call (3 per sample: source, driving, target)
     compile: Literal["auto", "none", "regional", "full"] = runtime("auto")  # auto: regional on GPU, none on CPU
+    # torch.compile's mode for what `compile` compiles: default, or max-autotune-no-cudagraphs (kernel choices
+    # benchmarked while compiling: a longer first step)
+    compile_mode: Literal["default", "max-autotune-no-cudagraphs"] = runtime("default")
     channels_last: bool = runtime(False)
     fp8: bool = False  # torchao Float8Linear for large linears (Hopper); fp32 master weights kept
     ema_decay: Optional[float] = None
