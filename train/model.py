@@ -127,7 +127,7 @@ class PiQModel(torch.nn.Module):
         for role in ("source", "target"):
             moments = batch[f"{role}_moments"]
             if isinstance(moments, torch.Tensor):  # every row cached (the usual batch): one asynchronous copy
-                parts[role] = moments.to(device, vae.dtype, non_blocking=True)
+                parts[role] = moments.to(device, non_blocking=True).to(vae.dtype)  # cast there: the host makes no copy
                 self.latent_hits += len(moments)
                 continue
             rows[role] = list(moments) if moments is not None else [None] * len(batch[role])
@@ -139,7 +139,7 @@ class PiQModel(torch.nn.Module):
         encoded = iter(encode_moments(vae, torch.cat(pixels), self.vae_chunk))
         driving = torch.stack([next(encoded) for _ in range(len(pixels[0]))])
         for role, rows_of_role in rows.items():
-            parts[role] = torch.stack([next(encoded) if m is None else m.to(device, vae.dtype, non_blocking=True)
+            parts[role] = torch.stack([next(encoded) if m is None else m.to(device, non_blocking=True).to(vae.dtype)
                                        for m in rows_of_role])
         moments = torch.cat([parts["source"], driving.to(vae.dtype), parts["target"]])
         return sample_latents(moments, vae.config.scaling_factor, generator)
