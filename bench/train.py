@@ -48,11 +48,14 @@ class Config:
     channels_last: bool = False
     rng_device: str = "auto"
     compile_mode: str = "default"
+    encode_ahead: bool = False
 
 
 CONFIGS = [
     Config("shipped GPU defaults: latent cache, checkpointing auto, regional compile, b16", 16),
     Config("no latent cache (all three encoded per step), checkpointing auto, regional, b16", 16, latents=False),
+    Config("latent cache, checkpointing auto, regional, driving encoded ahead on a side stream (encode_ahead), b16", 16,
+           encode_ahead=True),
     Config("latent cache, checkpointing auto, regional, draws on the CPU (rng_device cpu), b16", 16, rng_device="cpu"),
     Config("latent cache, checkpointing on, regional, b16", 16, checkpointing=True),
     Config("latent cache, checkpointing auto, eager, b16", 16, compile="none"),
@@ -81,7 +84,7 @@ def train_params(cfg: Config, tmp: Path, steps: int, effective: int, workers: in
                        mixed_precision="bf16" if torch.cuda.is_available() else "fp32",
                        gradient_checkpointing=cfg.checkpointing, compile=cfg.compile, fp8=cfg.fp8,
                        channels_last=cfg.channels_last, rng_device=cfg.rng_device, compile_mode=cfg.compile_mode,
-                       checkpoint_every=10**9, keep_checkpoints=0, validate_every=10**9,
+                       encode_ahead=cfg.encode_ahead, checkpoint_every=10**9, keep_checkpoints=0, validate_every=10**9,
                        log_every=10**9, checkpoint_dir=str(tmp / "ckpt"), reports_dir=str(tmp / "reports"),
                        num_workers=workers)
 
@@ -286,7 +289,7 @@ def main() -> None:
                   f"peak {e2e.get('peak_gpu_mem_gib', float('nan')):5.1f} GiB\n    first step {e2e['first_step_s']:.1f} s "
                   f"(compiling {e2e['compile_s']:.1f} s), {e2e['timed_steps']} timed steps in {e2e['steady_s']:.1f} s, "
                   f"{e2e['workers']} loader workers, latent cache {e2e['latent_cache_hits']} hits / "
-                  f"{e2e['latent_cache_misses']} misses; {e2e['gradient_checkpointing_reason']}\n    driving images' "
+                  f"{e2e['latent_cache_misses']} misses, {e2e['driving_encoded_ahead']} driving batches encoded ahead; {e2e['gradient_checkpointing_reason']}\n    driving images' "
                   f"VAE encode alone {encode:.1f} ms per micro-step of {cfg.batch}, {encode / (1000 * cfg.batch / rate):.1%} "
                   f"of the end-to-end micro-step ({1000 * cfg.batch / rate:.0f} ms; UNet-only {1000 * cfg.batch / floor:.0f} ms)",
                   flush=True)

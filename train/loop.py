@@ -25,6 +25,7 @@ from pipeline.config.keys import output_params
 from pipeline.config.train import TrainParams
 from train import checkpoint
 from train.model import PiQModel
+from train.encode_ahead import DrivingAhead
 from train.memory import choose_checkpointing
 from train.speed import (compile_seconds, compile_unet, enable_fp8_training, enable_gpu_defaults,
                          enable_training_allocator, resolve_compile)
@@ -212,6 +213,8 @@ def train(
         return LoopResult(step, losses, resumed, ema, {**choice.as_metrics(), "checkpointing_trial_s": round(trial_s, 3)})
 
     window: list[torch.Tensor] = []
+    ahead = DrivingAhead(batches, model, accelerator.gradient_accumulation_steps) if params.encode_ahead else None
+    batches = ahead if ahead is not None else batches
     speed = Throughput(params.effective_batch)
     bar = tqdm(total=max_steps, initial=step, desc="train", unit="step", file=sys.stderr,
                disable=not accelerator.is_main_process, dynamic_ncols=True)
@@ -255,7 +258,8 @@ def train(
             break
     bar.close()
     figures = {**speed.summary(), **choice.as_metrics(), "checkpointing_trial_s": round(trial_s, 3), "compile_s": round(max(compile_seconds() - compiled_before, 0.0), 3),
-               "latent_cache_hits": model.latent_hits, "latent_cache_misses": model.latent_misses}
+               "latent_cache_hits": model.latent_hits, "latent_cache_misses": model.latent_misses,
+               "driving_encoded_ahead": 0 if ahead is None else ahead.ahead}
     if model._text is not None:
         figures.update(text_cache_entries=len(model._text), text_cache_hits=model._text.hits,
                        text_cache_misses=model._text.misses)

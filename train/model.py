@@ -119,11 +119,13 @@ class PiQModel(torch.nn.Module):
         """(source, driving, target) latents of a batch whose source and target come as cached
         VAE moments (`train/latents.py`): only the driving images, and any source/target image
         the cache lacked, go through the VAE; then one posterior sample of all three is drawn,
-        as `encode` would draw it. Counts hits and misses."""
+        as `encode` would draw it. Counts hits and misses. Driving moments encoded ahead on a
+        side stream (`train/encode_ahead.py`, `batch["driving_moments"]`) are used as they are."""
         vae, device = self.comps.vae, self.device
         rows: dict[str, list] = {}
         parts: dict[str, torch.Tensor] = {}
-        pixels = [batch["driving"].to(device, non_blocking=True)]
+        ahead = batch.get("driving_moments")
+        pixels = [] if ahead is not None else [batch["driving"].to(device, non_blocking=True)]
         for role in ("source", "target"):
             moments = batch[f"{role}_moments"]
             if isinstance(moments, torch.Tensor):  # every row cached (the usual batch): one asynchronous copy
@@ -136,8 +138,9 @@ class PiQModel(torch.nn.Module):
             self.latent_hits += len(rows[role]) - len(missing)
             if missing:
                 pixels.append(torch.stack(missing).to(device, non_blocking=True))
-        encoded = iter(encode_moments(vae, torch.cat(pixels), self.vae_chunk))
-        driving = torch.stack([next(encoded) for _ in range(len(pixels[0]))])
+        encoded = iter(encode_moments(vae, torch.cat(pixels), self.vae_chunk) if pixels else ())
+        n_driving = len(batch["driving"])
+        driving = ahead.wait() if ahead is not None else torch.stack([next(encoded) for _ in range(n_driving)])
         for role, rows_of_role in rows.items():
             parts[role] = torch.stack([next(encoded) if m is None else m.to(device, non_blocking=True).to(vae.dtype)
                                        for m in rows_of_role])

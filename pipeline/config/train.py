@@ -50,6 +50,8 @@ class TrainParams:
     # where the loop draws noise, timesteps and posterior samples: auto = the training device (no host sync per
     # micro-step on a GPU), cpu = a CPU generator (the draws of runs before issue 18); decides a GPU run's weights
     rng_device: Literal["auto", "cpu"] = "auto"
+    # the next micro-step's driving images encoded on a side CUDA stream during this one's UNet (train/encode_ahead.py)
+    encode_ahead: bool = runtime(False)
 
     def validate(self) -> None:
         if self.batch_size < 1 or self.effective_batch < self.batch_size:
