@@ -114,22 +114,34 @@ def test_time_ids_are_made_once_and_stay_usable_outside_inference_mode() -> None
     assert again.tolist() == [[40, 120, 0, 0, 40, 120]] * 3
 
 
-@pytest.mark.gpu
-def test_a_micro_step_of_full_size_sdxl_never_waits_on_the_host() -> None:
-    """Forward and backward of the full-size SDXL architecture (random weights) at 576 px, batch
-    2, with the loader's pinned batch (cached source / target moments, driving pixels) and the
-    loop's GPU generator: no synchronizing CUDA call (torch's sync debug mode raises at the first)."""
+@pytest.fixture(scope="module")
+def full_model() -> PiQModel:
+    """The full-size SDXL architecture (random weights) placed as training places it."""
     from bench.sdxl import full_components
 
     with torch.device("cuda"):
         comps = full_components()
-    model = PiQModel(comps, "spatial", 576).place("cuda")
-    gen = torch.Generator(rng_device("auto", model.device)).manual_seed(0)
+    return PiQModel(comps, "spatial", 576).place("cuda")
+
+
+def pinned_batch(n: int = 2, seed: int = 0) -> dict:
+    """A batch as the loader's pin-memory thread hands it over with the latent cache."""
+    g = torch.Generator().manual_seed(seed)
     lat = 576 // 8
-    batch = {"driving": torch.rand(2, 3, 576, 576).mul(2).sub(1).pin_memory(), "caption": ["a face", ""],
-             "source": None, "target": None,
-             "source_moments": torch.randn(2, 8, lat, lat).half().pin_memory(),
-             "target_moments": torch.randn(2, 8, lat, lat).half().pin_memory()}
+    return {"driving": torch.rand(n, 3, 576, 576, generator=g).mul(2).sub(1).pin_memory(),
+            "caption": ["a face", ""][:n] + ["a face"] * max(0, n - 2), "source": None, "target": None,
+            "source_moments": torch.randn(n, 8, lat, lat, generator=g).half().pin_memory(),
+            "target_moments": torch.randn(n, 8, lat, lat, generator=g).half().pin_memory()}
+
+
+@pytest.mark.gpu
+def test_a_micro_step_of_full_size_sdxl_never_waits_on_the_host(full_model: PiQModel) -> None:
+    """Forward and backward of the full-size SDXL architecture (random weights) at 576 px, batch
+    2, with the loader's pinned batch (cached source / target moments, driving pixels) and the
+    loop's GPU generator: no synchronizing CUDA call (torch's sync debug mode raises at the first)."""
+    model = full_model
+    gen = torch.Generator(rng_device("auto", model.device)).manual_seed(0)
+    batch = pinned_batch()
 
     def micro_step() -> None:
         with torch.autocast("cuda", dtype=torch.bfloat16):
@@ -147,3 +159,23 @@ def test_a_micro_step_of_full_size_sdxl_never_waits_on_the_host() -> None:
         torch.cuda.set_sync_debug_mode("default")
     torch.cuda.synchronize()
     assert all(p.grad is None or torch.isfinite(p.grad).all() for p in model.unet.parameters())
+
+
+@pytest.mark.gpu
+def test_driving_moments_encoded_on_the_side_stream_match_the_step(full_model: PiQModel) -> None:
+    """`train.encode_ahead` on the GPU: the full-size SDXL VAE's moments of the driving images,
+    encoded on the side stream while the default stream runs other work, are those encoded in
+    the step, and the posterior sample drawn from them is the same."""
+    from train.encode_ahead import DrivingAhead
+
+    model = full_model
+    batches = [pinned_batch(4, seed) for seed in range(2)]
+    ahead = list(DrivingAhead([dict(b) for b in batches], model, accumulation=2))
+    assert "driving_moments" not in ahead[0] and "driving_moments" in ahead[1]
+    busy = torch.randn(8192, 8192, device="cuda")
+    for _ in range(20):  # default-stream work the side stream's encode overlaps
+        busy = busy @ busy.T / 8192
+    gen = lambda: torch.Generator("cuda").manual_seed(1)  # noqa: E731
+    side = model.cached_latents(ahead[1], gen())
+    inline = model.cached_latents(batches[1], gen())
+    torch.testing.assert_close(side, inline, rtol=1e-3, atol=1e-3)  # same kernels; allow for nondeterministic ones
