@@ -271,3 +271,22 @@ def test_a_run_encoding_ahead_resumes_exactly(tmp_path: Path, tiny_shards: Path,
     assert resumed.resumed_from == 3
     assert [s for s, _ in resumed.losses] == [s for s, _ in whole.losses]
     assert [l for _, l in resumed.losses] == pytest.approx([l for _, l in whole.losses], rel=1e-4)
+
+
+def test_auto_turns_encoding_ahead_off_rather_than_checkpointing_on() -> None:
+    """`decide`: the H200's figures of main's shipped run (trial 109.0 GiB + 19.1 GiB of Adam state
+    in 95% of 139.8 GiB): checkpointing stays off; an encode that would push the step over the
+    headroom turns `train.encode_ahead` off, one that fits keeps it; without encode_ahead nothing
+    is said about it."""
+    from train.memory import GIB, decide
+
+    cap, opt = int(139.8 * GIB), int(19.1 * GIB)
+    plain = decide(int(109.0 * GIB), opt, None, cap, 0.95, 16)
+    assert plain.enabled is False and plain.encode_ahead is None and "encode_ahead" not in plain.as_metrics()
+    small = decide(int(109.0 * GIB), opt, int(3 * GIB), cap, 0.95, 16)
+    assert small.enabled is False and small.encode_ahead is True and "kept" in small.reason
+    large = decide(int(109.0 * GIB), opt, int(6 * GIB), cap, 0.95, 16)
+    assert large.enabled is False and large.encode_ahead is False and "turned off" in large.reason
+    assert large.as_metrics()["encode_ahead"] is False
+    over = decide(int(120.0 * GIB), opt, int(1 * GIB), cap, 0.95, 16)
+    assert over.enabled is True and over.encode_ahead is None  # checkpointed: the encode fits beside it

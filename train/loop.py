@@ -175,7 +175,9 @@ def train(
     # compiled and eager steps differ in memory, and the decision is about the real step
     trial_start = time.perf_counter()
     choice = choose_checkpointing(model, params.gradient_checkpointing, params.batch_size, params.memory_headroom,
-                                  accelerator.autocast, ema=params.ema_decay is not None)
+                                  accelerator.autocast, ema=params.ema_decay is not None,
+                                  encode_ahead=params.encode_ahead)
+    encode_ahead = params.encode_ahead if choice.encode_ahead is None else choice.encode_ahead
     trial_s = time.perf_counter() - trial_start
     if accelerator.is_main_process:
         print(f"train: gradient checkpointing {'on' if choice.enabled else 'off'} ({choice.reason}; {trial_s:.1f} s)",
@@ -213,7 +215,7 @@ def train(
         return LoopResult(step, losses, resumed, ema, {**choice.as_metrics(), "checkpointing_trial_s": round(trial_s, 3)})
 
     window: list[torch.Tensor] = []
-    ahead = DrivingAhead(batches, model, accelerator.gradient_accumulation_steps) if params.encode_ahead else None
+    ahead = DrivingAhead(batches, model, accelerator.gradient_accumulation_steps) if encode_ahead else None
     batches = ahead if ahead is not None else batches
     speed = Throughput(params.effective_batch)
     bar = tqdm(total=max_steps, initial=step, desc="train", unit="step", file=sys.stderr,
