@@ -46,13 +46,21 @@ class Config:
     latents: bool = True
     fp8: bool = False
     channels_last: bool = False
+    rng_device: str = "auto"
+    compile_mode: str = "default"
+    encode_ahead: bool = False
 
 
 CONFIGS = [
     Config("shipped GPU defaults: latent cache, checkpointing auto, regional compile, b16", 16),
     Config("no latent cache (all three encoded per step), checkpointing auto, regional, b16", 16, latents=False),
+    Config("latent cache, checkpointing auto, regional, driving encoded ahead on a side stream (encode_ahead), b16", 16,
+           encode_ahead=True),
+    Config("latent cache, checkpointing auto, regional, draws on the CPU (rng_device cpu), b16", 16, rng_device="cpu"),
     Config("latent cache, checkpointing on, regional, b16", 16, checkpointing=True),
     Config("latent cache, checkpointing auto, eager, b16", 16, compile="none"),
+    Config("latent cache, checkpointing auto, full compile (one graph), b16", 16, compile="full"),
+    Config("latent cache, checkpointing auto, regional, max-autotune, b16", 16, compile_mode="max-autotune-no-cudagraphs"),
     Config("latent cache, checkpointing auto, regional + fp8, b16", 16, fp8=True),
 ]
 
@@ -75,7 +83,8 @@ def train_params(cfg: Config, tmp: Path, steps: int, effective: int, workers: in
     return TrainParams(batch_size=cfg.batch, effective_batch=effective, max_steps=steps, lr=1e-5,
                        mixed_precision="bf16" if torch.cuda.is_available() else "fp32",
                        gradient_checkpointing=cfg.checkpointing, compile=cfg.compile, fp8=cfg.fp8,
-                       channels_last=cfg.channels_last, checkpoint_every=10**9, keep_checkpoints=0, validate_every=10**9,
+                       channels_last=cfg.channels_last, rng_device=cfg.rng_device, compile_mode=cfg.compile_mode,
+                       encode_ahead=cfg.encode_ahead, checkpoint_every=10**9, keep_checkpoints=0, validate_every=10**9,
                        log_every=10**9, checkpoint_dir=str(tmp / "ckpt"), reports_dir=str(tmp / "reports"),
                        num_workers=workers)
 
@@ -186,6 +195,24 @@ def unet_floor(model, cfg: Config, args, resolution: int) -> float:
     return rate
 
 
+def driving_encode_ms(model, cfg: Config, resolution: int, n: int = 5) -> float:
+    """ms of one micro-step's driving-image encode alone (`batch` images through the run's frozen
+    VAE, compiled and in the dtype the run used): the part of the step a latent cache cannot
+    remove, since the driving face is augmented per step."""
+    from train.latents import encode_moments
+
+    device = model.device
+    images = torch.rand(cfg.batch, 3, resolution, resolution, device=device) * 2 - 1
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    encode_moments(model.comps.vae, images, model.vae_chunk)  # warm-up (compiled in the run already)
+    sync()
+    t0 = time.perf_counter()
+    for _ in range(n):
+        encode_moments(model.comps.vae, images, model.vae_chunk)
+    sync()
+    return (time.perf_counter() - t0) / n * 1000
+
+
 def mfu(rate: float, checkpointing: bool) -> float:
     if not torch.cuda.is_available():
         return float("nan")
@@ -242,6 +269,7 @@ def main() -> None:
                 e2e, model = end_to_end(cfg, args, shards, data, cache)
                 ckpt = bool(e2e["gradient_checkpointing"])
                 floor = unet_floor(model, cfg, args, resolution)
+                encode = driving_encode_ms(model, cfg, resolution)
             except torch.OutOfMemoryError:
                 print(f"{cfg.name}: out of memory", flush=True)
                 model = None
@@ -261,7 +289,10 @@ def main() -> None:
                   f"peak {e2e.get('peak_gpu_mem_gib', float('nan')):5.1f} GiB\n    first step {e2e['first_step_s']:.1f} s "
                   f"(compiling {e2e['compile_s']:.1f} s), {e2e['timed_steps']} timed steps in {e2e['steady_s']:.1f} s, "
                   f"{e2e['workers']} loader workers, latent cache {e2e['latent_cache_hits']} hits / "
-                  f"{e2e['latent_cache_misses']} misses; {e2e['gradient_checkpointing_reason']}", flush=True)
+                  f"{e2e['latent_cache_misses']} misses, {e2e['driving_encoded_ahead']} driving batches encoded ahead; {e2e['gradient_checkpointing_reason']}\n    driving images' "
+                  f"VAE encode alone {encode:.1f} ms per micro-step of {cfg.batch}, {encode / (1000 * cfg.batch / rate):.1%} "
+                  f"of the end-to-end micro-step ({1000 * cfg.batch / rate:.0f} ms; UNet-only {1000 * cfg.batch / floor:.0f} ms)",
+                  flush=True)
 
 
 if __name__ == "__main__":

@@ -210,3 +210,83 @@ def test_the_trial_step_runs_twice_under_accelerates_autocast(monkeypatch) -> No
     assert memory.measure_trial(model, 2, accelerator.autocast) == 123
     assert all(p.grad is None for p in model.unet.parameters())
     assert memory.optimizer_state_bytes(model, ema=True) == 3 * sum(p.numel() * 4 for p in model.unet.parameters())
+
+
+def test_a_fully_cached_batch_draws_as_its_rows_would(cache, tiny_shards: Path) -> None:
+    """A batch whose every source / target is cached comes as one (B, 8, h, w) tensor per role,
+    copied to the device in one call; its latents are bit-equal to those of the same moments
+    given row by row (the path of a batch with a cache miss)."""
+    root, vae_hash = cache
+    model, batch = _loss_with_cache(root, vae_hash, tiny_shards)
+    assert isinstance(batch["source_moments"], torch.Tensor)
+    rows = {**batch, "source_moments": list(batch["source_moments"]), "target_moments": list(batch["target_moments"])}
+    whole = model.cached_latents(batch, torch.Generator().manual_seed(3))
+    by_row = model.cached_latents(rows, torch.Generator().manual_seed(3))
+    assert torch.equal(whole, by_row)
+    assert (model.latent_hits, model.latent_misses) == (8 + 8 + 8, 0)
+
+
+def test_compile_mode_reaches_every_compiled_region(monkeypatch) -> None:
+    """`train.compile_mode` is passed to each region torch.compile gets (the UNet's repeated
+    blocks and the frozen VAE encoder); `default` leaves torch's own default."""
+    from pipeline.config.train import TrainParams
+    from train.loop import prepare_for_speed
+
+    for setting, expected in (("max-autotune-no-cudagraphs", "max-autotune-no-cudagraphs"), ("default", None)):
+        calls: list[tuple[str, dict]] = []
+        monkeypatch.setattr(torch.nn.Module, "compile", lambda self, **kw: calls.append((type(self).__name__, kw)))
+        model = PiQModel(tiny_components("sdxl", seed=0), "spatial", 32)
+        prepare_for_speed(model, TrainParams(compile="regional", compile_mode=setting), torch.device("cpu"))
+        assert {"BasicTransformerBlock", "ResnetBlock2D", "Encoder"} <= {name for name, _ in calls}
+        assert all(kw["mode"] == expected for _, kw in calls), calls
+
+
+def _cached_run(tmp: Path, shards: Path, cache, max_steps: int, **kw) -> LoopResult:
+    root, vae_hash = cache
+    tp = TrainParams(batch_size=2, effective_batch=4, max_steps=6, lr=1e-3, mixed_precision="fp32",
+                     gradient_checkpointing=False, checkpoint_every=3, keep_checkpoints=2, log_every=1,
+                     validate_every=10**6, checkpoint_dir=str(tmp / "ckpt"), reports_dir=str(tmp / "reports"), **kw)
+    model = PiQModel(tiny_components("sdxl", seed=0), "spatial", 32)
+    loader, stream = make_train_loader(DATA, shards, 2, seed=0, num_workers=0,
+                                       latents=open_cache(str(root), vae_hash, 32, resolve_shards(shards)))
+    return train(model, loader, stream, tp, 0, make_accelerator(tp), max_steps=max_steps)
+
+
+def test_driving_images_encoded_ahead_train_as_encoded_in_the_step(tmp_path: Path, tiny_shards: Path, cache) -> None:
+    """`train.encode_ahead`: the same loss curve, bit for bit (on a CPU the encode runs inline,
+    same values as a side stream gives); every micro-step but an optimizer step's first (6
+    micro-steps, 2 per step) had its driving images encoded during the micro-step before."""
+    inline = _cached_run(tmp_path / "inline", tiny_shards, cache, 3)
+    ahead = _cached_run(tmp_path / "ahead", tiny_shards, cache, 3, encode_ahead=True)
+    assert ahead.losses == inline.losses
+    assert ahead.throughput["driving_encoded_ahead"] == 3 and inline.throughput["driving_encoded_ahead"] == 0
+
+
+def test_a_run_encoding_ahead_resumes_exactly(tmp_path: Path, tiny_shards: Path, cache) -> None:
+    """Nothing is fetched ahead across an optimizer step's end, so the checkpoint of step 3
+    resumes into the very batches the uninterrupted run trained on."""
+    whole = _cached_run(tmp_path / "whole", tiny_shards, cache, 6, encode_ahead=True)
+    _cached_run(tmp_path / "parts", tiny_shards, cache, 3, encode_ahead=True)
+    resumed = _cached_run(tmp_path / "parts", tiny_shards, cache, 6, encode_ahead=True)
+    assert resumed.resumed_from == 3
+    assert [s for s, _ in resumed.losses] == [s for s, _ in whole.losses]
+    assert [l for _, l in resumed.losses] == pytest.approx([l for _, l in whole.losses], rel=1e-4)
+
+
+def test_auto_turns_encoding_ahead_off_rather_than_checkpointing_on() -> None:
+    """`decide`: the H200's figures of main's shipped run (trial 109.0 GiB + 19.1 GiB of Adam state
+    in 95% of 139.8 GiB): checkpointing stays off; an encode that would push the step over the
+    headroom turns `train.encode_ahead` off, one that fits keeps it; without encode_ahead nothing
+    is said about it."""
+    from train.memory import GIB, decide
+
+    cap, opt = int(139.8 * GIB), int(19.1 * GIB)
+    plain = decide(int(109.0 * GIB), opt, None, cap, 0.95, 16)
+    assert plain.enabled is False and plain.encode_ahead is None and "encode_ahead" not in plain.as_metrics()
+    small = decide(int(109.0 * GIB), opt, int(3 * GIB), cap, 0.95, 16)
+    assert small.enabled is False and small.encode_ahead is True and "kept" in small.reason
+    large = decide(int(109.0 * GIB), opt, int(6 * GIB), cap, 0.95, 16)
+    assert large.enabled is False and large.encode_ahead is False and "turned off" in large.reason
+    assert large.as_metrics()["encode_ahead"] is False
+    over = decide(int(120.0 * GIB), opt, int(1 * GIB), cap, 0.95, 16)
+    assert over.enabled is True and over.encode_ahead is None  # checkpointed: the encode fits beside it

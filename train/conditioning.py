@@ -9,6 +9,7 @@ pretrained prior about wide images coherent. Sampler and trainer must agree: bot
 """
 from __future__ import annotations
 
+import functools
 from collections import OrderedDict
 from typing import Optional, Sequence
 
@@ -20,14 +21,25 @@ from train.layout import ConcatMode, join, target_part
 
 def time_ids(resolution: int, concat: ConcatMode, batch: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
     width = 3 * resolution if concat == "spatial" else resolution
-    ids = torch.tensor([resolution, width, 0, 0, resolution, width], device=device, dtype=dtype)
-    return ids.expand(batch, 6)
+    return _time_ids_row(resolution, width, torch.device(device), dtype).expand(batch, 6)
+
+
+@functools.lru_cache(maxsize=32)
+def _time_ids_row(resolution: int, width: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """Made once per (size, device, dtype): `torch.tensor(list, device=cuda)` is a blocking host
+    copy, which in every UNet call made the host wait for the GPU to finish all queued work. A
+    plain tensor (not an inference tensor, whatever mode the first caller runs in), read only."""
+    with torch.inference_mode(False), torch.no_grad():
+        return torch.tensor([resolution, width, 0, 0, resolution, width], dtype=dtype).to(device)
 
 
 def _tokens(tokenizer, captions: Sequence[str], device: torch.device) -> torch.Tensor:
-    return tokenizer(
+    ids = tokenizer(
         list(captions), padding="max_length", max_length=tokenizer.model_max_length, truncation=True, return_tensors="pt"
-    ).input_ids.to(device)
+    ).input_ids
+    if torch.device(device).type == "cuda":  # pinned: the copy does not wait for the GPU's queue
+        ids = ids.pin_memory()
+    return ids.to(device, non_blocking=True)
 
 
 @torch.no_grad()

@@ -25,6 +25,7 @@ from pipeline.config.keys import output_params
 from pipeline.config.train import TrainParams
 from train import checkpoint
 from train.model import PiQModel
+from train.encode_ahead import DrivingAhead
 from train.memory import choose_checkpointing
 from train.speed import (compile_seconds, compile_unet, enable_fp8_training, enable_gpu_defaults,
                          enable_training_allocator, resolve_compile)
@@ -174,7 +175,9 @@ def train(
     # compiled and eager steps differ in memory, and the decision is about the real step
     trial_start = time.perf_counter()
     choice = choose_checkpointing(model, params.gradient_checkpointing, params.batch_size, params.memory_headroom,
-                                  accelerator.autocast, ema=params.ema_decay is not None)
+                                  accelerator.autocast, ema=params.ema_decay is not None,
+                                  encode_ahead=params.encode_ahead)
+    encode_ahead = params.encode_ahead if choice.encode_ahead is None else choice.encode_ahead
     trial_s = time.perf_counter() - trial_start
     if accelerator.is_main_process:
         print(f"train: gradient checkpointing {'on' if choice.enabled else 'off'} ({choice.reason}; {trial_s:.1f} s)",
@@ -186,7 +189,8 @@ def train(
                                  fused=torch.cuda.is_available())
     model.unet, optimizer = accelerator.prepare(model.unet, optimizer)
     ema = _make_ema(model, params)
-    generator = torch.Generator().manual_seed(seed * 1000 + accelerator.process_index)
+    generator = torch.Generator(rng_device(params.rng_device, accelerator.device))
+    generator.manual_seed(seed * 1000 + accelerator.process_index)
 
     step, losses, resumed = 0, [], None
     last = checkpoint.latest(params.checkpoint_dir)
@@ -211,6 +215,8 @@ def train(
         return LoopResult(step, losses, resumed, ema, {**choice.as_metrics(), "checkpointing_trial_s": round(trial_s, 3)})
 
     window: list[torch.Tensor] = []
+    ahead = DrivingAhead(batches, model, accelerator.gradient_accumulation_steps) if encode_ahead else None
+    batches = ahead if ahead is not None else batches
     speed = Throughput(params.effective_batch)
     bar = tqdm(total=max_steps, initial=step, desc="train", unit="step", file=sys.stderr,
                disable=not accelerator.is_main_process, dynamic_ncols=True)
@@ -218,19 +224,19 @@ def train(
         try:
             with accelerator.accumulate(model.unet):
                 loss = model.loss(batch, generator)
-                _stop_if_diverged(accelerator, loss, step + 1, params.checkpoint_dir)
+                window.append(loss.detach())
+                if accelerator.sync_gradients:  # the step's last micro-step, before the weights are touched
+                    mean = _window_mean_or_stop(accelerator, window, step + 1, params.checkpoint_dir)
                 accelerator.backward(loss)
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
         except torch.OutOfMemoryError as err:
             raise OutOfMemory(_oom_message(params, step + 1)) from err
-        window.append(loss.detach())
         if not accelerator.sync_gradients:
             continue
         step += 1
         if ema is not None:
             ema.step(accelerator.unwrap_model(model.unet).parameters())
-        mean = accelerator.reduce(torch.stack(window).mean(), reduction="mean").item()
         window.clear()
         speed.step()  # after the step's loss is read back: the GPU has finished this step
         if speed.steps == speed.warmup:
@@ -254,7 +260,8 @@ def train(
             break
     bar.close()
     figures = {**speed.summary(), **choice.as_metrics(), "checkpointing_trial_s": round(trial_s, 3), "compile_s": round(max(compile_seconds() - compiled_before, 0.0), 3),
-               "latent_cache_hits": model.latent_hits, "latent_cache_misses": model.latent_misses}
+               "latent_cache_hits": model.latent_hits, "latent_cache_misses": model.latent_misses,
+               "driving_encoded_ahead": 0 if ahead is None else ahead.ahead}
     if model._text is not None:
         figures.update(text_cache_entries=len(model._text), text_cache_hits=model._text.hits,
                        text_cache_misses=model._text.misses)
@@ -276,24 +283,45 @@ def prepare_for_speed(model: PiQModel, params: TrainParams, device: torch.device
     if params.fp8:
         enable_fp8_training(model.unet)
     mode = resolve_compile(params.compile, device)
-    compile_unet(model.unet, mode)
+    inductor_mode = None if params.compile_mode == "default" else params.compile_mode
+    compile_unet(model.unet, mode, inductor_mode=inductor_mode)
     if mode != "none":
-        model.comps.vae.encoder.compile(dynamic=False)
+        model.comps.vae.encoder.compile(dynamic=False, mode=inductor_mode)
 
 
-def _stop_if_diverged(accelerator: Accelerator, loss: torch.Tensor, step: int, checkpoint_dir: str) -> None:
-    """Raise `TrainingDiverged` on every process if any process saw a NaN/inf loss, before the
-    backward pass: the weights are not updated and no checkpoint is written. The check is
-    collective (one scalar all-reduce per micro-step) so all ranks stop together with the
-    same message instead of the healthy ones blocking in the next gradient all-reduce."""
-    local_bad = (~torch.isfinite(loss.detach())).any().float()
-    bad = accelerator.reduce(local_bad, reduction="sum") if accelerator.num_processes > 1 else local_bad
-    if bad.item() > 0:
-        where = f"on {int(bad.item())} of {accelerator.num_processes} processes " if accelerator.num_processes > 1 else ""
+def rng_device(setting: str, device: torch.device) -> torch.device:
+    """Where the loop's generator draws noise, timesteps and posterior samples
+    (`train.rng_device`): `auto` = the training device, so a GPU step has no host-side draw
+    and no blocking host-to-GPU copy (each made the host wait for the GPU's queue to drain,
+    leaving the GPU idle while the next micro-step was prepared); `cpu` = the CPU generator of
+    earlier runs (the same draws on any device). On a CPU both are the CPU."""
+    if setting not in ("auto", "cpu"):
+        raise ValueError(f"train.rng_device must be auto or cpu, not {setting!r}")
+    return torch.device(device) if setting == "auto" else torch.device("cpu")
+
+
+def _window_mean_or_stop(accelerator: Accelerator, window: list[torch.Tensor], step: int, checkpoint_dir: str) -> float:
+    """The mean loss of the optimizer step's micro-steps (over all processes), read back in one
+    host sync per optimizer step; raises `TrainingDiverged` on every process if any micro-step
+    of any process had a NaN/inf loss. It runs at the step's last micro-step, before its
+    backward pass and the optimizer step: the weights are not updated and no checkpoint is
+    written. A check per micro-step (`.item()` each) made the host wait for every forward
+    before launching its backward. The flag and the mean travel in one all-reduce, so all
+    ranks stop together with the same message instead of the healthy ones blocking in the
+    next gradient all-reduce."""
+    losses = torch.stack(window)
+    stats = torch.stack([(~torch.isfinite(losses)).any().float(), losses.mean().float()])
+    if accelerator.num_processes > 1:
+        stats = accelerator.reduce(stats, reduction="sum")
+    bad, total = stats.tolist()
+    if bad > 0:
+        where = f"on {int(bad)} of {accelerator.num_processes} processes " if accelerator.num_processes > 1 else ""
+        local = [f"{x:g}" for x in losses.tolist()]
         raise TrainingDiverged(
-            f"loss is not finite {where}at step {step} (this process: {loss.item()}); weights not updated, "
-            f"no checkpoint written. Last good checkpoint: {checkpoint.latest(checkpoint_dir) or 'none'}"
+            f"loss is not finite {where}at step {step} (this process's micro-steps: {', '.join(local)}); weights not "
+            f"updated, no checkpoint written. Last good checkpoint: {checkpoint.latest(checkpoint_dir) or 'none'}"
         )
+    return total / accelerator.num_processes
 
 
 def _make_ema(model: PiQModel, params: TrainParams):

@@ -9,7 +9,9 @@ blocks when the run compiles (compiled and eager steps differ in memory; the com
 one step 1 would otherwise pay). Its peak memory plus
 what the first optimizer step will add (Adam's two fp32 moments per trainable weight, an EMA
 copy) is the predicted peak; checkpointing stays off if that is under `train.memory_headroom`
-of the GPU's memory, and a trial that runs out of memory turns it on. On a CPU `auto` is off
+of the GPU's memory, and a trial that runs out of memory turns it on. With
+`train.encode_ahead` the driving encode it keeps beside the step is measured too; if the step
+fits only without it, encoding ahead is turned off instead. On a CPU `auto` is off
 (no device memory to run out of; checkpointing only slows a CPU run).
 """
 from __future__ import annotations
@@ -31,9 +33,12 @@ class CheckpointingChoice:
     trial_peak_gib: Optional[float] = None  # measured peak of the trial step
     predicted_peak_gib: Optional[float] = None  # trial + optimizer state
     capacity_gib: Optional[float] = None
+    encode_ahead: Optional[bool] = None  # None: as train.encode_ahead says; False: turned off, it would not fit
 
     def as_metrics(self) -> dict[str, Any]:
         out = {"gradient_checkpointing": self.enabled, "gradient_checkpointing_reason": self.reason}
+        if self.encode_ahead is not None:
+            out["encode_ahead"] = self.encode_ahead
         for key in ("trial_peak_gib", "predicted_peak_gib", "capacity_gib"):
             if getattr(self, key) is not None:
                 out[f"checkpointing_{key}"] = round(getattr(self, key), 2)
@@ -89,10 +94,50 @@ def measure_trial(model: PiQModel, batch: int, autocast: Callable[[], ContextMan
         torch.cuda.reset_peak_memory_stats(device)
 
 
+def measure_encode(model: PiQModel, batch: int) -> int:
+    """Peak bytes one encode of `batch` driving images adds beside what is allocated: what
+    `train.encode_ahead` keeps on its side stream while the UNet's step runs."""
+    from train.latents import encode_moments
+
+    device = model.device
+    torch.cuda.synchronize(device)
+    base = torch.cuda.memory_allocated(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    images = torch.zeros(batch, 3, model.resolution, model.resolution, device=device)
+    try:
+        encode_moments(model.comps.vae, images, model.vae_chunk)
+        torch.cuda.synchronize(device)
+        return torch.cuda.max_memory_allocated(device) - base
+    finally:
+        del images
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def decide(trial: int, optimizer_state: int, encode: Optional[int], capacity: int, headroom: float,
+           batch: int) -> CheckpointingChoice:
+    """Checkpointing off if the trial's peak plus the optimizer state fits in `headroom` of
+    `capacity`. `encode`: bytes `train.encode_ahead` adds (None when it is off); when the step
+    fits without it but not with it, encoding ahead is turned off rather than checkpointing on
+    (recomputing every forward costs more than the encode it would hide)."""
+    predicted = trial + optimizer_state
+    fits = predicted <= headroom * capacity
+    reason = (f"auto: trial step at batch {batch} peaks at {trial / GIB:.1f} GiB, {predicted / GIB:.1f} GiB with "
+              f"optimizer state, {'within' if fits else 'over'} {headroom:.0%} of {capacity / GIB:.1f} GiB")
+    ahead = None
+    if encode is not None and fits:
+        ahead = predicted + encode <= headroom * capacity
+        reason += (f"; encoding ahead adds {encode / GIB:.1f} GiB: "
+                   f"{'kept' if ahead else 'turned off (it would not fit)'}")
+    return CheckpointingChoice(not fits, reason, trial / GIB, predicted / GIB, capacity / GIB, ahead)
+
+
 def choose_checkpointing(model: PiQModel, setting: bool | str, batch: int, headroom: float,
-                         autocast: Callable[[], ContextManager], ema: bool = False) -> CheckpointingChoice:
+                         autocast: Callable[[], ContextManager], ema: bool = False,
+                         encode_ahead: bool = False) -> CheckpointingChoice:
     """Resolve `train.gradient_checkpointing` (true / false / auto) for this run; `autocast`
-    makes the run's autocast context (e.g. `accelerator.autocast`)."""
+    makes the run's autocast context (e.g. `accelerator.autocast`). With `encode_ahead`, auto
+    also measures the driving encode that train.encode_ahead keeps beside the step (`decide`)."""
     if setting is True or setting is False:
         return CheckpointingChoice(bool(setting), "set in params")
     if model.device.type != "cuda":
@@ -104,8 +149,5 @@ def choose_checkpointing(model: PiQModel, setting: bool | str, batch: int, headr
         torch.cuda.empty_cache()
         return CheckpointingChoice(True, f"auto: the trial step at batch {batch} ran out of memory",
                                    capacity_gib=capacity / GIB)
-    predicted = trial + optimizer_state_bytes(model, ema)
-    fits = predicted <= headroom * capacity
-    reason = (f"auto: trial step at batch {batch} peaks at {trial / GIB:.1f} GiB, {predicted / GIB:.1f} GiB with "
-              f"optimizer state, {'within' if fits else 'over'} {headroom:.0%} of {capacity / GIB:.1f} GiB")
-    return CheckpointingChoice(not fits, reason, trial / GIB, predicted / GIB, capacity / GIB)
+    encode = measure_encode(model, batch) if encode_ahead else None
+    return decide(trial, optimizer_state_bytes(model, ema), encode, capacity, headroom, batch)

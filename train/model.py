@@ -119,22 +119,31 @@ class PiQModel(torch.nn.Module):
         """(source, driving, target) latents of a batch whose source and target come as cached
         VAE moments (`train/latents.py`): only the driving images, and any source/target image
         the cache lacked, go through the VAE; then one posterior sample of all three is drawn,
-        as `encode` would draw it. Counts hits and misses."""
+        as `encode` would draw it. Counts hits and misses. Driving moments encoded ahead on a
+        side stream (`train/encode_ahead.py`, `batch["driving_moments"]`) are used as they are."""
         vae, device = self.comps.vae, self.device
         rows: dict[str, list] = {}
-        pixels = [batch["driving"].to(device, non_blocking=True)]
+        parts: dict[str, torch.Tensor] = {}
+        ahead = batch.get("driving_moments")
+        pixels = [] if ahead is not None else [batch["driving"].to(device, non_blocking=True)]
         for role in ("source", "target"):
             moments = batch[f"{role}_moments"]
+            if isinstance(moments, torch.Tensor):  # every row cached (the usual batch): one asynchronous copy
+                parts[role] = moments.to(device, non_blocking=True).to(vae.dtype)  # cast there: the host makes no copy
+                self.latent_hits += len(moments)
+                continue
             rows[role] = list(moments) if moments is not None else [None] * len(batch[role])
             missing = [batch[role][i] for i, m in enumerate(rows[role]) if m is None]
             self.latent_misses += len(missing)
             self.latent_hits += len(rows[role]) - len(missing)
             if missing:
-                pixels.append(torch.stack(missing).to(device))
-        encoded = iter(encode_moments(vae, torch.cat(pixels), self.vae_chunk))
-        driving = torch.stack([next(encoded) for _ in range(len(pixels[0]))])
-        parts = {role: torch.stack([next(encoded) if m is None else m.to(device, vae.dtype, non_blocking=True)
-                                    for m in rows[role]]) for role in ("source", "target")}
+                pixels.append(torch.stack(missing).to(device, non_blocking=True))
+        encoded = iter(encode_moments(vae, torch.cat(pixels), self.vae_chunk) if pixels else ())
+        n_driving = len(batch["driving"])
+        driving = ahead.wait() if ahead is not None else torch.stack([next(encoded) for _ in range(n_driving)])
+        for role, rows_of_role in rows.items():
+            parts[role] = torch.stack([next(encoded) if m is None else m.to(device, non_blocking=True).to(vae.dtype)
+                                       for m in rows_of_role])
         moments = torch.cat([parts["source"], driving.to(vae.dtype), parts["target"]])
         return sample_latents(moments, vae.config.scaling_factor, generator)
 
@@ -151,13 +160,16 @@ class PiQModel(torch.nn.Module):
             latents = self.encode(torch.cat([batch["source"], batch["driving"], batch["target"]]), generator)
         source, driving, target = latents.chunk(3)
         sched = self.comps.scheduler
-        # drawn on the generator's device (CPU) and moved, so a CPU generator drives a GPU run
-        noise = torch.randn(target.shape, generator=generator, dtype=target.dtype).to(device)
+        # drawn on the generator's device and moved: a CPU generator can drive a GPU run (validation
+        # grids), while the training loop's generator lives on the GPU (`train.rng_device: auto`),
+        # where the draws need no host copy, which would wait for the GPU to finish the last step
+        draw_on = generator.device if generator is not None else device
+        noise = torch.randn(target.shape, generator=generator, dtype=target.dtype, device=draw_on).to(device)
         if t is None:
-            steps = torch.randint(0, sched.config.num_train_timesteps, (target.shape[0],), generator=generator)
+            steps = torch.randint(0, sched.config.num_train_timesteps, (target.shape[0],), generator=generator,
+                                  device=draw_on).to(device)
         else:
-            steps = torch.full((target.shape[0],), t, dtype=torch.long)
-        steps = steps.to(device)
+            steps = torch.full((target.shape[0],), t, dtype=torch.long, device=device)
         embeds, pooled = self.text(device)(batch["caption"])
         return NoisyInputs(source, driving, target, noise, steps, sched.add_noise(target, noise, steps), embeds, pooled)
 

@@ -14,7 +14,7 @@
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Literal, Optional
 
 import torch
 
@@ -38,9 +38,12 @@ def repeated_blocks(unet: torch.nn.Module) -> list[torch.nn.Module]:
     return [m for m in unet.modules() if isinstance(m, (BasicTransformerBlock, ResnetBlock2D))]
 
 
-def compile_unet(unet: torch.nn.Module, mode: str, *, cuda_graphs: bool = False) -> None:
+def compile_unet(unet: torch.nn.Module, mode: str, *, cuda_graphs: bool = False,
+                 inductor_mode: Optional[str] = None) -> None:
     """Compile in place (`nn.Module.compile`), so state-dict keys, `save_pretrained` and the
-    module type stay as they are."""
+    module type stay as they are. `inductor_mode` is torch.compile's `mode` (None = its
+    default; `max-autotune-no-cudagraphs` benchmarks kernel choices for each matmul and
+    reduction while compiling: longer compiles, possibly faster steps)."""
     if mode == "none":
         return
     import torch._dynamo
@@ -49,9 +52,9 @@ def compile_unet(unet: torch.nn.Module, mode: str, *, cuda_graphs: bool = False)
     torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)
     if mode == "regional":
         for block in repeated_blocks(unet):
-            block.compile(fullgraph=True, dynamic=False)
+            block.compile(fullgraph=True, dynamic=False, mode=inductor_mode)
     elif mode == "full":
-        unet.compile(fullgraph=True, dynamic=False, mode="reduce-overhead" if cuda_graphs else None)
+        unet.compile(fullgraph=True, dynamic=False, mode="reduce-overhead" if cuda_graphs else inductor_mode)
     else:
         raise ValueError(f"unknown compile mode {mode!r} (auto | none | regional | full)")
 

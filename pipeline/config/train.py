@@ -33,6 +33,9 @@ class TrainParams:
     frozen_dtype: Literal["auto", "bf16", "fp16", "fp32"] = "auto"  # VAE + text encoders; auto: bf16 on GPU, fp32 on CPU
     vae_chunk: int = runtime(16)  # images per VAE encode call (3 per sample: source, driving, target)
     compile: Literal["auto", "none", "regional", "full"] = runtime("auto")  # auto: regional on GPU, none on CPU
+    # torch.compile's mode for what `compile` compiles: default, or max-autotune-no-cudagraphs (kernel choices
+    # benchmarked while compiling: a longer first step)
+    compile_mode: Literal["default", "max-autotune-no-cudagraphs"] = runtime("default")
     channels_last: bool = runtime(False)
     fp8: bool = False  # torchao Float8Linear for large linears (Hopper); fp32 master weights kept
     ema_decay: Optional[float] = None
@@ -44,6 +47,11 @@ class TrainParams:
     # not run-time: cached latents are drawn from stored fp16 moments in one draw (train/latents.py)
     latents_dir: Optional[str] = None  # `piq latents` cache of source/target latents; null = encode all three per step
     text_cache_size: int = runtime(4096)  # captions whose embeddings stay on the GPU (least recently used out); 0 = none
+    # where the loop draws noise, timesteps and posterior samples: auto = the training device (no host sync per
+    # micro-step on a GPU), cpu = a CPU generator (the draws of runs before issue 18); decides a GPU run's weights
+    rng_device: Literal["auto", "cpu"] = "auto"
+    # the next micro-step's driving images encoded on a side CUDA stream during this one's UNet (train/encode_ahead.py)
+    encode_ahead: bool = runtime(False)
 
     def validate(self) -> None:
         if self.batch_size < 1 or self.effective_batch < self.batch_size:
