@@ -77,9 +77,10 @@ def main() -> None:
 
     import facereplace.cli
     import facereplace.replace
+    import facereplace.target
 
     if args.clock == "cpu":  # the product's part timers read this process's CPU time instead
-        for mod in (facereplace.cli, facereplace.replace):
+        for mod in (facereplace.cli, facereplace.replace, facereplace.target):
             mod.time = types.SimpleNamespace(perf_counter=time.process_time)
     from facereplace.cli import run_replace
     from facereplace.methods import build_method

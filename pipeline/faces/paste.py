@@ -63,7 +63,7 @@ def rim_colour_match(image: np.ndarray, new: np.ndarray, mask: np.ndarray, rim_p
     if ring.sum() < 8:
         return new
     diff = (image.astype(np.float32) - new.astype(np.float32)) * ring[..., None]
-    sigma = max(2.0, 1.5 * rim_px)
+    sigma = rim_sigma(rim_px)
     w = cv2.GaussianBlur(ring.astype(np.float32), (0, 0), sigma)
     smooth = cv2.GaussianBlur(diff, (0, 0), sigma) / np.maximum(w, 1e-3)[..., None]
     fallback = diff[ring].mean(0)  # where the blur of the ring is thin (deep inside), its mean
@@ -97,14 +97,36 @@ def poisson(fg: np.ndarray, bg: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return out
 
 
+def rim_sigma(rim_px: int) -> float:
+    """The blur of `rim_colour_match`'s ring (px)."""
+    return max(2.0, 1.5 * rim_px)
+
+
+def mask_window(mask: np.ndarray, margin: int) -> tuple[slice, slice] | None:
+    """The bounding box of `mask` grown by `margin` (clipped to the array), or None when empty."""
+    ys, xs = np.nonzero(mask.any(1))[0], np.nonzero(mask.any(0))[0]
+    if len(ys) == 0:
+        return None
+    h, w = mask.shape
+    return (slice(max(0, ys[0] - margin), min(h, ys[-1] + 1 + margin)),
+            slice(max(0, xs[0] - margin), min(w, xs[-1] + 1 + margin)))
+
+
 def blend(image: np.ndarray, new: np.ndarray, mask: np.ndarray, feather_px: float, rim_px: int = 0,
           erode_px: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """(image with `new` pasted in the same frame, alpha used). The mask is eroded by
-    `erode_px`, colour-matched at its rim and feathered inwards."""
-    m = erode(mask, erode_px)
-    new = rim_colour_match(image, new, m, rim_px)
-    alpha = feather(m, feather_px)
-    return composite(image, new, alpha), alpha
+    `erode_px`, colour-matched at its rim and feathered inwards. All of it runs on the mask's
+    bounding box grown by the rim blur's reach (OpenCV's Gaussian kernel: 4 sigma), where it
+    gives what it gives on the whole frame: outside the mask every term is zero."""
+    out, alpha = image.copy(), np.zeros(mask.shape, np.float32)
+    box = mask_window(mask, int(np.ceil(4 * rim_sigma(rim_px))) + 2 if rim_px > 0 else 2)
+    if box is None:
+        return out, alpha
+    m = erode(mask[box], erode_px)
+    new_box = rim_colour_match(image[box], new[box], m, rim_px)
+    alpha[box] = feather(m, feather_px)
+    out[box] = composite(image[box], new_box, alpha[box])
+    return out, alpha
 
 
 def paste_back(photo: np.ndarray, crop: SquareCrop, new_crop: np.ndarray, mask_crop: np.ndarray,
