@@ -109,17 +109,16 @@ RETRIES = ("always", "if_none", "never")
 
 
 def detection_factor(shape: tuple[int, int], p: ReplaceParams, replaceable_only: bool = False) -> float:
-    """Scale of the copy MTCNN first runs on. Listing every face: at most `detect_max_side`
-    (smaller faces come from the upscaled retry). `replaceable_only` (piq replace: a face under
-    `min_face_px` is refused anyway): the copy where a `min_face_px` face is MTCNN's smallest
-    (`MTCNN_MIN_FACE`), so every replaceable face is found in this one copy and no upscaled
-    copy is needed (12 MP, min_face_px 64: 1250 px instead of 1024 px + 2048 px; a 1600 px
-    REF: 500 px). Box precision does not suffer: O-net regresses each box on a 48 px resample
-    of its candidate, so a face of >= 48 px in the copy (>= 154 px in the photo) is boxed as
-    at full resolution, and a smaller one makes a crop the model sees upscaled anyway."""
+    """Scale of the copy MTCNN first runs on: at most `detect_max_side` (smaller faces come from
+    the upscaled retry). `replaceable_only` (piq replace: a face under `min_face_px` is refused
+    anyway): that copy, enlarged where needed so that a `min_face_px` face is MTCNN's smallest
+    there (`MTCNN_MIN_FACE`): every replaceable face is then found in this one copy and no
+    upscaled copy is run (12 MP, min_face_px 64: one 1250 px copy instead of 1024 px + 2048 px).
+    Never smaller than the listing's copy: the boxes, hence the crops, stay as precise."""
+    factor = min(1.0, p.detect_max_side / max(shape))
     if replaceable_only:
-        return min(1.0, MTCNN_MIN_FACE / p.min_face_px)
-    return min(1.0, p.detect_max_side / max(shape))
+        factor = min(1.0, max(factor, MTCNN_MIN_FACE / p.min_face_px))
+    return factor
 
 
 def detect_all(rgb: np.ndarray, p: ReplaceParams, retry: str = "always", replaceable_only: bool = False) -> list[Detection]:
