@@ -146,3 +146,17 @@ def test_blend_on_the_masks_box_is_the_whole_windows() -> None:
     assert np.allclose(alpha, ref_alpha, atol=1e-6)
     assert np.abs(out.astype(int) - ref).max() <= 1
     assert np.array_equal(out[alpha == 0], image[alpha == 0])
+
+
+def test_low_pass_is_the_wide_gaussian_blur() -> None:
+    """The rim colour match's blur (sigma 1.5 x rim_px, ~21 px on a 12 MP photo's crop) at the
+    scale where sigma is 8 px: what the full-size blur gives, within 1 % of its peak, on a ring
+    with the blur's reach of zeros around it (as `blend`'s box has)."""
+    from pipeline.faces.paste import low_pass
+
+    ring = np.zeros((1000, 1000), np.float32)
+    cv2.ellipse(ring, (500, 500), (200, 250), 0, 0, 360, 1.0, 20)  # a 20 px ring: the rim's shape
+    for sigma in (21.0, 36.0):
+        exact = cv2.GaussianBlur(ring, (0, 0), sigma)
+        assert np.abs(low_pass(ring, sigma) - exact).max() < 0.01 * exact.max()
+    assert np.array_equal(low_pass(ring, 5.0), cv2.GaussianBlur(ring, (0, 0), 5.0))  # narrow: the blur itself
