@@ -110,7 +110,7 @@ def find_target(photo: np.ndarray, reference: np.ndarray, p: ReplaceParams, ing:
     # so that a refusal says why (too small, out of frame, another person)
     searches = ([lambda: _photo_faces(photo, p, ing, False, "always")] if p.detect_rotations else [])
     searches.append(lambda: _photo_faces(photo, p, ing, True, "always"))
-    for search in searches if face is None else []:
+    for search in searches if face is None and ref_emb is not None else []:
         if min(dists) <= p.max_identity_distance:
             break
         t = time.perf_counter()
