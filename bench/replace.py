@@ -2,8 +2,16 @@
 parse, model, paste-back, watermark, encode), beside each part's time (wall clock) and the run's process CPU time (on a shared machine the
 wall clock includes waiting for the core; CPU time is what an idle core would take).
 
-    python -m bench.replace                     # classical on one CPU core, 12 MP JPEG
+    python -m bench.replace --clock cpu         # classical on one CPU core, 12 MP JPEG
     python -m bench.replace --device cuda       # piq: SDXL architecture, random weights, 576 px, compiled
+    python -m bench.replace --method piq --tiny --identity random-arcface --repeats 1   # the piq path on a CPU
+
+The identity encoder is params' (`replace.identity_encoder`: dlib's ResNet by default) or, with
+`--identity random-arcface` (the default on cuda: dlib and its 100 MB of models do not travel
+to the device), ArcFace from an arcface_torch iresnet50 `backbone.pth` in the published layout
+with random values (tests/eval_weight_specs.py); random weights carry no identity, so the
+same-identity guard is set to let any face through (`max_identity_distance` 2) and the face is
+the nearest by that random embedding: the timing is the same work.
 
 The photo: the two public-domain portraits side by side (tests/photo_fixtures.py) enlarged onto
 a 4000 x 3000 canvas (12 MP, faces ~450 px); REF: another "photo" of the astronaut at 1600 px.
@@ -42,13 +50,18 @@ def make_inputs(root: Path) -> tuple[Path, Path]:
     return save_jpeg(root / "photo.jpg", canvas), save_jpeg(root / "ref.jpg", ref)
 
 
-def build_piq_folder(root: Path) -> Path:
-    """A PiQPerfectPipeline folder with the full SDXL architecture (random weights) at 576 px."""
+def build_piq_folder(root: Path, tiny: bool = False) -> Path:
+    """A PiQPerfectPipeline folder with the full SDXL architecture (random weights) at 576 px,
+    built on the GPU; `tiny`: the tests' tiny SDXL-like models at 32 px, on the CPU."""
     import torch
 
     from bench.sdxl import full_components
+    from train.backbones import tiny_components
     from train.export import write_pipeline_folder
 
+    if tiny:
+        comps = tiny_components("sdxl", seed=3)
+        return write_pipeline_folder(comps, comps.unet, "spatial", 32, root / "piq")
     with torch.device("cuda"):
         comps = full_components(dtype=torch.float32)
     out = write_pipeline_folder(comps, comps.unet, "spatial", 576, root / "piq")
@@ -57,9 +70,21 @@ def build_piq_folder(root: Path) -> Path:
     return out
 
 
+def random_arcface(root: Path, rp):
+    """`rp` (ReplaceParams) with ArcFace from a random arcface_torch iresnet50 backbone.pth."""
+    from tests.eval_weight_specs import IRESNET50, write_arcface_backbone
+
+    path = write_arcface_backbone(root / "backbone.pth", IRESNET50)
+    return dataclasses.replace(rp, identity_encoder="arcface", identity_weights=str(path), max_identity_distance=2.0)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    ap.add_argument("--method", choices=("classical", "piq"), help="default: classical on cpu, piq on cuda")
+    ap.add_argument("--tiny", action="store_true", help="piq with the tests' tiny random models (checks the path on a CPU)")
+    ap.add_argument("--identity", choices=("params", "random-arcface"),
+                    help="identity encoder: params' (default on cpu) or a random ArcFace file (default on cuda)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--cores", type=int, default=1, help="CPU cores (classical aim: 1)")
     ap.add_argument("--steps", type=int, default=50)
@@ -77,9 +102,10 @@ def main() -> None:
 
     import facereplace.cli
     import facereplace.replace
+    import facereplace.target
 
     if args.clock == "cpu":  # the product's part timers read this process's CPU time instead
-        for mod in (facereplace.cli, facereplace.replace):
+        for mod in (facereplace.cli, facereplace.replace, facereplace.target):
             mod.time = types.SimpleNamespace(perf_counter=time.process_time)
     from facereplace.cli import run_replace
     from facereplace.methods import build_method
@@ -88,28 +114,35 @@ def main() -> None:
     params = load_params(args.params)
     root = Path(tempfile.mkdtemp(prefix="bench_replace_"))
     photo, ref = make_inputs(root)
+    method_name = args.method or ("piq" if args.device == "cuda" else "classical")
+    rp = params.replace
+    if (args.identity or ("random-arcface" if args.device == "cuda" else "params")) == "random-arcface":
+        rp = random_arcface(root, rp)
     sampler_times: list[float] = []
-    if args.device == "cuda":
-        model_dir = build_piq_folder(root)
-        rp = dataclasses.replace(params.replace, model_dir=str(model_dir), num_inference_steps=args.steps, device="cuda")
-        params = dataclasses.replace(params, replace=rp)
-        method = build_method("piq", rp, params.sample, "cuda")
+    sync = torch.cuda.synchronize if args.device == "cuda" else (lambda: None)
+    if method_name == "piq":
+        model_dir = build_piq_folder(root, args.tiny)
+        rp = dataclasses.replace(rp, model_dir=str(model_dir), num_inference_steps=args.steps, device=args.device)
+        sample = params.sample if args.device == "cuda" else dataclasses.replace(params.sample, compile="none")
+        method = build_method("piq", rp, sample, args.device)
         pipe = method.pipe
 
         class Timed:  # the sampler-only floor: PiQPerfectPipeline.__call__, synchronised
             config = pipe.config
 
             def __call__(self, *a, **k):
-                torch.cuda.synchronize()
+                sync()
                 t = time.perf_counter()
                 out = pipe(*a, **k)
-                torch.cuda.synchronize()
+                sync()
                 sampler_times.append(time.perf_counter() - t)
                 return out
 
         method.pipe = Timed()
     else:
-        method = build_method("classical", params.replace)
+        method = build_method("classical", rp)
+    params = dataclasses.replace(params, replace=rp)
+    print(f"identity encoder: {rp.identity_encoder} {rp.identity_weights or ''}")
     ns = argparse.Namespace(photo=str(photo), driving=str(ref), face=None, driving_face=None, method=method.name,
                             allow_cross_identity=False, caption="")
     runs = []
@@ -122,6 +155,7 @@ def main() -> None:
             runs.append(parts)
         else:
             print(f"warm-up run (loading{', compiling' if args.device == 'cuda' else ''}): {parts['total']:.1f} s")
+    sampler_times = sampler_times[1:] or sampler_times  # the warm-up's call compiles
     med = {k: statistics.median(r.get(k, 0.0) for r in runs) for k in (*PARTS, "total", "cpu")}
     print(f"\n{method.name} on {args.device} ({args.cores} CPU core(s)), 12 MP JPEG, {args.repeats} runs, "
           f"median s per face ({args.clock} clock per part):")
@@ -130,7 +164,7 @@ def main() -> None:
     print(f"  {'total':10s} {med['total']:7.3f}   (end to end, one replaced face)")
     print(f"  {'cpu time':10s} {med['cpu']:7.3f}   (process CPU seconds of the same run: the wall time on an idle core)")
     if sampler_times:
-        floor = statistics.median(sampler_times[1:] or sampler_times)
+        floor = statistics.median(sampler_times)
         print(f"  sampler only {floor:7.3f}   ({args.steps} steps, guidance {params.replace.guidance_scale})")
         print(f"  overhead     {med['total'] - floor:7.3f}   (end to end - sampler); on the GPU side "
               f"{med['model'] - floor:.3f} s (resize, transfer)")

@@ -73,27 +73,13 @@ def replace_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--caption", default="", help="prompt for --method piq (training's captions; default empty)")
 
 
-def reference_face(faces: list, index: int | None, path: str):
-    """REF's face: the only one, or `--driving-face N`."""
-    if not faces:
-        raise PhotoError("no_face", f"REF {path}: no face found")
-    if index is None:
-        if len(faces) > 1:
-            raise PhotoError("several_faces", f"REF {path} shows {len(faces)} faces: choose one with --driving-face 0..{len(faces) - 1}")
-        return faces[0]
-    if not 0 <= index < len(faces):
-        raise PhotoError("bad_face_index", f"--driving-face {index}: REF {path} has faces 0..{len(faces) - 1}")
-    return faces[index]
-
-
 def run_replace(args: argparse.Namespace, params, method=None) -> dict:
     """Everything `piq replace` does; returns the seconds of each part (bench/replace.py)."""
-    from facereplace.faces import find_faces
-    from facereplace.identity import IdentityMatcher, choose_face
     from facereplace.methods import build_method
     from facereplace.photo_io import encode_photo, read_photo, write_atomic
     from facereplace.provenance import EditRecord, build_xmp, embed_watermark
     from facereplace.replace import ReplaceConfig, replace_face
+    from facereplace.target import find_target
 
     p = params.replace
     times: dict[str, float] = {}
@@ -101,22 +87,9 @@ def run_replace(args: argparse.Namespace, params, method=None) -> dict:
     photo = read_photo(args.photo, p.max_pixels)
     ref = read_photo(args.driving, p.max_pixels)
     times["decode"] = time.perf_counter() - t
-    t = time.perf_counter()
-    faces = find_faces(photo.rgb, p, params.ingest)
-    if not faces:
-        raise PhotoError("no_face", f"PHOTO {args.photo}: no face found")
-    # REF usually shows one person: its retries (rotated, upscaled copies) only when nothing is found
-    ref_face = reference_face(find_faces(ref.rgb, p, params.ingest, retry="if_none"), args.driving_face, args.driving)
-    times["detect"] = time.perf_counter() - t
-    t = time.perf_counter()
-    matcher = IdentityMatcher(p, params.ingest)
-    ref_emb = matcher.embed(ref.rgb, ref_face)
-    if ref_emb is None and not args.allow_cross_identity:
-        raise PhotoError("identity_unknown", f"REF {args.driving}: the identity encoder ({matcher.name}) finds no face in "
-                                             f"REF's face crop")
-    dists = matcher.distances(photo.rgb, faces, ref_emb) if ref_emb is not None else [float("inf")] * len(faces)
-    choice = choose_face(dists, args.face, p.max_identity_distance, args.allow_cross_identity, matcher.name)
-    times["identity"] = time.perf_counter() - t
+    target = find_target(photo.rgb, ref.rgb, p, params.ingest, args.face, args.driving_face, args.allow_cross_identity,
+                         (args.photo, args.driving), times)
+    choice, ref_face, faces = target.choice, target.reference_face, target.faces
     method = method or build_method(args.method or p.method, p, params.sample)
     result = replace_face(photo.rgb, faces, choice.index, ref.rgb, ref_face, method, ReplaceConfig.from_params(params),
                           getattr(args, "caption", ""))
@@ -129,7 +102,7 @@ def run_replace(args: argparse.Namespace, params, method=None) -> dict:
                         faces=[{"face": choice.index, "box": [round(v, 1) for v in result.face.box],
                                 "crop": list(result.crop_box), "identity_distance": round(choice.distance, 4),
                                 "reference_face": ref_face.index}],
-                        model_hash=method.model_hash, identity_encoder=matcher.name, cross_identity=choice.cross_identity)
+                        model_hash=method.model_hash, identity_encoder=target.encoder, cross_identity=choice.cross_identity)
     data = encode_photo(photo, marked, p.jpeg_quality, build_xmp(record, photo.xmp))
     write_atomic(args.output, data)
     times["encode"] = time.perf_counter() - t

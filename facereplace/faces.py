@@ -24,6 +24,8 @@ from pipeline.faces.detect import Face as Detection
 from pipeline.faces.detect import FaceDetector
 from pipeline.faces.geometry import SquareCrop, square_crop
 
+MTCNN_MIN_FACE = 20  # px: MTCNN's min_face_size (its pyramid starts where such a face fills P-net's 12 px window)
+ONET_SIZE = 48  # px: MTCNN's O-net regresses each box and its points on a resample of this side
 MESH_SIZE = 512  # the face mesh runs on the face's crop at this size (mediapipe works at 192-256 px inside)
 
 
@@ -104,24 +106,56 @@ def _iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
     return inter / union if union > 0 else 0.0
 
 
-def detect_all(rgb: np.ndarray, p: ReplaceParams, retry: str = "always") -> list[Detection]:
-    """MTCNN on a copy of at most `detect_max_side`, then on rotated copies and on an upscaled
-    copy (`retry`: "always", or "if_none": only when the first pass finds no face, for a
-    reference photo that shows one person); merged by IoU (the most probable of overlapping
-    detections wins)."""
+RETRIES = ("always", "if_none", "never")
+
+
+def detection_factor(shape: tuple[int, int], p: ReplaceParams, replaceable_only: bool = False) -> float:
+    """Scale of the copy MTCNN first runs on. Listing every face: at most `detect_max_side`
+    (smaller faces come from the upscaled retry). `replaceable_only` (piq replace: a face under
+    `min_face_px` is refused anyway): the copy where a `min_face_px` face is MTCNN's smallest
+    (`MTCNN_MIN_FACE`), so every replaceable face is found in this one copy and no upscaled copy
+    is run (12 MP, min_face_px 64: one 1250 px copy instead of 1024 px + 2048 px; a 1600 px REF:
+    500 px instead of 1024 px). Where that copy is smaller than the listing's, `detect_all`
+    keeps its boxes only for faces O-net sees at full precision there (`ONET_SIZE`)."""
+    listing = min(1.0, p.detect_max_side / max(shape))
+    return min(1.0, MTCNN_MIN_FACE / p.min_face_px) if replaceable_only else listing
+
+
+def _scaled_copy(rgb: np.ndarray, factor: float) -> tuple[np.ndarray, np.ndarray]:
+    """(rgb resized by `factor`, 2x3 matrix back to rgb's pixels)."""
     h, w = rgb.shape[:2]
-    factor = min(1.0, p.detect_max_side / max(h, w))
     small = rgb if factor == 1.0 else cv2.resize(rgb, (round(w * factor), round(h * factor)), interpolation=cv2.INTER_AREA)
-    to_photo = np.array([[1 / factor, 0, 0], [0, 1 / factor, 0]], np.float64)
-    det = _detector(20)
+    return small, np.array([[1 / factor, 0, 0], [0, 1 / factor, 0]], np.float64)
+
+
+def detect_all(rgb: np.ndarray, p: ReplaceParams, retry: str = "always", replaceable_only: bool = False) -> list[Detection]:
+    """MTCNN on a copy of `detection_factor`, then on rotated copies and on an upscaled copy
+    (`retry`: "always"; "if_none": only when the first pass finds no face, for a reference
+    photo that shows one person; "never"); merged by IoU (the most probable of overlapping
+    detections wins). `replaceable_only`: only faces of at least `min_face_px` are looked for,
+    so the upscaled copy is never needed; where its copy is smaller than the listing's and a
+    face there is under `ONET_SIZE` px (or none is found), the pass is redone on the listing's
+    copy, so no box is less precise than the listing's."""
+    if retry not in RETRIES:
+        raise ValueError(f"retry {retry!r}: expected one of {RETRIES}")
+    det = _detector(MTCNN_MIN_FACE)
+    factor = detection_factor(rgb.shape[:2], p, replaceable_only)
+    small, to_photo = _scaled_copy(rgb, factor)
     found = [_map_detection(d, to_photo) for d in det.detect(small)]
-    if retry == "if_none" and any(d.prob >= p.min_face_prob for d in found):
+    listing = detection_factor(rgb.shape[:2], p)
+    sure = [d for d in found if d.prob >= p.min_face_prob]
+    if replaceable_only and factor < listing and (not sure or min(d.short_side for d in sure) * factor < ONET_SIZE):
+        factor = listing
+        small, to_photo = _scaled_copy(rgb, factor)
+        found = [_map_detection(d, to_photo) for d in det.detect(small)]
+    if retry == "never" or (retry == "if_none" and any(d.prob >= p.min_face_prob for d in found)):
         return _merge(found, p.min_face_prob)
     for deg in p.detect_rotations:
         rotated, back = _rotate(small, deg)
         found += [_map_detection(d, to_photo @ np.vstack([back, [0, 0, 1]])) for d in det.detect(rotated)]
+    h, w = rgb.shape[:2]
     scale = min(factor * p.detect_upscale, max(1.0, factor))  # never beyond full resolution unless it is small
-    if scale > factor:
+    if scale > factor and not replaceable_only:
         big = cv2.resize(rgb, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC)
         up = scale / factor
         # only faces too small for the first pass (< 40 px there): the larger ones it found already
@@ -164,15 +198,17 @@ def measure(rgb: np.ndarray, d: Detection, index: int, ingest: IngestParams) -> 
 
 
 def find_faces(image: np.ndarray, params: ReplaceParams | None = None, ingest: IngestParams | None = None,
-               retry: str = "always") -> list[Face]:
-    """Every face of an RGB uint8 photo, numbered left to right (box centre x). `retry`: see
-    `detect_all` ("if_none" for a reference photo)."""
+               retry: str = "always", replaceable_only: bool = False, measured: bool = True) -> list[Face]:
+    """Every face of an RGB uint8 photo, numbered left to right (box centre x). `retry` and
+    `replaceable_only`: see `detect_all`. `measured=False` skips the face mesh's measures
+    (pose, eyes, smile, gaze: what `piq faces` and best-take read, not what replacing needs)."""
     p, ing = params or ReplaceParams(), ingest or IngestParams()
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise ValueError(f"expected an RGB uint8 image, got shape {image.shape} dtype {image.dtype}")
-    if retry not in ("always", "if_none"):
-        raise ValueError(f"retry {retry!r}: expected 'always' or 'if_none'")
-    dets = sorted(detect_all(image, p, retry), key=lambda d: (d.box[0] + d.box[2]) / 2)
+    dets = sorted(detect_all(image, p, retry, replaceable_only), key=lambda d: (d.box[0] + d.box[2]) / 2)
+    if not measured:
+        return [Face(i, tuple(float(v) for v in d.box), float(d.prob), np.asarray(d.landmarks, np.float64),
+                     sharpness=sharpness(image, d.box)) for i, d in enumerate(dets)]
     return [measure(image, d, i, ing) for i, d in enumerate(dets)]
 
 

@@ -87,9 +87,11 @@ def choose_face(distances: list[float], face: int | None, max_distance: float, a
         raise PhotoError("identity_unknown", f"the identity encoder ({encoder}) found no face in face {index}'s crop; "
                                              f"pass --allow-cross-identity to replace it anyway")
     if d > max_distance and not allow_cross:
+        others = [x for i, x in enumerate(distances) if i != index and np.isfinite(x)]  # --face N: only N is embedded
+        nearest = f" (nearest other face: {min(others):.3f})" if others else ""
         raise PhotoError("identity_mismatch",
-                         f"REF's face is at identity distance {d:.3f} from face {index} (nearest face: "
-                         f"{min(distances):.3f}), over replace.max_identity_distance {max_distance:.3f} ({encoder}); "
+                         f"REF's face is at identity distance {d:.3f} from face {index}{nearest}, "
+                         f"over replace.max_identity_distance {max_distance:.3f} ({encoder}); "
                          f"this tool replaces a face with the same person's. --allow-cross-identity overrides "
                          f"(recorded in the output's provenance)")
     return Choice(index, float(d), tuple(float(x) for x in distances), bool(d > max_distance or not np.isfinite(d)))

@@ -210,13 +210,22 @@ def encode_photo(photo: Photo, rgb: np.ndarray, quality: int = 95, xmp: bytes | 
     return _png_bytes(photo, rgb, xmp) if photo.format == "PNG" else _jpeg_bytes(photo, rgb, quality, xmp)
 
 
+def current_umask() -> int:
+    """The process's umask (reading it means setting it: set back at once)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def write_atomic(path: str | Path, data: bytes) -> None:
     """Write to a temporary file beside `path`, fsync, rename: a reader never sees a partial
-    file, and a failure leaves none."""
+    file, and a failure leaves none. The file gets the mode a plain `open(path, "w")` gives
+    (0666 less the umask), not mkstemp's private 0600."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~current_umask())
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()

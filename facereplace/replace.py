@@ -16,6 +16,7 @@ import dataclasses
 import functools
 import time
 
+import cv2
 import numpy as np
 
 from facereplace.errors import PhotoError
@@ -25,7 +26,7 @@ from facereplace.occluders import hand_mask, label_occluders
 from pipeline.config.ingest import IngestParams
 from pipeline.config.replace import ReplaceParams
 from pipeline.config.segment import SegmentParams
-from pipeline.faces.crop import extract_crop
+from pipeline.faces.crop import extract_crop, resize_square
 from pipeline.faces.paste import paste_back
 from pipeline.labels import INNER_FACE, LABEL_IDS
 from pipeline.stage import Reject
@@ -74,12 +75,19 @@ def face_parser(segment: SegmentParams):
     return parser
 
 
-def parse(segment: SegmentParams, crop: np.ndarray, what: str) -> np.ndarray:
-    """Label map of a face crop, or `PhotoError` naming `what` when the parser finds no face."""
-    got = face_parser(segment).parse([crop])[0]
+def parse(segment: SegmentParams, crop: np.ndarray, what: str, size: int) -> np.ndarray:
+    """Label map of a face crop, or `PhotoError` naming `what` when the parser finds no face.
+    The parser sees the crop at `size` px (`replace.parse_px`) and its labels are brought back
+    to the crop's side (nearest): the paste mask's edge is then within a pixel of a
+    full-size parse, far inside what its erosion and feather (`mask_erode_px`, `feather_px`)
+    smooth over, for a quarter of the parser's work at 1024 px."""
+    side = crop.shape[0]
+    got = face_parser(segment).parse([resize_square(crop, min(size, side))])[0]
     if isinstance(got, Reject):
         raise PhotoError("no_face_parse", f"{what}: the face parser ({segment.backend}) found no face in its crop ({got})")
-    return got
+    if got.shape[0] == side:
+        return got
+    return cv2.resize(got, (side, side), interpolation=cv2.INTER_NEAREST)
 
 
 def check_face(face: Face, shape: tuple[int, int], cfg: ReplaceConfig, what: str) -> None:
@@ -125,8 +133,8 @@ def replace_face(photo: np.ndarray, faces: list[Face], target_index: int, refere
     times["crop"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    src_labels = parse(cfg.segment, source_crop, f"PHOTO face {face.index}")
-    ref_labels = parse(cfg.segment, ref_crop, f"REF face {reference_face.index}")
+    src_labels = parse(cfg.segment, source_crop, f"PHOTO face {face.index}", p.parse_px)
+    ref_labels = parse(cfg.segment, ref_crop, f"REF face {reference_face.index}", p.parse_px)
     driving = ref_crop * inner_face_mask(ref_labels, p.driving_erosion_px)[..., None]
     times["parse"] = time.perf_counter() - t
 

@@ -370,6 +370,27 @@ def test_failed_write_leaves_no_partial_file(tmp_path, monkeypatch) -> None:
     assert list(tmp_path.iterdir()) == [tmp_path / "a.jpg"]
 
 
+@pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])
+def test_atomic_write_gets_the_mode_a_plain_write_gets(tmp_path, umask) -> None:
+    """mkstemp's temporary file is 0600; the output must be what `open(path, "wb")` makes under
+    the process's umask (a photo meant to be shared, uploaded, served)."""
+    import os
+    import stat
+
+    from facereplace.photo_io import current_umask, write_atomic
+
+    before = os.umask(umask)
+    try:
+        write_atomic(tmp_path / "atomic.jpg", b"x")
+        with open(tmp_path / "plain.jpg", "wb") as fh:
+            fh.write(b"x")
+        assert current_umask() == umask  # reading the umask leaves it as it was
+    finally:
+        os.umask(before)
+    mode = stat.S_IMODE((tmp_path / "atomic.jpg").stat().st_mode)
+    assert mode == stat.S_IMODE((tmp_path / "plain.jpg").stat().st_mode) == 0o666 & ~umask
+
+
 def test_output_must_keep_the_format(tmp_path) -> None:
     photo = read_photo(save_jpeg(tmp_path / "a.jpg", astronaut()))
     with pytest.raises(PhotoError, match="wrong_output_format"):

@@ -33,6 +33,7 @@ class ReplaceParams:
     feather_px: int = 24                           # ... and feathered inwards over this many (1024 px crop)
     rim_px: int = 16                               # colour matched on a ring this wide inside the mask edge
     blend: Literal["poisson", "feather"] = "poisson"   # classical: Poisson blend then feathered paste
+    parse_px: int = 512                            # the face parser sees the crop at this side; labels upsampled (nearest)
     occluders: tuple[str, ...] = ("eye_g", "hat", "hair")  # parser labels kept in front of the new face
     hands: bool = True                             # mediapipe hand model: hands over the face stay in front
     hand_dilate_px: int = 24                       # hand hull grown by this (1024 px crop)
@@ -49,5 +50,7 @@ class ReplaceParams:
             raise ValueError("replace.detect_upscale >= 1 and detect_max_side >= 64")
         if min(self.mask_erode_px, self.feather_px, self.rim_px, self.hand_dilate_px, self.driving_erosion_px) < 0:
             raise ValueError("replace pixel widths must be >= 0")
+        if self.parse_px < 128:
+            raise ValueError("replace.parse_px must be >= 128")
         if self.watermark_px < 256:
             raise ValueError("replace.watermark_px must be >= 256 (invisible-watermark's minimum)")

@@ -20,14 +20,37 @@ from pipeline.faces.crop import crop_matrix
 from pipeline.faces.geometry import SquareCrop
 
 
+def _smoothstep(dist: np.ndarray, px: float) -> np.ndarray:
+    t = np.clip(dist / px, 0.0, 1.0)
+    return (t * t * (3 - 2 * t)).astype(np.float32)
+
+
+def inside_distance(mask: np.ndarray) -> np.ndarray:
+    """Distance of each pixel of `mask` to the nearest pixel outside it (0 outside)."""
+    return cv2.distanceTransform(mask.astype(np.uint8), cv2.DIST_L2, 5)
+
+
 def feather(mask: np.ndarray, px: float) -> np.ndarray:
     """Float alpha in [0, 1]: 0 everywhere outside `mask`, rising smoothly to 1 within `px`
     pixels inside its edge (a smoothstep of the distance to the nearest outside pixel)."""
     if px <= 0:
         return mask.astype(np.float32)
-    dist = cv2.distanceTransform(mask.astype(np.uint8), cv2.DIST_L2, 5)
-    t = np.clip(dist / px, 0.0, 1.0)
-    return (t * t * (3 - 2 * t)).astype(np.float32)
+    return _smoothstep(inside_distance(mask), px)
+
+
+LOW_PASS_SIGMA = 8.0  # px: `low_pass` blurs at the scale where its sigma is this
+
+
+def low_pass(img: np.ndarray, sigma: float) -> np.ndarray:
+    """A Gaussian blur of `sigma` px computed at the scale where sigma is `LOW_PASS_SIGMA`
+    (area-downscaled, blurred, bilinear back), as the classical baseline's shading ratio is:
+    a blur this wide keeps no detail that scale would lose, for a fraction of the work."""
+    scale = max(1.0, sigma / LOW_PASS_SIGMA)
+    if scale == 1.0:
+        return cv2.GaussianBlur(img, (0, 0), sigma)
+    h, w = img.shape[:2]
+    small = cv2.resize(img, (max(8, round(w / scale)), max(8, round(h / scale))), interpolation=cv2.INTER_AREA)
+    return cv2.resize(cv2.GaussianBlur(small, (0, 0), sigma / scale), (w, h), interpolation=cv2.INTER_LINEAR)
 
 
 def erode(mask: np.ndarray, px: int) -> np.ndarray:
@@ -55,21 +78,22 @@ def composite(image: np.ndarray, new: np.ndarray, alpha: np.ndarray) -> np.ndarr
 def rim_colour_match(image: np.ndarray, new: np.ndarray, mask: np.ndarray, rim_px: int) -> np.ndarray:
     """`new` with the smoothed colour difference (image - new) on the ring of `rim_px` inside
     the mask edge added, fading towards the mask's centre: the seam's colour step goes, the
-    new face's own detail and shading stay."""
+    new face's own detail and shading stay. The ring and the fade come from one distance
+    transform, the smoothing from `low_pass` (it is a sigma of 1.5 x rim_px)."""
     if rim_px <= 0 or not mask.any():
         return new
-    inner = erode(mask, 2 * rim_px)
-    ring = mask & ~inner
+    dist = inside_distance(mask)
+    ring = mask & (dist <= rim_px)
     if ring.sum() < 8:
         return new
     diff = (image.astype(np.float32) - new.astype(np.float32)) * ring[..., None]
-    sigma = max(2.0, 1.5 * rim_px)
-    w = cv2.GaussianBlur(ring.astype(np.float32), (0, 0), sigma)
-    smooth = cv2.GaussianBlur(diff, (0, 0), sigma) / np.maximum(w, 1e-3)[..., None]
+    sigma = rim_sigma(rim_px)
+    w = low_pass(ring.astype(np.float32), sigma)
+    smooth = low_pass(diff, sigma) / np.maximum(w, 1e-3)[..., None]
     fallback = diff[ring].mean(0)  # where the blur of the ring is thin (deep inside), its mean
     trust = np.clip(w / 0.2, 0, 1)[..., None]
     shift = trust * smooth + (1 - trust) * fallback
-    fade = 1.0 - feather(mask, 4 * rim_px)[..., None] * 0.5  # full at the rim, half in the centre
+    fade = 1.0 - _smoothstep(dist, 4 * rim_px)[..., None] * 0.5  # full at the rim, half in the centre
     return np.clip(new.astype(np.float32) + shift * fade, 0, 255).astype(np.uint8)
 
 
@@ -97,14 +121,38 @@ def poisson(fg: np.ndarray, bg: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return out
 
 
+def rim_sigma(rim_px: int) -> float:
+    """The blur of `rim_colour_match`'s ring (px)."""
+    return max(2.0, 1.5 * rim_px)
+
+
+def mask_window(mask: np.ndarray, margin: int) -> tuple[slice, slice] | None:
+    """The bounding box of `mask` grown by `margin` (clipped to the array), or None when empty."""
+    ys, xs = np.nonzero(mask.any(1))[0], np.nonzero(mask.any(0))[0]
+    if len(ys) == 0:
+        return None
+    h, w = mask.shape
+    return (slice(max(0, ys[0] - margin), min(h, ys[-1] + 1 + margin)),
+            slice(max(0, xs[0] - margin), min(w, xs[-1] + 1 + margin)))
+
+
 def blend(image: np.ndarray, new: np.ndarray, mask: np.ndarray, feather_px: float, rim_px: int = 0,
           erode_px: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """(image with `new` pasted in the same frame, alpha used). The mask is eroded by
-    `erode_px`, colour-matched at its rim and feathered inwards."""
-    m = erode(mask, erode_px)
-    new = rim_colour_match(image, new, m, rim_px)
-    alpha = feather(m, feather_px)
-    return composite(image, new, alpha), alpha
+    `erode_px`, colour-matched at its rim and feathered inwards. All of it runs on the mask's
+    bounding box grown by the rim blur's reach (OpenCV's Gaussian kernel: 4 sigma, and
+    `low_pass`'s resampling), where it gives what it gives on the whole frame within a level
+    (outside the mask every term is zero; only `low_pass`'s grid moves with the box)."""
+    out, alpha = image.copy(), np.zeros(mask.shape, np.float32)
+    sigma = rim_sigma(rim_px)  # the reach of `low_pass`: its kernel (4 sigma) and its resampling
+    box = mask_window(mask, int(np.ceil(4 * sigma + 2 * sigma / LOW_PASS_SIGMA)) + 2 if rim_px > 0 else 2)
+    if box is None:
+        return out, alpha
+    m = erode(mask[box], erode_px)
+    new_box = rim_colour_match(image[box], new[box], m, rim_px)
+    alpha[box] = feather(m, feather_px)
+    out[box] = composite(image[box], new_box, alpha[box])
+    return out, alpha
 
 
 def paste_back(photo: np.ndarray, crop: SquareCrop, new_crop: np.ndarray, mask_crop: np.ndarray,
