@@ -137,7 +137,12 @@ def dependency_files(modules: str | tuple[str, ...] | list[str], root: Path | No
 
 # --- dvc.yaml ------------------------------------------------------------------------------------
 
-CODE_ROOTS = ("pipeline", "stages", "train", "eval")
+def code_roots(root: Path | None = None) -> frozenset[str]:
+    """The project's top-level packages (folders of the repo holding an `__init__.py`): a dep
+    under one of them is source, whatever package it is (a hand-kept list missed `facereplace`,
+    so `--write` kept its folder deps as data and appended them again each run)."""
+    root = root or REPO
+    return frozenset(p.parent.name for p in root.glob("*/__init__.py"))
 
 
 def command_modules(cmd: str) -> list[str]:
@@ -158,9 +163,9 @@ def _dep_path(dep: object) -> str:
     return str(next(iter(dep)) if isinstance(dep, dict) else dep).rstrip("/")
 
 
-def is_code_dep(path: str) -> bool:
+def is_code_dep(path: str, root: Path | None = None) -> bool:
     """A dep that is project source (a .py file or a folder of the code packages), not data."""
-    return path.endswith(".py") or path.split("/")[0] in CODE_ROOTS
+    return path.endswith(".py") or path.split("/")[0] in code_roots(root)
 
 
 def missing_deps(dvc_yaml: str | Path | None = None, root: Path | None = None) -> dict[str, list[str]]:
@@ -211,7 +216,7 @@ def write_deps(dvc_yaml: str | Path | None = None, root: Path | None = None) -> 
     changed = []
     for name, stage in doc["stages"].items():
         old = list(stage.get("deps", []))
-        data = [d for d in old if not is_code_dep(_dep_path(d))]
+        data = [d for d in old if not is_code_dep(_dep_path(d), root)]
         new = data + folded(dependency_files(command_modules(stage["cmd"]), root), root)
         if [_dep_path(d) for d in old] != [_dep_path(d) for d in new]:
             stage["deps"].clear()

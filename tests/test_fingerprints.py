@@ -32,6 +32,19 @@ def test_dvc_yaml_deps_cover_every_module_each_command_imports() -> None:
         f"{stage}: {files}" for stage, files in missing.items())
 
 
+def test_committed_dvc_yaml_is_what_deps_write_makes(tmp_path: Path) -> None:
+    """`piq deps --write` is a fixed point on the committed dvc.yaml: no stage changes and no dep
+    appears twice (a folder dep of a package missing from a hand-kept list was re-added per run)."""
+    copy = tmp_path / "dvc.yaml"
+    shutil.copy(REPO / "dvc.yaml", copy)
+    assert codegraph.write_deps(copy, REPO) == []
+    import yaml
+
+    for name, stage in yaml.safe_load(copy.read_text())["stages"].items():
+        deps = [codegraph._dep_path(d) for d in stage.get("deps", [])]
+        assert len(deps) == len(set(deps)), f"{name}: a dep listed twice"
+
+
 def test_a_missing_dep_is_found(tmp_path: Path) -> None:
     text = (REPO / "dvc.yaml").read_text().replace("      - pipeline/faces/detect.py\n", "", 1)
     (tmp_path / "dvc.yaml").write_text(text)
