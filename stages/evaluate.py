@@ -18,6 +18,7 @@ import dataclasses
 import json
 from pathlib import Path
 
+from pipeline.device import fix_cpu_threads
 from pipeline.params import load_params
 
 
@@ -61,6 +62,7 @@ def main(args: argparse.Namespace) -> int:
     from pipeline.weights import WeightsFormatError
 
     params = load_params(args.params)
+    fix_cpu_threads(params.cpu_threads)  # before any torch work: CPU floats must not depend on the machine
     model_res = model_resolution(params)
     p = dataclasses.replace(params.evaluate, resolution=params.evaluate.resolution or model_res)
     if p.liveportrait_dir is None and params.animate.liveportrait_dir:
