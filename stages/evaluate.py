@@ -17,6 +17,7 @@ import argparse
 import dataclasses
 import json
 from pathlib import Path
+from typing import Any
 
 from pipeline.device import fix_cpu_threads
 from pipeline.params import load_params
@@ -56,6 +57,16 @@ def datasets(params, resolution: int) -> dict[str, tuple[Path, str]]:
     return out
 
 
+def training_loss(train_metrics: Path) -> dict[str, Any]:
+    """{"train": {"initial_loss", "final_loss"}} from the trainer's metrics.json, for the headline
+    metrics (`dvc exp show` compares one file); nothing when no model was trained here."""
+    try:
+        made = json.loads(train_metrics.read_text())
+    except (OSError, ValueError):
+        return {}
+    return {"train": {k: made[k] for k in ("initial_loss", "final_loss") if k in made}}
+
+
 def main(args: argparse.Namespace) -> int:
     from eval.evaluate import MetricSuite, MetricWeightsError, build_methods, evaluate_dataset
     from eval.report import write_report
@@ -81,6 +92,7 @@ def main(args: argparse.Namespace) -> int:
     meta = {"num_pairs": args.limit or p.num_pairs, "resolution": p.resolution, "input_resolution": model_res,
             "methods": list(methods),
             "params": dataclasses.asdict(p)}
-    write_report(p.out_dir, results, {name: kind for name, (_, kind) in sets.items()}, meta)
+    write_report(p.out_dir, results, {name: kind for name, (_, kind) in sets.items()}, meta,
+                 headline_extra=training_loss(Path(params.train.reports_dir) / "metrics.json"))
     print(f"evaluate: report in {p.out_dir}/tables.md")
     return 0
