@@ -382,6 +382,11 @@ def init_ray(params: RunnerParams) -> None:
         address="local",  # a new local instance: never join a Ray that another program left running here
         num_cpus=max(params.workers, 1),
         include_dashboard=False,
+        # Ray starts its workers at nice 15 so that its own daemons stay responsive; on a host
+        # shared with other programs (nice 0) that starves the workers: 2 workers on 2 busy cores
+        # fell to ~400 items/s while a bare loop wrote ~6,700 files/s (docs/BENCHMARKS.md). The
+        # workers are the stage's work: they run at the driver's priority.
+        _system_config={"worker_niceness": 0},
         runtime_env={"env_vars": env},
         log_to_driver=True,
         configure_logging=False,
