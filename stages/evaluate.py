@@ -58,13 +58,14 @@ def datasets(params, resolution: int) -> dict[str, tuple[Path, str]]:
 
 
 def training_loss(train_metrics: Path) -> dict[str, Any]:
-    """{"train": {"initial_loss", "final_loss"}} from the trainer's metrics.json, for the headline
-    metrics (`dvc exp show` compares one file); nothing when no model was trained here."""
+    """{"loss": {"initial", "final"}}: the trainer's loss from its metrics.json, for the headline
+    metrics (`dvc exp show` compares one file: columns loss.initial, loss.final); nothing when no
+    model was trained here."""
     try:
         made = json.loads(train_metrics.read_text())
     except (OSError, ValueError):
         return {}
-    return {"train": {k: made[k] for k in ("initial_loss", "final_loss") if k in made}}
+    return {"loss": {k.removesuffix("_loss"): made[k] for k in ("initial_loss", "final_loss") if k in made}}
 
 
 def main(args: argparse.Namespace) -> int:

@@ -93,8 +93,8 @@ def test_piq_evaluate_writes_the_report(tiny_shards, tmp_path, monkeypatch):
     assert piq(["--params", str(tmp_path / "params.yaml"), "evaluate"]) == 0
     out = tmp_path / "report"
     metrics = json.loads((out / "metrics.json").read_text())  # headline figures of the trained model only
-    assert set(metrics) == {"piq_id", "piq_ood", "train"}
-    assert metrics.pop("train") == {"initial_loss": 1.5, "final_loss": 0.25}
+    assert set(metrics) == {"piq_id", "piq_ood", "loss"}
+    assert metrics.pop("loss") == {"initial": 1.5, "final": 0.25}
     for ds in metrics.values():
         # what is measurable on 64 px random-model outputs: no FID / LPIPS weights here, no SSIM (not headline)
         assert "PSNR" in ds and set(ds) <= {"CSIM", "FID", "AED", "APD", "AGD", "LPIPS", "PSNR"}
