@@ -55,13 +55,14 @@ def one(mode: str, n: int, file_kb: int, out: str) -> dict:
         t = time.perf_counter()
         init_ray(params)
         ray_s = time.perf_counter() - t
-    items = [Item(f"i{k:07d}", {"n": k}) for k in range(n)]
+    items = (Item(f"i{k:07d}", {"n": k}) for k in range(n))  # streamed, as a stage may hand them
     t = time.perf_counter()
     summary = Runner(params, seed=1).run(NoopStage(file_kb=file_kb), items, out)
     wall = time.perf_counter() - t
     return {"mode": mode, "items": n, "file_kb": file_kb, "wall_s": round(wall, 3), "items_per_s": round(n / wall, 1),
             "processed": summary.processed, "skipped": summary.skipped, "ray_init_s": round(ray_s, 2),
-            "driver_peak_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+            "driver_peak_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+            "load": round(os.getloadavg()[0], 2)}
 
 
 def floor(n: int, file_kb: int, out: Path) -> dict:
@@ -75,7 +76,8 @@ def floor(n: int, file_kb: int, out: Path) -> dict:
         tmp.write_bytes(data)
         os.replace(tmp, final)
     wall = time.perf_counter() - t
-    return {"mode": "floor", "items": n, "file_kb": file_kb, "wall_s": round(wall, 3), "items_per_s": round(n / wall, 1)}
+    return {"mode": "floor", "items": n, "file_kb": file_kb, "wall_s": round(wall, 3), "items_per_s": round(n / wall, 1),
+            "load": round(os.getloadavg()[0], 2)}
 
 
 def subprocess_one(mode: str, n: int, file_kb: int, out: Path) -> dict:
@@ -129,12 +131,12 @@ def main() -> None:
         shutil.rmtree(root, ignore_errors=True)
     base = {r["mode"]: r["items_per_s"] for r in results if r["items"] == big and r.get("file_kb") == args.file_kb}
     print(f"\nload at end={os.getloadavg()[0]:.2f}")
-    print("| run | items | file | wall | items/s | x floor | driver peak |")
-    print("|---|---|---|---|---|---|---|")
+    print("| run | items | file | wall | items/s | x floor | driver peak | load |")
+    print("|---|---|---|---|---|---|---|---|")
     for r in results:
         ratio = r["items_per_s"] / base["floor"] if r["items"] == big and "floor" in base else float("nan")
         print(f"| {r['mode']} | {r['items']:,} | {r['file_kb']} KB | {r['wall_s']:.2f} s | {r['items_per_s']:,.0f} | "
-              f"{ratio:.2f} | {r.get('driver_peak_mib', '-')} MiB |")
+              f"{ratio:.2f} | {r.get('driver_peak_mib', '-')} MiB | {r['load']:.1f} |")
 
 
 if __name__ == "__main__":

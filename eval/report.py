@@ -177,14 +177,16 @@ def summary_table(results: dict[str, list[MethodReport]], kinds: dict[str, str])
 
 
 def write_report(out_dir: str | Path, results: dict[str, list[MethodReport]], kinds: dict[str, str],
-                 meta: dict[str, Any]) -> None:
+                 meta: dict[str, Any], headline_extra: dict[str, Any] | None = None) -> None:
+    """Every file of the report. `headline_extra`: more sections of metrics.json (the training
+    loss), so `dvc exp show` of an ablation reads one metrics file."""
     from train.plots import write_grid
 
     out = Path(out_dir)
     (out / "plots").mkdir(parents=True, exist_ok=True)
     (out / "grids").mkdir(parents=True, exist_ok=True)
     (out / "pairs").mkdir(parents=True, exist_ok=True)
-    (out / "metrics.json").write_text(json.dumps(metrics_json(results), indent=1))
+    (out / "metrics.json").write_text(json.dumps({**metrics_json(results), **(headline_extra or {})}, indent=1))
     (out / "report.json").write_text(json.dumps(report_json(results, meta), indent=1, default=str))
     # seconds per method vary from run to run: beside the report, git-ignored, not a DVC out
     (out / "timing.json").write_text(json.dumps({ds: {r.method: round(r.seconds, 2) for r in reports}

@@ -24,6 +24,24 @@ def device_name(device: str | None = "auto") -> str:
     return str(device)
 
 
+def fix_cpu_threads(threads: int) -> int:
+    """On a CPU-only machine, run torch's intra-op work on exactly `threads` threads (params'
+    `cpu_threads`) and return that; on a GPU machine change nothing and return 0.
+
+    Why: a float sum split over N threads is added in another order than over M threads, so
+    the tiny CPU model trained with torch's default (the core count, or whatever
+    OMP_NUM_THREADS a parent process left: the runner sets it to 1 for its in-process workers,
+    and a test suite's `dvc repro` inherited it) gave other weights, samples and metrics than a
+    clean clone. With the count fixed, the same params give the same bytes on any machine of the
+    same instruction set, loaded or not (measured: docs/BENCHMARKS.md)."""
+    import torch
+
+    if torch.cuda.is_available():
+        return 0
+    torch.set_num_threads(threads)
+    return threads
+
+
 def resolve_dtype(name: str, device: Any) -> Any:
     """torch dtype for `name` (bf16 | fp16 | fp32 | auto) on `device`: auto = bf16 on CUDA;
     always fp32 on a CPU."""

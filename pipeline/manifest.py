@@ -9,11 +9,11 @@ from __future__ import annotations
 import io
 import json
 from collections import Counter
-from typing import Any, Sequence
+from typing import Any
 
 import pandas as pd
 
-from pipeline.state import CONSOLIDATED, StageState, items_digest
+from pipeline.state import CONSOLIDATED, StageState
 
 REJECT_COLUMNS = {"item_id": "string", "stage": "string", "code": "string", "detail": "string", "attempts": "int64"}
 
@@ -36,15 +36,34 @@ def _frame(rows: list[dict[str, Any]], columns: dict[str, str]) -> pd.DataFrame:
     return df
 
 
-def _write_parquet(state: StageState, df: pd.DataFrame, name: str) -> None:
+BATCH = 8192  # items whose rows are turned into Python objects at once
+
+
+def _to_arrow(df: pd.DataFrame) -> Any:
+    import pyarrow as pa
+
+    return pa.Table.from_pandas(df, preserve_index=False)
+
+
+def _write_parquet(state: StageState, tables: list[Any], empty: pd.DataFrame, name: str) -> None:
+    """Batches (arrow tables, each from a `_frame`) as one parquet file. One batch is written as
+    `DataFrame.to_parquet` wrote the whole frame (same bytes as before streaming); several are
+    concatenated with their types unified (an int column of one batch and a float one of
+    another become float, a column missing from a batch is null there)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = _to_arrow(empty) if not tables else tables[0] if len(tables) == 1 else \
+        pa.concat_tables(tables, promote_options="permissive")
     buf = io.BytesIO()
-    df.to_parquet(buf, index=False)
+    pq.write_table(table, buf)
     state.out.write_bytes(name, buf.getvalue())
 
 
-def up_to_date(state: StageState, item_ids: Sequence[str]) -> dict[str, Any] | None:
-    """The stats of the last consolidation when it was made from these items and no record
-    came since (a finished stage resumed: nothing to rewrite); else None."""
+def up_to_date(state: StageState, digest: str) -> dict[str, Any] | None:
+    """The stats of the last consolidation when it was made from the item list with this
+    `digest` (`items_digest`) and no record came since (a finished stage resumed: nothing to
+    rewrite); else None."""
     out = state.out
     if state.part_names() or not out.exists(CONSOLIDATED) or not out.exists("stats.json"):
         return None
@@ -53,39 +72,55 @@ def up_to_date(state: StageState, item_ids: Sequence[str]) -> dict[str, Any] | N
         stats = json.loads(out.read_bytes("stats.json"))
     except (OSError, ValueError):
         return None
-    return stats if made.get("items") == items_digest(item_ids) else None
+    return stats if made.get("items") == digest else None
 
 
-def consolidate(state: StageState, stage_name: str, item_ids: Sequence[str], manifest_columns: dict[str, str]) -> dict[str, Any]:
-    """Compact the records, write the stage's tables from the records of `item_ids`, stats.json
-    last. Returns the stats."""
+def consolidate(state: StageState, stage_name: str, item_ids: Any, digest: str,
+                manifest_columns: dict[str, str]) -> dict[str, Any]:
+    """Compact the records, write the stage's tables from the records of `item_ids` (a pyarrow
+    string array, in the stage's order; `digest` is theirs), stats.json last. Returns the
+    stats. Rows become Python objects `BATCH` items at a time and go to arrow at once, so the
+    driver holds the manifest as arrow columns, not as one dict per row."""
+    import pyarrow.compute as pc
+
     table = state.table()
     state.compact_table(table)
-    position = pd.Index(table["item_id"].to_pylist()).get_indexer(list(item_ids))
-    found = position >= 0
-    missing = int((~found).sum())
-    rows: list[dict[str, Any]] = []
-    rejects: list[dict[str, Any]] = []
-    for batch in table.take(position[found]).to_batches(max_chunksize=8192):  # in item order
-        picked = batch.to_pydict()
+    position = pc.index_in(item_ids, value_set=table["item_id"])
+    missing = position.null_count
+    position = position.drop_null()  # the records of the items, in item order
+    columns = {"item_id": "string", **manifest_columns}
+    manifests, reject_tables = [], []
+    n_rows, n_rejects, codes = 0, 0, Counter()
+    for start in range(0, len(position), BATCH):
+        picked = table.take(position.slice(start, BATCH)).to_pydict()
+        rows: list[dict[str, Any]] = []
+        rejects: list[dict[str, Any]] = []
         for k, item_id in enumerate(picked["item_id"]):
             if picked["status"][k] == "done":
                 rows.extend({"item_id": item_id, **row} for row in json.loads(picked["rows"][k]))
             else:
                 rejects.append({"item_id": item_id, "stage": stage_name, "code": picked["code"][k],
                                 "detail": picked["detail"][k], "attempts": int(picked["attempts"][k])})
-    _write_parquet(state, _frame(rows, {"item_id": "string", **manifest_columns}), "manifest.parquet")
-    _write_parquet(state, _frame(rejects, REJECT_COLUMNS), "rejects.parquet")
+        if rows:
+            manifests.append(_to_arrow(_frame(rows, columns)))
+        if rejects:
+            reject_tables.append(_to_arrow(_frame(rejects, REJECT_COLUMNS)))
+        n_rows, n_rejects = n_rows + len(rows), n_rejects + len(rejects)
+        codes.update(r["code"] for r in rejects)
+    del table
+    _write_parquet(state, manifests, _frame([], columns), "manifest.parquet")
+    _write_parquet(state, reject_tables, _frame([], REJECT_COLUMNS), "rejects.parquet")
+    n_items = len(item_ids)
     stats = {
         "stage": stage_name,
-        "items": len(item_ids),
-        "done": len(item_ids) - len(rejects) - missing,
-        "rejected": len(rejects),
+        "items": n_items,
+        "done": n_items - n_rejects - missing,
+        "rejected": n_rejects,
         "unfinished": missing,
-        "rows": len(rows),
-        "reject_codes": dict(sorted(Counter(r["code"] for r in rejects).items())),
+        "rows": n_rows,
+        "reject_codes": dict(sorted(codes.items())),
         "complete": not missing,
     }
-    state.out.write_bytes(CONSOLIDATED, json.dumps({"items": items_digest(item_ids)}).encode())
+    state.out.write_bytes(CONSOLIDATED, json.dumps({"items": digest}).encode())
     state.out.write_bytes("stats.json", (json.dumps(stats, indent=1, sort_keys=True) + "\n").encode())
     return stats

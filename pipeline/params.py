@@ -59,6 +59,7 @@ class Params:
     replace: ReplaceParams = ReplaceParams()
     best_take: BestTakeParams = BestTakeParams()
     latents: LatentsParams = dataclasses.field(default_factory=LatentsParams)  # piq latents (issue 18)
+    cpu_threads: int = 2  # torch threads of train / distill / sample / evaluate on a CPU (pipeline.device.fix_cpu_threads)
 
 
 def _check_scalar(tp: Any, value: Any, path: str) -> Any:

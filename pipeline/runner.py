@@ -18,13 +18,14 @@ import os
 import sys
 import time
 import traceback
-from collections import Counter, deque
+from collections import Counter
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterable, Sized
 
 from tqdm import tqdm
 
 from pipeline.config.runner import RunnerParams
+from pipeline.item_feed import ItemFeed
 from pipeline.manifest import consolidate, up_to_date
 from pipeline.outdir import OutDir, OutDirError
 from pipeline.stage import Item, ItemContext, Output, Reject, Stage, item_seed
@@ -57,7 +58,12 @@ class Ack:
 
 @dataclasses.dataclass(frozen=True)
 class TaskResult:
-    acks: list[Ack]
+    """A task's answer: how many items it had, the failed ones (errors, to retry; every other
+    item was recorded), how long it took, where it ran. Short on purpose: it is what crosses
+    from the worker to the driver per task."""
+
+    count: int
+    failed: list[Ack]
     seconds: float
     node: str
 
@@ -116,19 +122,23 @@ class TaskRunner:
     """Runs tasks of one stage in one process (a Ray actor, or the driver when in-process):
     stage, then the items' files into the out_dir, then one records part for the task."""
 
-    def __init__(self, stage: Stage, out: OutDir, threads: int, node: str = "local") -> None:
+    def __init__(self, stage: Stage, out: OutDir, threads: int, seed: int, node: str = "local") -> None:
         _limit_threads(threads)
-        self.stage, self.out, self.node = stage, out, node
+        self.stage, self.out, self.node, self.seed = stage, out, node, seed
         self.writer = RecordWriter(out, f"{node}-{os.getpid()}-{os.urandom(3).hex()}")
         self.stage.setup()
         _limit_threads(threads)  # again for what setup() imported
 
-    def run(self, items: list[Item], ctxs: list[ItemContext], attempts: list[int]) -> TaskResult:
-        """Items of one task: first attempts in batches of the stage's batch_size, retries alone.
-        An `OutDirError` (full disk, unwritable out_dir) propagates: no retry can fix it."""
+    def run(self, ids: list[str], data: list[dict[str, Any]], attempts: list[int]) -> TaskResult:
+        """Items of one task (ids, their data, attempts made so far): first attempts in batches of
+        the stage's batch_size, retries alone. Seeds are made here, not in the driver (it stays
+        light). An `OutDirError` (full disk, unwritable out_dir) propagates: no retry can fix it."""
         started = time.perf_counter()
         size = max(int(getattr(self.stage, "batch_size", 1) or 1), 1)
-        acks: list[Ack] = []
+        items = [Item(i, d) for i, d in zip(ids, data)]
+        ctxs = [ItemContext(seed=item_seed(self.seed, self.stage.name, i), attempt=a) for i, a in zip(ids, attempts)]
+        attempts = [a + 1 for a in attempts]
+        failed: list[Ack] = []
         records: list[dict[str, Any]] = []
         for start in range(0, len(items), size):
             chunk, chunk_ctx = items[start : start + size], ctxs[start : start + size]
@@ -147,26 +157,24 @@ class TaskRunner:
                         err = self.out.classify(err, rel)
                         if isinstance(err, OutDirError):
                             raise err from None
-                        acks.append(Ack(item.id, "error", "write_error", f"{type(err).__name__}: {err}"))
+                        failed.append(Ack(item.id, "error", "write_error", f"{type(err).__name__}: {err}"))
                         continue
                     records.append(done_record(item.id, outcome.output.rows, outcome.output.files, tries))
-                    acks.append(Ack(item.id, "done"))
                 elif outcome.kind == "rejected":
                     records.append(reject_record(item.id, outcome.code, outcome.detail, tries))
-                    acks.append(Ack(item.id, "rejected", outcome.code))
                 else:
-                    acks.append(Ack(item.id, "error", outcome.code, outcome.detail))
+                    failed.append(Ack(item.id, "error", outcome.code, outcome.detail))
         self.writer.write(records)  # after every file of the task: the task's items are now finished
-        return TaskResult(acks, time.perf_counter() - started, self.node)
+        return TaskResult(len(items), failed, time.perf_counter() - started, self.node)
 
 
 class _RayTaskRunner(TaskRunner):
     """TaskRunner inside a Ray actor: knows its node."""
 
-    def __init__(self, stage: Stage, out: OutDir, threads: int) -> None:
+    def __init__(self, stage: Stage, out: OutDir, threads: int, seed: int) -> None:
         import ray
 
-        super().__init__(stage, out, threads, node=ray.get_runtime_context().get_node_id()[:8])
+        super().__init__(stage, out, threads, seed, node=ray.get_runtime_context().get_node_id()[:8])
 
 
 @dataclasses.dataclass
@@ -188,8 +196,8 @@ class _TaskSizer:
         self.per_item: float | None = None
 
     def observe(self, result: TaskResult) -> None:
-        if result.acks:
-            rate = result.seconds / len(result.acks)
+        if result.count:
+            rate = result.seconds / result.count
             self.per_item = rate if self.per_item is None else 0.7 * self.per_item + 0.3 * rate
 
     def size(self) -> int:
@@ -208,85 +216,78 @@ class Runner:
         self.params = params
         self.seed = seed
 
-    def run(self, stage: Stage, items: Sequence[Item], out_dir: str | Path) -> RunSummary:
+    def run(self, stage: Stage, items: Iterable[Item], out_dir: str | Path) -> RunSummary:
+        """Run `stage` over `items` (a list or a generator: read lazily, in chunks) into `out_dir`."""
         started = time.time()
-        ids = [item.id for item in items]
-        if len(set(ids)) != len(ids):
-            counts = Counter(ids)
-            raise ValueError(f"{stage.name}: duplicate item ids {sorted(i for i, c in counts.items() if c > 1)[:5]}")
         out = OutDir(out_dir, fsync=self.params.fsync)
         state = StageState(out)
         state.open({"stage": stage.name, "seed": self.seed, **stage.fingerprint()})
-        finished = state.finished()
-        pending = [item for item in items if item.id not in finished]
+        bar = tqdm(total=len(items) if isinstance(items, Sized) else None, desc=stage.name, unit="item",
+                   disable=not self.params.progress, file=sys.stderr)
+        feed = ItemFeed(items, state.finished(), stage.name, on_skip=bar.update)
         nodes: Counter[str] = Counter()
-        stats = None if pending else up_to_date(state, ids)
+        processed = False
+        try:
+            if feed:
+                processed = True
+                out.remove("stats.json")  # not complete until rewritten
+                run = self._run_local if self.params.workers == 0 else self._run_ray
+                run(stage, feed, out, bar, nodes)
+            feed.drain()
+        finally:
+            bar.close()
+        feed.check_unique()
+        stats = None if processed else up_to_date(state, feed.digest())
         if stats is None:
-            out.remove("stats.json")  # not complete until rewritten
-            bar = tqdm(total=len(items), initial=len(items) - len(pending), desc=stage.name, unit="item",
-                       disable=not self.params.progress, file=sys.stderr)
-            try:
-                if pending:
-                    run = self._run_local if self.params.workers == 0 else self._run_ray
-                    run(stage, pending, out, bar, nodes)
-            finally:
-                bar.close()
-            stats = consolidate(state, stage.name, ids, stage.manifest_columns)
-        summary = RunSummary(stage.name, stats, skipped=len(items) - len(pending), processed=len(pending),
+            out.remove("stats.json")
+            stats = consolidate(state, stage.name, feed.ids(), feed.digest(), stage.manifest_columns)
+        summary = RunSummary(stage.name, stats, skipped=feed.skipped, processed=feed.total - feed.skipped,
                              nodes=dict(nodes), seconds=time.time() - started)
         write_timing(self.params.reports_dir, summary, self.params.workers)
         return summary
-
-    def _ctx(self, stage: Stage, item: Item, attempt_no: int) -> ItemContext:
-        return ItemContext(seed=item_seed(self.seed, stage.name, item.id), attempt=attempt_no)
 
     def _sizer(self, stage: Stage) -> _TaskSizer:
         batch = max(int(getattr(stage, "batch_size", 1) or 1), 1)
         return _TaskSizer(batch, self.params.items_per_task, self.params.task_seconds)
 
-    def _task(self, stage: Stage, queue: deque, size: int) -> list[tuple[Item, int]]:
-        """Up to `size` queued (item, attempt) pairs: first attempts together, a retry alone."""
-        task = [queue.popleft()]
-        while queue and len(task) < size and task[0][1] == 0 and queue[0][1] == 0:
-            task.append(queue.popleft())
-        return task
+    @staticmethod
+    def _call_args(task: list[tuple[Item, int]]) -> tuple[list, list, list]:
+        return [item.id for item, _ in task], [item.data for item, _ in task], [a for _, a in task]
 
-    def _call_args(self, stage: Stage, task: list[tuple[Item, int]]) -> tuple[list, list, list]:
-        return ([item for item, _ in task], [self._ctx(stage, item, a) for item, a in task], [a + 1 for _, a in task])
-
-    def _settle(self, task: list[tuple[Item, int]], acks: list[Ack], queue: deque, rejects: RecordWriter,
+    def _settle(self, task: list[tuple[Item, int]], result: TaskResult, feed: ItemFeed, rejects: RecordWriter,
                 bar: tqdm) -> int:
         """Count recorded items, requeue failed ones with attempts left, record the rest as
         (retryable) rejects. Returns how many items were recorded."""
-        by_id = {ack.item_id: ack for ack in acks}
+        failed = {ack.item_id: ack for ack in result.failed}
+        if result.count != len(task):  # not this task's answer: none of its items counts as recorded
+            failed = {item.id: Ack(item.id, "error", "worker_died", "no answer for this item") for item, _ in task}
         final: list[dict[str, Any]] = []
-        recorded = 0
-        for item, attempt_no in task:
-            ack = by_id.get(item.id) or Ack(item.id, "error", "worker_died", "no answer for this item")
-            if ack.kind != "error":
+        recorded = len(task) - len(failed)
+        if failed:
+            for item, attempt_no in task:
+                ack = failed.get(item.id)
+                if ack is None:
+                    continue
+                if attempt_no < self.params.retries:
+                    feed.retry(item, attempt_no + 1)
+                    continue
+                final.append(reject_record(item.id, ack.code, ack.detail, attempt_no + 1))
                 recorded += 1
-                continue
-            if attempt_no < self.params.retries:
-                queue.append((item, attempt_no + 1))
-                continue
-            final.append(reject_record(item.id, ack.code, ack.detail, attempt_no + 1))
-            recorded += 1
         rejects.write(final)
         bar.update(recorded)
         return recorded
 
-    def _run_local(self, stage: Stage, pending: list[Item], out: OutDir, bar: tqdm, nodes: Counter) -> None:
-        worker = TaskRunner(stage, out, self.params.threads_per_worker)
+    def _run_local(self, stage: Stage, feed: ItemFeed, out: OutDir, bar: tqdm, nodes: Counter) -> None:
+        worker = TaskRunner(stage, out, self.params.threads_per_worker, self.seed)
         rejects = RecordWriter(out, f"driver-{os.getpid()}-{os.urandom(3).hex()}")
-        queue: deque[tuple[Item, int]] = deque((item, 0) for item in pending)
         sizer = self._sizer(stage)
-        while queue:
-            task = self._task(stage, queue, sizer.size())
-            result = worker.run(*self._call_args(stage, task))
+        while feed:
+            task = feed.take(sizer.size())
+            result = worker.run(*self._call_args(task))
             sizer.observe(result)
-            nodes[result.node] += self._settle(task, result.acks, queue, rejects, bar)
+            nodes[result.node] += self._settle(task, result, feed, rejects, bar)
 
-    def _run_ray(self, stage: Stage, pending: list[Item], out: OutDir, bar: tqdm, nodes: Counter) -> None:
+    def _run_ray(self, stage: Stage, feed: ItemFeed, out: OutDir, bar: tqdm, nodes: Counter) -> None:
         import ray
 
         init_ray(self.params)
@@ -294,23 +295,24 @@ class Runner:
         actor_cls = ray.remote(**resources, scheduling_strategy="SPREAD")(_RayTaskRunner)
         threads = self.params.threads_per_worker
         stage_ref = ray.put(stage)
-        actors: list[Any] = [actor_cls.remote(stage_ref, out, threads) for _ in range(min(self.params.workers, len(pending)))]
+        left = feed.pending_hint()  # a small stage read whole: no more workers than items
+        n_actors = self.params.workers if left is None else min(self.params.workers, left)
+        actors: list[Any] = [actor_cls.remote(stage_ref, out, threads, self.seed) for _ in range(n_actors)]
         rejects = RecordWriter(out, f"driver-{os.getpid()}-{os.urandom(3).hex()}")
-        queue: deque[tuple[Item, int]] = deque((item, 0) for item in pending)
         in_flight: dict[Any, tuple[list[tuple[Item, int]], Any]] = {}  # ref -> (task, actor)
         load: dict[Any, int] = {a: 0 for a in actors}
         sizer = self._sizer(stage)
         cap = self.params.max_in_flight_per_worker
         try:
-            while queue or in_flight:
-                while queue and load and min(load.values()) < cap:
+            while in_flight or feed:
+                while load and min(load.values()) < cap and feed:
                     actor = min(load, key=load.get)
-                    task = self._task(stage, queue, sizer.size())
-                    ref = actor.run.remote(*self._call_args(stage, task))
+                    task = feed.take(sizer.size())
+                    ref = actor.run.remote(*self._call_args(task))
                     in_flight[ref] = (task, actor)
                     load[actor] += 1
                 if not in_flight:
-                    raise RuntimeError(f"{stage.name}: no Ray worker left to run {len(queue)} items "
+                    raise RuntimeError(f"{stage.name}: no Ray worker left to run the remaining items "
                                        f"(each needs {resources}; the cluster has {ray.available_resources()})")
                 ready, _ = ray.wait(list(in_flight), num_returns=1)
                 task, actor = in_flight.pop(ready[0])
@@ -319,17 +321,17 @@ class Runner:
                 except ray.exceptions.RayActorError as err:
                     # The worker process or its node died: its unrecorded items are retried.
                     acks = [Ack(item.id, "error", "worker_died", str(err)[:2000]) for item, _ in task]
-                    result = TaskResult(acks, 0.0, "lost")
-                    self._replace(actor, actors, load, actor_cls, stage_ref, out, threads, resources)
+                    result = TaskResult(len(task), acks, 0.0, "lost")
+                    self._replace(actor, actors, load, actor_cls, stage_ref, out, threads, self.seed, resources)
                 except ray.exceptions.RayTaskError as err:
                     if isinstance(err.cause, OutDirError):
                         raise OutDirError(*err.cause.args) from None
                     acks = [Ack(item.id, "error", "stage_error", str(err)[:2000]) for item, _ in task]
-                    result = TaskResult(acks, 0.0, "error")
+                    result = TaskResult(len(task), acks, 0.0, "error")
                 if actor in load:
                     load[actor] -= 1
                 sizer.observe(result)
-                recorded = self._settle(task, result.acks, queue, rejects, bar)
+                recorded = self._settle(task, result, feed, rejects, bar)
                 if result.node not in ("lost", "error"):
                     nodes[result.node] += recorded
         finally:
@@ -338,7 +340,7 @@ class Runner:
 
     @staticmethod
     def _replace(dead: Any, actors: list, load: dict, actor_cls: Any, stage_ref: Any, out: OutDir, threads: int,
-                 resources: dict[str, float]) -> None:
+                 seed: int, resources: dict[str, float]) -> None:
         """Drop a dead actor; start a replacement where the cluster still has room for one (a
         lost node's share is not waited for: the surviving workers take its items)."""
         import ray
@@ -351,7 +353,7 @@ class Runner:
         free = ray.available_resources()
         need = {"CPU": resources.get("num_cpus", 1), "GPU": resources.get("num_gpus", 0)}
         if not load or all(free.get(k, 0.0) >= v for k, v in need.items() if v):
-            new = actor_cls.remote(stage_ref, out, threads)
+            new = actor_cls.remote(stage_ref, out, threads, seed)
             # resources can be listed for a moment after their node went: a replacement that
             # cannot start is dropped rather than left holding tasks forever
             ready, _ = ray.wait([new.__ray_ready__.remote()], timeout=REPLACEMENT_START_S)
@@ -380,6 +382,11 @@ def init_ray(params: RunnerParams) -> None:
         address="local",  # a new local instance: never join a Ray that another program left running here
         num_cpus=max(params.workers, 1),
         include_dashboard=False,
+        # Ray starts its workers at nice 15 so that its own daemons stay responsive; on a host
+        # shared with other programs (nice 0) that starves the workers: 2 workers on 2 busy cores
+        # fell to ~400 items/s while a bare loop wrote ~6,700 files/s (docs/BENCHMARKS.md). The
+        # workers are the stage's work: they run at the driver's priority.
+        _system_config={"worker_niceness": 0},
         runtime_env={"env_vars": env},
         log_to_driver=True,
         configure_logging=False,

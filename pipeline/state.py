@@ -40,6 +40,7 @@ OUTPUT_TABLES = ("manifest.parquet", "rejects.parquet", "stats.json")
 # Reject codes that a later run tries again: the cause may have been fixed (a flaky disk, a
 # model that ran out of memory). Codes raised by a stage for bad input are final.
 RETRYABLE_CODES = frozenset({"stage_error", "worker_died", "write_error"})
+RECORDS_ROW_GROUP = 16384  # rows per row group of records.parquet: what resuming decodes at once
 RECORD_COLUMNS = ("item_id", "status", "code", "detail", "attempts", "files", "rows")
 
 
@@ -198,31 +199,42 @@ class StageState:
                           "unreadable; their items are redone", stacklevel=2)
         return records
 
-    def finished(self) -> set[str]:
-        """Ids that a new run must not redo: those with a final record anywhere in the table (a
-        done record is never followed by another record of the item). Reads three columns of the
-        compacted table, without building a record per item: resuming a finished 100k-item
-        stage stays well under a second."""
-        ids: set[str] = set()
-        table = self._compacted_columns(("item_id", "status", "code"))
+    def finished(self) -> Any:
+        """Ids that a new run must not redo, as one pyarrow string array: those with a final
+        record anywhere in the table (a done record is never followed by another record of the
+        item). Reads three columns of the compacted table, without a Python object per record:
+        resuming a finished 100k-item stage stays well under a second, and the driver holds
+        ~12 bytes per finished id, not a set entry."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        chunks = []
+        retryable = pa.array(sorted(RETRYABLE_CODES))
+        table = self._compacted_columns(("item_id", "status", "code"), where=lambda t: pc.or_(
+            pc.equal(t["status"], "done"), pc.invert(pc.is_in(t["code"], value_set=retryable))))
         if table is not None:
-            import pyarrow as pa
-            import pyarrow.compute as pc
-
-            final = pc.or_(pc.equal(table["status"], "done"),
-                           pc.invert(pc.is_in(table["code"], value_set=pa.array(sorted(RETRYABLE_CODES)))))
-            ids.update(table.filter(final)["item_id"].to_pylist())
+            chunks.extend(table["item_id"].cast(pa.string()).chunks)
         for name in self.part_names():
-            ids.update(r["item_id"] for r in self._part(name) if is_final(r))
-        return ids
+            ids = [r["item_id"] for r in self._part(name) if is_final(r)]
+            if ids:
+                chunks.append(pa.array(ids, pa.string()))
+        return pa.concat_arrays(chunks) if chunks else pa.array([], pa.string())
 
-    def _compacted_columns(self, columns: tuple[str, ...]) -> Any:
+    def _compacted_columns(self, columns: tuple[str, ...], where: Any = None) -> Any:
+        """Columns of the compacted table, read row group by row group; `where(table)` -> a
+        boolean mask keeps only the rows the caller needs from each group."""
         if not self.out.exists(RECORDS_TABLE):
             return None
+        import pyarrow as pa
         import pyarrow.parquet as pq
 
         try:
-            return pq.read_table(io.BytesIO(self.out.read_bytes(RECORDS_TABLE)), columns=list(columns))
+            parquet = pq.ParquetFile(io.BytesIO(self.out.read_bytes(RECORDS_TABLE)))
+            groups = []
+            for g in range(parquet.num_row_groups):
+                group = parquet.read_row_group(g, columns=list(columns), use_threads=False)
+                groups.append(group if where is None else group.filter(where(group)))
+            return pa.concat_tables(groups) if groups else parquet.schema_arrow.empty_table().select(list(columns))
         except Exception as err:  # noqa: BLE001 - a damaged table: its items are redone
             warnings.warn(f"{self.out.path(RECORDS_TABLE)} is unreadable ({type(err).__name__}: {err}); "
                           "its items count as unfinished and are redone", stacklevel=2)
@@ -248,13 +260,17 @@ class StageState:
         n = table.num_rows
         if n == 0:
             return table
-        table = table.append_column("_order", pa.array(range(n), pa.int64()))
-        table = table.append_column("_done", pc.equal(table["status"], "done"))
-        table = table.sort_by([("item_id", "ascending"), ("_done", "ascending"), ("_order", "ascending")])
-        ids = table["item_id"].combine_chunks()
+        # one sort of three narrow columns, then one take of the whole table (no sorted copy
+        # of every column that is filtered again)
+        keys = pa.table({"item_id": table["item_id"], "_done": pc.equal(table["status"], "done"),
+                         "_order": pa.array(range(n), pa.int64())})
+        order = pc.sort_indices(keys, sort_keys=[("item_id", "ascending"), ("_done", "ascending"),
+                                                 ("_order", "ascending")])
+        ids = keys["item_id"].take(order).combine_chunks()
+        del keys
         last = pc.not_equal(ids.slice(0, n - 1), ids.slice(1)) if n > 1 else pa.array([], pa.bool_())
         keep = pa.concat_arrays([last, pa.array([True])])
-        return table.filter(keep).drop_columns(["_order", "_done"])
+        return table.take(order.filter(keep))
 
     # --- compaction ----------------------------------------------------------------------------
 
@@ -264,7 +280,7 @@ class StageState:
 
         parts = self.part_names()
         buf = io.BytesIO()
-        pq.write_table(table, buf, compression="zstd")
+        pq.write_table(table, buf, compression="zstd", row_group_size=RECORDS_ROW_GROUP)
         self.out.write_bytes(RECORDS_TABLE, buf.getvalue())
         for name in parts:
             self.out.remove(f"{PARTS_DIR}/{name}")

@@ -13,6 +13,7 @@ import dataclasses
 import json
 from pathlib import Path
 
+from pipeline.device import fix_cpu_threads
 from pipeline.params import load_params
 
 
@@ -49,6 +50,7 @@ def main(args: argparse.Namespace) -> int:
     from train.loop import make_accelerator, summary, train, write_metrics
 
     params = load_params(args.params)
+    fix_cpu_threads(params.cpu_threads)  # before any torch work: CPU floats must not depend on the machine
     d, data = params.distill, params.data
     tp = loop_params(params)
     comps, concat, resolution = teacher_components(d.teacher_dir)

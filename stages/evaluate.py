@@ -17,7 +17,9 @@ import argparse
 import dataclasses
 import json
 from pathlib import Path
+from typing import Any
 
+from pipeline.device import fix_cpu_threads
 from pipeline.params import load_params
 
 
@@ -55,12 +57,24 @@ def datasets(params, resolution: int) -> dict[str, tuple[Path, str]]:
     return out
 
 
+def training_loss(train_metrics: Path) -> dict[str, Any]:
+    """{"loss": {"initial", "final"}}: the trainer's loss from its metrics.json, for the headline
+    metrics (`dvc exp show` compares one file: columns loss.initial, loss.final); nothing when no
+    model was trained here."""
+    try:
+        made = json.loads(train_metrics.read_text())
+    except (OSError, ValueError):
+        return {}
+    return {"loss": {k.removesuffix("_loss"): made[k] for k in ("initial_loss", "final_loss") if k in made}}
+
+
 def main(args: argparse.Namespace) -> int:
     from eval.evaluate import MetricSuite, MetricWeightsError, build_methods, evaluate_dataset
     from eval.report import write_report
     from pipeline.weights import WeightsFormatError
 
     params = load_params(args.params)
+    fix_cpu_threads(params.cpu_threads)  # before any torch work: CPU floats must not depend on the machine
     model_res = model_resolution(params)
     p = dataclasses.replace(params.evaluate, resolution=params.evaluate.resolution or model_res)
     if p.liveportrait_dir is None and params.animate.liveportrait_dir:
@@ -79,6 +93,7 @@ def main(args: argparse.Namespace) -> int:
     meta = {"num_pairs": args.limit or p.num_pairs, "resolution": p.resolution, "input_resolution": model_res,
             "methods": list(methods),
             "params": dataclasses.asdict(p)}
-    write_report(p.out_dir, results, {name: kind for name, (_, kind) in sets.items()}, meta)
+    write_report(p.out_dir, results, {name: kind for name, (_, kind) in sets.items()}, meta,
+                 headline_extra=training_loss(Path(params.train.reports_dir) / "metrics.json"))
     print(f"evaluate: report in {p.out_dir}/tables.md")
     return 0

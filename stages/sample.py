@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from pipeline.device import fix_cpu_threads
 from pipeline.params import load_params
 from train.data import make_train_loader
 from train.plots import to_uint8, write_grid
@@ -31,6 +32,7 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
 
 def main(args: argparse.Namespace) -> int:
     params = load_params(args.params)
+    fix_cpu_threads(params.cpu_threads)  # before any torch work: CPU floats must not depend on the machine
     sp, dp = params.sample, params.data
     from eval.data import finished_splits
     from pipeline.shards import finished_shards

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import torch
 
+from pipeline.device import fix_cpu_threads
 from pipeline.params import load_params
 from pipeline.release import resolve_shards
 from train.backbones import build_components
@@ -73,6 +74,7 @@ def main(args: argparse.Namespace) -> int:
     if args.processes > 1 and "LOCAL_RANK" not in os.environ:
         return launch(args)
     params = load_params(args.params)
+    fix_cpu_threads(params.cpu_threads)  # before any torch work: CPU floats must not depend on the machine
     tp, dp = params.train, params.data
     accelerator = make_accelerator(tp)
     comps = build_components(tp.backbone, tp.pretrained_dir, params.seed, tp.concat)  # checks the folder first

@@ -110,25 +110,20 @@ def out_hashes(lock_file: Path) -> dict[str, dict[str, str]]:
     return {stage: {o["path"]: o.get("md5") for o in entry.get("outs", [])} for stage, entry in lock.items()}
 
 
-# Exempt: the CPU trainer's float sums depend on thread scheduling (two clean clones matched, a
-# run under the loaded test suite did not), and these stages train or read what was trained.
-EXEMPT = {"train": "reports/train", "distill": "reports/distill", "sample": "reports/samples",
-          "evaluate": "reports/eval"}
-
-
 @pytest.mark.slow
 def test_a_fresh_repro_writes_the_committed_dvc_lock(clone) -> None:
     """Nothing run-varying (timings, hosts, absolute paths, completion or hash order) inside a
     DVC out or a committed report: after the full repro above, on a fresh copy at another path,
-    every stage's outs hash as the committed dvc.lock says (EXEMPT aside, for the reason above)
-    and nothing else committed changed. (Runs after the full repro on the same copy; a change of
-    code or params without a fresh `dvc repro` and commit of dvc.lock fails here, by design.)"""
+    every stage's outs hash as the committed dvc.lock says, the trainer's and what reads its
+    model included (torch's CPU threads are fixed by params' cpu_threads, not taken from the
+    core count or an inherited OMP_NUM_THREADS), and nothing else committed changed. (Runs
+    after the full repro on the same copy; a change of code or params without a fresh `dvc
+    repro` and commit of dvc.lock fails here, by design.)"""
     root, env = clone
     committed, made = out_hashes(REPO / "dvc.lock"), out_hashes(root / "dvc.lock")
     differ = {stage: (committed.get(stage), made.get(stage)) for stage in set(committed) | set(made)
-              if stage not in EXEMPT and committed.get(stage) != made.get(stage)}
+              if committed.get(stage) != made.get(stage)}
     assert not differ, f"outs that differ from the committed dvc.lock: {differ}"
-    status = [line for line in sh(["git", "status", "--porcelain"], root, env).splitlines()
-              if line[3:] != "dvc.lock" and not line[3:].startswith(tuple(EXEMPT.values()))]
+    status = [line for line in sh(["git", "status", "--porcelain"], root, env).splitlines() if line[3:] != "dvc.lock"]
     assert not status, "a fresh dvc repro changed committed files:\n" + "\n".join(status)
     assert json.loads((root / "reports" / "ingest" / "timing.json").read_text())["seconds"] > 0  # timings: ignored files

@@ -86,11 +86,15 @@ def test_piq_evaluate_writes_the_report(tiny_shards, tmp_path, monkeypatch):
                               testset_dir=str(tmp_path / "sets"), out_dir=str(tmp_path / "report"), num_pairs=3, resolution=64, batch_size=2,
                               methods=["source", "paste", "classical", "ipadapter", "liveportrait", "piq"],
                               model_dir=str(tmp_path / "model"), num_inference_steps=2, grid_pairs=2)
+    params["train"]["reports_dir"] = str(tmp_path / "train")  # the trainer's loss, copied into the headline
+    (tmp_path / "train").mkdir()
+    (tmp_path / "train" / "metrics.json").write_text(json.dumps({"initial_loss": 1.5, "final_loss": 0.25, "steps": 9}))
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     assert piq(["--params", str(tmp_path / "params.yaml"), "evaluate"]) == 0
     out = tmp_path / "report"
     metrics = json.loads((out / "metrics.json").read_text())  # headline figures of the trained model only
-    assert set(metrics) == {"piq_id", "piq_ood"}
+    assert set(metrics) == {"piq_id", "piq_ood", "loss"}
+    assert metrics.pop("loss") == {"initial": 1.5, "final": 0.25}
     for ds in metrics.values():
         # what is measurable on 64 px random-model outputs: no FID / LPIPS weights here, no SSIM (not headline)
         assert "PSNR" in ds and set(ds) <= {"CSIM", "FID", "AED", "APD", "AGD", "LPIPS", "PSNR"}
