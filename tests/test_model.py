@@ -144,3 +144,24 @@ def test_export_writes_the_ema_weights_and_keeps_the_live_ones(tmp_path: Path) -
     reloaded = PiQModel(load_pretrained("sd15", tmp_path / "piq"), "spatial", 32)
     assert torch.equal(_prediction(reloaded), averaged) and not torch.equal(averaged, live)
     assert torch.equal(_prediction(model), live)
+
+
+def test_export_writes_the_same_tokenizer_files_whether_or_not_it_tokenized_first(tmp_path: Path) -> None:
+    """A fast tokenizer remembers its last call's padding and truncation and would save them into
+    tokenizer.json: the export's bytes (dvc.lock's hash of models/piq) must not depend on it, and
+    the exported tokenizer must not pad calls that ask for no padding."""
+    import json
+
+    model = PiQModel(tiny_components("sdxl", seed=1), "spatial", 32)
+    export_pipeline(model, model.unet, tmp_path / "fresh")
+    model.text(torch.device("cpu"))(["a smile", "a blink"])  # the training step's tokenization
+    tokenizer = model.comps.tokenizer
+    assert tokenizer.backend_tokenizer.padding is not None  # the state the export must not write
+    export_pipeline(model, model.unet, tmp_path / "after")
+    for name in ("tokenizer", "tokenizer_2"):
+        files = sorted(p.name for p in (tmp_path / "fresh" / name).iterdir())
+        for f in files:
+            assert (tmp_path / "fresh" / name / f).read_bytes() == (tmp_path / "after" / name / f).read_bytes(), f"{name}/{f}"
+        saved = json.loads((tmp_path / "after" / name / "tokenizer.json").read_text())
+        assert saved["padding"] is None and saved["truncation"] is None
+    assert tokenizer.backend_tokenizer.padding is not None  # the live tokenizer is left as it was

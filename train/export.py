@@ -9,6 +9,7 @@ name and renamed, so an interrupted export never leaves a pipeline that loads bu
 """
 from __future__ import annotations
 
+import copy
 import shutil
 from pathlib import Path
 from typing import Optional
@@ -21,6 +22,21 @@ from train.backbones import Components, model_parts
 from train.pipeline import PiQPerfectPipeline
 
 FROZEN = ("vae", "text_encoder", "text_encoder_2", "tokenizer", "tokenizer_2")
+
+
+def canonical(part):
+    """`part` as it is to be saved. A fast tokenizer keeps the padding and truncation of its last
+    call in its Rust backend, and `save_pretrained` writes them into tokenizer.json: whether the
+    training run had tokenized in this process before the export changed the exported bytes (and
+    dvc.lock), and a folder saved with them pads every later call to that length. Saved from a
+    copy with both cleared, as published tokenizers are."""
+    backend = getattr(part, "backend_tokenizer", None)
+    if backend is None or (backend.padding is None and backend.truncation is None):
+        return part
+    part = copy.deepcopy(part)
+    part.backend_tokenizer.no_padding()
+    part.backend_tokenizer.no_truncation()
+    return part
 
 
 def write_pipeline_folder(comps: Components, unet: UNet2DConditionModel, concat: str, resolution: int,
@@ -50,7 +66,7 @@ def write_pipeline_folder(comps: Components, unet: UNet2DConditionModel, concat:
         elif isinstance(part, torch.nn.Module) and part.dtype != torch.float32:
             raise ValueError(f"{name} is {part.dtype} and has no pretrained folder to copy; cannot export it losslessly")
         else:
-            part.save_pretrained(tmp / name)
+            canonical(part).save_pretrained(tmp / name)
     shutil.rmtree(out_dir, ignore_errors=True)
     tmp.rename(out_dir)
     return out_dir
