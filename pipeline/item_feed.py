@@ -11,12 +11,12 @@ id instead of an `Item` and a set entry each.
 """
 from __future__ import annotations
 
-import hashlib
 import itertools
 from collections import deque
 from typing import Any, Callable, Iterable, Iterator
 
 from pipeline.stage import Item
+from pipeline.state import ItemsDigest
 
 CHUNK = 8192  # items read from the stage at once (one membership test per chunk)
 
@@ -40,7 +40,7 @@ class ItemFeed:
         self._finished = finished if finished is not None and len(finished) else None
         self._stage, self._on_skip, self._chunk = stage, on_skip, chunk
         self._id_chunks: list[Any] = []
-        self._digest = hashlib.sha256()  # as pipeline.state.items_digest, fed chunk by chunk
+        self._digest = ItemsDigest()
         self._new: deque[Item] = deque()
         self._retries: deque[tuple[Item, int]] = deque()
         self._exhausted = False
@@ -59,7 +59,7 @@ class ItemFeed:
         if len(set(ids)) != len(ids):  # within the chunk: before any of it runs; across chunks: `check_unique`
             seen: set[str] = set()
             raise DuplicateItems(self._stage, [i for i in ids if i in seen or seen.add(i)])
-        self._digest.update(b"".join(i.encode() + b"\0" for i in ids))
+        self._digest.update(ids)
         arr = pa.array(ids, pa.string())
         self._id_chunks.append(arr)
         self.total += len(ids)

@@ -62,7 +62,7 @@ def _write_parquet(state: StageState, tables: list[Any], empty: pd.DataFrame, na
 
 def up_to_date(state: StageState, digest: str) -> dict[str, Any] | None:
     """The stats of the last consolidation when it was made from the item list with this
-    `digest` (`items_digest`) and no record came since (a finished stage resumed: nothing to
+    `digest` (`pipeline.state.ItemsDigest`) and no record came since (a finished stage resumed: nothing to
     rewrite); else None."""
     out = state.out
     if state.part_names() or not out.exists(CONSOLIDATED) or not out.exists("stats.json"):

@@ -72,11 +72,18 @@ def fingerprint_digest(fingerprint: dict[str, Any]) -> str:
     return hashlib.sha256(dumps(fingerprint).encode()).hexdigest()
 
 
-def items_digest(item_ids: Iterable[str]) -> str:
-    digest = hashlib.sha256()
-    for item_id in item_ids:
-        digest.update(item_id.encode() + b"\0")
-    return digest.hexdigest()
+class ItemsDigest:
+    """sha256 of a run's item ids in order, fed chunk by chunk (`consolidated.json` records it:
+    a finished stage is up to date only for the item list it was consolidated from)."""
+
+    def __init__(self) -> None:
+        self._sha = hashlib.sha256()
+
+    def update(self, item_ids: Iterable[str]) -> None:
+        self._sha.update(b"".join(i.encode() + b"\0" for i in item_ids))
+
+    def hexdigest(self) -> str:
+        return self._sha.hexdigest()
 
 
 def without_local_paths(text: str) -> str:
@@ -286,11 +293,3 @@ class StageState:
             self.out.remove(f"{PARTS_DIR}/{name}")
         if not self.out.listdir(PARTS_DIR):
             self.out.rmtree(PARTS_DIR)  # no empty folder left in the out
-
-    def compact(self, records: dict[str, dict[str, Any]]) -> None:
-        """Write `records` (one per item, as from `load`) as the sorted table, then drop the parts."""
-        import pyarrow as pa
-
-        rows = [records[k] for k in sorted(records)]
-        self.compact_table(pa.table({c: pa.array([r[c] for r in rows], type=pa.int64() if c == "attempts" else pa.string())
-                                     for c in RECORD_COLUMNS}))
