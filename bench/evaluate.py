@@ -67,7 +67,12 @@ def main() -> None:
     parser.add_argument("--alexnet", default=None)
     parser.add_argument("--inception", default=None)
     args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:  # random stand-in weights: 338 MB, gone afterwards
+        run(args, Path(tmp))
 
+
+def run(args: argparse.Namespace, tmp: Path) -> None:
+    """Time every metric and baseline; stand-in network weights are written under `tmp`."""
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
     import cv2
     import torch
@@ -86,7 +91,6 @@ def main() -> None:
 
     dev = args.device
     sync = torch.cuda.synchronize if dev.startswith("cuda") else (lambda: None)
-    tmp = Path(tempfile.mkdtemp())
     alexnet, inception = args.alexnet, args.inception
     if alexnet is None:
         torch.save(torchvision.models.alexnet().state_dict(), tmp / "alexnet.pth")
