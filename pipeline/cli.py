@@ -28,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "distill": ("stages.distill", "distil the trained model into a few-step student, guidance folded in, for sample.mode: fast"),
     "sample": ("stages.sample", "sample test pairs with the trained model: 50 steps, guidance 1.5 (paper A.1)"),
     "evaluate": ("stages.evaluate", "ID / OOD test sets, every method, CSIM FID AED APD AGD LPIPS PSNR SSIM +- SEM, tables (paper 4.2)"),
+    "exp": ("pipeline.exp_show", "`piq exp show`: dvc exp show with the headline columns only (the params that differ, the metrics, no dep hashes)"),
     "params": ("pipeline.params_cli", "validate params.yaml and print it as resolved"),
     "deps": ("pipeline.codegraph", "check dvc.yaml's code deps against the import graph (--write regenerates them)"),
     # the photo tool (facereplace/): not a stage; "module:attr" names one command of a module

@@ -2,12 +2,13 @@
 grow with their number.
 
 A stage may hand the runner a list or a generator. The feed takes `CHUNK` items at a time,
-drops those already finished (a membership test against the sorted pyarrow array of finished
-ids, no Python set of all ids), and hands the rest out in tasks; a failed item comes back as a
-retry, which goes out before new items. What the run needs of all the items at its end (their
-ids in order for the manifest, the digest that says which item list a consolidation was made
-from, the duplicate check) is kept as arrow string arrays and a running sha256: ~12 bytes per
-id instead of an `Item` and a set entry each.
+drops those already finished (`pipeline.state.FinishedIds`: a lookup in the sorted records
+table, no set of all ids in memory), and hands the rest out in tasks; a failed item comes back
+as a retry, which goes out before new items. What the run needs of all the items at its end
+(their ids with their positions, to check for duplicates and to put the manifest in the
+stage's order; the digest that says which item list a consolidation was made from) is a
+running sha256 and the (id, position) pairs spilled to local scratch as sorted runs
+(`pipeline.spill.ExternalSort`): the driver holds one chunk, whatever the number of items.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import itertools
 from collections import deque
 from typing import Any, Callable, Iterable, Iterator
 
+from pipeline.spill import ExternalSort
 from pipeline.stage import Item
 from pipeline.state import ItemsDigest
 
@@ -31,15 +33,16 @@ class DuplicateItems(ValueError):
 class ItemFeed:
     """Pending (item, attempt) pairs of one run, produced on demand from the stage's items.
 
-    `finished`: a pyarrow string array of ids that must not be redone (`StageState.finished`).
-    `on_skip(n)` is told how many items of each chunk were already finished (progress)."""
+    `finished`: the ids that must not be redone (`StageState.finished()`, or None: nothing is).
+    `on_skip(n)` is told how many items of each chunk were already finished (progress).
+    `close()` removes the spilled ids."""
 
     def __init__(self, items: Iterable[Item], finished: Any, stage: str, on_skip: Callable[[int], None] | None = None,
-                 chunk: int = CHUNK) -> None:
+                 chunk: int | None = None) -> None:
         self._source: Iterator[Item] = iter(items)
-        self._finished = finished if finished is not None and len(finished) else None
-        self._stage, self._on_skip, self._chunk = stage, on_skip, chunk
-        self._id_chunks: list[Any] = []
+        self._finished = finished if finished else None
+        self._stage, self._on_skip, self._chunk = stage, on_skip, chunk or CHUNK
+        self._ids = ExternalSort([("item_id", "ascending")])
         self._digest = ItemsDigest()
         self._new: deque[Item] = deque()
         self._retries: deque[tuple[Item, int]] = deque()
@@ -48,8 +51,8 @@ class ItemFeed:
         self.skipped = 0
 
     def _read_chunk(self) -> None:
+        import numpy as np
         import pyarrow as pa
-        import pyarrow.compute as pc
 
         chunk = list(itertools.islice(self._source, self._chunk))
         if not chunk:
@@ -61,12 +64,13 @@ class ItemFeed:
             raise DuplicateItems(self._stage, [i for i in ids if i in seen or seen.add(i)])
         self._digest.update(ids)
         arr = pa.array(ids, pa.string())
-        self._id_chunks.append(arr)
+        self._ids.add(pa.table({"item_id": arr, "position": pa.array(
+            np.arange(self.total, self.total + len(ids), dtype=np.int64))}))
         self.total += len(ids)
         if self._finished is None:
             self._new.extend(chunk)
             return
-        done = pc.is_in(arr, value_set=self._finished).to_numpy(zero_copy_only=False)
+        done = self._finished.contains(arr)
         before = len(self._new)
         self._new.extend(item for item, d in zip(chunk, done) if not d)
         skipped = len(chunk) - (len(self._new) - before)
@@ -114,19 +118,26 @@ class ItemFeed:
     def digest(self) -> str:
         return self._digest.hexdigest()
 
-    def ids(self) -> Any:
-        """Every item id in the stage's order, as one pyarrow string array (after `drain`)."""
-        import pyarrow as pa
-
-        return pa.concat_arrays(self._id_chunks) if self._id_chunks else pa.array([], pa.string())
+    def sorted_ids(self) -> Iterator[Any]:
+        """Every item's (item_id, position) as a stream of arrow tables sorted by id (after
+        `drain`); `position` is the item's place in the stage's order."""
+        return self._ids.sorted()
 
     def check_unique(self) -> None:
-        """Duplicates across chunks (those within one chunk were refused when it was read)."""
+        """Duplicates across chunks (those within one chunk were refused when it was read): equal
+        neighbours in the sorted stream of ids."""
         import pyarrow.compute as pc
 
-        ids = self.ids()
-        if pc.count_distinct(ids).as_py() == len(ids):
-            return
-        counts = pc.value_counts(ids)
-        repeated = counts.filter(pc.greater(counts.field("counts"), 1)).field("values")
-        raise DuplicateItems(self._stage, repeated.to_pylist()[:5])
+        previous = None
+        for table in self.sorted_ids():
+            ids = table["item_id"].combine_chunks()
+            if previous is not None and ids[0].as_py() == previous:
+                raise DuplicateItems(self._stage, [previous])
+            if len(ids) > 1:
+                same = pc.equal(ids.slice(0, len(ids) - 1), ids.slice(1))
+                if pc.any(same).as_py():
+                    raise DuplicateItems(self._stage, sorted(set(ids.slice(1).filter(same).to_pylist()))[:5])
+            previous = ids[-1].as_py()
+
+    def close(self) -> None:
+        self._ids.close()

@@ -6,13 +6,13 @@ run timings go to the runner's timing report outside the outs (pipeline/timing.p
 """
 from __future__ import annotations
 
-import io
 import json
 from collections import Counter
-from typing import Any
+from typing import Any, Callable, Iterator
 
 import pandas as pd
 
+from pipeline.spill import ExternalSort, Scratch, read_run, rebatch
 from pipeline.state import CONSOLIDATED, StageState
 
 REJECT_COLUMNS = {"item_id": "string", "stage": "string", "code": "string", "detail": "string", "attempts": "int64"}
@@ -45,19 +45,80 @@ def _to_arrow(df: pd.DataFrame) -> Any:
     return pa.Table.from_pandas(df, preserve_index=False)
 
 
-def _write_parquet(state: StageState, tables: list[Any], empty: pd.DataFrame, name: str) -> None:
-    """Batches (arrow tables, each from a `_frame`) as one parquet file. One batch is written as
-    `DataFrame.to_parquet` wrote the whole frame (same bytes as before streaming); several are
-    concatenated with their types unified (an int column of one batch and a float one of
-    another become float, a column missing from a batch is null there)."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
+class _TableOut:
+    """One output table (manifest.parquet or rejects.parquet) written from batches (arrow tables,
+    each from a `_frame`) without holding them all. One batch is written as `DataFrame.to_parquet`
+    wrote the whole frame (the bytes of a small stage's table do not change); several are first
+    spilled to local scratch, their types unified as `pa.concat_tables(promote_options=
+    "permissive")` unifies them (an int column of one batch and a float one of another become
+    float, a column missing from a batch is null there), then streamed one row group per batch."""
 
-    table = _to_arrow(empty) if not tables else tables[0] if len(tables) == 1 else \
-        pa.concat_tables(tables, promote_options="permissive")
-    buf = io.BytesIO()
-    pq.write_table(table, buf)
-    state.out.write_bytes(name, buf.getvalue())
+    def __init__(self, state: StageState, name: str, empty: pd.DataFrame) -> None:
+        self.state, self.name, self.empty = state, name, empty
+        self.first: Any = None
+        self.spill: Scratch | None = None
+        self.runs: list[str] = []
+        self.schemas: list[Any] = []
+
+    def add(self, table: Any) -> None:
+        if self.first is None:
+            self.first = table
+            return
+        if self.spill is None:
+            self.spill = Scratch()
+            self._keep(self.first)
+        self._keep(table)
+
+    def _keep(self, table: Any) -> None:
+        assert self.spill is not None
+        self.runs.append(self.spill.write([table]))  # one file per batch: schemas may differ
+        self.schemas.append(table.schema)
+
+    def write(self) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        try:
+            with self.state.out.writing(self.name) as fh:
+                if self.spill is None:
+                    pq.write_table(_to_arrow(self.empty) if self.first is None else self.first, fh)
+                    return
+                schema = pa.unify_schemas(self.schemas, promote_options="permissive")
+                empty = schema.empty_table()
+                with pq.ParquetWriter(fh, schema) as writer:
+                    for path in self.runs:
+                        batch = pa.concat_tables(list(read_run(path, 1 << 62)))
+                        writer.write_table(pa.concat_tables([empty, batch], promote_options="permissive").cast(schema))
+        finally:
+            if self.spill is not None:
+                self.spill.close()
+
+
+def _joined(items: Iterator[Any], records: Iterator[Any]) -> Iterator[tuple[Any, int]]:
+    """Merge join of two streams sorted by item id: (item_id, position) tables and the compacted
+    records. Yields, per items table, its items' records with their `position` (in id order)
+    and how many of its items have no record."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    held = None
+    for batch in items:
+        ids = batch["item_id"]
+        lo, hi = ids[0], ids[-1]
+        while held is None or held.num_rows == 0 or held["item_id"][-1].as_py() < hi.as_py():
+            more = next(records, None)
+            if more is None:
+                break
+            held = more if held is None else pa.concat_tables([held, more])
+            held = held.filter(pc.greater_equal(held["item_id"], lo))  # records of no item of the run
+        if held is None or held.num_rows == 0:
+            yield None, batch.num_rows
+            continue
+        where = pc.index_in(ids, value_set=held["item_id"])
+        found = pc.is_valid(where)
+        picked = held.take(where.drop_null()).append_column("position", batch["position"].filter(found))
+        yield picked, batch.num_rows - picked.num_rows
+        held = held.filter(pc.greater(held["item_id"], hi))
 
 
 def up_to_date(state: StageState, digest: str) -> dict[str, Any] | None:
@@ -75,42 +136,43 @@ def up_to_date(state: StageState, digest: str) -> dict[str, Any] | None:
     return stats if made.get("items") == digest else None
 
 
-def consolidate(state: StageState, stage_name: str, item_ids: Any, digest: str,
-                manifest_columns: dict[str, str]) -> dict[str, Any]:
-    """Compact the records, write the stage's tables from the records of `item_ids` (a pyarrow
-    string array, in the stage's order; `digest` is theirs), stats.json last. Returns the
-    stats. Rows become Python objects `BATCH` items at a time and go to arrow at once, so the
-    driver holds the manifest as arrow columns, not as one dict per row."""
-    import pyarrow.compute as pc
+def consolidate(state: StageState, stage_name: str, sorted_ids: Callable[[], Iterator[Any]], n_items: int,
+                digest: str, manifest_columns: dict[str, str]) -> dict[str, Any]:
+    """Compact the records, write the stage's tables from the records of the run's items
+    (`sorted_ids()`: their (item_id, position) sorted by id, `pipeline.item_feed.ItemFeed`;
+    `digest` is theirs), stats.json last. Returns the stats. The records are joined with the
+    items in id order, put back in the stage's order on local scratch, and turned into rows
+    `BATCH` items at a time: the driver's memory does not grow with the number of items."""
+    from pipeline.state import RECORD_COLUMNS
 
-    table = state.table()
-    state.compact_table(table)
-    position = pc.index_in(item_ids, value_set=table["item_id"])
-    missing = position.null_count
-    position = position.drop_null()  # the records of the items, in item order
+    state.compact()
     columns = {"item_id": "string", **manifest_columns}
-    manifests, reject_tables = [], []
-    n_rows, n_rejects, codes = 0, 0, Counter()
-    for start in range(0, len(position), BATCH):
-        picked = table.take(position.slice(start, BATCH)).to_pydict()
-        rows: list[dict[str, Any]] = []
-        rejects: list[dict[str, Any]] = []
-        for k, item_id in enumerate(picked["item_id"]):
-            if picked["status"][k] == "done":
-                rows.extend({"item_id": item_id, **row} for row in json.loads(picked["rows"][k]))
-            else:
-                rejects.append({"item_id": item_id, "stage": stage_name, "code": picked["code"][k],
-                                "detail": picked["detail"][k], "attempts": int(picked["attempts"][k])})
-        if rows:
-            manifests.append(_to_arrow(_frame(rows, columns)))
-        if rejects:
-            reject_tables.append(_to_arrow(_frame(rejects, REJECT_COLUMNS)))
-        n_rows, n_rejects = n_rows + len(rows), n_rejects + len(rejects)
-        codes.update(r["code"] for r in rejects)
-    del table
-    _write_parquet(state, manifests, _frame([], columns), "manifest.parquet")
-    _write_parquet(state, reject_tables, _frame([], REJECT_COLUMNS), "rejects.parquet")
-    n_items = len(item_ids)
+    manifest = _TableOut(state, "manifest.parquet", _frame([], columns))
+    reject_out = _TableOut(state, "rejects.parquet", _frame([], REJECT_COLUMNS))
+    n_rows, n_rejects, missing, codes = 0, 0, 0, Counter()
+    with ExternalSort([("position", "ascending")]) as in_order:
+        for picked, unmatched in _joined(iter(sorted_ids()), state._compacted(RECORD_COLUMNS)):
+            missing += unmatched
+            if picked is not None:
+                in_order.add(picked.drop_columns(["files"]))
+        for batch in rebatch(in_order.sorted(), BATCH):
+            picked = batch.to_pydict()
+            rows: list[dict[str, Any]] = []
+            rejects: list[dict[str, Any]] = []
+            for k, item_id in enumerate(picked["item_id"]):
+                if picked["status"][k] == "done":
+                    rows.extend({"item_id": item_id, **row} for row in json.loads(picked["rows"][k]))
+                else:
+                    rejects.append({"item_id": item_id, "stage": stage_name, "code": picked["code"][k],
+                                    "detail": picked["detail"][k], "attempts": int(picked["attempts"][k])})
+            if rows:
+                manifest.add(_to_arrow(_frame(rows, columns)))
+            if rejects:
+                reject_out.add(_to_arrow(_frame(rejects, REJECT_COLUMNS)))
+            n_rows, n_rejects = n_rows + len(rows), n_rejects + len(rejects)
+            codes.update(r["code"] for r in rejects)
+    manifest.write()
+    reject_out.write()
     stats = {
         "stage": stage_name,
         "items": n_items,

@@ -10,10 +10,11 @@ are `OutDirError`: the runner stops with that message instead of refusing item a
 """
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import uuid
-from typing import Any
+from typing import IO, Any, Iterator
 
 from pipeline.worker_state import WorkerLocal
 
@@ -81,6 +82,31 @@ class OutDir(WorkerLocal):
             self._discard(tmp)
             raise self.classify(err, rel) from err
 
+    @contextlib.contextmanager
+    def writing(self, rel: str) -> Iterator[IO[bytes]]:
+        """A binary file to stream `rel` into (a table too large to hold as bytes), published
+        atomically when the block ends without an error; on an error nothing replaces `rel`."""
+        final = self.path(rel)
+        parent = final.rsplit("/", 1)[0]
+        tmp = f"{parent}/.{final.rsplit('/', 1)[1]}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        try:
+            self._makedirs(parent)
+            with (open(tmp, "wb") if self.local else self.fs.open(tmp, "wb")) as fh:
+                yield fh
+                if self.local and self.fsync:
+                    fh.flush()
+                    os.fsync(fh.fileno())
+            if self.local:
+                os.replace(tmp, final)
+            else:
+                self.fs.mv(tmp, final)
+        except OSError as err:
+            self._discard(tmp)
+            raise self.classify(err, rel) from err
+        except BaseException:
+            self._discard(tmp)
+            raise
+
     def classify(self, err: OSError, rel: str) -> OSError:
         """`OutDirError` for a write error that will repeat for every item (full disk,
         read-only or unwritable folder), naming the out_dir and the file; else `err` itself."""
@@ -124,6 +150,10 @@ class OutDir(WorkerLocal):
             with open(self.path(rel), "rb") as fh:
                 return fh.read()
         return self.fs.cat_file(self.path(rel))
+
+    def open_read(self, rel: str) -> IO[bytes]:
+        """`rel` opened for reading (seekable: parquet reads its footer first, then row groups)."""
+        return open(self.path(rel), "rb") if self.local else self.fs.open(self.path(rel), "rb")
 
     def exists(self, rel: str) -> bool:
         return os.path.exists(self.path(rel)) if self.local else self.fs.exists(self.path(rel))

@@ -224,23 +224,29 @@ class Runner:
         state.open({"stage": stage.name, "seed": self.seed, **stage.fingerprint()})
         bar = tqdm(total=len(items) if isinstance(items, Sized) else None, desc=stage.name, unit="item",
                    disable=not self.params.progress, file=sys.stderr)
-        feed = ItemFeed(items, state.finished(), stage.name, on_skip=bar.update)
+        finished = state.finished()
+        feed = ItemFeed(items, finished, stage.name, on_skip=bar.update)
         nodes: Counter[str] = Counter()
         processed = False
         try:
-            if feed:
-                processed = True
-                out.remove("stats.json")  # not complete until rewritten
-                run = self._run_local if self.params.workers == 0 else self._run_ray
-                run(stage, feed, out, bar, nodes)
-            feed.drain()
+            try:
+                if feed:
+                    processed = True
+                    out.remove("stats.json")  # not complete until rewritten
+                    run = self._run_local if self.params.workers == 0 else self._run_ray
+                    run(stage, feed, out, bar, nodes)
+                feed.drain()
+            finally:
+                bar.close()
+                finished.close()
+            feed.check_unique()
+            stats = None if processed else up_to_date(state, feed.digest())
+            if stats is None:
+                out.remove("stats.json")
+                stats = consolidate(state, stage.name, feed.sorted_ids, feed.total, feed.digest(),
+                                    stage.manifest_columns)
         finally:
-            bar.close()
-        feed.check_unique()
-        stats = None if processed else up_to_date(state, feed.digest())
-        if stats is None:
-            out.remove("stats.json")
-            stats = consolidate(state, stage.name, feed.ids(), feed.digest(), stage.manifest_columns)
+            feed.close()
         summary = RunSummary(stage.name, stats, skipped=feed.skipped, processed=feed.total - feed.skipped,
                              nodes=dict(nodes), seconds=time.time() - started)
         write_timing(self.params.reports_dir, summary, self.params.workers)

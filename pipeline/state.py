@@ -20,16 +20,17 @@ after recording, whose batch was retried elsewhere) collapse to one: done wins o
 """
 from __future__ import annotations
 
+import bisect
 import hashlib
-import io
 import json
 import os
 import sys
 import uuid
 import warnings
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 from pipeline.outdir import OutDir
+from pipeline.spill import ExternalSort, dedup_last, merge_sorted, rebatch
 
 STATE_DIR = "_state"
 PARTS_DIR = f"{STATE_DIR}/parts"
@@ -42,6 +43,17 @@ OUTPUT_TABLES = ("manifest.parquet", "rejects.parquet", "stats.json")
 RETRYABLE_CODES = frozenset({"stage_error", "worker_died", "write_error"})
 RECORDS_ROW_GROUP = 16384  # rows per row group of records.parquet: what resuming decodes at once
 RECORD_COLUMNS = ("item_id", "status", "code", "detail", "attempts", "files", "rows")
+# order of one item's records: a done record wins, else the latest (the compacted table's rows
+# come before any part's; parts are read in name order)
+RECORD_ORDER = [("item_id", "ascending"), ("_done", "ascending"), ("_order", "ascending")]
+PARTS_ORDER_BASE = 1 << 40  # `_order` of the first part record: after every compacted row
+FINISHED_CACHE_GROUPS = 4  # row groups of finished ids a `FinishedIds` keeps decoded
+
+
+def record_schema() -> Any:
+    import pyarrow as pa
+
+    return pa.schema([(c, pa.int64() if c == "attempts" else pa.string()) for c in RECORD_COLUMNS])
 
 
 def json_default(obj: Any) -> Any:
@@ -150,14 +162,17 @@ class StageState:
             kept = False
         blob = json.dumps({"digest": digest, "fingerprint": fingerprint}, indent=1, sort_keys=True, default=json_default)
         self.out.write_bytes(FINGERPRINT_FILE, blob.encode())
+        if kept and self.part_names():
+            self.compact()  # a run that was killed: its parts join the table, so resuming reads one sorted file
         return kept
 
     def wipe(self) -> None:
         """Remove every output of earlier runs: the files their records name, the records, and
-        the consolidated tables."""
-        for record in self.load().values():
-            for rel in json.loads(record["files"]):
-                self.out.remove(rel)
+        the consolidated tables (records read a row group / a part at a time)."""
+        for table in self._sources(("files",)):
+            for files in table["files"].to_pylist():
+                for rel in json.loads(files):
+                    self.out.remove(rel)
         self.out.rmtree(STATE_DIR)
         for name in OUTPUT_TABLES:
             self.out.remove(name)
@@ -166,23 +181,6 @@ class StageState:
 
     def part_names(self) -> list[str]:
         return [n for n in self.out.listdir(PARTS_DIR) if n.endswith(".jsonl")]
-
-    def load(self) -> dict[str, dict[str, Any]]:
-        """Every item's record (compacted table, then the parts), one per item: a done record
-        wins over a reject, a later reject over an earlier one."""
-        records: dict[str, dict[str, Any]] = {}
-        for record in self._compacted():
-            records[record["item_id"]] = record
-        for name in self.part_names():
-            for record in self._part(name):
-                old = records.get(record["item_id"])
-                if old is None or old["status"] != "done":
-                    records[record["item_id"]] = record
-        return records
-
-    def _compacted(self) -> list[dict[str, Any]]:
-        table = self._compacted_columns(RECORD_COLUMNS)
-        return [] if table is None else table.to_pylist()
 
     def _part(self, name: str) -> list[dict[str, Any]]:
         try:
@@ -206,90 +204,199 @@ class StageState:
                           "unreadable; their items are redone", stacklevel=2)
         return records
 
-    def finished(self) -> Any:
-        """Ids that a new run must not redo, as one pyarrow string array: those with a final
-        record anywhere in the table (a done record is never followed by another record of the
-        item). Reads three columns of the compacted table, without a Python object per record:
-        resuming a finished 100k-item stage stays well under a second, and the driver holds
-        ~12 bytes per finished id, not a set entry."""
-        import pyarrow as pa
-        import pyarrow.compute as pc
-
-        chunks = []
-        retryable = pa.array(sorted(RETRYABLE_CODES))
-        table = self._compacted_columns(("item_id", "status", "code"), where=lambda t: pc.or_(
-            pc.equal(t["status"], "done"), pc.invert(pc.is_in(t["code"], value_set=retryable))))
-        if table is not None:
-            chunks.extend(table["item_id"].cast(pa.string()).chunks)
-        for name in self.part_names():
-            ids = [r["item_id"] for r in self._part(name) if is_final(r)]
-            if ids:
-                chunks.append(pa.array(ids, pa.string()))
-        return pa.concat_arrays(chunks) if chunks else pa.array([], pa.string())
-
-    def _compacted_columns(self, columns: tuple[str, ...], where: Any = None) -> Any:
-        """Columns of the compacted table, read row group by row group; `where(table)` -> a
-        boolean mask keeps only the rows the caller needs from each group."""
+    def _compacted_file(self) -> Any:
+        """The compacted table opened for reading row group by row group (its footer read, no
+        row), or None when there is none or it is unreadable (its items are then redone)."""
         if not self.out.exists(RECORDS_TABLE):
             return None
-        import pyarrow as pa
         import pyarrow.parquet as pq
 
         try:
-            parquet = pq.ParquetFile(io.BytesIO(self.out.read_bytes(RECORDS_TABLE)))
-            groups = []
-            for g in range(parquet.num_row_groups):
-                group = parquet.read_row_group(g, columns=list(columns), use_threads=False)
-                groups.append(group if where is None else group.filter(where(group)))
-            return pa.concat_tables(groups) if groups else parquet.schema_arrow.empty_table().select(list(columns))
+            # a local file is opened by path (pyarrow reads it by ranges and closes it itself)
+            return pq.ParquetFile(self.out.path(RECORDS_TABLE) if self.out.local else self.out.open_read(RECORDS_TABLE))
         except Exception as err:  # noqa: BLE001 - a damaged table: its items are redone
-            warnings.warn(f"{self.out.path(RECORDS_TABLE)} is unreadable ({type(err).__name__}: {err}); "
-                          "its items count as unfinished and are redone", stacklevel=2)
+            self._warn_unreadable(err)
             return None
 
-    def table(self) -> Any:
-        """Every item's record as one pyarrow table sorted by item id, one row per item (the
-        same choice as `load`: a done record wins, else the latest), built part by part without
-        a Python object per record, so compacting 100k+ records keeps the driver small."""
+    def _warn_unreadable(self, err: BaseException) -> None:
+        warnings.warn(f"{self.out.path(RECORDS_TABLE)} is unreadable ({type(err).__name__}: {err}); "
+                      "its items count as unfinished and are redone", stacklevel=3)
+
+    def _compacted(self, columns: tuple[str, ...]) -> Iterator[Any]:
+        """The compacted table's `columns`, one row group at a time (sorted by item id); a row
+        group that cannot be decoded ends the stream with a warning (the rest is redone)."""
+        parquet = self._compacted_file()
+        if parquet is None:
+            return
+        schema = record_schema()
+        try:
+            for g in range(parquet.num_row_groups):
+                group = parquet.read_row_group(g, columns=list(columns), use_threads=False)
+                yield group.cast(pa_select(schema, columns))
+        except Exception as err:  # noqa: BLE001
+            self._warn_unreadable(err)
+        finally:
+            parquet.close(force=True)
+
+    def _parts(self, columns: tuple[str, ...], names: list[str] | None = None) -> Iterator[Any]:
+        """The records of the parts (`names`, default all), one arrow table per part."""
+        import pyarrow as pa
+
+        schema = pa_select(record_schema(), columns)
+        for name in self.part_names() if names is None else names:
+            records = self._part(name)
+            if records:
+                yield pa.Table.from_pylist([{c: r[c] for c in columns} for r in records], schema=schema)
+
+    def _sources(self, columns: tuple[str, ...]) -> Iterator[Any]:
+        """Every record as stored (compacted rows, then parts), duplicates and all."""
+        yield from self._compacted(columns)
+        yield from self._parts(columns)
+
+    def merged(self, parts: list[str] | None = None) -> Iterator[Any]:
+        """Every item's record, one row per item, sorted by item id, as a stream of arrow
+        tables (a done record wins, else the latest: `RECORD_ORDER`): the compacted table merged
+        with the parts (`parts`, default all) sorted on local scratch, so the memory it takes
+        does not depend on the number of records (pipeline/spill.py)."""
+        import numpy as np
         import pyarrow as pa
         import pyarrow.compute as pc
 
-        schema = pa.schema([(c, pa.int64() if c == "attempts" else pa.string()) for c in RECORD_COLUMNS])
-        tables = []
-        compacted = self._compacted_columns(RECORD_COLUMNS)
-        if compacted is not None:
-            tables.append(compacted.cast(schema))
-        for name in self.part_names():
-            records = self._part(name)
-            if records:
-                tables.append(pa.Table.from_pylist([{c: r[c] for c in RECORD_COLUMNS} for r in records], schema=schema))
-        table = pa.concat_tables(tables) if tables else schema.empty_table()
-        n = table.num_rows
-        if n == 0:
-            return table
-        # one sort of three narrow columns, then one take of the whole table (no sorted copy
-        # of every column that is filtered again)
-        keys = pa.table({"item_id": table["item_id"], "_done": pc.equal(table["status"], "done"),
-                         "_order": pa.array(range(n), pa.int64())})
-        order = pc.sort_indices(keys, sort_keys=[("item_id", "ascending"), ("_done", "ascending"),
-                                                 ("_order", "ascending")])
-        ids = keys["item_id"].take(order).combine_chunks()
-        del keys
-        last = pc.not_equal(ids.slice(0, n - 1), ids.slice(1)) if n > 1 else pa.array([], pa.bool_())
-        keep = pa.concat_arrays([last, pa.array([True])])
-        return table.take(order.filter(keep))
+        def ordered(tables: Iterator[Any], base: int) -> Iterator[Any]:
+            for table in tables:
+                n = table.num_rows
+                yield table.append_column("_done", pc.equal(table["status"], "done")).append_column(
+                    "_order", pa.array(np.arange(base, base + n, dtype=np.int64)))
+                base += n
+
+        with ExternalSort(RECORD_ORDER) as pending:
+            for table in ordered(self._parts(RECORD_COLUMNS, parts), PARTS_ORDER_BASE):
+                pending.add(table)
+            sources = [ordered(self._compacted(RECORD_COLUMNS), 0), pending.sorted()]
+            for table in dedup_last(merge_sorted(sources, "item_id", pending.sort), "item_id", pending.sort):
+                yield table.drop_columns(["_done", "_order"])
+
+    def table(self) -> Any:
+        """Every item's record as one table (`merged` whole: for small stages and tests)."""
+        import pyarrow as pa
+
+        tables = list(self.merged())
+        return pa.concat_tables(tables) if tables else record_schema().empty_table()
+
+    def load(self) -> dict[str, dict[str, Any]]:
+        """Every item's record as a dict by item id (small stages and tests)."""
+        return {r["item_id"]: r for r in self.table().to_pylist()}
+
+    def finished(self) -> "FinishedIds":
+        """The ids a new run must not redo: final records of the compacted table (`open`
+        compacts the parts a killed run left)."""
+        return FinishedIds(self)
 
     # --- compaction ----------------------------------------------------------------------------
 
+    def compact(self) -> None:
+        """Merge the parts into the compacted table (streamed, one row group at a time), then
+        drop them. A crash in between leaves the old table and the parts: nothing is lost."""
+        parts = self.part_names()
+        self._write(rebatch(self.merged(parts), RECORDS_ROW_GROUP))
+        self._drop_parts(parts)
+
     def compact_table(self, table: Any) -> None:
         """Write `table` (from `table()`) as the compacted records, then drop the parts."""
+        parts = self.part_names()
+        self._write(rebatch([table], RECORDS_ROW_GROUP))
+        self._drop_parts(parts)
+
+    def _write(self, groups: Iterable[Any]) -> None:
         import pyarrow.parquet as pq
 
-        parts = self.part_names()
-        buf = io.BytesIO()
-        pq.write_table(table, buf, compression="zstd", row_group_size=RECORDS_ROW_GROUP)
-        self.out.write_bytes(RECORDS_TABLE, buf.getvalue())
+        schema = record_schema()
+        with self.out.writing(RECORDS_TABLE) as fh:
+            with pq.ParquetWriter(fh, schema, compression="zstd") as writer:
+                wrote = False
+                for group in groups:
+                    writer.write_table(group.cast(schema), row_group_size=RECORDS_ROW_GROUP)
+                    wrote = True
+                if not wrote:
+                    writer.write_table(schema.empty_table(), row_group_size=RECORDS_ROW_GROUP)
+
+    def _drop_parts(self, parts: list[str]) -> None:
         for name in parts:
             self.out.remove(f"{PARTS_DIR}/{name}")
         if not self.out.listdir(PARTS_DIR):
             self.out.rmtree(PARTS_DIR)  # no empty folder left in the out
+
+
+def pa_select(schema: Any, columns: tuple[str, ...]) -> Any:
+    import pyarrow as pa
+
+    return pa.schema([schema.field(c) for c in columns])
+
+
+class FinishedIds:
+    """Membership of item ids in the compacted table's final records (done, or refused for good),
+    without holding them: the table is sorted by item id, so each row group's min / max (from
+    the parquet footer) says which groups a chunk of ids can hit; only those groups' ids are
+    decoded (a few kept). Items handed in id order touch each group about once; in any order
+    the cost per chunk is bounded by the number of groups, and memory stays flat."""
+
+    def __init__(self, state: StageState) -> None:
+        self._file = state._compacted_file()
+        self._state = state
+        self._ranges: list[tuple[int, str | None, str | None]] = []  # (row group, min id, max id)
+        self._cache: dict[int, Any] = {}
+        if self._file is not None:
+            col = self._file.schema_arrow.get_field_index("item_id")
+            for g in range(self._file.num_row_groups):
+                meta = self._file.metadata.row_group(g)
+                if meta.num_rows == 0:
+                    continue
+                stats = meta.column(col).statistics
+                if stats is not None and stats.has_min_max:
+                    self._ranges.append((g, stats.min, stats.max))
+                else:
+                    self._ranges.append((g, None, None))
+
+    def __bool__(self) -> bool:
+        return bool(self._ranges)
+
+    def _group(self, g: int) -> Any:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        if g not in self._cache:
+            try:
+                t = self._file.read_row_group(g, columns=["item_id", "status", "code"], use_threads=False)
+                final = pc.or_(pc.equal(t["status"], "done"),
+                               pc.invert(pc.is_in(t["code"], value_set=pa.array(sorted(RETRYABLE_CODES)))))
+                ids = t["item_id"].filter(final).combine_chunks().cast(pa.string())
+            except Exception as err:  # noqa: BLE001 - a damaged group: its items are redone
+                self._state._warn_unreadable(err)
+                ids = pa.array([], pa.string())
+            if len(self._cache) >= FINISHED_CACHE_GROUPS:
+                self._cache.pop(next(iter(self._cache)))
+            self._cache[g] = ids
+        return self._cache[g]
+
+    def contains(self, ids: Any) -> Any:
+        """A numpy bool mask: which of `ids` (a pyarrow string array) are finished."""
+        import numpy as np
+        import pyarrow.compute as pc
+
+        mask = np.zeros(len(ids), dtype=bool)
+        if not self._ranges or not len(ids):
+            return mask
+        keys = sorted(ids.to_pylist())
+        for g, lo, hi in self._ranges:
+            if lo is not None:
+                k = bisect.bisect_left(keys, lo)
+                if k == len(keys) or keys[k] > hi:
+                    continue
+            mask |= pc.is_in(ids, value_set=self._group(g)).to_numpy(zero_copy_only=False)
+        return mask
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close(force=True)
+            self._file = None
+        self._cache.clear()
