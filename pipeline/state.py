@@ -6,7 +6,8 @@ Layout under a stage's out_dir (a local path or an fsspec URL, pipeline/outdir.p
     _state/fingerprint.json             what the outputs depend on; a mismatch wipes the state
     _state/parts/<writer>-<seq>.jsonl   records of one batch of finished items, one file per batch,
                                         written atomically after the batch's files (append-only)
-    _state/records.parquet              the parts compacted at the end of a run, sorted by item id
+    _state/records.parquet              the parts compacted at the end of a run (and those a killed
+                                        run left, when the next one opens), sorted by item id
     _state/consolidated.json            which item list the tables below were made from
     manifest.parquet, rejects.parquet   consolidated from the records at the end of a run
     stats.json                          written last: the run is complete
@@ -17,6 +18,10 @@ overwritten, so nothing half-written ever counts and nothing recorded is ever re
 that is unreadable or cut short (a copy interrupted, a foreign non-atomic filesystem) loses only
 its unreadable lines: their items are redone. Duplicate records of one item (a worker that died
 after recording, whose batch was retried elsewhere) collapse to one: done wins over a reject.
+
+Nothing here holds every record at once: compaction is an external merge (pipeline/spill.py),
+the finished ids are looked up in the sorted compacted table row group by row group
+(`FinishedIds`), so the driver's memory does not grow with the number of items.
 """
 from __future__ import annotations
 
@@ -41,7 +46,7 @@ OUTPUT_TABLES = ("manifest.parquet", "rejects.parquet", "stats.json")
 # Reject codes that a later run tries again: the cause may have been fixed (a flaky disk, a
 # model that ran out of memory). Codes raised by a stage for bad input are final.
 RETRYABLE_CODES = frozenset({"stage_error", "worker_died", "write_error"})
-RECORDS_ROW_GROUP = 16384  # rows per row group of records.parquet: what resuming decodes at once
+RECORDS_ROW_GROUP = 8192  # rows per row group of records.parquet: what resuming decodes at once
 RECORD_COLUMNS = ("item_id", "status", "code", "detail", "attempts", "files", "rows")
 # order of one item's records: a done record wins, else the latest (the compacted table's rows
 # come before any part's; parts are read in name order)
