@@ -151,7 +151,7 @@ def consolidate(state: StageState, stage_name: str, sorted_ids: Callable[[], Ite
     reject_out = _TableOut(state, "rejects.parquet", _frame([], REJECT_COLUMNS))
     n_rows, n_rejects, missing, codes = 0, 0, 0, Counter()
     with ExternalSort([("position", "ascending")]) as in_order:
-        for picked, unmatched in _joined(iter(sorted_ids()), state._compacted(RECORD_COLUMNS)):
+        for picked, unmatched in _joined(iter(sorted_ids()), state.compacted(RECORD_COLUMNS)):
             missing += unmatched
             if picked is not None:
                 in_order.add(picked.drop_columns(["files"]))

@@ -120,11 +120,6 @@ def reject_record(item_id: str, code: str, detail: str, attempts: int) -> dict[s
             "attempts": attempts, "files": "[]", "rows": "[]"}
 
 
-def is_final(record: dict[str, Any]) -> bool:
-    """Done, or refused for a reason a rerun would not change."""
-    return record["status"] == "done" or record["code"] not in RETRYABLE_CODES
-
-
 class RecordWriter:
     """Appends batches of records to the table: one atomically written part file per batch,
     named after this writer (unique per process), so writers never share a file."""
@@ -227,7 +222,7 @@ class StageState:
         warnings.warn(f"{self.out.path(RECORDS_TABLE)} is unreadable ({type(err).__name__}: {err}); "
                       "its items count as unfinished and are redone", stacklevel=3)
 
-    def _compacted(self, columns: tuple[str, ...]) -> Iterator[Any]:
+    def compacted(self, columns: tuple[str, ...]) -> Iterator[Any]:
         """The compacted table's `columns`, one row group at a time (sorted by item id); a row
         group that cannot be decoded ends the stream with a warning (the rest is redone)."""
         parquet = self._compacted_file()
@@ -255,7 +250,7 @@ class StageState:
 
     def _sources(self, columns: tuple[str, ...]) -> Iterator[Any]:
         """Every record as stored (compacted rows, then parts), duplicates and all."""
-        yield from self._compacted(columns)
+        yield from self.compacted(columns)
         yield from self._parts(columns)
 
     def merged(self, parts: list[str] | None = None) -> Iterator[Any]:
@@ -277,7 +272,7 @@ class StageState:
         with ExternalSort(RECORD_ORDER) as pending:
             for table in ordered(self._parts(RECORD_COLUMNS, parts), PARTS_ORDER_BASE):
                 pending.add(table)
-            sources = [ordered(self._compacted(RECORD_COLUMNS), 0), pending.sorted()]
+            sources = [ordered(self.compacted(RECORD_COLUMNS), 0), pending.sorted()]
             for table in dedup_last(merge_sorted(sources, "item_id", pending.sort), "item_id", pending.sort):
                 yield table.drop_columns(["_done", "_order"])
 
@@ -369,7 +364,7 @@ class FinishedIds:
         import pyarrow as pa
         import pyarrow.compute as pc
 
-        if g not in self._cache:
+        if g not in self._cache:  # final = done, or refused for a reason a rerun would not change
             try:
                 t = self._file.read_row_group(g, columns=["item_id", "status", "code"], use_threads=False)
                 final = pc.or_(pc.equal(t["status"], "done"),
