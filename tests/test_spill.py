@@ -141,3 +141,37 @@ def test_duplicates_across_chunks_are_refused(tiny, tmp_path: Path) -> None:
     work = shuffled_items(100)
     with pytest.raises(ValueError, match="duplicate item ids \\['i0007'\\]"):
         run(tmp_path, work + [Item("i0007", {"value": 7})])
+
+
+def test_merged_records_follow_the_rules_across_table_and_parts(tiny, tmp_path: Path) -> None:
+    """A done record wins wherever it is (compacted table or part); else the latest record (parts
+    after the table, parts in name order); many records of one item, split over merge steps,
+    still give one."""
+    from pipeline.state import done_record, reject_record
+
+    state = StageState(tmp_path)
+    table = [reject_record("a", "stage_error", "x", 1), done_record("b", [{"v": 1}], ["b.txt"], 1),
+             reject_record("c", "stage_error", "first", 1)]
+    state.compact_table(pa.Table.from_pylist(table, schema=pipeline.state.record_schema()))
+    (tmp_path / PARTS_DIR).mkdir(parents=True)
+    parts = {
+        "w1-000000": [done_record("a", [{"v": 2}], ["a.txt"], 2), reject_record("b", "worker_died", "late", 2)]
+        + [reject_record("d", "stage_error", f"try {k}", k) for k in range(60)],
+        "w2-000000": [reject_record("c", "negative_value", "last", 2)]
+        + [done_record(f"e{k:03d}", [], [], 1) for k in range(40)],
+    }
+    for name, records in parts.items():
+        (tmp_path / PARTS_DIR / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    merged = state.load()
+    assert merged["a"]["status"] == "done" and merged["a"]["attempts"] == 2
+    assert merged["b"]["status"] == "done" and merged["b"]["rows"] == '[{"v":1}]'
+    assert merged["c"]["code"] == "negative_value"
+    assert merged["d"]["detail"] == "try 59"
+    assert len(merged) == 4 + 40
+    state.compact()
+    assert not (tmp_path / PARTS_DIR).exists()
+    assert state.load() == merged
+    finished = state.finished()
+    ids = pa.array(["a", "b", "c", "d", "e000", "e039", "zz"])
+    assert finished.contains(ids).tolist() == [True, True, True, False, True, True, False]
+    finished.close()
