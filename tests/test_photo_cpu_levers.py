@@ -1,11 +1,89 @@
 """The one-core levers of `piq replace --method classical` (bench/replace.py, docs/BENCHMARKS.md)
-give what the slower code gave: the vectorised watermark is invisible-watermark's bytes."""
+give what the slower code gave: MTCNN on BlazeFace's proposals boxes the faces the whole pass
+boxes (within MTCNN's own jitter) and the whole pass still runs when they miss REF's person;
+the vectorised watermark is invisible-watermark's bytes; erosion, colour transfer and Poisson
+on the mask's box are the whole frame's, bit for bit."""
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 
-from tests.photo_fixtures import group_photo
+from facereplace.faces import detect_all, detection_factor, find_faces
+from pipeline.config.ingest import IngestParams
+from pipeline.config.replace import ReplaceParams
+from tests.photo_fixtures import astronaut, astronaut_reference, group_photo
+
+
+@pytest.mark.parametrize("make", [lambda: cv2.resize(group_photo(), None, fx=2.5, fy=2.5, interpolation=cv2.INTER_CUBIC),
+                                  lambda: cv2.resize(astronaut(), (1600, 1600), interpolation=cv2.INTER_CUBIC),
+                                  group_photo], ids=["group-2472px", "portrait-1600px", "group-989px"])
+def test_proposed_faces_are_the_whole_passes_within_mtcnns_jitter(make, detect_calls) -> None:
+    """The same faces as the whole copy's pass, each box within 8 % of the face's size (MTCNN
+    moves its own boxes by up to 5.6 % when these photos are cropped by 8-40 px), MTCNN run
+    only on squares smaller than that copy."""
+    photo, p = make(), ReplaceParams()
+    whole = find_faces(photo, p, retry="never", replaceable_only=True, measured=False)
+    detect_calls.clear()
+    got = find_faces(photo, p, proposed=True, measured=False)
+    assert len(got) == len(whole) >= 1
+    for a, b in zip(got, whole):
+        assert np.abs(np.subtract(a.box, b.box)).max() < 0.08 * b.short_side
+        assert np.abs(a.landmarks - b.landmarks).max() < 0.08 * b.short_side
+    copy = round(photo.shape[0] * detection_factor(photo.shape[:2], p, True)), round(photo.shape[1] * detection_factor(photo.shape[:2], p, True))
+    listing = round(photo.shape[0] * detection_factor(photo.shape[:2], p)), round(photo.shape[1] * detection_factor(photo.shape[:2], p))
+    assert detect_calls and all(h == w and h < max(copy + listing) for h, w in detect_calls)
+
+
+def test_a_face_cut_by_its_square_is_dropped(monkeypatch) -> None:
+    """A square that holds the astronaut whole and half of Grace Hopper: only the astronaut."""
+    import facereplace.faces as faces_mod
+
+    photo = group_photo()
+    whole = detect_all(photo, ReplaceParams(), "never", True)
+    hopper = max(whole, key=lambda d: d.box[0])
+    h, w = photo.shape[:2]
+    cx = (hopper.box[0] + hopper.box[2]) / 2  # a square whose right edge halves her face
+    monkeypatch.setattr(faces_mod, "proposals", lambda rgb: [(cx / 2 / w, 0.5, cx / max(w, h) / ReplaceParams().proposal_pad)])
+    monkeypatch.setattr(faces_mod, "detection_factor", lambda shape, p, replaceable_only=False: 1.0)
+    got = faces_mod.detect_proposed(photo, ReplaceParams())
+    assert len(got) == 1 and got[0].box[2] < cx
+
+
+def _target(photo, **kw):
+    from facereplace.target import find_target
+
+    times: dict[str, float] = {}
+    return find_target(photo, astronaut_reference(), ReplaceParams(**kw), IngestParams(), None, None, False,
+                       ("PHOTO", "REF"), times)
+
+
+@pytest.mark.parametrize("proposed", ["none", "the other person"])
+def test_the_whole_pass_runs_when_proposals_miss_refs_person(proposed, monkeypatch, detect_calls) -> None:
+    import facereplace.faces as faces_mod
+
+    photo = group_photo()
+    want = _target(photo, proposal_pad=0.0)
+    real = faces_mod.proposals
+    others = lambda rgb: [q for q in real(rgb) if q[0] > 0.5]  # noqa: E731  (Grace Hopper's, right of centre)
+    monkeypatch.setattr(faces_mod, "proposals", (lambda rgb: []) if proposed == "none" else others)
+    detect_calls.clear()
+    got = _target(photo)
+    assert got.choice.index == want.choice.index == 0 and got.choice.distance < 0.08
+    assert got.faces[0].box == want.faces[0].box  # the whole pass's box
+    assert photo.shape[:2] in detect_calls  # ... on the whole copy (989 px: factor 1 for the O-net check)
+
+
+def test_search_order_cheapest_first_and_one_name_per_search() -> None:
+    from facereplace.target import photo_faces, search_order
+
+    assert search_order(ReplaceParams(), None) == ["proposed", "upright", "tilted", "listing"]
+    assert search_order(ReplaceParams(proposal_pad=0.0, detect_rotations=()), None) == ["upright", "listing"]
+    assert search_order(ReplaceParams(), 1) == ["listing"]  # --face N: `piq faces`' numbering
+    with pytest.raises(ValueError, match="search 'fast'"):
+        photo_faces(group_photo(), ReplaceParams(), IngestParams(), "fast")
+    with pytest.raises(ValueError, match="proposal_pad"):
+        ReplaceParams(proposal_pad=0.5).validate()
 
 
 @pytest.mark.parametrize("side", [256, 512, 520])
@@ -26,8 +104,6 @@ def test_fast_watermark_is_the_library_bit_for_bit(side: int) -> None:
 
 
 def _blob(shape=(300, 320), centre=(150, 170), axes=(70, 90)) -> np.ndarray:
-    import cv2
-
     mask = np.zeros(shape, np.uint8)
     cv2.ellipse(mask, centre, axes, 20, 0, 360, 1, -1)
     return mask.astype(bool)
@@ -35,8 +111,6 @@ def _blob(shape=(300, 320), centre=(150, 170), axes=(70, 90)) -> np.ndarray:
 
 @pytest.mark.parametrize("centre", [(150, 170), (30, 20), (300, 280)])  # inside, and cut by the frame's edges
 def test_erosion_on_the_mask_box_is_the_whole_frames(centre) -> None:
-    import cv2
-
     from pipeline.faces.paste import erode
 
     mask = _blob(centre=centre)
@@ -48,8 +122,6 @@ def test_erosion_on_the_mask_box_is_the_whole_frames(centre) -> None:
 
 @pytest.mark.parametrize("centre", [(150, 170), (60, 80), (260, 250)])
 def test_poisson_on_the_mask_box_is_the_whole_frames(centre) -> None:
-    import cv2
-
     from pipeline.faces.paste import _poisson_box, poisson
 
     rng = np.random.default_rng(0)
@@ -69,11 +141,8 @@ def test_classical_transfer_on_the_mask_box_is_the_whole_frames() -> None:
     from eval.faces import oval_mask
     from pipeline.faces.crop import extract_crop
     from pipeline.faces.geometry import square_crop
-    from tests.photo_fixtures import astronaut_reference
 
     photo, ref = group_photo(), astronaut_reference()
-    from facereplace.faces import find_faces
-
     src = extract_crop(photo, square_crop(find_faces(photo, measured=False)[0].box, 2.0), 512, "reflect")
     drv = extract_crop(ref, square_crop(find_faces(ref, measured=False)[0].box, 2.0), 512, "reflect")
     warped, mask, ms = align_faces(src, drv, "mesh")
