@@ -95,7 +95,7 @@ def run_replace(args: argparse.Namespace, params, method=None) -> dict:
                           getattr(args, "caption", ""))
     times.update(result.timings)
     t = time.perf_counter()
-    marked = embed_watermark(result.image, p.watermark_px)
+    marked = embed_watermark(result.image, p.watermark_px, copy=False)  # result.image is this run's own
     times["watermark"] = time.perf_counter() - t
     t = time.perf_counter()
     record = EditRecord(method=method.name, inputs={"photo": photo.sha256, "reference": ref.sha256},

@@ -101,6 +101,8 @@ def test_fast_watermark_is_the_library_bit_for_bit(side: int) -> None:
     got = embed_watermark(photo, side)
     assert np.array_equal(got, want) and not np.array_equal(got, photo)
     assert decode_watermark(got, side) == 48  # the library's decoder reads it
+    own = photo.copy()  # copy=False (piq replace's own composite): marked where it lies
+    assert embed_watermark(own, side, copy=False) is own and np.array_equal(own, want)
 
 
 def _blob(shape=(300, 320), centre=(150, 170), axes=(70, 90)) -> np.ndarray:
@@ -152,3 +154,30 @@ def test_classical_transfer_on_the_mask_box_is_the_whole_frames() -> None:
     whole = np.clip(whole.astype(np.float32) * ratio + 0.5, 0, 255).astype(np.uint8)
     got = transfer_appearance(warped, src, mask, ms)
     assert np.array_equal(got[mask], whole[mask]) and not np.array_equal(got[mask], warped[mask])
+
+
+@pytest.mark.parametrize("kw", [dict(quality=95, subsampling=0), dict(quality=70, subsampling=2),
+                                dict(quality=90, progressive=True)], ids=["444", "420", "progressive"])
+def test_jpeg_decoded_by_opencv_gives_pils_pixels_and_refuses_truncation(kw, tmp_path) -> None:
+    import io
+
+    from PIL import Image
+
+    from facereplace.errors import PhotoError
+    from facereplace.photo_io import jpeg_complete, read_photo
+
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to show
+    buf = io.BytesIO()
+    Image.fromarray(group_photo()).save(buf, "JPEG", exif=exif, **kw)
+    data = buf.getvalue()
+    path = tmp_path / "a.jpg"
+    path.write_bytes(data + b"trailing bytes after the end marker")
+    with Image.open(io.BytesIO(data)) as im:
+        want = np.asarray(im.convert("RGB"))
+    got = read_photo(path)
+    assert np.array_equal(got.rgb, np.ascontiguousarray(np.swapaxes(want, 0, 1)[:, ::-1]))  # PIL's, shown upright
+    assert jpeg_complete(data) and not any(jpeg_complete(data[:n]) for n in (len(data) // 2, len(data) - 1))
+    path.write_bytes(data[: len(data) - 100])
+    with pytest.raises(PhotoError, match="truncated"):
+        read_photo(path)
