@@ -165,6 +165,8 @@ def detect_all(rgb: np.ndarray, p: ReplaceParams, retry: str = "always", replace
 
 
 PROPOSAL_MIN_SCORE = 0.5  # BlazeFace's score for a proposal (mediapipe's default); MTCNN then decides
+PROPOSAL_MIN_FACE = 0.25  # of a proposal's size: the smallest face MTCNN looks for in its square (BlazeFace's
+                          # box is within ~30 % of MTCNN's; the finer pyramid levels would cost ~half the time)
 
 
 @functools.lru_cache(maxsize=1)
@@ -213,7 +215,8 @@ def _detect_in_regions(small: np.ndarray, to_photo: np.ndarray, found: list[tupl
         if x1 - x0 < MTCNN_MIN_FACE:  # holds no face MTCNN can find (and its pyramid would be empty)
             continue
         back = to_photo @ np.array([[1, 0, x0], [0, 1, y0], [0, 0, 1]], np.float64)
-        for d in det.detect(np.ascontiguousarray(small[y0:y1, x0:x1])):
+        smallest = PROPOSAL_MIN_FACE * (x1 - x0) / p.proposal_pad
+        for d in det.detect(np.ascontiguousarray(small[y0:y1, x0:x1]), smallest):
             bx0, by0, bx1, by1 = d.box
             cut = ((x0 > 0 and bx0 < 2) or (y0 > 0 and by0 < 2) or (x1 < w and bx1 > x1 - x0 - 2)
                    or (y1 < h and by1 > y1 - y0 - 2))
@@ -225,10 +228,11 @@ def _detect_in_regions(small: np.ndarray, to_photo: np.ndarray, found: list[tupl
 def detect_proposed(rgb: np.ndarray, p: ReplaceParams) -> list[Detection]:
     """The replaceable faces where BlazeFace proposes them: MTCNN on each proposal's square
     (`proposal_regions`) of the copy `detect_all` uses for replaceable faces
-    (`detection_factor`), so every box is MTCNN's at that resolution. It agrees with the whole
-    copy's pass within a few % of the face's size (tests/test_photo_cpu_levers.py: < 8 %), as
-    MTCNN agrees with itself on the same photo cropped by a few pixels (its pyramid's grid
-    moves: up to 5.6 % on the test portraits). As in `detect_all`, where that copy is smaller
+    (`detection_factor`), so every box is MTCNN's at that resolution, looking there for faces
+    of at least `PROPOSAL_MIN_FACE` of the proposal's size. It agrees with the whole copy's
+    pass within a few % of the face's size (tests/test_photo_cpu_levers.py: < 6 %, 4.7 % at
+    most on the test portraits), as MTCNN agrees with itself on the same photo cropped by a few
+    pixels (its pyramid's grid moves: up to 5.6 % on the same portraits). As in `detect_all`, where that copy is smaller
     than the listing's and a face there is under O-net's 48 px, the squares are redone on the
     listing's copy. Faces BlazeFace misses (small ones, mostly) are not found:
     `facereplace.target` runs the whole pass when none of these is REF's person."""

@@ -77,9 +77,9 @@ def detect_calls(monkeypatch) -> list[tuple[int, int]]:
     calls: list[tuple[int, int]] = []
     real = FaceDetector.detect
 
-    def spy(self, rgb):
+    def spy(self, rgb, *args, **kwargs):
         calls.append(rgb.shape[:2])
-        return real(self, rgb)
+        return real(self, rgb, *args, **kwargs)
 
     monkeypatch.setattr(FaceDetector, "detect", spy)
     return calls
