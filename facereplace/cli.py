@@ -124,9 +124,10 @@ def replace_main(args: argparse.Namespace) -> int:
     if out.resolve() in (Path(args.photo).resolve(), Path(args.driving).resolve()):
         return _fail(PhotoError("output_is_input", f"{out}: write the result to a new file, not over an input"))
     try:
-        from facereplace.photo_io import read_photo
+        from facereplace.photo_io import photo_format
 
-        if read_photo(args.photo, params.replace.max_pixels).format != want:
+        fmt = photo_format(args.photo)  # its header only: run_replace decodes it (and names what is wrong with it)
+        if fmt is not None and fmt != want:
             raise PhotoError("wrong_output_format", f"{out}: the output keeps PHOTO's format; use PHOTO's suffix")
         run_replace(args, params)
     except PhotoError as err:

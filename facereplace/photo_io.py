@@ -65,6 +65,17 @@ def _orient(array: np.ndarray, orientation: int) -> np.ndarray:
     return np.ascontiguousarray(ops[orientation](array)) if orientation in ops else array
 
 
+def photo_format(path: str | Path) -> str | None:
+    """The format named by the file's header (PIL's "JPEG", "PNG", ...) without decoding it
+    (`piq replace` checks the output's suffix before any work), or None where the header says
+    nothing readable (`read_photo` then names what is wrong)."""
+    try:
+        with Image.open(path) as im:
+            return im.format
+    except Exception:  # noqa: BLE001 - any failure is read_photo's to report, with its message
+        return None
+
+
 def read_photo(path: str | Path, max_pixels: int = 100_000_000) -> Photo:
     """The photo at `path`; `PhotoError` for a missing, unreadable, truncated, unsupported or
     too large file."""

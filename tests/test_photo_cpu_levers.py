@@ -181,3 +181,21 @@ def test_jpeg_decoded_by_opencv_gives_pils_pixels_and_refuses_truncation(kw, tmp
     path.write_bytes(data[: len(data) - 100])
     with pytest.raises(PhotoError, match="truncated"):
         read_photo(path)
+
+
+def test_piq_replace_checks_the_output_suffix_from_the_header_without_decoding(tmp_path, monkeypatch) -> None:
+    """`piq replace` decodes PHOTO once (run_replace); the suffix check reads its header only."""
+    import argparse
+
+    import facereplace.photo_io as photo_io
+    from facereplace.cli import replace_main
+    from facereplace.photo_io import photo_format
+    from tests.photo_fixtures import save_jpeg
+
+    photo = save_jpeg(tmp_path / "a.jpg", group_photo())
+    assert photo_format(photo) == "JPEG" and photo_format(tmp_path / "missing.jpg") is None
+    decoded: list[str] = []
+    real = photo_io.read_photo
+    monkeypatch.setattr(photo_io, "read_photo", lambda path, *a: decoded.append(str(path)) or real(path, *a))
+    args = argparse.Namespace(photo=str(photo), driving=str(photo), output=str(tmp_path / "out.png"), params="params.yaml")
+    assert replace_main(args) == 2 and decoded == [] and not (tmp_path / "out.png").exists()
