@@ -11,7 +11,6 @@ import cv2
 import numpy as np
 
 from pipeline.config.data import DataParams
-from pipeline.faces.paste import erode
 from pipeline.labels import INNER_FACE, LABEL_IDS
 
 PAPER_SIZE = 1024  # erosion sizes in params are given at the paper's image size
@@ -22,8 +21,11 @@ def inner_face_mask(labels: np.ndarray, erosion_px: int, hair: bool = False, nec
     paper's 1024 px (scaled to the map's size). Training draws the choices (`face_mask`); the
     photo tool fixes them (no augmentation at replace time)."""
     names = set(INNER_FACE) | ({"hair"} if hair else set()) | ({"neck"} if neck else set())
-    mask = np.isin(labels, [LABEL_IDS[n] for n in names])
-    return erode(mask, int(round(erosion_px * labels.shape[0] / PAPER_SIZE)))  # on the mask's box: the same pixels
+    mask = np.isin(labels, [LABEL_IDS[n] for n in names]).astype(np.uint8)
+    k = int(round(erosion_px * labels.shape[0] / PAPER_SIZE))
+    if k > 0:
+        mask = cv2.erode(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
+    return mask.astype(bool)
 
 
 def face_mask(labels: np.ndarray, p: DataParams, rng: np.random.Generator) -> np.ndarray:
