@@ -199,3 +199,25 @@ def test_piq_replace_checks_the_output_suffix_from_the_header_without_decoding(t
     monkeypatch.setattr(photo_io, "read_photo", lambda path, *a: decoded.append(str(path)) or real(path, *a))
     args = argparse.Namespace(photo=str(photo), driving=str(photo), output=str(tmp_path / "out.png"), params="params.yaml")
     assert replace_main(args) == 2 and decoded == [] and not (tmp_path / "out.png").exists()
+
+
+def test_classical_replace_parses_ref_only_when_its_driving_is_asked_for(monkeypatch) -> None:
+    """The classical method does not read REF's training-mask cut: REF is not parsed for it,
+    and `Result.driving` still gives that cut when asked (what the trained model is given)."""
+    import facereplace.replace as rep
+    from facereplace.methods import build_method
+    from train.driving import inner_face_mask
+
+    p = ReplaceParams(detect_rotations=(), detect_upscale=1.0)
+    photo, ref = group_photo(), astronaut_reference()
+    faces, ref_face = find_faces(photo, p, measured=False), find_faces(ref, p, measured=False)[0]
+    parsed: list[str] = []
+    real = rep.parse
+    monkeypatch.setattr(rep, "parse", lambda seg, crop, what, size: parsed.append(what) or real(seg, crop, what, size))
+    method = build_method("classical", p)
+    assert method.reads_driving is False
+    result = rep.replace_face(photo, faces, 0, ref, ref_face, method, rep.ReplaceConfig(p))
+    assert parsed == ["PHOTO face 0"]
+    ref_crop = rep.extract_crop(ref, ref_face.crop(IngestParams()), IngestParams().out_size, IngestParams().pad_mode)
+    want = ref_crop * inner_face_mask(real(rep.SegmentParams(), ref_crop, "REF", p.parse_px), p.driving_erosion_px)[..., None]
+    assert np.array_equal(result.driving, want) and parsed == ["PHOTO face 0", "REF face 0"]
