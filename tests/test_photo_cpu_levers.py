@@ -221,3 +221,24 @@ def test_classical_replace_parses_ref_only_when_its_driving_is_asked_for(monkeyp
     ref_crop = rep.extract_crop(ref, ref_face.crop(IngestParams()), IngestParams().out_size, IngestParams().pad_mode)
     want = ref_crop * inner_face_mask(real(rep.SegmentParams(), ref_crop, "REF", p.parse_px), p.driving_erosion_px)[..., None]
     assert np.array_equal(result.driving, want) and parsed == ["PHOTO face 0", "REF face 0"]
+
+
+def test_rim_colour_match_on_the_mask_box_is_the_whole_arrays_under_the_mask() -> None:
+    from pipeline.faces.paste import _smoothstep, inside_distance, low_pass, mask_window, rim_colour_match, rim_sigma
+
+    rng = np.random.default_rng(1)
+    image = cv2.GaussianBlur(rng.integers(0, 255, (300, 320, 3), dtype=np.uint8), (0, 0), 3)
+    new = np.clip(image.astype(int) + 30, 0, 255).astype(np.uint8)
+    mask = _blob(axes=(60, 80))
+    dist = inside_distance(mask)  # the whole array's formula, as it was
+    ring = mask & (dist <= 16)
+    diff = (image.astype(np.float32) - new.astype(np.float32)) * ring[..., None]
+    w = low_pass(ring.astype(np.float32), rim_sigma(16))
+    trust = np.clip(w / 0.2, 0, 1)[..., None]
+    shift = trust * (low_pass(diff, rim_sigma(16)) / np.maximum(w, 1e-3)[..., None]) + (1 - trust) * diff[ring].mean(0)
+    whole = np.clip(new.astype(np.float32) + shift * (1.0 - _smoothstep(dist, 64)[..., None] * 0.5), 0, 255).astype(np.uint8)
+    got = rim_colour_match(image, new, mask, 16)
+    assert np.array_equal(got[mask], whole[mask]) and not np.array_equal(got[mask], new[mask])
+    beyond = np.ones(mask.shape, bool)
+    beyond[mask_window(mask, 0)] = False
+    assert beyond.any() and np.array_equal(got[beyond], new[beyond])  # beyond the mask's box: `new` as it came

@@ -87,7 +87,9 @@ def rim_colour_match(image: np.ndarray, new: np.ndarray, mask: np.ndarray, rim_p
     """`new` with the smoothed colour difference (image - new) on the ring of `rim_px` inside
     the mask edge added, fading towards the mask's centre: the seam's colour step goes, the
     new face's own detail and shading stay. The ring and the fade come from one distance
-    transform, the smoothing from `low_pass` (it is a sigma of 1.5 x rim_px)."""
+    transform, the smoothing from `low_pass` (it is a sigma of 1.5 x rim_px). The shift is
+    added on the mask's bounding box only (the blurs still see the whole array): beyond that
+    box `new` is returned as it came, since a paste reads it under the mask alone."""
     if rim_px <= 0 or not mask.any():
         return new
     dist = inside_distance(mask)
@@ -96,13 +98,16 @@ def rim_colour_match(image: np.ndarray, new: np.ndarray, mask: np.ndarray, rim_p
         return new
     diff = (image.astype(np.float32) - new.astype(np.float32)) * ring[..., None]
     sigma = rim_sigma(rim_px)
-    w = low_pass(ring.astype(np.float32), sigma)
-    smooth = low_pass(diff, sigma) / np.maximum(w, 1e-3)[..., None]
+    box = mask_window(mask, 0)
+    w = low_pass(ring.astype(np.float32), sigma)[box]
+    smooth = low_pass(diff, sigma)[box] / np.maximum(w, 1e-3)[..., None]
     fallback = diff[ring].mean(0)  # where the blur of the ring is thin (deep inside), its mean
     trust = np.clip(w / 0.2, 0, 1)[..., None]
     shift = trust * smooth + (1 - trust) * fallback
-    fade = 1.0 - _smoothstep(dist, 4 * rim_px)[..., None] * 0.5  # full at the rim, half in the centre
-    return np.clip(new.astype(np.float32) + shift * fade, 0, 255).astype(np.uint8)
+    fade = 1.0 - _smoothstep(dist[box], 4 * rim_px)[..., None] * 0.5  # full at the rim, half in the centre
+    out = new.copy()
+    out[box] = np.clip(new[box].astype(np.float32) + shift * fade, 0, 255).astype(np.uint8)
+    return out
 
 
 def poisson(fg: np.ndarray, bg: np.ndarray, mask: np.ndarray) -> np.ndarray:
