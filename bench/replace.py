@@ -94,7 +94,12 @@ def main() -> None:
                          "counts the wait for the core)")
     args = ap.parse_args()
     if hasattr(os, "sched_setaffinity") and args.device == "cpu":
-        os.sched_setaffinity(0, set(sorted(os.sched_getaffinity(0))[: args.cores]))
+        cores = set(sorted(os.sched_getaffinity(0))[: args.cores])
+        # every thread, not only this one: numpy's BLAS pool, started at import, kept all cores
+        # (its work and spin-waiting then ran beside the pinned thread and counted as CPU time)
+        tasks = os.listdir("/proc/self/task") if os.path.isdir("/proc/self/task") else ["0"]
+        for tid in tasks:
+            os.sched_setaffinity(int(tid), cores)
     import torch
 
     torch.set_num_threads(args.cores)

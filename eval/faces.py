@@ -10,6 +10,7 @@ import numpy as np
 
 from eval.identity import face_mesh
 from pipeline.faces.mesh import Mesh, regions
+from pipeline.faces.paste import erode
 
 
 def mesh(rgb: np.ndarray) -> Mesh | None:
@@ -29,9 +30,7 @@ def oval_mask(m: Mesh, erode_frac: float = 0.0) -> np.ndarray:
     fraction of the interocular distance."""
     mask = polygon_mask((m.height, m.width), m.xy[list(regions()["face_oval"])])
     k = int(round(erode_frac * m.interocular * 2))
-    if k > 0:
-        mask = cv2.erode(mask.astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))).astype(bool)
-    return mask
+    return erode(mask, k)
 
 
 def face_mask(rgb: np.ndarray, erode_frac: float = 0.0) -> np.ndarray | None:

@@ -95,7 +95,7 @@ def run_replace(args: argparse.Namespace, params, method=None) -> dict:
                           getattr(args, "caption", ""))
     times.update(result.timings)
     t = time.perf_counter()
-    marked = embed_watermark(result.image, p.watermark_px)
+    marked = embed_watermark(result.image, p.watermark_px, copy=False)  # result.image is this run's own
     times["watermark"] = time.perf_counter() - t
     t = time.perf_counter()
     record = EditRecord(method=method.name, inputs={"photo": photo.sha256, "reference": ref.sha256},
@@ -124,9 +124,10 @@ def replace_main(args: argparse.Namespace) -> int:
     if out.resolve() in (Path(args.photo).resolve(), Path(args.driving).resolve()):
         return _fail(PhotoError("output_is_input", f"{out}: write the result to a new file, not over an input"))
     try:
-        from facereplace.photo_io import read_photo
+        from facereplace.photo_io import photo_format
 
-        if read_photo(args.photo, params.replace.max_pixels).format != want:
+        fmt = photo_format(args.photo)  # its header only: run_replace decodes it (and names what is wrong with it)
+        if fmt is not None and fmt != want:
             raise PhotoError("wrong_output_format", f"{out}: the output keeps PHOTO's format; use PHOTO's suffix")
         run_replace(args, params)
     except PhotoError as err:

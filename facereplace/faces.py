@@ -164,6 +164,90 @@ def detect_all(rgb: np.ndarray, p: ReplaceParams, retry: str = "always", replace
     return _merge(found, p.min_face_prob)
 
 
+PROPOSAL_MIN_SCORE = 0.5  # BlazeFace's score for a proposal (mediapipe's default); MTCNN then decides
+PROPOSAL_MIN_FACE = 0.25  # of a proposal's size: the smallest face MTCNN looks for in its square (BlazeFace's
+                          # box is within ~30 % of MTCNN's; the finer pyramid levels would cost ~half the time)
+
+
+@functools.lru_cache(maxsize=1)
+def _proposer():
+    """mediapipe 0.10.21's bundled BlazeFace, full-range model (faces farther from the camera)."""
+    from mediapipe.python.solutions import face_detection
+
+    return face_detection.FaceDetection(model_selection=1, min_detection_confidence=PROPOSAL_MIN_SCORE)
+
+
+def proposals(rgb: np.ndarray) -> list[tuple[float, float, float]]:
+    """BlazeFace's faces as (centre x, centre y, longer side), fractions of the image's width,
+    height and longer side. It looks at a 192 px copy: ~5-10 ms at any size, against MTCNN's
+    ~0.5 s on a 12 MP photo's 1250 px copy."""
+    h, w = rgb.shape[:2]
+    with fm.ieee_denormals():
+        got = _proposer().process(np.ascontiguousarray(rgb))
+    boxes = [d.location_data.relative_bounding_box for d in got.detections or []]
+    return [(b.xmin + b.width / 2, b.ymin + b.height / 2, max(b.width * w, b.height * h) / max(w, h)) for b in boxes]
+
+
+def proposal_regions(found: list[tuple[float, float, float]], shape: tuple[int, int],
+                     pad: float) -> list[tuple[int, int, int, int]]:
+    """Squares (x0, y0, x1, y1) of an image of `shape`, side `pad` x each proposal's longer
+    side, centred on it and shifted (not cut) to stay inside the image, so MTCNN's pyramid sees
+    the whole face with its surroundings even at the image's edge."""
+    h, w = shape
+    out = []
+    for cx, cy, size in found:
+        side = int(min(w, h, round(size * max(w, h) * pad)))
+        x0 = int(np.clip(round(cx * w - side / 2), 0, w - side))
+        y0 = int(np.clip(round(cy * h - side / 2), 0, h - side))
+        out.append((x0, y0, x0 + side, y0 + side))
+    return out
+
+
+def _detect_in_regions(small: np.ndarray, to_photo: np.ndarray, found: list[tuple[float, float, float]],
+                       p: ReplaceParams) -> list[Detection]:
+    """MTCNN on the proposals' squares of `small` (a copy of the photo; `to_photo` its matrix
+    back), in the photo's pixels; a detection touching its square's edge inside the image (a
+    neighbour's cut face) is dropped."""
+    h, w = small.shape[:2]
+    det = _detector(MTCNN_MIN_FACE)
+    out: list[Detection] = []
+    for x0, y0, x1, y1 in proposal_regions(found, (h, w), p.proposal_pad):
+        if x1 - x0 < MTCNN_MIN_FACE:  # holds no face MTCNN can find (and its pyramid would be empty)
+            continue
+        back = to_photo @ np.array([[1, 0, x0], [0, 1, y0], [0, 0, 1]], np.float64)
+        smallest = PROPOSAL_MIN_FACE * (x1 - x0) / p.proposal_pad
+        for d in det.detect(np.ascontiguousarray(small[y0:y1, x0:x1]), smallest):
+            bx0, by0, bx1, by1 = d.box
+            cut = ((x0 > 0 and bx0 < 2) or (y0 > 0 and by0 < 2) or (x1 < w and bx1 > x1 - x0 - 2)
+                   or (y1 < h and by1 > y1 - y0 - 2))
+            if not cut:
+                out.append(_map_detection(d, back))
+    return _merge(out, p.min_face_prob)
+
+
+def detect_proposed(rgb: np.ndarray, p: ReplaceParams) -> list[Detection]:
+    """The replaceable faces where BlazeFace proposes them: MTCNN on each proposal's square
+    (`proposal_regions`) of the copy `detect_all` uses for replaceable faces
+    (`detection_factor`), so every box is MTCNN's at that resolution, looking there for faces
+    of at least `PROPOSAL_MIN_FACE` of the proposal's size. It agrees with the whole copy's
+    pass within a few % of the face's size (tests/test_photo_cpu_levers.py: < 6 %, 4.7 % at
+    most on the test portraits), as MTCNN agrees with itself on the same photo cropped by a few
+    pixels (its pyramid's grid moves: up to 5.6 % on the same portraits). As in `detect_all`, where that copy is smaller
+    than the listing's and a face there is under O-net's 48 px, the squares are redone on the
+    listing's copy. Faces BlazeFace misses (small ones, mostly) are not found:
+    `facereplace.target` runs the whole pass when none of these is REF's person."""
+    factor = detection_factor(rgb.shape[:2], p, replaceable_only=True)
+    small, to_photo = _scaled_copy(rgb, factor)
+    found = proposals(small)
+    if not found:
+        return []
+    kept = _detect_in_regions(small, to_photo, found, p)
+    listing = detection_factor(rgb.shape[:2], p)
+    if factor < listing and any(d.short_side * factor < ONET_SIZE for d in kept):
+        kept = _detect_in_regions(*_scaled_copy(rgb, listing), found, p)
+    return kept
+
+
 def _merge(found: list[Detection], min_prob: float) -> list[Detection]:
     kept: list[Detection] = []
     for d in sorted((d for d in found if d.prob >= min_prob), key=lambda d: -d.prob):
@@ -198,14 +282,18 @@ def measure(rgb: np.ndarray, d: Detection, index: int, ingest: IngestParams) -> 
 
 
 def find_faces(image: np.ndarray, params: ReplaceParams | None = None, ingest: IngestParams | None = None,
-               retry: str = "always", replaceable_only: bool = False, measured: bool = True) -> list[Face]:
+               retry: str = "always", replaceable_only: bool = False, measured: bool = True,
+               proposed: bool = False) -> list[Face]:
     """Every face of an RGB uint8 photo, numbered left to right (box centre x). `retry` and
-    `replaceable_only`: see `detect_all`. `measured=False` skips the face mesh's measures
-    (pose, eyes, smile, gaze: what `piq faces` and best-take read, not what replacing needs)."""
+    `replaceable_only`: see `detect_all`; `proposed`: only the replaceable faces BlazeFace
+    proposes (`detect_proposed`; `retry` and `replaceable_only` then do not apply).
+    `measured=False` skips the face mesh's measures (pose, eyes, smile, gaze: what `piq faces`
+    and best-take read, not what replacing needs)."""
     p, ing = params or ReplaceParams(), ingest or IngestParams()
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise ValueError(f"expected an RGB uint8 image, got shape {image.shape} dtype {image.dtype}")
-    dets = sorted(detect_all(image, p, retry, replaceable_only), key=lambda d: (d.box[0] + d.box[2]) / 2)
+    found = detect_proposed(image, p) if proposed else detect_all(image, p, retry, replaceable_only)
+    dets = sorted(found, key=lambda d: (d.box[0] + d.box[2]) / 2)
     if not measured:
         return [Face(i, tuple(float(v) for v in d.box), float(d.prob), np.asarray(d.landmarks, np.float64),
                      sharpness=sharpness(image, d.box)) for i, d in enumerate(dets)]

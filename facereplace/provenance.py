@@ -45,9 +45,12 @@ def mark_region(shape: tuple[int, int], side: int) -> tuple[int, int, int, int]:
     return x0, y0, x0 + s, y0 + s
 
 
-def embed_watermark(rgb: np.ndarray, side: int = 1024) -> np.ndarray:
-    """`rgb` with the watermark in its central square (the rest untouched)."""
-    from imwatermark import WatermarkEncoder
+def embed_watermark(rgb: np.ndarray, side: int = 1024, copy: bool = True) -> np.ndarray:
+    """`rgb` with the watermark in its central square (the rest untouched): invisible-watermark's
+    dwtDct (what `WatermarkEncoder.encode(bgr, "dwtDct")` does) with its block loop vectorised
+    (facereplace/watermark.py: the same bytes). `copy=False` marks `rgb` itself (a caller that
+    owns it: a 12 MP copy costs more than the mark)."""
+    from facereplace.watermark import FastEmbedMaxDct
 
     x0, y0, x1, y1 = mark_region(rgb.shape[:2], side)
     if x1 - x0 < 256:
@@ -55,11 +58,10 @@ def embed_watermark(rgb: np.ndarray, side: int = 1024) -> np.ndarray:
 
         raise PhotoError("too_small_to_mark", f"a {rgb.shape[1]}x{rgb.shape[0]} image cannot carry the invisible "
                                               f"watermark (it needs 256 px on each side)")
-    enc = WatermarkEncoder()
-    enc.set_watermark("bits", watermark_bits())
-    out = rgb.copy()
+    bits = [int(b) % 2 for b in watermark_bits()]  # as WatermarkEncoder.set_watermark("bits", ...) keeps them
+    out = rgb.copy() if copy else rgb
     bgr = np.ascontiguousarray(rgb[y0:y1, x0:x1, ::-1])
-    out[y0:y1, x0:x1] = enc.encode(bgr, "dwtDct")[:, :, ::-1]
+    out[y0:y1, x0:x1] = FastEmbedMaxDct(bits, wmLen=len(bits)).encode(bgr)[:, :, ::-1]
     return out
 
 

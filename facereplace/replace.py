@@ -3,7 +3,8 @@
 1. the face to replace is cut exactly as training cut its faces: ingest's square crop (box x
    `ingest.box_scale` around its midpoint) at `ingest.out_size` (1024 px), padded as ingest pads;
 2. REF's face is cut the same way, parsed, and its inner face kept with training's mask
-   (train/driving.inner_face_mask: no augmentation at replace time);
+   (train/driving.inner_face_mask: no augmentation at replace time), for a method that reads
+   it (`reads_driving`: the trained model; the classical method aligns REF's whole crop);
 3. the method (classical or the trained model) makes the new face in the source crop's frame;
 4. it is pasted back at full resolution through the inverse of the crop's affine, under the
    source's face-parsing mask (inner face) minus what stays in front (glasses, hats, hair,
@@ -15,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import time
+from collections.abc import Callable
 
 import cv2
 import numpy as np
@@ -57,8 +59,14 @@ class Result:
     method: str
     timings: dict[str, float]          # seconds: crop, parse, model, paste
     source_crop: np.ndarray            # what the method saw (crop of the photo) ...
-    driving: np.ndarray                # ... and REF's inner face
+    driving_of: Callable[[], np.ndarray]  # ... and REF's inner face (cut on first use: `driving`)
     new_crop: np.ndarray               # what it made
+
+    @functools.cached_property
+    def driving(self) -> np.ndarray:
+        """REF's inner face cut with the training mask: what a model that reads it was given
+        (computed then), else cut when first asked for (the classical method does not read it)."""
+        return self.driving_of()
 
     @property
     def changed(self) -> np.ndarray:
@@ -134,12 +142,19 @@ def replace_face(photo: np.ndarray, faces: list[Face], target_index: int, refere
 
     t = time.perf_counter()
     src_labels = parse(cfg.segment, source_crop, f"PHOTO face {face.index}", p.parse_px)
-    ref_labels = parse(cfg.segment, ref_crop, f"REF face {reference_face.index}", p.parse_px)
-    driving = ref_crop * inner_face_mask(ref_labels, p.driving_erosion_px)[..., None]
+
+    @functools.cache
+    def driving() -> np.ndarray:  # REF parsed only for a method that reads it, or when asked for
+        ref_labels = parse(cfg.segment, ref_crop, f"REF face {reference_face.index}", p.parse_px)
+        return ref_crop * inner_face_mask(ref_labels, p.driving_erosion_px)[..., None]
+
+    reads = getattr(method, "reads_driving", True)
+    if reads:
+        driving()
     times["parse"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    new_crop, valid = method.make_face(source_crop, ref_crop, driving, caption)
+    new_crop, valid = method.make_face(source_crop, ref_crop, driving() if reads else None, caption)
     times["model"] = time.perf_counter() - t
 
     t = time.perf_counter()

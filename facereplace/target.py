@@ -4,11 +4,13 @@ identity work than the choice needs.
 - `--face N` / `--driving-face N` number faces as `piq faces` does, so that image is searched
   as `piq faces` searches it (rotated and upscaled copies); only face N is then embedded.
 - Otherwise only replaceable faces matter (a face under `replace.min_face_px` is refused
-  anyway): one MTCNN pass on a copy where such a face is MTCNN's smallest
-  (`faces.detection_factor`), no upscaled copy. The rotated retries (tilted heads) run only
-  when that pass finds no face within `replace.max_identity_distance` of REF's identity: the
-  face REF can replace is then possibly one of those. Numbers in the message are then those
-  of the faces this run found; the provenance records the replaced face's box.
+  anyway), searched cheapest first (`SEARCHES`, `search_order`): MTCNN only on squares around
+  the faces BlazeFace proposes (`faces.detect_proposed`), on the copy where a `min_face_px`
+  face is MTCNN's smallest (`faces.detection_factor`); then, only while no face found is
+  within `replace.max_identity_distance` of REF's identity, one MTCNN pass on that whole copy
+  (it finds the faces BlazeFace missed), its rotated copies (tilted heads), and `piq faces`'
+  full search. Numbers in the message are those of the faces this run found; the provenance
+  records the replaced face's box.
 - Faces are embedded at the detector's boxes and points (no face mesh), and only those it can
   replace (`replace.check_face`) unless none of them is REF's person; the face mesh runs only
   on the crops of the face replaced and of REF's face (parser, alignment).
@@ -51,10 +53,42 @@ def reference_face(faces: list[Face], index: int | None, path: str) -> Face:
     return faces[index]
 
 
-def _photo_faces(rgb: np.ndarray, p: ReplaceParams, ing: IngestParams, numbered: bool, retry: str) -> list[Face]:
-    if numbered:  # `piq faces`' numbering: its search, unmeasured
-        return find_faces(rgb, p, ing, measured=False)
-    return find_faces(rgb, p, ing, retry=retry, replaceable_only=True, measured=False)
+SEARCHES: dict[str, dict] = {  # how `photo_faces` looks, cheapest first (find_faces' arguments)
+    "proposed": dict(proposed=True),                         # where BlazeFace proposes faces (detect_proposed)
+    "upright": dict(replaceable_only=True, retry="never"),   # one MTCNN pass on the replaceable copy
+    "tilted": dict(replaceable_only=True, retry="always"),   # ... and on its rotated copies
+    "listing": dict(),                                       # `piq faces`' search: every retry, its numbering
+}
+
+
+def photo_faces(rgb: np.ndarray, p: ReplaceParams, ing: IngestParams, search: str) -> list[Face]:
+    """The faces one of `SEARCHES` finds, unmeasured (replacing reads no face-mesh measure)."""
+    if search not in SEARCHES:
+        raise ValueError(f"search {search!r}: expected one of {tuple(SEARCHES)}")
+    return find_faces(rgb, p, ing, measured=False, **SEARCHES[search])
+
+
+def search_order(p: ReplaceParams, face: int | None) -> list[str]:
+    """The searches `find_target` may run on PHOTO, in order: `--face N` numbers as `piq faces`
+    does (its search only); otherwise the cheapest first, the next only while REF's person is
+    not among the faces found (the proposals only when `replace.proposal_pad` is set)."""
+    if face is not None:
+        return ["listing"]
+    return [*(["proposed"] if p.proposal_pad else []), "upright", *(["tilted"] if p.detect_rotations else []), "listing"]
+
+
+def _reference_faces(reference: np.ndarray, p: ReplaceParams, ing: IngestParams, driving_face: int | None) -> list[Face]:
+    """REF's faces: BlazeFace's proposals when they give exactly one face, else the upright
+    pass, else (none found, or `--driving-face N`: `piq faces`' numbering) the listing's."""
+    if driving_face is None:
+        if p.proposal_pad:
+            proposed = photo_faces(reference, p, ing, "proposed")
+            if len(proposed) == 1:
+                return proposed
+        upright = photo_faces(reference, p, ing, "upright")
+        if upright:
+            return upright
+    return photo_faces(reference, p, ing, "listing")
 
 
 def replaceable(face: Face, shape: tuple[int, int], p: ReplaceParams, ing: IngestParams) -> bool:
@@ -72,17 +106,20 @@ def find_target(photo: np.ndarray, reference: np.ndarray, p: ReplaceParams, ing:
                 times: dict[str, float]) -> Target:
     """The face of `photo` to replace (`face`, or the one nearest REF's identity) and REF's face
     (`driving_face`, or its only one); `names` (PHOTO's and REF's paths) go into the errors.
-    Adds the seconds of detection and identity to `times`. Where the replaceable-only search
-    finds nothing, the full search runs, so that a face too small or cut by the border is
+    Adds the seconds of detection and identity to `times`. Where the replaceable-only searches
+    find nothing, the full search runs, so that a face too small or cut by the border is
     refused as such rather than "not found"."""
     t = time.perf_counter()
-    faces = _photo_faces(photo, p, ing, face is not None, "never")
-    if not faces and face is None:
-        faces = _photo_faces(photo, p, ing, True, "always")
+    chain = search_order(p, face)
+    faces: list[Face] = []
+    while chain and not faces:  # the first search that finds a face; an upright pass finding none: the listing's
+        search = chain.pop(0)
+        faces = photo_faces(photo, p, ing, search)
+        if not faces and search == "upright":
+            chain = ["listing"]
     if not faces:
         raise PhotoError("no_face", f"PHOTO {names[0]}: no face found")
-    ref_faces = [] if driving_face is not None else _photo_faces(reference, p, ing, False, "never")
-    ref_face = reference_face(ref_faces or _photo_faces(reference, p, ing, True, "always"), driving_face, names[1])
+    ref_face = reference_face(_reference_faces(reference, p, ing, driving_face), driving_face, names[1])
     times["detect"] = times.get("detect", 0.0) + time.perf_counter() - t
 
     t = time.perf_counter()
@@ -103,21 +140,19 @@ def find_target(photo: np.ndarray, reference: np.ndarray, p: ReplaceParams, ing:
             wanted = [True] * len(found)
         return [matcher.distances(photo, [f], ref_emb)[0] if w else float("inf") for f, w in zip(found, wanted)]
 
-    dists = distances(faces, True)
+    dists = distances(faces, search in ("proposed", "upright"))
     times["identity"] = times.get("identity", 0.0) + time.perf_counter() - t
-    # REF's person is not among the replaceable upright faces: look for tilted heads (rotated
-    # copies), then for every face `piq faces` lists (smaller ones too), comparing all of them,
-    # so that a refusal says why (too small, out of frame, another person)
-    searches = ([lambda: _photo_faces(photo, p, ing, False, "always")] if p.detect_rotations else [])
-    searches.append(lambda: _photo_faces(photo, p, ing, True, "always"))
-    for search in searches if face is None and ref_emb is not None else []:
-        if min(dists) <= p.max_identity_distance:
-            break
+    # REF's person is not among the faces found: look further (the upright pass after the
+    # proposals, then tilted heads on rotated copies, then every face `piq faces` lists,
+    # smaller ones too, comparing all of them so that a refusal says why: too small, out of
+    # frame, another person)
+    while face is None and ref_emb is not None and chain and min(dists) > p.max_identity_distance:
+        search = chain.pop(0)
         t = time.perf_counter()
-        faces = search() or faces
+        faces = photo_faces(photo, p, ing, search) or faces
         times["detect"] += time.perf_counter() - t
         t = time.perf_counter()
-        dists = distances(faces, False)
+        dists = distances(faces, search == "upright")
         times["identity"] += time.perf_counter() - t
     choice = choose_face(dists, face, p.max_identity_distance, allow_cross, matcher.name)
     return Target(faces, choice, ref_face, matcher.name)

@@ -69,6 +69,22 @@ def tiny_shards(tiny_release: Path) -> Path:
     return tiny_release / "train"
 
 
+@pytest.fixture
+def detect_calls(monkeypatch) -> list[tuple[int, int]]:
+    """The (height, width) of every image MTCNN is run on (the photo tool's detection tests)."""
+    from pipeline.faces.detect import FaceDetector
+
+    calls: list[tuple[int, int]] = []
+    real = FaceDetector.detect
+
+    def spy(self, rgb, *args, **kwargs):
+        calls.append(rgb.shape[:2])
+        return real(self, rgb, *args, **kwargs)
+
+    monkeypatch.setattr(FaceDetector, "detect", spy)
+    return calls
+
+
 def pytest_collection_modifyitems(config, items):
     """`gpu` tests run only where CUDA is (the device: `pytest -m gpu`); skipped elsewhere."""
     import torch

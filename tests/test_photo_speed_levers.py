@@ -17,22 +17,6 @@ from tests.photo_fixtures import astronaut, astronaut_reference, group_photo
 FAST = dict(detect_rotations=(), detect_upscale=1.0)
 
 
-@pytest.fixture
-def detect_calls(monkeypatch) -> list[tuple[int, int]]:
-    """The (height, width) of every image MTCNN is run on."""
-    from pipeline.faces.detect import FaceDetector
-
-    calls: list[tuple[int, int]] = []
-    real = FaceDetector.detect
-
-    def spy(self, rgb):
-        calls.append(rgb.shape[:2])
-        return real(self, rgb)
-
-    monkeypatch.setattr(FaceDetector, "detect", spy)
-    return calls
-
-
 def test_replaceable_faces_found_in_one_pass_without_an_upscaled_copy(detect_calls) -> None:
     photo = cv2.resize(group_photo(), None, fx=4, fy=4, interpolation=cv2.INTER_CUBIC)  # 3956 x 2400, faces ~350 px
     p = ReplaceParams(min_face_px=64)

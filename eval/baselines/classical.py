@@ -19,7 +19,7 @@ from eval.baselines.paste import aligned_driving
 from eval.data import Triplet
 from eval.faces import oval_mask
 from pipeline.faces.mesh import Mesh
-from pipeline.faces.paste import composite, feather
+from pipeline.faces.paste import composite, feather, mask_window
 
 
 def reinhard(fg: np.ndarray, bg: np.ndarray, mask_fg: np.ndarray, mask_bg: np.ndarray) -> np.ndarray:
@@ -32,11 +32,16 @@ def reinhard(fg: np.ndarray, bg: np.ndarray, mask_fg: np.ndarray, mask_bg: np.nd
     return cv2.cvtColor(np.clip(out, 0, 255).astype(np.uint8), cv2.COLOR_LAB2RGB)
 
 
+def shading_scale(sigma: float) -> float:
+    """The downscale `shading_ratio` works at: where its blur's sigma is ~8 px."""
+    return max(1.0, sigma / 8.0)
+
+
 def shading_ratio(fg: np.ndarray, bg: np.ndarray, mask: np.ndarray, sigma: float) -> np.ndarray:
     """Smooth luminance ratio bg/fg over the face (masked, normalised blur), (H, W, 1). Low
     frequencies only, so it is computed at a scale where sigma is ~8 px and upsampled."""
     h, w = mask.shape
-    scale = max(1.0, sigma / 8.0)
+    scale = shading_scale(sigma)
     small = (max(8, int(round(w / scale))), max(8, int(round(h / scale))))
     m = cv2.resize(mask.astype(np.float32), small, interpolation=cv2.INTER_AREA)
 
@@ -67,10 +72,22 @@ class Classical(PerPair):
 
 def transfer_appearance(warped: np.ndarray, source: np.ndarray, mask: np.ndarray, ms: Mesh) -> np.ndarray:
     """Steps 2 and 3: the aligned driving face with the source face's colour statistics and
-    low-frequency shading (the photo tool's classical method calls this too)."""
+    low-frequency shading (the photo tool's classical method calls this too).
+
+    Only pixels under `mask` are ever read (the feathered composite and seamlessClone take the
+    foreground under the mask alone), so the transfer runs on the mask's bounding box grown by
+    one cell of the shading ratio's grid (what that grid's area-averaging reads of the result);
+    there it is what it would be on the whole frame, bit for bit (statistics over the same
+    pixels; the ratio still on the frame's grid); beyond that box the result is `warped`."""
     src_face = oval_mask(ms, 0.08) & mask
     if src_face.sum() < 16:
         src_face = mask
-    fg = reinhard(warped, source, mask, src_face)
-    ratio = shading_ratio(fg, source, src_face, sigma=ms.interocular * 0.5)
-    return np.clip(fg.astype(np.float32) * ratio + 0.5, 0, 255).astype(np.uint8)
+    sigma = ms.interocular * 0.5
+    fg = warped.copy()
+    box = mask_window(mask, int(np.ceil(shading_scale(sigma))) + 2)
+    if box is None:
+        return fg
+    fg[box] = reinhard(warped[box], source[box], mask[box], src_face[box])
+    ratio = shading_ratio(fg, source, src_face, sigma)
+    fg[box] = np.clip(fg[box].astype(np.float32) * ratio[box] + 0.5, 0, 255).astype(np.uint8)
+    return fg

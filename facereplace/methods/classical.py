@@ -16,11 +16,12 @@ from pipeline.faces.paste import poisson
 class ClassicalMethod:
     name = "classical"
     model_hash = None
+    reads_driving = False  # it aligns REF's whole face crop by the face mesh; REF's parse is not needed
 
     def __init__(self, params: ReplaceParams) -> None:
         self.blend = params.blend
 
-    def make_face(self, source: np.ndarray, reference: np.ndarray, driving: np.ndarray,
+    def make_face(self, source: np.ndarray, reference: np.ndarray, driving: np.ndarray | None,
                   caption: str = "") -> tuple[np.ndarray, np.ndarray | None]:
         got = align_faces(source, reference, "mesh")
         if got is None:

@@ -30,6 +30,7 @@ def weights_hash(model_dir: Path) -> str:
 
 class PiQMethod:
     name = "piq"
+    reads_driving = True  # the model takes REF's inner face cut with the training mask
 
     def __init__(self, params: ReplaceParams, sample=None, device: str | None = None) -> None:
         import torch

@@ -26,6 +26,7 @@ class ReplaceParams:
     detect_max_side: int = 1024                    # photos are downscaled to this for MTCNN
     detect_rotations: tuple[float, ...] = (-30.0, 30.0)   # retried on rotated copies (tilted heads)
     detect_upscale: float = 2.0                    # retried on a copy this much larger (small faces); 1 = off
+    proposal_pad: float = 2.0                      # piq replace: MTCNN on squares this x BlazeFace's boxes first; 0 = off
     max_pixels: int = 100_000_000                  # larger photos are refused (decompression bombs)
     jpeg_quality: int = 95
     driving_erosion_px: int = 15                   # training draws it from data.erosion_px (paper [0, 30]); fixed here
@@ -46,6 +47,8 @@ class ReplaceParams:
             raise ValueError("replace.jpeg_quality must be within [1, 100]")
         if not 0 < self.max_identity_distance <= 2:
             raise ValueError("replace.max_identity_distance must be within (0, 2]")
+        if self.proposal_pad != 0 and self.proposal_pad < 1.2:
+            raise ValueError("replace.proposal_pad must be 0 (off) or >= 1.2 (MTCNN needs the face's surroundings)")
         if self.detect_upscale < 1 or self.detect_max_side < 64:
             raise ValueError("replace.detect_upscale >= 1 and detect_max_side >= 64")
         if min(self.mask_erode_px, self.feather_px, self.rim_px, self.hand_dilate_px, self.driving_erosion_px) < 0:

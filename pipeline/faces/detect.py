@@ -48,11 +48,18 @@ class FaceDetector:
             self._mtcnn = MTCNN(keep_all=True, device=self.device, min_face_size=self.min_face_size)
         return self._mtcnn
 
-    def detect(self, rgb: np.ndarray) -> list[Face]:
-        """All faces in an RGB uint8 (H, W, 3) image, most probable first."""
+    def detect(self, rgb: np.ndarray, min_face_size: int | None = None) -> list[Face]:
+        """All faces in an RGB uint8 (H, W, 3) image, most probable first; `min_face_size`
+        (px) overrides the detector's for this call (where a caller knows the face's size
+        roughly, the finer pyramid levels are not needed)."""
         if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
             raise ValueError(f"expected an RGB uint8 image, got shape {rgb.shape} dtype {rgb.dtype}")
-        boxes, probs, landmarks = self._model().detect(rgb, landmarks=True)
+        model = self._model()
+        model.min_face_size = self.min_face_size if min_face_size is None else max(self.min_face_size, int(min_face_size))
+        try:
+            boxes, probs, landmarks = model.detect(rgb, landmarks=True)
+        finally:
+            model.min_face_size = self.min_face_size
         if boxes is None:
             return []
         boxes, probs, landmarks = _as_float_array(boxes), _as_float_array(probs), _as_float_array(landmarks)
