@@ -91,8 +91,10 @@ def run_replace(args: argparse.Namespace, params, method=None) -> dict:
                          (args.photo, args.driving), times)
     choice, ref_face, faces = target.choice, target.reference_face, target.faces
     method = method or build_method(args.method or p.method, p, params.sample)
+    # PHOTO's pixels are this run's own: the face is pasted into them (no 12 MP copy), except
+    # for a 16-bit PNG, whose writer adds the change (result - photo.rgb) to its full depth
     result = replace_face(photo.rgb, faces, choice.index, ref.rgb, ref_face, method, ReplaceConfig.from_params(params),
-                          getattr(args, "caption", ""))
+                          getattr(args, "caption", ""), in_place=photo.deep is None)
     times.update(result.timings)
     t = time.perf_counter()
     marked = embed_watermark(result.image, p.watermark_px, copy=False)  # result.image is this run's own

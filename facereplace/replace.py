@@ -124,8 +124,10 @@ def paste_mask(labels: np.ndarray, source_crop: np.ndarray, valid: np.ndarray | 
 
 def replace_face(photo: np.ndarray, faces: list[Face], target_index: int, reference: np.ndarray,
                  reference_face: Face, method: FaceMethod, cfg: ReplaceConfig | None = None,
-                 caption: str = "") -> Result:
-    """`photo` (RGB uint8, as shown) with `faces[target_index]` replaced by REF's face."""
+                 caption: str = "", in_place: bool = False) -> Result:
+    """`photo` (RGB uint8, as shown) with `faces[target_index]` replaced by REF's face.
+    `in_place`: the result is written into `photo` itself (a caller that owns it and needs
+    it no more: `piq replace`), not into a copy."""
     cfg = cfg or ReplaceConfig()
     p, ing = cfg.replace, cfg.ingest
     if not 0 <= target_index < len(faces):
@@ -162,6 +164,7 @@ def replace_face(photo: np.ndarray, faces: list[Face], target_index: int, refere
     if mask.sum() < 64:
         raise PhotoError("no_face_mask", f"PHOTO face {face.index}: nothing of the face is left to replace "
                                          f"(occluded or not parsed)")
-    image, alpha = paste_back(photo, crop, new_crop, mask, p.feather_px, p.rim_px, p.mask_erode_px)
+    image, alpha = paste_back(photo, crop, new_crop, mask, p.feather_px, p.rim_px, p.mask_erode_px,
+                              out=photo if in_place else None)
     times["paste"] = time.perf_counter() - t
     return Result(image, alpha, face, crop.box, method.name, times, source_crop, driving, new_crop)

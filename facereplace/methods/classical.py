@@ -1,7 +1,8 @@
 """The offline default: a classical face replacement (Bitouk et al. 2008 in spirit), reusing the
 evaluation's classical baseline (eval/baselines/classical.py): similarity alignment of REF's face
 onto the source on the 468 face-mesh points, Lab colour and low-frequency lighting transfer,
-then a Poisson blend (OpenCV seamlessClone) into the source crop."""
+then a Poisson blend into the source crop (OpenCV's seamlessClone, or its equations solved by a
+DST: `replace.blend`)."""
 from __future__ import annotations
 
 import numpy as np
@@ -30,6 +31,6 @@ class ClassicalMethod:
         if mask.sum() < 64:
             raise PhotoError("no_face_mesh", "REF's face does not overlap the photo's face after alignment")
         fg = transfer_appearance(warped, source, mask, ms)
-        if self.blend == "poisson":
-            fg = poisson(fg, source, mask)
+        if self.blend in ("poisson", "poisson_dst"):
+            fg = poisson(fg, source, mask, "dst" if self.blend == "poisson_dst" else "opencv")
         return fg, mask

@@ -110,19 +110,26 @@ def rim_colour_match(image: np.ndarray, new: np.ndarray, mask: np.ndarray, rim_p
     return out
 
 
-def poisson(fg: np.ndarray, bg: np.ndarray, mask: np.ndarray) -> np.ndarray:
+POISSON_SOLVERS = ("opencv", "dst")
+
+
+def poisson(fg: np.ndarray, bg: np.ndarray, mask: np.ndarray, solver: str = "opencv") -> np.ndarray:
     """seamlessClone of fg into bg inside mask; only pixels inside the mask change. It runs on
     the mask's bounding box grown by 2 px: seamlessClone reads fg under the mask only and bg on
     the mask's bounding box, so the result is the whole frame's, bit for bit, without handling
-    the whole frame around it."""
+    the whole frame around it. `solver`: "opencv" (cv2.seamlessClone) or "dst" (the same
+    equations solved by scipy's type-I DST, `_clone_dst`: within 2 levels of OpenCV's, ~99.9 %
+    of pixels within 1, at about half its cost; the photo tool's `replace.blend: poisson_dst`)."""
+    if solver not in POISSON_SOLVERS:
+        raise ValueError(f"poisson solver {solver!r}: expected one of {POISSON_SOLVERS}")
     out = bg.copy()
     box = mask_window(mask, 2)
     if box is not None:
-        out[box] = _poisson_box(fg[box], bg[box], mask[box])
+        out[box] = _poisson_box(fg[box], bg[box], mask[box], solver)
     return out
 
 
-def _poisson_box(fg: np.ndarray, bg: np.ndarray, mask: np.ndarray) -> np.ndarray:
+def _poisson_box(fg: np.ndarray, bg: np.ndarray, mask: np.ndarray, solver: str = "opencv") -> np.ndarray:
     m = mask.astype(np.uint8) * 255
     m[0, :] = m[-1, :] = m[:, 0] = m[:, -1] = 0  # seamlessClone needs the mask off the border
     ys, xs = np.nonzero(m)
@@ -137,12 +144,51 @@ def _poisson_box(fg: np.ndarray, bg: np.ndarray, mask: np.ndarray) -> np.ndarray
     if (y1 - y0) % 2:
         m[y1, :] = 0
         y1 -= 1
-    center = (int((x0 + x1) // 2), int((y0 + y1) // 2))
-    # OpenCV 4.11 overwrites the mask passed to seamlessClone: give it a copy.
-    out = cv2.seamlessClone(np.ascontiguousarray(fg), np.ascontiguousarray(bg), m.copy(), center, cv2.NORMAL_CLONE)
+    if solver == "dst":
+        out = bg.copy()
+        ys, xs = np.nonzero(m)  # seamlessClone's domain: the bounding rectangle of what is left
+        rect = np.s_[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
+        out[rect] = _clone_dst(fg[rect], bg[rect], m[rect])
+    else:
+        center = (int((x0 + x1) // 2), int((y0 + y1) // 2))
+        # OpenCV 4.11 overwrites the mask passed to seamlessClone: give it a copy.
+        out = cv2.seamlessClone(np.ascontiguousarray(fg), np.ascontiguousarray(bg), m.copy(), center, cv2.NORMAL_CLONE)
     keep = m == 0
     out[keep] = bg[keep]
     return out
+
+
+def _forward_gradients(img: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    p = cv2.copyMakeBorder(img, 1, 1, 1, 1, cv2.BORDER_REFLECT_101).astype(np.float32)
+    return p[1:-1, 2:] - p[1:-1, 1:-1], p[2:, 1:-1] - p[1:-1, 1:-1]
+
+
+def _clone_dst(fg: np.ndarray, bg: np.ndarray, m: np.ndarray) -> np.ndarray:
+    """OpenCV's NORMAL_CLONE on one rectangle (the mask's bounding box), its formulation step by
+    step: forward-difference gradients (filter2D's reflect-101 border) of fg under the mask
+    eroded by 3 px and of bg elsewhere, their backward-difference divergence, the Poisson
+    equation solved inside the rectangle with bg on its border as the boundary, by a type-I DST
+    (OpenCV builds each DST from a DFT of twice the size), the result truncated to uint8 as
+    OpenCV's solver does (not rounded)."""
+    from scipy import fft
+
+    patch = np.where(m[..., None] > 0, fg, 0).astype(np.uint8)
+    inside = cv2.erode(m, np.ones((3, 3), np.uint8), iterations=3, borderType=cv2.BORDER_CONSTANT, borderValue=0).astype(np.float32)[..., None] / 255.0
+    pgx, pgy = _forward_gradients(patch)
+    dgx, dgy = _forward_gradients(bg)
+    gx = cv2.copyMakeBorder(pgx * inside + dgx * (1 - inside), 1, 1, 1, 1, cv2.BORDER_REFLECT_101)
+    gy = cv2.copyMakeBorder(pgy * inside + dgy * (1 - inside), 1, 1, 1, 1, cv2.BORDER_REFLECT_101)
+    lap = (gx[1:-1, 1:-1] - gx[1:-1, :-2]) + (gy[1:-1, 1:-1] - gy[:-2, 1:-1])
+    b = bg.astype(np.float32)
+    rhs = lap[1:-1, 1:-1]
+    rhs[0] -= b[0, 1:-1]
+    rhs[-1] -= b[-1, 1:-1]
+    rhs[:, 0] -= b[1:-1, 0]
+    rhs[:, -1] -= b[1:-1, -1]
+    h, w = rhs.shape[:2]
+    eig = (2 * np.cos(np.pi * np.arange(1, h + 1) / (h + 1)) - 2)[:, None] + (2 * np.cos(np.pi * np.arange(1, w + 1) / (w + 1)) - 2)
+    b[1:-1, 1:-1] = fft.idstn(fft.dstn(rhs, type=1, axes=(0, 1)) / eig[..., None].astype(np.float32), type=1, axes=(0, 1))
+    return np.clip(b, 0, 255).astype(np.uint8)
 
 
 def rim_sigma(rim_px: int) -> float:
@@ -180,17 +226,21 @@ def blend(image: np.ndarray, new: np.ndarray, mask: np.ndarray, feather_px: floa
 
 
 def paste_back(photo: np.ndarray, crop: SquareCrop, new_crop: np.ndarray, mask_crop: np.ndarray,
-               feather_px: float, rim_px: int = 0, erode_px: int = 0) -> tuple[np.ndarray, np.ndarray]:
+               feather_px: float, rim_px: int = 0, erode_px: int = 0,
+               out: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(photo with `new_crop` pasted, full-resolution alpha). `new_crop` / `mask_crop` live in
     the square crop `crop` resized to their side (ingest's `extract_crop`); they are mapped back
     by the inverse of `crop_matrix` at the photo's resolution, and only the crop's window of the
-    photo is touched. Widths are in crop pixels and scale with the crop."""
+    photo is touched. Widths are in crop pixels and scale with the crop. `out`: the array the
+    result is written into (`photo` itself for a caller that owns it: no copy of a 12 MP photo,
+    ~0.05 s on one core with its page faults); default a copy of `photo`."""
     size = new_crop.shape[0]
     h, w = photo.shape[:2]
     x0, y0 = max(0, crop.x0), max(0, crop.y0)
     x1, y1 = min(w, crop.x0 + crop.size), min(h, crop.y0 + crop.size)
+    out = photo.copy() if out is None else out
     if x1 <= x0 or y1 <= y0:
-        return photo.copy(), np.zeros((h, w), np.float32)
+        return out, np.zeros((h, w), np.float32)
     m = crop_matrix(crop, size)
     m[:, 2] += m[:, :2] @ np.array([x0, y0], np.float64)  # window origin
     win = (x1 - x0, y1 - y0)
@@ -209,8 +259,7 @@ def paste_back(photo: np.ndarray, crop: SquareCrop, new_crop: np.ndarray, mask_c
     scale = crop.size / float(size)
     out_win, alpha_win = blend(photo[y0:y1, x0:x1], new_win, mask_win, feather_px * scale,
                                int(round(rim_px * scale)), int(round(erode_px * scale)))
-    out = photo.copy()
-    out[y0:y1, x0:x1] = out_win
+    out[y0:y1, x0:x1] = out_win  # the window was read (blend) before it is written
     alpha = np.zeros((h, w), np.float32)
     alpha[y0:y1, x0:x1] = alpha_win
     return out, alpha
