@@ -1,7 +1,6 @@
 """The third round of one-core levers of `piq replace --method classical` (docs/BENCHMARKS.md):
 the Poisson blend's equations solved by a DST give OpenCV's seamlessClone within one level,
-pasting into PHOTO's own pixels gives what pasting into a copy gives, and the detection copy
-halved first is one area average within a few levels."""
+and pasting into PHOTO's own pixels gives what pasting into a copy gives."""
 from __future__ import annotations
 
 import cv2
@@ -104,19 +103,3 @@ def test_piq_replace_keeps_a_16_bit_pngs_depth_outside_the_face(tmp_path) -> Non
     assert np.abs(back8 - rgb8)[y0:y1, x0:x1].mean() > 3  # the face is replaced (in place, delta would be 0)
     same = back8 == rgb8  # neither pasted nor watermarked: all 16 bits kept
     assert same.mean() > 0.3 and np.array_equal(back[same], deep[same])
-
-
-def test_detection_copy_halved_first_is_one_area_pass_within_a_few_levels() -> None:
-    from facereplace.faces import _scaled_copy
-
-    big = cv2.resize(group_photo(), None, fx=4.0, fy=4.0, interpolation=cv2.INTER_CUBIC)  # 3956 x 2400
-    for factor in (0.3125, 0.45, 0.6):
-        small, back = _scaled_copy(big, factor)
-        one = cv2.resize(big, (round(big.shape[1] * factor), round(big.shape[0] * factor)), interpolation=cv2.INTER_AREA)
-        d = np.abs(small.astype(int) - one)
-        assert small.shape == one.shape and np.allclose(back, [[1 / factor, 0, 0], [0, 1 / factor, 0]])
-        assert d.max() <= 24 and d.mean() < 0.6, (factor, d.max(), d.mean())
-        assert factor >= 0.5 and d.max() == 0 or factor < 0.5
-    odd = big[:-1]  # an odd side: one pass
-    assert np.array_equal(_scaled_copy(odd, 0.3125)[0], cv2.resize(odd, (round(odd.shape[1] * 0.3125), round(odd.shape[0] * 0.3125)), interpolation=cv2.INTER_AREA))
-    assert _scaled_copy(big, 1.0)[0] is big
