@@ -1,7 +1,7 @@
 """`piq replace --method piq` on a GPU with the full-size SDXL architecture (random weights) in
 a PiQPerfectPipeline folder at 576 px: the product's path from photo to marked file.
 
-Run on the device: `pytest -m gpu tests/test_gpu_photo.py` (/work/coord/gpu_photo.sh). Skipped
+Run on the device: `pytest -m gpu tests/test_gpu_photo.py` (docs/BENCHMARKS.md gives the run). Skipped
 without CUDA. Needs, beside the device's wheels, facenet-pytorch, invisible-watermark and
 mediapipe 0.10.21 (detection, the face mesh, the parser and hands run on the CPU there too). The
 identity encoder is ArcFace from an arcface_torch iresnet50 `backbone.pth` in the published
