@@ -59,13 +59,14 @@ class Result:
     method: str
     timings: dict[str, float]          # seconds: crop, parse, model, paste
     source_crop: np.ndarray            # what the method saw (crop of the photo) ...
-    driving_of: Callable[[], np.ndarray]  # ... and REF's inner face (cut on first use: `driving`)
+    driving_of: Callable[[], np.ndarray]  # ... and REF's inner face (cut once, on first use: `driving`)
     new_crop: np.ndarray               # what it made
 
-    @functools.cached_property
+    @property
     def driving(self) -> np.ndarray:
         """REF's inner face cut with the training mask: what a model that reads it was given
-        (computed then), else cut when first asked for (the classical method does not read it)."""
+        (computed then), else cut when first asked for (the classical method does not read it);
+        `driving_of` keeps it once cut."""
         return self.driving_of()
 
     @property

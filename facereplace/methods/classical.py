@@ -14,6 +14,9 @@ from pipeline.config.replace import ReplaceParams
 from pipeline.faces.paste import poisson
 
 
+POISSON_BLENDS = {"poisson": "opencv", "poisson_dst": "dst"}  # replace.blend -> pipeline.faces.paste.poisson's solver
+
+
 class ClassicalMethod:
     name = "classical"
     model_hash = None
@@ -31,6 +34,6 @@ class ClassicalMethod:
         if mask.sum() < 64:
             raise PhotoError("no_face_mesh", "REF's face does not overlap the photo's face after alignment")
         fg = transfer_appearance(warped, source, mask, ms)
-        if self.blend in ("poisson", "poisson_dst"):
-            fg = poisson(fg, source, mask, "dst" if self.blend == "poisson_dst" else "opencv")
+        if self.blend in POISSON_BLENDS:
+            fg = poisson(fg, source, mask, POISSON_BLENDS[self.blend])
         return fg, mask
