@@ -106,7 +106,9 @@ def test_api_refuses_another_person_and_a_broken_upload(app) -> None:
     url, session = app
     status, again = _post(f"{url}/api/photos?name=shot_0.jpg", (BURST / "shot_0.jpg").read_bytes())  # found once
     assert status == 200 and len(again["faces"]) == 2
-    status, err = _post(f"{url}/api/replace", json.dumps({"photo": again["id"], "face": 0, "source": "p2",
+    status, other = _post(f"{url}/api/photos?name=shot_2.jpg", (BURST / "shot_2.jpg").read_bytes())  # its own upload,
+    assert status == 200 and len(other["faces"]) == 2  # not a photo another test left in the session
+    status, err = _post(f"{url}/api/replace", json.dumps({"photo": again["id"], "face": 0, "source": other["id"],
                                                           "source_face": 1}).encode(), "application/json")
     assert status == 400 and err["error"].startswith("identity_mismatch") and "not the same person" in err["error"]
     status, err = _post(f"{url}/api/photos?name=broken.jpg", (BURST / "shot_0.jpg").read_bytes()[:3000])
