@@ -273,8 +273,9 @@ naming your participant id or a clip (`video_id`), or the image you are in. The 
 `piq release remove --participant ID --reason TEXT` (or `--video ID`): it takes the person's
 sets out of every split, rewrites only the shards that held them, updates the indexes, checksums
 and this card, and records the request in the repository's `removals.csv`, which the pipeline's
-clip-selecting stages read, so no later rebuild brings them back. Removals applied to this
-release: {removals}. Delete removed people from any copy you hold when a new release is published.
+clip-selecting stages read, so no later rebuild brings them back. Requests in the ledger when
+this release was written: {removals}. Delete removed people from any copy you hold when a new
+release is published.
 
 ## Citation
 

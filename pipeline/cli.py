@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "shard": ("stages.shard", "pack the identity sets into WebDataset shards, split train / test_id / test_ood by identity, with index and dataset card"),
     "latents": ("stages.latents", "the VAE latents of every training image, as it is and mirrored, so training encodes only the driving face (issue 18)"),
     "shards": ("pipeline.verify", "check released shards: `piq shards verify DIR` re-reads, decodes and checksums every sample"),
+    "release": ("pipeline.release_remove", "`piq release remove --participant ID --reason TEXT` (or --video ID): take a person out of the release and keep them out"),
     "browse": ("pipeline.browse.server", "page through released shards in a local web page (no CDN): `piq browse DIR`"),
     "train": ("stages.train", "fine-tune the backbone on [source | driving | noisy target] (paper 3.1, 4.1)"),
     "distill": ("stages.distill", "distil the trained model into a few-step student, guidance folded in, for sample.mode: fast"),
