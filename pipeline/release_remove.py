@@ -34,8 +34,9 @@ from typing import Any
 import pandas as pd
 
 from pipeline.card import release_metas, write_card
-from pipeline.removals import LedgerError, append_entry, read_ledger
+from pipeline.manifest import write_frame
 from pipeline.release import INDEX_FILE
+from pipeline.removals import LedgerError, append_entry, read_ledger
 from pipeline.shards import iter_raw_samples, sample_digest, shard_stats, tar_bytes
 from pipeline.splits import SPLITS
 from pipeline.state import atomic_write_bytes, atomic_write_json
@@ -161,7 +162,7 @@ def _rewrite_tables(out: Path, dropped: set[str], ledger_entries: int) -> None:
             frame = pd.read_parquet(sets_path)
             if frame["set_id"].isin(dropped).any():
                 tmp = out / split / ".sets.parquet.tmp"
-                frame[~frame["set_id"].isin(dropped)].to_parquet(tmp, index=False)
+                write_frame(frame[~frame["set_id"].isin(dropped)], tmp)
                 atomic_write_bytes(sets_path, tmp.read_bytes())
                 tmp.unlink()
     manifest_path = out / "manifest.parquet"
@@ -186,7 +187,7 @@ def _rewrite_manifest(out: Path, path: Path) -> None:
         if st is not None:
             rows.append({**row, "set_ids": st["keys"], "n_samples": st["samples"], "bytes": st["bytes"], "sha256": st["sha256"]})
     tmp = out / ".manifest.parquet.tmp"
-    pd.DataFrame(rows, columns=frame.columns).astype(frame.dtypes.to_dict()).to_parquet(tmp, index=False)
+    write_frame(pd.DataFrame(rows, columns=frame.columns).astype(frame.dtypes.to_dict()), tmp)
     atomic_write_bytes(path, tmp.read_bytes())
     tmp.unlink()
 

@@ -34,10 +34,11 @@ from pipeline.card import EXPRESSION, POSE, write_card
 from pipeline.config.runner import RunnerParams
 from pipeline.config.shard import ShardParams
 from pipeline.labels import LABEL_NAMES
+from pipeline.manifest import write_frame
 from pipeline.params import load_params
+from pipeline.removals import read_ledger
 from pipeline.runner import Runner
 from pipeline.shards import sample_digest, shard_name, shard_stats, tar_bytes
-from pipeline.removals import read_ledger
 from pipeline.splits import SPLITS, split_all
 from pipeline.stage import Item, ItemContext, Output, Reject, Stage
 from pipeline.state import atomic_write_bytes, atomic_write_json
@@ -301,7 +302,7 @@ def write_indexes(out: Path, plan: ReleasePlan) -> dict[str, dict[str, Any]]:
         frame = pd.DataFrame(rows, columns=["set_id", "shard", "split", "participant_id", "video_id", "image", "caption",
                                             *IMAGE_COLUMNS])
         tmp = folder / ".sets.parquet.tmp"
-        frame.to_parquet(tmp, index=False)
+        write_frame(frame, tmp)
         atomic_write_bytes(folder / "sets.parquet", tmp.read_bytes())
         tmp.unlink()
         summary[split] = {"shards": index["n_shards"], "sets": index["n_samples"], "bytes": index["bytes"]}

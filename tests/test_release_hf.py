@@ -131,3 +131,17 @@ def test_few_identities_stay_in_train(tmp_path: Path, capfd) -> None:
     assert "shard: test_id will be empty: 2 identities (3 clips) in all, fewer than shard.hold_out_min_identities=3" in said
     stats = json.loads((out / "stats.json").read_text())
     assert set(stats["empty_splits"]) == {"test_id", "test_ood"}
+
+
+def test_the_card_has_a_face_datasets_front_matter_and_sections(release: Path) -> None:
+    meta = _front_matter(release)
+    assert meta["pretty_name"] and meta["license"] == "other" and "public domain" in meta["license_details"]
+    assert "image-to-image" in meta["task_categories"] and meta["size_categories"] == ["n<1K"]
+    text = (release / "README.md").read_text()
+    for section in ("Personal and biometric data", "Consent and source licences", "Intended use", "Out-of-scope use",
+                    "Limitations and bias", "Removal on request", "Citation", "Label maps"):
+        assert f"\n## {section}\n" in text, section
+    for clip in ("v0000", "v0001", "v0002"):  # consent and licence per clip, from the metadata
+        assert f"| {clip} | p" in text and "not required (public-domain photograph)" in text
+    assert "identif" in text.split("## Out-of-scope use")[1].split("##")[0] and "cross-identity" in text
+    assert "| 18 | cloth |" in text and "piq release remove --participant" in text
