@@ -223,6 +223,11 @@ def remove(out: Path, ledger_path: Path, kind: str | None, ident: str | None, re
 def main(args: argparse.Namespace) -> int:
     from pipeline.params import load_params
 
+    if args.action == "digest":
+        from pipeline.release_digest import main as digest_main
+
+        return digest_main(args)
+
     params = load_params(args.params)
     out = Path(args.release or params.shard.out_dir)
     ledger = Path(args.ledger or params.removals)
@@ -246,7 +251,10 @@ def main(args: argparse.Namespace) -> int:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("action", choices=["remove"], help="remove: take a person or a clip out of the release")
+    parser.add_argument("action", choices=["remove", "digest"],
+                        help="remove: take a person or a clip out of the release; digest: write what the release means "
+                             "(pipeline/release_digest.py) to --out")
+    parser.add_argument("--out", default="reports/release_digest.json", help="digest: where to write it")
     who = parser.add_mutually_exclusive_group()
     who.add_argument("--participant", help="participant_id whose every set is removed")
     who.add_argument("--video", help="video_id (one clip) whose sets are removed")
