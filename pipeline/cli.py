@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "shard": ("stages.shard", "pack the identity sets into WebDataset shards, split train / test_id / test_ood by identity, with index and dataset card"),
     "latents": ("stages.latents", "the VAE latents of every training image, as it is and mirrored, so training encodes only the driving face (issue 18)"),
     "shards": ("pipeline.verify", "check released shards: `piq shards verify DIR` re-reads, decodes and checksums every sample"),
+    "release": ("pipeline.release_remove", "`piq release remove --participant ID --reason TEXT` (or --video ID): take a person out of the release and keep them out; `piq release digest`: what it means, for cross-machine checks"),
     "browse": ("pipeline.browse.server", "page through released shards in a local web page (no CDN): `piq browse DIR`"),
     "train": ("stages.train", "fine-tune the backbone on [source | driving | noisy target] (paper 3.1, 4.1)"),
     "distill": ("stages.distill", "distil the trained model into a few-step student, guidance folded in, for sample.mode: fast"),
@@ -30,6 +31,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("stages.evaluate", "ID / OOD test sets, every method, CSIM FID AED APD AGD LPIPS PSNR SSIM +- SEM, tables (paper 4.2)"),
     "exp": ("pipeline.exp_show", "`piq exp show`: dvc exp show with the headline columns only (the params that differ, the metrics, no dep hashes)"),
     "params": ("pipeline.params_cli", "validate params.yaml and print it as resolved"),
+    "platform": ("pipeline.platform_id", "the CPU features, Python and installed packages that wrote dvc.lock (dvc.platform.json; --write records this machine)"),
     "deps": ("pipeline.codegraph", "check dvc.yaml's code deps against the import graph (--write regenerates them)"),
     # the photo tool (facereplace/): not a stage; "module:attr" names one command of a module
     "faces": ("facereplace.cli:faces", "every face of a photo, numbered left to right: box, score, pose, eyes open, smile (--preview)"),

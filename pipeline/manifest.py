@@ -39,10 +39,31 @@ def _frame(rows: list[dict[str, Any]], columns: dict[str, str]) -> pd.DataFrame:
 BATCH = 8192  # items whose rows are turned into Python objects at once
 
 
+def without_version_stamps(table: Any) -> Any:
+    """`table` without the library versions pandas writes into its schema metadata (`creator`:
+    pyarrow's version, `pandas_version`): a DVC out must hash the same under any pandas. The
+    column types pandas needs to read the frame back stay. (The Parquet footer's `created_by`
+    stays: readers use it to work around known writer bugs; requirements.lock pins pyarrow.)"""
+    meta = dict(table.schema.metadata or {})
+    if b"pandas" in meta:
+        pandas_meta = json.loads(meta[b"pandas"])
+        pandas_meta.pop("creator", None)
+        pandas_meta.pop("pandas_version", None)
+        meta[b"pandas"] = json.dumps(pandas_meta).encode()
+    return table.replace_schema_metadata(meta)
+
+
+def write_frame(frame: pd.DataFrame, path: Any) -> None:
+    """`frame.to_parquet(path, index=False)` without version stamps (see above)."""
+    import pyarrow.parquet as pq
+
+    pq.write_table(_to_arrow(frame), path)
+
+
 def _to_arrow(df: pd.DataFrame) -> Any:
     import pyarrow as pa
 
-    return pa.Table.from_pandas(df, preserve_index=False)
+    return without_version_stamps(pa.Table.from_pandas(df, preserve_index=False))
 
 
 class _TableOut:

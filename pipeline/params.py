@@ -59,6 +59,7 @@ class Params:
     replace: ReplaceParams = ReplaceParams()
     best_take: BestTakeParams = BestTakeParams()
     latents: LatentsParams = dataclasses.field(default_factory=LatentsParams)  # piq latents (issue 18)
+    removals: str = "removals.csv"  # the removal ledger (pipeline/removals.py): people and clips kept out of every build
     cpu_threads: int = 2  # torch threads of train / distill / sample / evaluate on a CPU (pipeline.device.fix_cpu_threads)
 
 

@@ -100,6 +100,24 @@ def resolve_shards(source: str | Path | Sequence[str | Path], index: str | None 
     return _refs_for_urls(expand_urls(source), index)
 
 
+def empty_split_refusal(source: str | Path | Sequence[str | Path], command: str) -> str | None:
+    """One line refusing to run `command` on a local split folder (or its index.json) that holds
+    no set, naming why and the params key to change (from the index's `empty`); None otherwise."""
+    if not isinstance(source, (str, Path)) or _is_url(str(source)):
+        return None
+    path = Path(source)
+    index = path / INDEX_FILE if path.is_dir() else path
+    if index.name != INDEX_FILE or not index.is_file():
+        return None
+    data = json.loads(index.read_text())
+    if data.get("shards"):
+        return None
+    why = data.get("empty") or "its index lists no shard"
+    return (f"{command}: the split {index.parent} is empty, nothing to train on: {why}. Change the split rule "
+            f"(shard.hold_out_min_identities, shard.test_id_fraction, shard.test_ood_fraction in params.yaml) and "
+            f"rerun `piq shard`, or point data.shards at a split with sets")
+
+
 def _local_ref(path: Path) -> ShardRef:
     stats = json.loads(path.with_suffix(".stats.json").read_text())
     return ShardRef(str(path), tuple(stats["keys"]), int(stats.get("bytes", 0)), stats.get("sha256", ""))

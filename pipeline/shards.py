@@ -29,7 +29,7 @@ import webdataset as wds
 
 from pipeline import images
 
-_FIELD = re.compile(r"^(meta\.json|i\d{2}\.jpg|i\d{2}\.seg\.png|i\d{2}\.r\d\.jpg)$")
+_FIELD = re.compile(r"^(meta\.json|i\d{2}\.jpg|i\d{2}\.txt|i\d{2}\.seg\.png|i\d{2}\.r\d\.jpg)$")
 TAR_OWNER = "piq"  # fixed owner/group/mtime: the tar's bytes depend on its samples alone
 
 
@@ -119,10 +119,11 @@ def decode_image(data: bytes, what: str = "image") -> np.ndarray:
 
 
 def _parse_field(field: str) -> tuple[str, str]:
-    """'i03.jpg' -> ('i03', 'image'); 'i03.seg.png' -> ('i03', 'seg'); 'i03.r2.jpg' -> ('i03', 'r2')."""
+    """'i03.jpg' -> ('i03', 'image'); 'i03.seg.png' -> ('i03', 'seg'); 'i03.r2.jpg' -> ('i03', 'r2');
+    'i03.txt' -> ('i03', 'caption')."""
     parts = field.split(".")
     if len(parts) == 2:
-        return parts[0], "image"
+        return parts[0], "caption" if parts[1] == "txt" else "image"
     return parts[0], "seg" if parts[1] == "seg" else parts[1]
 
 
@@ -177,6 +178,8 @@ class LazySetSample(SetSample):
                 images[index] = field
             elif kind == "seg":
                 labels[index] = field
+            elif kind == "caption":
+                continue  # the same text as meta.json's caption (`SetSample.caption`)
             else:
                 relit.setdefault(index, []).append(field)
         self.fields = fields

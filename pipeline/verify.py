@@ -33,7 +33,7 @@ def expected_fields(meta: dict[str, Any]) -> set[str]:
     n, k = int(meta["n_expressive"]) + 1, int(meta["n_relit"])
     fields = {"meta.json"}
     for i in range(n):
-        fields |= {f"i{i:02d}.jpg", f"i{i:02d}.seg.png", *(f"i{i:02d}.r{r}.jpg" for r in range(1, k + 1))}
+        fields |= {f"i{i:02d}.jpg", f"i{i:02d}.txt", f"i{i:02d}.seg.png", *(f"i{i:02d}.r{r}.jpg" for r in range(1, k + 1))}
     return fields
 
 
@@ -91,8 +91,12 @@ def check_sample_content(key: str, fields: dict[str, bytes], expected_sha: str |
         problems.append(f"unexpected member(s) {extra}")
     if expected_sha and sample_digest(fields) != expected_sha:
         problems.append("content differs from the index (sha256)")
+    captions = {img.get("index"): img.get("caption") for img in meta.get("images", []) if isinstance(img, dict)}
+    for field in sorted(f for f in fields if f.endswith(".txt")):
+        if fields[field].decode("utf-8", "replace") != captions.get(field.split(".")[0]):
+            problems.append(f"{field}: differs from meta.json's caption")
     size = None
-    for field in sorted(f for f in fields if f != "meta.json"):
+    for field in sorted(f for f in fields if f != "meta.json" and not f.endswith(".txt")):
         try:
             img = decode_image(fields[field], field)
         except ShardError as err:
@@ -164,6 +168,17 @@ def verify(root: Path, workers: int = 1) -> tuple[list[str], int, int]:
     return problems, shards, samples
 
 
+def empty_splits(root: Path) -> list[tuple[str, str]]:
+    """(split folder, why) of every split under `root` whose index lists no shard (the shard
+    stage writes the reason into index.json's `empty`)."""
+    out = []
+    for folder in split_folders(root):
+        index = json.loads((folder / INDEX_FILE).read_text())
+        if not index.get("shards"):
+            out.append((str(folder), index.get("empty") or "its index lists no shard"))
+    return out
+
+
 def main(args: argparse.Namespace) -> int:
     if args.action != "verify":
         print(f"piq shards: unknown action {args.action!r} (try: piq shards verify DIR)", file=sys.stderr)
@@ -171,6 +186,8 @@ def main(args: argparse.Namespace) -> int:
     problems, shards, samples = verify(Path(args.dir), args.workers or os.cpu_count() or 1)
     for line in problems:
         print(f"BROKEN {line}")
+    for folder, why in empty_splits(Path(args.dir)):
+        print(f"EMPTY {folder}: no sample in this split ({why})")
     verdict = f"{len(problems)} problem(s)" if problems else "all good"
     print(f"verify: {shards} shards, {samples} samples read in {args.dir}: {verdict}")
     return 1 if problems else 0

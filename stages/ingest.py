@@ -27,6 +27,7 @@ from pipeline.faces.detect import Face, FaceDetector
 from pipeline.faces.geometry import frontal_angles, frontal_reject_code, square_crop
 from pipeline.images import encode_jpeg
 from pipeline.params import load_params
+from pipeline.removals import withhold
 from pipeline.runner import Runner
 from pipeline.stage import Item, ItemContext, Output, Reject, Stage
 from pipeline.video import VideoError, parse_segments, probe, read_frames
@@ -232,7 +233,7 @@ class IngestStage(Stage):
 def main(args: argparse.Namespace) -> int:
     params = load_params(args.params)
     ingest = params.ingest
-    items = list_items(ingest)
+    items = withhold(list_items(ingest), params.removals)  # clips of people removed on request (removals.csv)
     runner_params = params.runner if args.workers is None else dataclasses.replace(params.runner, workers=args.workers)
     summary = Runner(runner_params, params.seed).run(IngestStage(ingest), items, ingest.out_dir)
     stats = summary.stats

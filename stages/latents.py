@@ -28,7 +28,7 @@ from tqdm import tqdm
 
 from pipeline.device import resolve_device
 from pipeline.params import load_params
-from pipeline.release import ShardRef, release_dataset, resolve_shards
+from pipeline.release import empty_split_refusal, ShardRef, release_dataset, resolve_shards
 from pipeline.shards import ShardError
 from pipeline.state import atomic_write_json
 from train.backbones import build_vae
@@ -115,6 +115,10 @@ def write_cache(vae: torch.nn.Module, vae_hash: str, refs: list[ShardRef], resol
 
 def main(args: argparse.Namespace) -> int:
     params = load_params(args.params)
+    refusal = empty_split_refusal(params.data.shards, "piq latents")
+    if refusal:  # one line, exit 2: not a traceback from the loader
+        print(refusal, file=sys.stderr)
+        return 2
     tp, dp, lp = params.train, params.data, params.latents
     device, dtype = resolve_device(lp.device, lp.dtype)
     vae = build_vae(tp.backbone, tp.pretrained_dir, params.seed, tp.concat)

@@ -19,6 +19,7 @@ import pandas as pd
 import torch
 
 from pipeline.device import fix_cpu_threads
+from pipeline.manifest import write_frame
 from pipeline.params import load_params
 from train.data import make_train_loader
 from train.plots import to_uint8, write_grid
@@ -71,6 +72,6 @@ def main(args: argparse.Namespace) -> int:
     titles = ["source", "driving", f"{sp.mode}: {kwargs['num_inference_steps']} steps g={kwargs['guidance_scale']}", "target"]
     write_grid(out_dir / "pairs.png", cols, titles)
     manifest = pd.DataFrame(rows[: sp.num_pairs])
-    manifest.to_parquet(out_dir / "manifest.parquet", index=False)
+    write_frame(manifest, out_dir / "manifest.parquet")
     print(f"sample: {len(manifest)} pairs from {model_folder(sp)}, mean PSNR {manifest['psnr'].mean():.2f} dB -> {out_dir}")
     return 0

@@ -22,6 +22,7 @@ import hashlib
 import json
 import math
 import shutil
+import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any, ClassVar
@@ -33,10 +34,12 @@ from pipeline.card import EXPRESSION, POSE, write_card
 from pipeline.config.runner import RunnerParams
 from pipeline.config.shard import ShardParams
 from pipeline.labels import LABEL_NAMES
+from pipeline.manifest import write_frame
 from pipeline.params import load_params
+from pipeline.removals import read_ledger
 from pipeline.runner import Runner
 from pipeline.shards import sample_digest, shard_name, shard_stats, tar_bytes
-from pipeline.splits import SPLITS, assign_split
+from pipeline.splits import SPLITS, split_all
 from pipeline.stage import Item, ItemContext, Output, Reject, Stage
 from pipeline.state import atomic_write_bytes, atomic_write_json
 
@@ -102,6 +105,8 @@ class ReleasePlan:
     shards: dict[str, list[str]]  # "train-000000" -> set ids, in file order
     n_images: int
     n_relit: int
+    empty: dict[str, str] = dataclasses.field(default_factory=dict)  # split -> why it has no set
+    withheld: int = 0  # sets of people / clips in the removal ledger, left out
 
     def items(self) -> list[Item]:
         items = [Item(name, {"split": name.rsplit("-", 1)[0], "sets": [self.sets[s] for s in ids]})
@@ -119,7 +124,7 @@ def _mode(values: list[int]) -> int:
     return max(counts, key=lambda v: (counts[v], v)) if counts else 0
 
 
-def plan_release(p: ShardParams) -> ReleasePlan:
+def plan_release(p: ShardParams, removals: str | Path | None = None) -> ReleasePlan:
     roots = {s: Path(getattr(p, f"{s}_dir")) for s in UPSTREAM}
     frames = {s: _read_manifest(roots[s], s) for s in UPSTREAM}
     ingest = {r["face_id"]: r for r in frames["ingest"].to_dict("records")}
@@ -130,6 +135,9 @@ def plan_release(p: ShardParams) -> ReleasePlan:
     for r in frames["relight"].to_dict("records"):
         relit.setdefault((r["face_id"], r["image"]), {})[r["variant"]] = r
     by_face = {face: g.to_dict("records") for face, g in animate.groupby("face_id", sort=True)}
+    ledger = read_ledger(removals)
+    withheld = {f for f in by_face if f in ingest and ledger.excludes(ingest[f].get("participant_id"), ingest[f].get("video_id"))}
+    by_face = {f: rows for f, rows in by_face.items() if f not in withheld}
     n_images = _mode([len(rows) for rows in by_face.values()])
     n_relit = _mode([len(v) for v in relit.values()])
     sets: dict[str, dict[str, Any]] = {}
@@ -142,12 +150,12 @@ def plan_release(p: ShardParams) -> ReleasePlan:
     videos: dict[str, set[str]] = {}
     for rec in sets.values():
         videos.setdefault(rec["meta"]["participant_id"], set()).add(rec["meta"]["video_id"])
-    split_of = {pid: assign_split(pid, len(v), p.split_seed, p.test_id_fraction, p.test_ood_fraction, p.ood_min_videos)
-                for pid, v in videos.items()}
+    split_of, empty = split_all(videos, p.split_seed, p.test_id_fraction, p.test_ood_fraction, p.ood_min_videos,
+                                p.hold_out_min_identities)
     for rec in sets.values():
         rec["meta"]["split"] = rec["split"] = split_of[rec["meta"]["participant_id"]]
         rec["bytes"] += _member_bytes(len(json.dumps(rec["meta"], indent=1, sort_keys=True).encode()))
-    return ReleasePlan(sets, refused, _pack(sets, p), n_images, n_relit)
+    return ReleasePlan(sets, refused, _pack(sets, p), n_images, n_relit, empty, len(withheld))
 
 
 def _pack(sets: dict[str, dict[str, Any]], p: ShardParams) -> dict[str, list[str]]:
@@ -187,6 +195,7 @@ def _set_record(face: str, rows: list[dict], ingest: dict, captions: dict, segme
     if len(indices) > n_images:
         raise Reject("inconsistent_set", f"{face}: {len(indices)} images where the release has {n_images}")
     files: list[list[str]] = []
+    texts: list[list[str]] = []  # [field, text]: each image's caption as its own member (`iNN.txt`)
     images, backends = [], {s: set() for s in ("animate", "caption", "segment", "relight")}
     for row in rows:
         index = row["image"]
@@ -207,24 +216,33 @@ def _set_record(face: str, rows: list[dict], ingest: dict, captions: dict, segme
             if problem:
                 raise Reject("unreadable_file", f"{face}/{field}: {problem}")
             files.append([field, str(path)])
+        texts.append([f"{index}.txt", str(cap["caption"])])
         for stage, r in (("animate", row), ("caption", cap), ("segment", seg), *(("relight", variants[v]) for v in wanted)):
             backends[stage].add(str(r.get("backend")))
         images.append({
             "index": index, **{c: _clean(row.get(c)) for c in IMAGE_COLUMNS}, "caption": str(cap["caption"]),
-            "label_counts": _clean(seg.get("label_counts")),
+            "label_counts": _label_counts(_clean(seg.get("label_counts"))),
             "relit": [{"variant": v, **{c: _clean(variants[v].get(c)) for c in ("envmap", "rotation_deg", "light_dir", "color_temp_k")}}
                       for v in wanted],
         })
     meta = {
         "set_id": face, "participant_id": src["participant_id"], "video_id": src["video_id"], "frame": src.get("frame"),
         "category": src.get("category"), "n_expressive": n_images - 1, "n_relit": n_relit,
-        "labels": {str(i): n for i, n in enumerate(LABEL_NAMES)}, "images": images,
+        "labels": {str(i): n for i, n in enumerate(LABEL_NAMES)}, "label_names": list(LABEL_NAMES), "images": images,
         "source": {k: src.get(k) for k in ("bbox", "landmarks", "landmarks_crop", "crop_box")},
         "license": src.get("license") or None, "consent": src.get("consent") or None,
         "backends": {s: ",".join(sorted(b)) for s, b in backends.items()},
     }
     size = sum(_member_bytes(Path(path).stat().st_size) for _, path in files)  # + meta.json, once the split is known
-    return {"set_id": face, "files": files, "meta": meta, "bytes": size, "split": ""}
+    size += sum(_member_bytes(len(text.encode())) for _, text in texts)
+    return {"set_id": face, "files": files, "texts": texts, "meta": meta, "bytes": size, "split": ""}
+
+
+def _label_counts(counts: Any) -> dict[str, int]:
+    """Pixels per canonical label, every label named (0 where absent): the same keys in every
+    image, so a reader that infers a schema (Hugging Face `datasets`) sees one struct."""
+    counts = counts if isinstance(counts, dict) else {}
+    return {name: int(counts.get(name, 0)) for name in LABEL_NAMES}
 
 
 @dataclasses.dataclass
@@ -243,6 +261,7 @@ class ShardStage(Stage):
         samples = []
         for rec in item.data["sets"]:
             fields = {field: Path(path).read_bytes() for field, path in rec["files"]}
+            fields.update({field: text.encode() for field, text in rec.get("texts", [])})
             fields["meta.json"] = json.dumps(rec["meta"], indent=1, sort_keys=True).encode()
             samples.append((rec["set_id"], fields))
         data = tar_bytes(samples)
@@ -277,21 +296,30 @@ def write_indexes(out: Path, plan: ReleasePlan) -> dict[str, dict[str, Any]]:
                                  **{c: img.get(c) for c in IMAGE_COLUMNS}})
         index = {"split": split, "n_shards": len(entries), "n_samples": sum(e["samples"] for e in entries),
                  "bytes": sum(e["bytes"] for e in entries), "shards": entries}
+        if not entries:
+            index["empty"] = plan.empty.get(split) or "no set was released in this split"
         atomic_write_json(folder / "index.json", index)
         frame = pd.DataFrame(rows, columns=["set_id", "shard", "split", "participant_id", "video_id", "image", "caption",
                                             *IMAGE_COLUMNS])
         tmp = folder / ".sets.parquet.tmp"
-        frame.to_parquet(tmp, index=False)
+        write_frame(frame, tmp)
         atomic_write_bytes(folder / "sets.parquet", tmp.read_bytes())
         tmp.unlink()
         summary[split] = {"shards": index["n_shards"], "sets": index["n_samples"], "bytes": index["bytes"]}
     return summary
 
 
-def build_release(p: ShardParams, runner: RunnerParams, seed: int) -> dict[str, Any]:
+def _index_keys(folder: Path) -> list[str]:
+    index = folder / "index.json"
+    return [k for e in json.loads(index.read_text())["shards"] for k in e["keys"]] if index.is_file() else []
+
+
+def build_release(p: ShardParams, runner: RunnerParams, seed: int, removals: str | Path | None = None) -> dict[str, Any]:
     """Plan, write the shards (resumably), then the indexes, the card and stats.json last."""
     out = Path(p.out_dir)
-    plan = plan_release(p)
+    plan = plan_release(p, removals)
+    for split, why in plan.empty.items():  # said before the long part, so a user can stop and change the rule
+        print(f"shard: {split} will be empty: {why}", file=sys.stderr, flush=True)
     for tmp in out.glob("*/.*.tmp-*"):  # what a killed writer left under a temporary name
         tmp.unlink()
     summary = Runner(runner, seed).run(ShardStage(p, plan.digest()), plan.items(), out)
@@ -302,16 +330,19 @@ def build_release(p: ShardParams, runner: RunnerParams, seed: int) -> dict[str, 
                 stale.unlink()
                 stale.with_suffix(".stats.json").unlink(missing_ok=True)
     splits = write_indexes(out, plan)
-    write_card(out, plan, splits, pd.read_parquet(out / "rejects.parquet"))
+    released = {k for split in SPLITS for k in _index_keys(out / split)}
+    write_card(out, [plan.sets[k]["meta"] for k in sorted(released)], splits, pd.read_parquet(out / "rejects.parquet"),
+               plan.empty, len(read_ledger(removals).entries))
     stats = {**summary.stats, "splits": splits, "images_per_set": plan.n_images, "relit_per_image": plan.n_relit,
-             "sets_refused": dict(sorted(Counter(c for c, _ in plan.refused.values()).items()))}
+             "sets_refused": dict(sorted(Counter(c for c, _ in plan.refused.values()).items())),
+             "sets_withheld": plan.withheld, "removals_in_ledger": len(read_ledger(removals).entries), "empty_splits": dict(sorted(plan.empty.items()))}
     atomic_write_json(out / "stats.json", stats)
     return stats
 
 
 def main(args: argparse.Namespace) -> int:
     params = load_params(args.params)
-    stats = build_release(params.shard, params.runner, params.seed)
+    stats = build_release(params.shard, params.runner, params.seed, params.removals)
     report = Path(args.report)
     report.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(Path(params.shard.out_dir) / "stats.json", report)

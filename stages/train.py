@@ -30,7 +30,7 @@ import torch
 
 from pipeline.device import fix_cpu_threads
 from pipeline.params import load_params
-from pipeline.release import resolve_shards
+from pipeline.release import empty_split_refusal, resolve_shards
 from train.backbones import build_components
 from train.data import make_train_loader
 from train.latents import open_cache, vae_fingerprint
@@ -74,6 +74,10 @@ def main(args: argparse.Namespace) -> int:
     if args.processes > 1 and "LOCAL_RANK" not in os.environ:
         return launch(args)
     params = load_params(args.params)
+    refusal = empty_split_refusal(params.data.shards, "piq train")
+    if refusal:  # one line, exit 2: not a traceback from the loader
+        print(refusal, file=sys.stderr)
+        return 2
     fix_cpu_threads(params.cpu_threads)  # before any torch work: CPU floats must not depend on the machine
     tp, dp = params.train, params.data
     accelerator = make_accelerator(tp)

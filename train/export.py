@@ -67,6 +67,29 @@ def write_pipeline_folder(comps: Components, unet: UNet2DConditionModel, concat:
             raise ValueError(f"{name} is {part.dtype} and has no pretrained folder to copy; cannot export it losslessly")
         else:
             canonical(part).save_pretrained(tmp / name)
+    written = [tmp / "unet", tmp / "scheduler"] + [tmp / n for n in FROZEN if not (pretrained_dir and (Path(pretrained_dir) / n).is_dir())]
+    strip_version_stamps([tmp / "model_index.json", *(f for d in written if d.is_dir() for f in sorted(d.glob("*.json")))])
     shutil.rmtree(out_dir, ignore_errors=True)
     tmp.rename(out_dir)
     return out_dir
+
+
+VERSION_KEYS = ("_diffusers_version", "transformers_version")
+
+
+def strip_version_stamps(paths: list[Path]) -> None:
+    """Drop the library versions diffusers and transformers write into the configs they save
+    (both loaders treat the key as optional): the exported folder, a DVC out, then hashes the
+    same under any release of either. Files copied from a pretrained folder are not passed here
+    (they stay byte for byte as published)."""
+    import json
+
+    for path in paths:
+        if not path.is_file():
+            continue
+        text = path.read_text()
+        data = json.loads(text)
+        if isinstance(data, dict) and any(k in data for k in VERSION_KEYS):
+            for key in VERSION_KEYS:
+                data.pop(key, None)
+            path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")

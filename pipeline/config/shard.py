@@ -24,6 +24,7 @@ class ShardParams:
     test_id_fraction: float = 0.05
     test_ood_fraction: float = 0.05
     ood_min_videos: int = 2
+    hold_out_min_identities: int = 2
 
     def validate(self) -> None:
         if self.target_shard_bytes < 1 or self.max_sets_per_shard < 0:
@@ -31,5 +32,7 @@ class ShardParams:
         if not (0.0 <= self.test_id_fraction and 0.0 <= self.test_ood_fraction
                 and self.test_id_fraction + self.test_ood_fraction < 1.0):
             raise ValueError("shard.test_id_fraction and test_ood_fraction must be >= 0 and sum to less than 1")
+        if self.hold_out_min_identities < 0:
+            raise ValueError("shard.hold_out_min_identities must be >= 0 (0 = always split by the fractions)")
         if self.ood_min_videos < 2:
             raise ValueError("shard.ood_min_videos must be >= 2 (OOD pairs join sets of different videos)")
