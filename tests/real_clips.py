@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import struct
 from fractions import Fraction
 from pathlib import Path
 from typing import Sequence
@@ -105,10 +106,11 @@ def write_clip(
     `times` (seconds, increasing) gives each frame's timestamp, for a variable frame rate;
     otherwise frames are 1/rate apart. `rotation` (clockwise, any angle) and `mirrored` go into the
     display matrix; the frames are stored as given (use `stored_from_upright` to make them).
-    `audio` adds a 440 Hz AAC (Opus in WebM) track as long as the video. `color` sets the
-    stream's colour tags (color_primaries, color_trc, colorspace, color_range)."""
+    `audio` adds a 440 Hz AAC (Opus in WebM) track as long as the video. RGB frames are
+    converted by the BT.709 matrix and tagged BT.709; `color` replaces the stream's tags
+    (color_primaries, color_trc, colorspace, color_range) for frames given as av.VideoFrame."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    h, w = frames[0].shape[:2]
+    h, w = (frames[0].height, frames[0].width) if isinstance(frames[0], av.VideoFrame) else frames[0].shape[:2]
     time_base = Fraction(1, 90000) if times is not None else 1 / rate
     with av.open(str(path), "w", options=container_options or {}) as out:
         stream = out.add_stream(codec, rate=rate if times is None else None, options=options or {})
@@ -120,14 +122,13 @@ def write_clip(
         if rotation or mirrored:
             # PyAV's angle is counter-clockwise (as FFmpeg's av_display_rotation_set)
             stream.set_display_rotation(-rotation, hflip=mirrored)
-        for key, value in (color or {}).items():
+        full_range = pix_fmt.startswith("yuvj")
+        tags = color or {"color_primaries": 1, "color_trc": 1, "colorspace": 1, "color_range": 2 if full_range else 1}
+        for key, value in tags.items():
             setattr(stream.codec_context, key, value)
         sound = _add_audio(out, path.suffix.lower()) if audio else None
         for i, rgb in enumerate(frames):
-            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
-            for key, value in (color or {}).items():
-                if key != "color_primaries":
-                    setattr(frame, key, value)
+            frame = rgb if isinstance(rgb, av.VideoFrame) else _bt709(rgb, pix_fmt, full_range)
             frame.pts = round(times[i] / time_base) if times is not None else i
             frame.time_base = time_base
             out.mux(stream.encode(frame))
@@ -136,6 +137,14 @@ def write_clip(
             duration = (times[-1] + 1 / float(rate)) if times is not None else len(frames) / float(rate)
             _write_tone(out, sound, duration)
     return path
+
+
+def _bt709(rgb: np.ndarray, pix_fmt: str, full_range: bool) -> av.VideoFrame:
+    """An RGB frame in `pix_fmt` by the BT.709 matrix, tagged BT.709, as cameras write HD video."""
+    frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24").reformat(
+        format=pix_fmt, dst_colorspace="ITU709", dst_color_range="JPEG" if full_range else "MPEG")
+    frame.colorspace, frame.color_trc, frame.color_primaries = 1, 1, 1
+    return frame
 
 
 def _add_audio(out: av.container.OutputContainer, suffix: str):
@@ -219,3 +228,136 @@ def make_variants(folder: Path, n: int | None = None, names: Sequence[str] | Non
         else:
             paths[name] = makers[name](folder / f"{name}{suffix.get(name, '.mp4')}")
     return paths
+
+
+# --- bad input (#30, "Bad input") -------------------------------------------------------------
+
+def _boxes(data: bytes | bytearray, start: int = 0, end: int | None = None):
+    """(type, offset, size, header) of the ISO-BMFF boxes in data[start:end] (one level)."""
+    end = len(data) if end is None else end
+    pos = start
+    while pos + 8 <= end:
+        size, kind = int.from_bytes(data[pos:pos + 4], "big"), bytes(data[pos + 4:pos + 8])
+        header = 8
+        if size == 1:
+            size, header = int.from_bytes(data[pos + 8:pos + 16], "big"), 16
+        elif size == 0:
+            size = end - pos
+        yield kind, pos, size, header
+        pos += size
+
+
+def _find(data: bytearray, path: list[bytes]) -> list[tuple[int, int, int]]:
+    """(offset, size, header) of every box at `path` (e.g. [b"moov", b"trak", b"mdia", b"mdhd"])."""
+    found, level = [], [(0, len(data))]
+    for depth, name in enumerate(path):
+        nxt = []
+        for start, end in level:
+            for kind, pos, size, header in _boxes(data, start, end):
+                if kind == name:
+                    if depth == len(path) - 1:
+                        found.append((pos, size, header))
+                    else:
+                        nxt.append((pos + header, pos + size))
+        level = nxt
+    return found
+
+
+def claim_duration(path: Path, dest: Path, seconds: float) -> Path:
+    """A copy of a Matroska / WebM file whose header (Segment Info, Duration) claims `seconds`;
+    the frames stay. (FFmpeg recomputes an MP4's duration from its sample table, so a lying MP4
+    header never reaches a reader through it.)"""
+    data = bytearray(path.read_bytes())
+    at = data.index(b"\x44\x89\x88")  # Duration element, 8-byte float, in TimestampScale units (1 ms)
+    data[at + 3:at + 11] = struct.pack(">d", seconds * 1000.0)
+    dest.write_bytes(bytes(data))
+    return dest
+
+
+def unknown_codec(path: Path, dest: Path, fourcc: bytes = b"zzzz") -> Path:
+    """A copy of an H.264 MP4 whose sample entry names a codec no decoder knows."""
+    data = path.read_bytes()
+    assert data.count(b"avc1") >= 1
+    stsd = data.index(b"stsd")
+    at = data.index(b"avc1", stsd)
+    dest.write_bytes(data[:at] + fourcc + data[at + 4:])
+    return dest
+
+
+def audio_only(path: Path, seconds: float = 1.0) -> Path:
+    """An M4A with an AAC track and no video."""
+    with av.open(str(path), "w") as out:
+        _write_tone(out, _add_audio(out, path.suffix.lower()), seconds)
+    return path
+
+
+def two_video_streams(path: Path, frames: Sequence[np.ndarray]) -> Path:
+    """An MP4 with a small thumbnail video track first and the full-size track second (as some
+    cameras and editors write a preview track)."""
+    with av.open(str(path), "w") as out:
+        thumb = out.add_stream("libx264", rate=CARPHONE_RATE, options=FAST)
+        main = out.add_stream("libx264", rate=CARPHONE_RATE, options=FAST)
+        h, w = frames[0].shape[:2]
+        thumb.width, thumb.height, main.width, main.height = w // 4, h // 4, w, h
+        for i, rgb in enumerate(frames):
+            small = cv2.resize(rgb, (w // 4, h // 4), interpolation=cv2.INTER_AREA)
+            for stream, img in ((thumb, small), (main, rgb)):
+                frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24")
+                frame.pts = i
+                out.mux(stream.encode(frame))
+        out.mux(thumb.encode(None))
+        out.mux(main.encode(None))
+    return path
+
+
+# --- HDR (BT.2100) -----------------------------------------------------------------------------
+# The inverse of what a reader does: sRGB frames -> linear light -> BT.2020 primaries (ITU-R
+# BT.2087) -> display light with sRGB white at the HDR reference white, 203 cd/m2 (ITU-R BT.2408)
+# -> PQ (SMPTE ST 2084) or HLG (BT.2100, 1000 cd/m2 display) signal -> 10-bit 4:2:0 BT.2020.
+BT709_TO_BT2020 = np.array([[0.6274, 0.3293, 0.0433], [0.0691, 0.9195, 0.0114], [0.0164, 0.0880, 0.8956]])
+REFERENCE_WHITE = 203.0
+
+
+def _srgb_to_linear(v: np.ndarray) -> np.ndarray:
+    return np.where(v <= 0.04045, v / 12.92, ((v + 0.055) / 1.055) ** 2.4)
+
+
+def pq_signal(nits: np.ndarray) -> np.ndarray:
+    """SMPTE ST 2084 inverse EOTF: cd/m2 -> signal in [0, 1]."""
+    m1, m2, c1, c2, c3 = 2610 / 16384, 2523 / 4096 * 128, 3424 / 4096, 2413 / 4096 * 32, 2392 / 4096 * 32
+    y = np.clip(nits / 10000.0, 0, 1) ** m1
+    return ((c1 + c2 * y) / (1 + c3 * y)) ** m2
+
+
+def hlg_signal(nits: np.ndarray, peak: float = 1000.0) -> np.ndarray:
+    """BT.2100 HLG: display light (peak 1000 cd/m2, system gamma 1.2) -> scene light (inverse
+    OOTF) -> OETF signal in [0, 1]."""
+    a, b, c = 0.17883277, 0.28466892, 0.55991073
+    lum = (nits @ np.array([0.2627, 0.6780, 0.0593]))[..., None] / peak
+    scene = np.where(lum > 0, (nits / peak) * np.maximum(lum, 1e-12) ** (1 / 1.2 - 1), 0.0)
+    scene = np.clip(scene, 0, 1)
+    return np.where(scene <= 1 / 12, np.sqrt(3 * scene), a * np.log(np.maximum(12 * scene - b, 1e-12)) + c)
+
+
+def hdr_frames(frames: Sequence[np.ndarray], transfer: str) -> list[av.VideoFrame]:
+    """sRGB frames as a phone's HDR recording holds them: PQ ("smpte2084") or HLG
+    ("arib_std_b67"), BT.2020, 10-bit 4:2:0 limited range, tagged."""
+    trc = {"smpte2084": 16, "arib_std_b67": 18}[transfer]
+    out = []
+    for rgb in frames:
+        nits = (_srgb_to_linear(rgb.astype(np.float64) / 255.0) @ BT709_TO_BT2020.T) * REFERENCE_WHITE
+        signal = pq_signal(nits) if trc == 16 else hlg_signal(nits)
+        frame = av.VideoFrame.from_ndarray((signal * 65535).round().astype(np.uint16), format="rgb48le")
+        frame = frame.reformat(format="yuv420p10le", src_colorspace="BT2020", dst_colorspace="BT2020",
+                               dst_color_range="MPEG")
+        frame.color_trc, frame.color_primaries, frame.colorspace, frame.color_range = trc, 9, 9, 1
+        out.append(frame)
+    return out
+
+
+def write_hdr(path: Path, frames: Sequence[np.ndarray], transfer: str = "smpte2084") -> Path:
+    """A 10-bit HEVC MOV in PQ or HLG, BT.2020, tagged as an iPhone's HDR clip is."""
+    trc = {"smpte2084": 16, "arib_std_b67": 18}[transfer]
+    return write_clip(path, hdr_frames(frames, transfer), codec="libx265", pix_fmt="yuv420p10le",
+                      options={"preset": "ultrafast", "crf": "12", "x265-params": "log-level=error"},
+                      color={"color_trc": trc, "color_primaries": 9, "colorspace": 9, "color_range": 1})
