@@ -111,6 +111,7 @@ class PacketIndex:
     pts: np.ndarray          # int64, sorted
     key_pts: np.ndarray      # int64, sorted: pts of keyframes
     key_seek: np.ndarray     # int64: where to seek for each keyframe (its dts when known, else pts)
+    key_open: np.ndarray     # bool: an open-GOP keyframe (leading pictures follow it in decode order)
     time_base: float
     last_duration: int       # the last frame's duration in time_base units (0 = unknown)
 
@@ -174,8 +175,13 @@ class Clip:
                                  "whose upload or copy was cut off)") from err
             raise VideoError("unreadable_video", f"FFmpeg cannot open {self.path.name}: {_reason(err)}") from err
         self._iter: Iterator[av.VideoFrame] | None = None
-        self._last_pts: int | None = None
+        self._last_pts: int | None = None  # pts of the last frame decoded since the last seek
+        self._decoded_upto: int | None = None  # ... before the last seek
+        self._seek_forward = True
+        self._backs_off = False  # set once the container is known: MOV / MP4
         self.undecodable: list[int] = []
+        self.frames_decoded = 0  # frames the decoder produced (a clip is decoded at most once: <= info.frames)
+        self._backs_off = self._container.format.name.startswith("mov")
         try:
             self._stream = self._video_stream()
             self.index = self._index()
@@ -258,7 +264,8 @@ class Clip:
             raise VideoError("unreadable_video", f"{name}: no keyframe: no frame can be decoded on its own")
         key_pts = np.asarray([pts[i] for i in key_idx], dtype=np.int64)
         key_seek = np.asarray([min(pts[i], dts[i]) if dts[i] is not None else pts[i] for i in key_idx], dtype=np.int64)
-        return PacketIndex(sorted_pts, key_pts, key_seek, float(self._stream.time_base), last_duration)
+        return PacketIndex(sorted_pts, key_pts, key_seek, _open_gop(pts, keys, key_idx), float(self._stream.time_base),
+                           last_duration)
 
     def _first_frame(self) -> av.VideoFrame:
         frame = self._frame_at(0)
@@ -309,29 +316,36 @@ class Clip:
         return upright(to_rgb8(frame), self.rotation, self.mirrored)
 
     def _frame_at(self, i: int) -> av.VideoFrame | None:
-        """Decode forward to the frame with the i-th pts, seeking to the keyframe before it
-        unless the decoder is already in its GOP."""
+        """The frame with the i-th pts. The decoder seeks to the keyframe before the frame only
+        when decoding would start after what it has decoded; otherwise it goes on forward, so no
+        frame is decoded twice. FFmpeg's MOV reader starts an open-GOP keyframe's seek at the
+        keyframe before it (for its leading pictures): counted where decoding starts. A seek that
+        still lands on frames already decoded (a sparse seek index) turns forward seeking off for
+        the clip."""
         target = int(self.index.pts[i])
-        k = int(np.searchsorted(self.index.key_pts, target, side="right")) - 1
-        k = max(k, 0)
-        in_gop = self._iter is not None and self._last_pts is not None and (
-            self.index.key_pts[k] <= self._last_pts < target)
-        for attempt in range(MAX_SEEK_RETRIES + 1):
-            if not in_gop:
+        k = max(int(np.searchsorted(self.index.key_pts, target, side="right")) - 1, 0)
+        lands = k - 1 if self._backs_off and self.index.key_open[k] else k  # where a seek to k starts decoding
+        go_on = self._iter is not None and self._last_pts is not None and self._last_pts < target and (
+            not self._seek_forward or lands <= self._key_of(self._last_pts))
+        for _ in range(MAX_SEEK_RETRIES + 1):
+            if not go_on:
                 if k < 0:
                     return None
                 self._seek(int(self.index.key_seek[k]))
-            in_gop = False
+            go_on = False
             frame, overshot = self._decode_until(target)
             if frame is not None or not overshot:
                 return frame
             k -= 1  # open GOP: the frame is a leading picture of the keyframe before
         return None
 
+    def _key_of(self, pts: int) -> int:
+        return int(np.searchsorted(self.index.key_pts, pts, side="right")) - 1
+
     def _seek(self, ts: int) -> None:
         self._container.seek(ts, stream=self._stream, backward=True, any_frame=False)
         self._iter = self._decoded()
-        self._last_pts = None
+        self._decoded_upto, self._last_pts = self._last_pts, None
 
     def _decoded(self) -> Iterator[av.VideoFrame]:
         for packet in self._container.demux(self._stream):
@@ -341,18 +355,21 @@ class Clip:
                 continue  # a broken packet: its frame is missing, the next ones may decode
 
     def _decode_until(self, target: int) -> tuple[av.VideoFrame | None, bool]:
-        """(the frame at pts `target` or None, whether decoding went past it)."""
+        """(the frame at pts `target` or None, whether the first frame decoded was past it)."""
         assert self._iter is not None
-        first = True
+        first = self._last_pts is None
         for frame in self._iter:
+            self.frames_decoded += 1
             pts = frame.pts
             if pts is None:
                 continue
+            if first and self._decoded_upto is not None and pts <= self._decoded_upto:
+                self._seek_forward = False  # this clip's seek index is too sparse to seek forward
             self._last_pts = pts
             if pts == target:
                 return frame, False
             if pts > target:
-                return None, first  # past it at once: the seek landed after it
+                return None, first
             first = False
         self._iter = None
         return None, False
@@ -508,6 +525,24 @@ def _enum_name(enum: type, value: int) -> str:
 
 def _reason(err: BaseException) -> str:
     return getattr(err, "strerror", None) or str(err) or type(err).__name__
+
+
+def _open_gop(pts: list[int], keys: list[bool], key_idx: list[int]) -> np.ndarray:
+    """For each keyframe (`key_idx`: positions in decode order, sorted by pts): whether a packet
+    after it and before the next keyframe, in decode order, is shown before it (a leading
+    picture of an open GOP, as HEVC CRA and x265's default write)."""
+    is_open = {}
+    current, earliest = None, None
+    for j, (p, key) in enumerate(zip(pts, keys)):
+        if key:
+            if current is not None:
+                is_open[current] = earliest is not None and earliest < pts[current]
+            current, earliest = j, None
+        elif current is not None:
+            earliest = p if earliest is None else min(earliest, p)
+    if current is not None:
+        is_open[current] = earliest is not None and earliest < pts[current]
+    return np.asarray([is_open.get(j, False) for j in key_idx], dtype=bool)
 
 
 def _data_ends_early(container: av.container.InputContainer, stream: av.stream.Stream, got: int) -> bool:

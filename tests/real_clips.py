@@ -98,6 +98,7 @@ def write_clip(
     mirrored: bool = False,
     audio: bool = False,
     options: dict[str, str] | None = None,
+    gop: int = 30,
     color: dict[str, int] | None = None,
     container_options: dict[str, str] | None = None,
 ) -> Path:
@@ -106,6 +107,7 @@ def write_clip(
     `times` (seconds, increasing) gives each frame's timestamp, for a variable frame rate;
     otherwise frames are 1/rate apart. `rotation` (clockwise, any angle) and `mirrored` go into the
     display matrix; the frames are stored as given (use `stored_from_upright` to make them).
+    `gop`: frames from one keyframe to the next (30: one a second, as phones write).
     `audio` adds a 440 Hz AAC (Opus in WebM) track as long as the video. RGB frames are
     converted by the BT.709 matrix and tagged BT.709; `color` replaces the stream's tags
     (color_primaries, color_trc, colorspace, color_range) for frames given as av.VideoFrame."""
@@ -115,6 +117,7 @@ def write_clip(
     with av.open(str(path), "w", options=container_options or {}) as out:
         stream = out.add_stream(codec, rate=rate if times is None else None, options=options or {})
         stream.width, stream.height, stream.pix_fmt = w, h, pix_fmt
+        stream.codec_context.gop_size = gop  # a keyframe a second, as phones write
         if codec == "libx265" and path.suffix.lower() == ".mov":
             stream.codec_tag = "hvc1"  # as iPhones (and Apple's players) want HEVC in MOV tagged
         stream.codec_context.time_base = time_base
