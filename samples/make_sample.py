@@ -253,19 +253,20 @@ def verify(out: Path, frames_per_clip: int = 4) -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from pipeline.faces.detect import FaceDetector
     from pipeline.faces.geometry import frontal_angles, square_crop
-    from pipeline.video import VideoError, probe, read_frames
+    from pipeline.video import Clip, VideoError
 
     detector = FaceDetector()
     for clip in clips():
         path = out / "videos" / clip.file
         try:
-            n = probe(path).frames
+            with Clip(path) as video:
+                picks = np.linspace(0, video.info.frames - 1, frames_per_clip).astype(int).tolist()
+                rgbs = [f.rgb for f in video.read(picks)]
         except VideoError as err:
             print(f"{clip.file:24} {clip.expected:18} -> {err.code}")
             continue
-        picks = np.linspace(0, n - 1, frames_per_clip).astype(int).tolist()
         seen = []
-        for _, rgb in read_frames(path, picks):
+        for rgb in rgbs:
             faces = [f for f in detector.detect(rgb) if f.prob >= 0.9]
             if not faces:
                 seen.append("none")

@@ -3,8 +3,11 @@
 Items: every motion program of `pipeline/animators/programs.py` (ids d000.., rendered by the
 offline animator on a public-domain template face, matplotlib's Grace Hopper) and every clip of
 `drivers.clips_dir` (ids after the programs'). Both kinds end as mp4 clips measured the same
-way: the motion from the first frame to the last on the face mesh. A user clip that is too
-short, loses the face or shows several faces is refused with that reason.
+way: the motion from the first frame to the last on the face mesh. A user clip is read by the
+one video reader (pipeline/video.py: upright, any common codec); one that is too short, loses
+the face, shows several faces, or whose head rolls or turns beyond `max_roll_deg` /
+`max_yaw_deg` (at a checked frame, or from the first frame to the last) is refused with that
+reason.
 """
 from __future__ import annotations
 
@@ -26,9 +29,9 @@ from pipeline.faces import mesh as fm
 from pipeline.params import load_params
 from pipeline.runner import Runner
 from pipeline.stage import Item, ItemContext, Output, Reject, Stage
-from pipeline.video import clip_frames
+from pipeline.video import Clip, VideoError
 
-CLIP_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm")
+CLIP_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
 
 
 def template_face(size: int) -> np.ndarray:
@@ -101,24 +104,38 @@ class DriversStage(Stage):
             clip = encode_mp4(frames, p.fps)
         else:
             path = Path(item.data["path"])
-            frames = clip_frames(path)
-            self.check_clip(frames, path)
+            frames, n_frames = self.check_clip(path)
             label, source, weight = path.stem.replace("_", " "), "clip", 1.0
             clip = path.read_bytes()
+        n_frames = len(frames) if source == "program" else n_frames
         first = self._animator.mesh(frames[0], "driver first frame")
         last = self._animator.mesh(frames[-1], "driver last frame")
         motion = mo.measure(first, last)
+        if source == "clip":
+            self.check_motion(first, last, Path(item.data["path"]))
         rel = f"clips/{item.id}.mp4" if source == "program" else f"clips/{item.id}{Path(item.data['path']).suffix.lower()}"
-        row = {"driver_id": item.id, "label": label, "source": source, "path": rel, "n_frames": len(frames),
+        row = {"driver_id": item.id, "label": label, "source": source, "path": rel, "n_frames": n_frames,
                "weight": weight, **motion_columns(motion, first, last)}
         return Output(rows=[row], files={rel: clip})
 
-    def check_clip(self, frames: list[np.ndarray], path: Path) -> None:
-        """Quality checks of a user clip (paper B.2 chose its 200 by hand; here they are rules)."""
+    def check_clip(self, path: Path) -> tuple[list[np.ndarray], int]:
+        """Quality checks of a user clip (paper B.2 chose its 200 by hand; here they are rules):
+        `check_frames` frames spread over the clip (first and last among them), read upright by
+        the one video reader, each with one face whose pose is within the limits. Returns those
+        frames and the clip's frame count."""
         p = self.params
-        if len(frames) < p.min_frames:
-            raise Reject("too_short", f"{path.name}: {len(frames)} frames, fewer than drivers.min_frames {p.min_frames}")
-        picks = np.unique(np.linspace(0, len(frames) - 1, p.check_frames).round().astype(int))
+        try:
+            with Clip(path) as clip:
+                n = clip.info.frames
+                if n < p.min_frames:
+                    raise Reject("too_short", f"{path.name}: {n} frames, fewer than drivers.min_frames {p.min_frames}")
+                picks = np.unique(np.linspace(0, n - 1, p.check_frames).round().astype(int)).tolist()
+                frames = {f.index: f.rgb for f in clip.read(picks)}
+        except VideoError as err:
+            raise Reject(err.code, err.detail) from err
+        if len(frames) < len(picks):
+            missing = sorted(set(picks) - set(frames))
+            raise Reject("unreadable_video", f"{path.name}: frames {missing} do not decode")
         detector = fm.FaceMeshDetector(max_faces=2)
         for i in picks:
             faces = detector.detect(frames[i])
@@ -126,6 +143,22 @@ class DriversStage(Stage):
                 raise Reject("face_lost", f"{path.name}: no face in frame {i}")
             if len(faces) > 1:
                 raise Reject("several_faces", f"{path.name}: {len(faces)} faces in frame {i}")
+            yaw, _, roll = fm.head_pose(faces[0])
+            self._check_pose(yaw, roll, f"{path.name}: frame {i}")
+        return [frames[i] for i in picks], n
+
+    def check_motion(self, first: fm.Mesh, last: fm.Mesh, path: Path) -> None:
+        """The head's turn and roll from the first frame to the last (what the driver transfers)."""
+        (y0, _, r0), (y1, _, r1) = fm.head_pose(first), fm.head_pose(last)
+        self._check_pose(y1 - y0, r1 - r0, f"{path.name}: from the first frame to the last")
+
+    def _check_pose(self, yaw: float, roll: float, where: str) -> None:
+        p = self.params
+        if abs(roll) > p.max_roll_deg:
+            raise Reject("face_rolled", f"{where} the head rolls {roll:.1f} deg, beyond drivers.max_roll_deg "
+                         f"{p.max_roll_deg:g} (a sideways clip, or a tilt no driver should pass on)")
+        if abs(yaw) > p.max_yaw_deg:
+            raise Reject("face_turned", f"{where} the head turns {yaw:.1f} deg, beyond drivers.max_yaw_deg {p.max_yaw_deg:g}")
 
 
 def run(params: DriversParams, runner_params, seed: int):

@@ -30,7 +30,7 @@ from pipeline.params import load_params
 from pipeline.removals import withhold
 from pipeline.runner import Runner
 from pipeline.stage import Item, ItemContext, Output, Reject, Stage
-from pipeline.video import VideoError, parse_segments, probe, read_frames
+from pipeline.video import Clip, Frame, VideoError, VideoInfo, parse_segments
 
 METADATA_COLUMNS = ("video_id", "participant_id", "file", "category")
 VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg"})
@@ -104,6 +104,7 @@ class IngestStage(Stage):
         "crop_box": "object", "pad_fraction": "float64", "scale": "float64", "eye_nose_deg": "float64",
         "mouth_nose_deg": "float64", "vertical_deg": "float64", "sharpness": "float64", "score": "float64",
         "rank": "int64", "license": "string", "consent": "string",
+        "codec": "string", "rotation": "int64", "transfer": "string",
     }
 
     def __post_init__(self) -> None:
@@ -129,29 +130,30 @@ class IngestStage(Stage):
             raise Reject("wrong_category", f"category {row['category']!r} is not kept")
         path = Path(item.data["path"])
         try:
-            info = probe(path)
-            segments = parse_segments(row.get("camera_segments"), info.fps, info.frames)
+            with Clip(path) as clip:  # one pass: the packets' index, then only the GOPs of the candidates
+                segments = parse_segments(row.get("camera_segments"), clip.times, clip.info.duration_s)
+                indices = self._candidate_frames(segments, ctx.seed)
+                candidates, codes, frames = [], Counter(), {}
+                for frame in clip.read(indices):
+                    verdict = self._judge(frame.rgb)
+                    if isinstance(verdict, str):
+                        codes[verdict] += 1
+                    else:
+                        candidates.append(dataclasses.replace(verdict, frame=frame.index))
+                        frames[frame.index] = frame
+                info, undecodable = clip.info, len(clip.undecodable)
         except VideoError as err:
             raise Reject(err.code, err.detail) from err
-        indices = self._candidate_frames(segments, ctx.seed)
-        candidates, codes, frames = [], Counter(), {}
-        for index, rgb in read_frames(path, indices):
-            verdict = self._judge(rgb)
-            if isinstance(verdict, str):
-                codes[verdict] += 1
-            else:
-                candidates.append(dataclasses.replace(verdict, frame=index))
-                frames[index] = rgb
         if not candidates:
-            self._refuse(codes, len(indices))
+            self._refuse(codes, len(indices), undecodable, info)
         kept = self._rank(candidates)[: p.keep_per_video]
         out = Output()
         for rank, (cand, score) in enumerate(kept):
             self._emit(out, row, info, frames[cand.frame], cand, score, rank)
         return out
 
-    def _candidate_frames(self, segments: list[range], seed: int) -> list[int]:
-        pool = np.array(sorted({i for seg in segments for i in seg}), dtype=np.int64)
+    def _candidate_frames(self, segments: list[np.ndarray], seed: int) -> list[int]:
+        pool = np.unique(np.concatenate(segments)).astype(np.int64)
         if pool.size == 0:
             raise Reject("bad_segments", "the looking-at-camera segments hold no frame")
         n = min(self.params.candidates_per_video, pool.size)
@@ -186,12 +188,14 @@ class IngestStage(Stage):
             return "blurry"
         return Candidate(frame=-1, face=face, angles=angles, sharpness=sharp, pad_fraction=pad)
 
-    def _refuse(self, codes: Counter, n_candidates: int) -> None:
+    def _refuse(self, codes: Counter, n_candidates: int, undecodable: int, info: VideoInfo) -> None:
         if not codes:
-            raise Reject("empty_video", "no candidate frame could be decoded")
+            raise Reject("unreadable_video", f"none of the {n_candidates} candidate frames decodes ({info.codec} in "
+                         f"{info.container}, {info.frames} frames)")
         top = max(codes.values())
         code = next(c for c in FRAME_CODES if codes.get(c) == top)
-        counts = ", ".join(f"{c}={codes[c]}" for c in FRAME_CODES if codes.get(c))
+        counts = ", ".join([f"{c}={codes[c]}" for c in FRAME_CODES if codes.get(c)] +
+                           ([f"undecodable={undecodable}"] if undecodable else []))
         raise Reject(code, f"{top} of {n_candidates} candidate frames ({counts})")
 
     def _rank(self, candidates: list[Candidate]) -> list[tuple[Candidate, float]]:
@@ -206,8 +210,9 @@ class IngestStage(Stage):
         order = sorted(range(len(candidates)), key=lambda i: (-scores[i], candidates[i].frame))
         return [(candidates[i], float(scores[i])) for i in order]
 
-    def _emit(self, out: Output, row: dict, info: Any, rgb: np.ndarray, cand: Candidate, score: float, rank: int) -> None:
-        p = self.params
+    def _emit(self, out: Output, row: dict, info: VideoInfo, frame: Frame, cand: Candidate, score: float,
+              rank: int) -> None:
+        p, rgb = self.params, frame.rgb
         crop = square_crop(cand.face.box, p.box_scale)
         face_img = extract_crop(rgb, crop, p.out_size, p.pad_mode)
         face_id = f"{row['video_id']}-f{cand.frame:06d}"
@@ -217,7 +222,7 @@ class IngestStage(Stage):
         lms_crop = (cand.face.landmarks - np.array([crop.x0, crop.y0])) * scale
         out.rows.append({
             "face_id": face_id, "participant_id": row["participant_id"], "video_id": row["video_id"],
-            "category": row["category"], "path": rel, "frame": cand.frame, "time_s": round(cand.frame / info.fps, 4),
+            "category": row["category"], "path": rel, "frame": cand.frame, "time_s": round(frame.time_s, 4),
             "src_width": int(rgb.shape[1]), "src_height": int(rgb.shape[0]),
             "bbox": [round(v, 2) for v in cand.face.box], "prob": round(cand.face.prob, 6),
             "landmarks": np.round(cand.face.landmarks, 2).tolist(), "landmarks_crop": np.round(lms_crop, 2).tolist(),
@@ -227,6 +232,8 @@ class IngestStage(Stage):
             "score": round(score, 4), "rank": rank,
             # optional metadata columns, carried to the release's dataset card ("" when absent)
             "license": row.get("license") or "", "consent": row.get("consent") or "",
+            # how the clip was read: its codec, the clockwise turn applied to show it upright, its transfer
+            "codec": info.codec, "rotation": info.rotation, "transfer": info.transfer,
         })
 
 

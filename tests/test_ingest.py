@@ -97,7 +97,7 @@ def test_every_clip_gets_its_reason(ingested: Path) -> None:
         "v03": "multiple_faces",
         "v04": "no_face",
         "v05": "face_too_small",
-        "v06": "unreadable_video",
+        "v06": "truncated_video",  # an MP4 cut after 2000 bytes (then garbage): it ends before its index
         "v07": "empty_video",
         "v08": "wrong_category",
         "v09": "missing_file",
