@@ -144,6 +144,12 @@ def test_another_site_cannot_upload_replace_or_reset(app) -> None:
         status, answer = send(srv, "POST", path, headers, body)
         assert status == want and len(error_of(answer)) < 120, (path, headers, status, answer)
     assert (len(session.entries), files_in(session.folder)) == before, "nothing opened, nothing written"
+    cookie = {"Cookie": f"piq-token-{srv.port}={srv.token}"}  # another port of 127.0.0.1 is the same site: sent
+    for site in ("same-site", "cross-site"):
+        status, _ = send(srv, "GET", f"/api/photos/{photo}/original.jpg", {**cookie, "Sec-Fetch-Site": site}, length=None)
+        assert status == 403, site
+    status, _ = send(srv, "GET", "/", {**cookie, "Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "navigate"}, length=None)
+    assert status == 200, "a link to the page from elsewhere still opens it"
     # the page's own request passes the guard (and reaches the session: same photo, refused there)
     status, answer = send(srv, "POST", "/api/replace", {"X-PIQ-Token": srv.token, "Sec-Fetch-Site": "same-origin",
                                                         "Content-Type": "application/json"}, replace)
@@ -413,3 +419,64 @@ def test_a_client_sending_one_byte_a_second_is_dropped(app, what: str) -> None:
     assert took < 10, f"still connected after {took:.0f} s"
     assert answer == b"" or answer.startswith(b"HTTP/1.1 408"), answer[:100]
     assert files_in(session.folder) == []
+
+
+# --- the token flow and a hostile page in headless Chromium ------------------------------------
+
+EVIL_PAGE = """<!doctype html><html><body><img id="steal" src="{app}/api/photos/{photo}/original.jpg"><script>
+const app = "{app}", results = [];
+const post = (path, body, type) => fetch(app + path, {{method: "POST", mode: "no-cors", credentials: "include",
+  headers: {{"Content-Type": type}}, body}}).then(() => "sent", (e) => "blocked");
+Promise.all([
+  post("/api/photos/{photo}/reset", "{{}}", "text/plain"),
+  post("/api/replace", '{{"photo": "{photo}", "face": 0, "source": "{photo}", "source_face": 0}}', "text/plain"),
+  post("/api/photos?name=evil.jpg", "not a photo", "text/plain"),
+  fetch(app + "/api/photos", {{credentials: "include"}}).then((r) => r.text()).then((t) => "read " + t, () => "unread"),
+]).then((r) => {{ const img = document.getElementById("steal");
+  document.title = "done " + JSON.stringify(r.concat([img.complete && img.naturalWidth > 0 ? "image read" : "no image"])); }});
+</script></body></html>"""
+
+
+def test_in_chromium_the_token_opens_the_page_and_another_site_cannot_drive_it(app, tmp_path: Path, caplog) -> None:
+    """The user opened the app (its token URL: the cookie is in the browser), then visits a
+    hostile page on another port of 127.0.0.1 (the same site for cookies: SameSite does not
+    help there): the server refuses its posts, its <img> of the user's photo and its read
+    (Sec-Fetch-Site; behind it the Origin check, Cross-Origin-Resource-Policy, no CORS headers). Without the token the page is a 401; the page itself
+    breaks no rule of its CSP."""
+    import http.server
+
+    from tests.chrome import chrome, require_chromium
+
+    require_chromium()
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    caplog.set_level("INFO", logger="piq.server")
+    srv, session = app
+    photo = f"p1-{session.tag}"
+    sentinel = object()
+    session.entries[photo].composite = sentinel  # a reset that got through would clear it
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site" / "index.html").write_text(EVIL_PAGE.format(app=srv.base, photo=photo))
+    evil = http.server.ThreadingHTTPServer(("127.0.0.1", 0), lambda *a: http.server.SimpleHTTPRequestHandler(
+        *a, directory=str(tmp_path / "site")))
+    threading.Thread(target=evil.serve_forever, daemon=True).start()
+    driver = chrome(tmp_path / "profile")
+    try:
+        driver.get(srv.base + "/")
+        assert "no token" in driver.page_source
+        driver.get(srv.url)
+        WebDriverWait(driver, 30).until(lambda d: d.current_url == srv.base + "/" and d.find_elements("id", "open"))
+        assert not [e for e in driver.get_log("browser") if "Content Security Policy" in e["message"]]
+        driver.get(f"http://127.0.0.1:{evil.server_address[1]}/index.html")
+        WebDriverWait(driver, 30).until(lambda d: d.title.startswith("done"))
+        results = json.loads(driver.title[len("done "):])
+    finally:
+        driver.quit()
+        evil.shutdown()
+        evil.server_close()
+    assert results[3] == "unread" and results[4] == "no image", results
+    refused = [r.getMessage() for r in caplog.records if r.getMessage().startswith("refused")]
+    for what in (f"POST /api/photos/{photo}/reset", "POST /api/replace", "POST /api/photos", "GET /api/photos",
+                 f"GET /api/photos/{photo}/original.jpg"):
+        assert f"refused {what}: Sec-Fetch-Site 'same-site'" in refused, (what, refused)
+    assert session.entries[photo].composite is sentinel and len(session.entries) == 1 and files_in(session.folder) == []

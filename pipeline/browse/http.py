@@ -11,6 +11,8 @@ Only the user's own page can drive a server (issue 25), whatever page the browse
   route needs that cookie (or the header `X-PIQ-Token: T`, for scripts);
 - the Host header must name this server (localhost, 127.0.0.1 or [::1] with its port), so a
   DNS-rebound name is refused even before the token;
+- a browser's request made by another site's page (`Sec-Fetch-Site` cross-site or same-site,
+  which a page on another port of 127.0.0.1 is) is refused, but for a navigation to `/`;
 - state-changing requests (anything but GET / HEAD) need a same-origin Origin (or
   `Sec-Fetch-Site: same-origin`) and a content type a web form cannot send (not text/plain,
   form-urlencoded or multipart), so another site cannot post without a preflight we never allow;
@@ -193,6 +195,10 @@ class GuardMiddleware:
         if why:
             log.info("refused %s: %s", scope.get("raw_path"), why)
             return error_response(path, 400, f"bad path: {why}")
+        fetched_from = headers.get("sec-fetch-site", "same-origin")
+        if fetched_from not in ("same-origin", "none") and not (headers.get("sec-fetch-mode") == "navigate" and path == "/"):
+            log.info("refused %s %s: Sec-Fetch-Site %r", method, path, fetched_from)  # another site's page asked
+            return error_response(path, 403, "requests from another site's page are refused (Sec-Fetch-Site)")
         query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
         if method == "GET" and path == "/" and "token" in query:
             if not hmac.compare_digest(query["token"][0].encode(), self.guard.token.encode()):
@@ -231,6 +237,9 @@ async def read_body(request: Request, cap: int, sink: Callable[[bytes], None] | 
     """The request's body, at most `cap` bytes whatever Content-Length says (missing, negative,
     lying or chunked: h11 frames the body, this counts what arrives), at a minimum rate.
     With `sink` the chunks go there (a file) and b"" is returned."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > cap:  # an honest large body: refused before a byte is read
+        raise HTTPError(413, _too_large(cap))
     parts: list[bytes] = []
     size, start = 0, time.monotonic()
     stream = request.stream().__aiter__()
@@ -243,7 +252,7 @@ async def read_body(request: Request, cap: int, sink: Callable[[bytes], None] | 
             raise HTTPError(408, "the upload stalled") from None
         size += len(chunk)
         if size > cap:
-            raise HTTPError(413, f"too large: more than {cap // (1024 * 1024) or cap} {'MiB' if cap >= 1024 * 1024 else 'bytes'}")
+            raise HTTPError(413, _too_large(cap))
         elapsed = time.monotonic() - start
         if elapsed > BODY_GRACE_S and size < BODY_MIN_RATE * elapsed:
             raise HTTPError(408, "the upload is too slow")
@@ -252,6 +261,10 @@ async def read_body(request: Request, cap: int, sink: Callable[[bytes], None] | 
         else:
             parts.append(chunk)
     return b"".join(parts)
+
+
+def _too_large(cap: int) -> str:
+    return f"too large: more than {cap // (1024 * 1024)} MiB" if cap >= 1024 * 1024 else f"too large: more than {cap} bytes"
 
 
 async def read_json(request: Request, cap: int = 64 * 1024) -> Any:
