@@ -220,6 +220,7 @@ def probe_app() -> None:
         out("2 Content-Length 1000, 8 MiB sent", status)
         out("2 pixel bomb (PNG header 100000x100000)", _bomb(srv))
         status, err = upload(srv, "broken.jpg", shot0[:3000])
+        time.sleep(1)  # a refused request's handler may end just after its connection's answer
         left = folder_bytes(srv.folder()) - before_files
         out("3 refused upload (broken.jpg)", f"{status}; folder +{left / 1024:.0f} KiB after it")
         out("4 error text", repr(err.get("error", err))[:160])
@@ -287,7 +288,7 @@ def _slow(srv: Server) -> None:
                        ("body", f"POST /api/photos?name=s.jpg HTTP/1.1\r\nHost: 127.0.0.1:{srv.port}\r\nContent-Length: 100000\r\n"
                                 f"Content-Type: image/jpeg\r\nOrigin: {srv.origin}\r\nX-PIQ-Token: {srv.token}\r\n\r\n".encode())):
         s = socket.create_connection(("127.0.0.1", srv.port), timeout=5)
-        t, answered, closed = time.time(), [], None
+        t, answered, closed, out_of = time.time(), [], None, ""
         s.sendall(head if what == "body" else head[:1])
         for i in range(20):
             status = request(srv, "GET", "/api/photos", srv.legit(), length=None)[0] if i % 10 == 0 else None
@@ -297,16 +298,17 @@ def _slow(srv: Server) -> None:
                 s.sendall(b"x" if what == "body" else head[1 + i:2 + i] or b"X")
                 s.settimeout(1.0)
                 try:
-                    if s.recv(4096) == b"":
-                        closed = time.time() - t
-                        break
+                    answer = s.recv(4096)  # an answer (408) or the connection closed (b"")
+                    closed = time.time() - t
+                    out_of = answer.split(b"\r\n", 1)[0].decode("latin-1") or "closed"
+                    break
                 except socket.timeout:
                     pass
             except (BrokenPipeError, ConnectionResetError):
                 closed = time.time() - t
                 break
         s.close()
-        out(f"slow client, one byte a second ({what})", f"dropped after {closed:.0f} s" if closed else
+        out(f"slow client, one byte a second ({what})", f"dropped after {closed:.0f} s ({out_of})" if closed else
             f"still open after {time.time() - t:.0f} s" + f"; others answered {answered}")
 
 

@@ -44,7 +44,7 @@ import numpy as np
 import uvicorn
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.middleware import Middleware
 from starlette.routing import BaseRoute, Route
@@ -335,6 +335,8 @@ class _Unexpected:
 
         try:
             await self.app(scope, receive, watch)
+        except ClientDisconnect:  # the client went away mid-body: nobody to answer
+            log.info("%s %s: the client disconnected", scope.get("method"), scope.get("path"))
         except Exception:  # noqa: BLE001 - answered and logged
             log.exception("%s %s failed", scope.get("method"), scope.get("path"))
             if started:
