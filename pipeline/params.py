@@ -16,6 +16,7 @@ from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_
 import yaml
 
 from pipeline.config.animate import AnimateParams, DriversParams
+from pipeline.config.app import AppParams
 from pipeline.config.best_take import BestTakeParams
 from pipeline.config.caption import CaptionParams
 from pipeline.config.data import DataParams
@@ -58,6 +59,7 @@ class Params:
     distill: DistillParams = dataclasses.field(default_factory=DistillParams)
     replace: ReplaceParams = ReplaceParams()
     best_take: BestTakeParams = BestTakeParams()
+    app: AppParams = AppParams()  # piq app: what one session may hold (issue 25)
     latents: LatentsParams = dataclasses.field(default_factory=LatentsParams)  # piq latents (issue 18)
     removals: str = "removals.csv"  # the removal ledger (pipeline/removals.py): people and clips kept out of every build
     cpu_threads: int = 2  # torch threads of train / distill / sample / evaluate on a CPU (pipeline.device.fix_cpu_threads)

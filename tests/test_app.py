@@ -7,7 +7,6 @@ test-output/app/. Then the API's refusals: another person's face, a broken uploa
 from __future__ import annotations
 
 import json
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -19,6 +18,7 @@ import pytest
 from facereplace.app.server import serve
 from facereplace.app.session import Session
 from facereplace.provenance import verify
+from pipeline.browse.http import LocalServer
 from pipeline.params import load_params
 from tests.chrome import chrome, layout_breaks, output_dir, require_chromium
 
@@ -31,16 +31,16 @@ pytestmark = pytest.mark.slow  # face detection on three photos: ~30 s on one co
 @pytest.fixture(scope="module")
 def app():
     session = Session(load_params(REPO / "params.yaml"))
-    srv = serve(session)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{srv.server_address[1]}", session
-    srv.shutdown()
-    srv.server_close()
+    srv = serve(session).start()
+    yield srv, session
+    srv.stop()
     session.close()
 
 
-def _post(url: str, body: bytes, kind: str = "application/octet-stream") -> tuple[int, dict]:
-    req = urllib.request.Request(url, data=body, method="POST", headers={"Content-Type": kind})
+def _post(srv: LocalServer, path: str, body: bytes, kind: str = "application/octet-stream") -> tuple[int, dict]:
+    """POST as the page does: its token, its own Origin, a content type no form can send."""
+    req = urllib.request.Request(srv.base + path, data=body, method="POST",
+                                 headers={"Content-Type": kind, "X-PIQ-Token": srv.token, "Origin": srv.base})
     try:
         with urllib.request.urlopen(req, timeout=300) as r:
             return r.status, json.loads(r.read())
@@ -53,13 +53,13 @@ def test_page_replaces_a_face_and_downloads_it_marked(app, tmp_path: Path) -> No
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    url, session = app
+    srv, session = app
     downloads = tmp_path / "downloads"
     downloads.mkdir()
     driver = chrome(tmp_path / "profile", size=(1400, 1000), downloads=downloads)
     driver.execute_cdp_cmd("Page.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(downloads)})
     try:
-        driver.get(url + "/")
+        driver.get(srv.url)  # the URL printed at start: its token becomes the page's cookie
         wait = WebDriverWait(driver, 300)
         driver.find_element(By.ID, "open").send_keys(f"{BURST / 'shot_0.jpg'}\n{BURST / 'shot_2.jpg'}")
         wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#strip .thumb")) == 2
@@ -69,11 +69,13 @@ def test_page_replaces_a_face_and_downloads_it_marked(app, tmp_path: Path) -> No
         driver.find_element(By.CSS_SELECTOR, "#stage .face[data-index='0']").click()
         wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#candidates .cand")) == 1)
         cand = driver.find_element(By.CSS_SELECTOR, "#candidates .cand")
-        assert cand.get_attribute("data-photo") == "p2" and cand.get_attribute("data-face") == "0", "the same person elsewhere"
+        ids = [t.get_attribute("data-id") for t in driver.find_elements(By.CSS_SELECTOR, "#strip .thumb")]
+        assert cand.get_attribute("data-photo") == ids[1] and cand.get_attribute("data-face") == "0", "the same person elsewhere"
         # an uploaded reference of her joins the candidates
         driver.find_element(By.ID, "reference").send_keys(str(BURST / "shot_1.jpg"))
         wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#candidates .cand")) == 2)
-        ref = [c for c in driver.find_elements(By.CSS_SELECTOR, "#candidates .cand") if c.get_attribute("data-photo") == "p3"]
+        ref_id = driver.find_elements(By.CSS_SELECTOR, "#strip .thumb")[-1].get_attribute("data-id")
+        ref = [c for c in driver.find_elements(By.CSS_SELECTOR, "#candidates .cand") if c.get_attribute("data-photo") == ref_id]
         assert ref and "(reference)" in ref[0].text
         ref[0].click()
         loaded = "const a = document.getElementById('after'); return !a.hidden && a.complete && a.naturalWidth > 0"
@@ -103,18 +105,19 @@ def test_page_replaces_a_face_and_downloads_it_marked(app, tmp_path: Path) -> No
 
 
 def test_api_refuses_another_person_and_a_broken_upload(app) -> None:
-    url, session = app
-    status, again = _post(f"{url}/api/photos?name=shot_0.jpg", (BURST / "shot_0.jpg").read_bytes())  # found once
+    srv, session = app
+    status, again = _post(srv, "/api/photos?name=shot_0.jpg", (BURST / "shot_0.jpg").read_bytes())  # found once
     assert status == 200 and len(again["faces"]) == 2
-    status, other = _post(f"{url}/api/photos?name=shot_2.jpg", (BURST / "shot_2.jpg").read_bytes())  # its own upload,
+    status, other = _post(srv, "/api/photos?name=shot_2.jpg", (BURST / "shot_2.jpg").read_bytes())  # its own upload,
     assert status == 200 and len(other["faces"]) == 2  # not a photo another test left in the session
-    status, err = _post(f"{url}/api/replace", json.dumps({"photo": again["id"], "face": 0, "source": other["id"],
+    status, err = _post(srv, "/api/replace", json.dumps({"photo": again["id"], "face": 0, "source": other["id"],
                                                           "source_face": 1}).encode(), "application/json")
     assert status == 400 and err["error"].startswith("identity_mismatch") and "not the same person" in err["error"]
-    status, err = _post(f"{url}/api/photos?name=broken.jpg", (BURST / "shot_0.jpg").read_bytes()[:3000])
-    assert status == 400 and "broken.jpg" in err["error"]
-    status, err = _post(f"{url}/api/replace", b"{}", "application/json")
-    assert status == 400 and "bad request" in err["error"]
+    status, err = _post(srv, "/api/photos?name=broken.jpg", (BURST / "shot_0.jpg").read_bytes()[:3000])
+    assert status == 400 and "broken.jpg" in err["error"] and str(session.folder) not in err["error"]
+    status, err = _post(srv, "/api/replace", b"{}", "application/json")
+    assert status == 400 and err["error"] == "photo: expected a string"
     with pytest.raises(urllib.error.HTTPError) as missing:
-        urllib.request.urlopen(f"{url}/api/photos/p99/original.jpg", timeout=30)
+        urllib.request.urlopen(urllib.request.Request(f"{srv.base}/api/photos/p99/original.jpg",
+                                                      headers={"X-PIQ-Token": srv.token}), timeout=30)
     assert missing.value.code == 400 and b"unknown_photo" in missing.value.read()

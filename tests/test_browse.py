@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import threading
 import urllib.request
 from pathlib import Path
 
@@ -14,18 +13,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from pipeline.browse.http import LocalServer
 from pipeline.browse.server import Release, serve
 from pipeline.shards import iter_raw_samples
 from tests.chrome import chrome, layout_breaks, output_dir, require_chromium
 
 
 def _serving(root: Path):
-    srv = serve(root)
-    thread = threading.Thread(target=srv.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{srv.server_address[1]}"
-    srv.shutdown()
-    srv.server_close()
+    srv = serve(root).start()
+    yield srv
+    srv.stop()
 
 
 @pytest.fixture(scope="module")
@@ -33,23 +30,25 @@ def server(tiny_release: Path):
     yield from _serving(tiny_release)
 
 
-def _get(url: str) -> bytes:
-    with urllib.request.urlopen(url, timeout=30) as r:
+def _get(server: LocalServer, path: str) -> bytes:
+    """GET as a script does: the token in a header."""
+    req = urllib.request.Request(server.base + path, headers={"X-PIQ-Token": server.token})
+    with urllib.request.urlopen(req, timeout=30) as r:
         return r.read()
 
 
-def test_api_lists_filters_and_reads_members(tiny_release: Path, server: str) -> None:
-    listing = json.loads(_get(f"{server}/api/sets"))
+def test_api_lists_filters_and_reads_members(tiny_release: Path, server: LocalServer) -> None:
+    listing = json.loads(_get(server, "/api/sets"))
     assert listing["total"] == 3 and len(listing["sets"]) == 3
     assert listing["identities"] == ["pastronaut", "phopper"]
-    only = json.loads(_get(f"{server}/api/sets?identity=phopper"))["sets"]
+    only = json.loads(_get(server, "/api/sets?identity=phopper"))["sets"]
     assert [s["participant_id"] for s in only] == ["phopper"]
-    smiling = json.loads(_get(f"{server}/api/sets?expression=neutral"))["sets"]
+    smiling = json.loads(_get(server, "/api/sets?expression=neutral"))["sets"]
     assert smiling and all("i00" in s["match"] for s in smiling)
     images = pd.read_parquet(tiny_release / "train" / "sets.parquet").set_index(["set_id", "image"])
     for pose, ok in (("frontal", lambda y, p: abs(y) <= 10 and abs(p) <= 10), ("left", lambda y, p: y < -10),
                      ("right", lambda y, p: y > 10), ("down", lambda y, p: p < -10)):
-        found = json.loads(_get(f"{server}/api/sets?pose={pose}"))["sets"]
+        found = json.loads(_get(server, f"/api/sets?pose={pose}"))["sets"]
         want = {k for (k, i), r in images.iterrows() if ok(r["yaw"], r["pitch"])}
         assert {s["key"] for s in found} == want, pose
         assert all(ok(*images.loc[(s["key"], i), ["yaw", "pitch"]]) for s in found for i in s["match"]), pose
@@ -57,10 +56,10 @@ def test_api_lists_filters_and_reads_members(tiny_release: Path, server: str) ->
     shard = tiny_release / first["split"] / first["shard"]
     (key, raw), = list(iter_raw_samples(shard))
     assert key == first["key"]
-    assert _get(f"{server}/file/train/{key}/i01.r2.jpg") == raw["i01.r2.jpg"]
-    detail = json.loads(_get(f"{server}/api/set/train/{key}"))
+    assert _get(server, f"/file/train/{key}/i01.r2.jpg") == raw["i01.r2.jpg"]
+    detail = json.loads(_get(server, f"/api/set/train/{key}"))
     assert detail["meta"]["set_id"] == key and "i02.seg.png" in detail["fields"]
-    overlay = cv2.imdecode(np.frombuffer(_get(f"{server}/overlay/train/{key}/i01.png"), np.uint8), cv2.IMREAD_UNCHANGED)
+    overlay = cv2.imdecode(np.frombuffer(_get(server, f"/overlay/train/{key}/i01.png"), np.uint8), cv2.IMREAD_UNCHANGED)
     labels = cv2.imdecode(np.frombuffer(raw["i01.seg.png"], np.uint8), cv2.IMREAD_UNCHANGED)
     assert overlay.shape == (*labels.shape, 4) and np.array_equal(overlay[..., 3] > 0, labels > 0), "background is see-through"
 
@@ -73,19 +72,19 @@ def test_release_reads_a_shard_only_when_asked(tiny_release: Path) -> None:
     assert list(release._offsets) == [tiny_release / "train" / s["shard"]], "one shard indexed, the others untouched"
 
 
-def test_page_in_headless_chromium(server: str, tmp_path: Path) -> None:
+def test_page_in_headless_chromium(server: LocalServer, tmp_path: Path) -> None:
     require_chromium()
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
     driver = chrome(tmp_path / "profile")
     try:
-        driver.get(server + "/")
+        driver.get(server.url)  # the URL printed at start: its token becomes the page's cookie
         wait = WebDriverWait(driver, 30)
         loaded = ("return document.querySelectorAll('#grid img.photo').length > 0 && "
                   "[...document.querySelectorAll('#grid img.photo, #lighting img')].every(i => i.complete && i.naturalWidth > 0)")
         wait.until(lambda d: d.execute_script(loaded))
-        sets = json.loads(_get(f"{server}/api/sets"))["sets"]
+        sets = json.loads(_get(server, "/api/sets"))["sets"]
         title = driver.find_element(By.ID, "set-title")
         assert title.text == sets[0]["key"] and driver.find_element(By.ID, "counter").text == "1 / 3"
         assert len(driver.find_elements(By.CSS_SELECTOR, "#grid .cell")) == 3  # 1 + n_expressive images
@@ -148,10 +147,10 @@ def test_lighting_panel_stays_inside_its_column(relit_release: Path, tmp_path: P
     require_chromium()
     from selenium.webdriver.support.ui import WebDriverWait
 
-    for url in _serving(relit_release):
+    for srv in _serving(relit_release):
         driver = chrome(tmp_path / "profile", size=window)
         try:
-            driver.get(url + "/")
+            driver.get(srv.url)
             WebDriverWait(driver, 30).until(lambda d: d.execute_script(
                 "const v = document.querySelectorAll('#lighting img');"
                 "return v.length === 6 && [...v].every(i => i.complete && i.naturalWidth > 0)"))

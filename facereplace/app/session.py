@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import dataclasses
 import re
-import tempfile
+import secrets
+import shutil
 import threading
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from facereplace.app.folders import session_folder
 from facereplace.compose import Composite, LoadedPhoto, Swap, load_faces, replace_many
 from facereplace.errors import PhotoError
 from facereplace.identity import distance
@@ -52,10 +54,11 @@ class Session:
         self._by_sha: dict[str, LoadedPhoto] = {}
         self._person_faces: list[list[np.ndarray]] = []
         self.lock = threading.Lock()
-        self._dir = tempfile.TemporaryDirectory(prefix="piq-app-")
+        self.folder = session_folder()      # uploads; deleted by close (server.py: on every way out)
+        self.tag = secrets.token_hex(4)     # in every photo id: a new session's ids never name an old one's
 
     def close(self) -> None:
-        self._dir.cleanup()
+        shutil.rmtree(self.folder, ignore_errors=True)
 
     # --- state ---------------------------------------------------------------------------
 
@@ -93,19 +96,21 @@ class Session:
 
     # --- actions -------------------------------------------------------------------------
 
-    def add(self, name: str, data: bytes, role: str = "photo") -> dict[str, Any]:
-        """Open an uploaded photo (or reference): read as shown, faces found and embedded,
-        each put in a person. The same file opened twice is found once."""
+    def add(self, name: str, upload: Path, role: str = "photo") -> dict[str, Any]:
+        """Open an uploaded photo (or reference) from its file in the session's folder: read as
+        shown, faces found and embedded, each put in a person. The same file opened twice is
+        found once."""
         from facereplace.photo_io import read_photo
 
         if role not in ("photo", "reference"):
             raise PhotoError("bad_role", f"role {role!r}: photo or reference")
         safe = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(name).name) or "photo"
         with self.lock:
-            photo_id = f"p{len(self.entries) + 1}"
-            path = Path(self._dir.name) / f"{photo_id}_{safe}"
-            path.write_bytes(data)
-            photo = read_photo(path, self.params.replace.max_pixels)
+            if len(self.entries) >= self.params.app.max_photos:
+                raise PhotoError("too_many_photos", f"{safe}: a session opens at most app.max_photos "
+                                                    f"{self.params.app.max_photos} photos")
+            photo_id = f"p{len(self.entries) + 1}-{self.tag}"
+            photo = read_photo(upload, self.params.replace.max_pixels)
             photo.path = Path(safe)
             loaded = self._by_sha.get(photo.sha256)
             if loaded is None:

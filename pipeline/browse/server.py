@@ -1,6 +1,7 @@
 """`piq browse DIR`: page through released sets in a local web page, served from this machine.
 
-Standard library only (the server shared with `piq app`: pipeline/browse/http.py); the page
+The server shared with `piq app` (pipeline/browse/http.py: Starlette on uvicorn, a token per
+run, the Host / Origin guard); the page
 (static/index.html, static/app.js, the shared static/common.css) loads nothing from outside. Shards are read lazily: the first request into a shard lists its members
 from the tar headers (`pipeline.shards.tar_offsets`, a few hundred KB read even for a 1 GB
 shard), and every image is then one seek and one read. Filtering uses each split's
@@ -8,15 +9,15 @@ shard), and every image is then one seek and one read. Filtering uses each split
 
 API (all GET): `/api/sets?identity=&expression=&pose=` the matching sets, `/api/set/<split>/<key>`
 meta.json and member names, `/file/<split>/<key>/<field>` a member's bytes,
-`/overlay/<split>/<key>/<index>.png` the label map coloured with transparency.
+`/overlay/<split>/<key>/<index>.png` the label map coloured with transparency. A member is
+served only as a type it knows (`member_response`): a shard may come from anyone.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import threading
-from http import HTTPStatus
-from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +25,12 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from pipeline.browse import http
-from pipeline.browse.http import TYPES, HTTPError, LocalHandler
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from pipeline.browse.http import (HTTPError, LocalServer, add_server_arguments, make_app, send_json, setup_logging,
+                                  static_routes)
 from pipeline.labels import LABEL_NAMES
 from pipeline.release import INDEX_FILE
 from pipeline.shards import read_range, tar_offsets
@@ -131,43 +136,58 @@ class Release:
         return cv2.imencode(".png", cv2.cvtColor(rgba, cv2.COLOR_RGBA2BGRA))[1].tobytes()
 
 
-def make_handler(release: Release) -> type[LocalHandler]:
-    class Handler(LocalHandler):
-        static = STATIC
-
-        def route(self, method: str, parts: list[str], query: dict[str, str]) -> None:
-            if method != "GET":
-                raise HTTPError(HTTPStatus.METHOD_NOT_ALLOWED, "the shard browser only reads")
-            try:
-                if parts[:2] == ["api", "sets"]:
-                    return self.send_json({"sets": release.find(query.get("identity", ""), query.get("expression", ""),
-                                                                query.get("pose", "")),
-                                           "identities": release.identities(), "poses": list(POSES), "total": len(release.sets)})
-                if parts[:2] == ["api", "set"] and len(parts) == 4:
-                    split, key = parts[2], parts[3]
-                    fields = sorted(release.offsets(release.where[(split, key)])[key])
-                    return self.send_json({"meta": release.meta(split, key), "fields": fields})
-                if parts[0] == "file" and len(parts) == 4:
-                    return self.send(release.member(parts[1], parts[2], parts[3]), TYPES.get(Path(parts[3]).suffix, "application/octet-stream"))
-                if parts[0] == "overlay" and len(parts) == 4 and parts[3].endswith(".png"):
-                    return self.send(release.overlay(parts[1], parts[2], parts[3][:-4]), TYPES[".png"])
-            except KeyError as err:
-                raise HTTPError(HTTPStatus.NOT_FOUND, f"not in this release: {err}") from err
-            raise HTTPError(HTTPStatus.NOT_FOUND, "not found")
-
-    return Handler
+KNOWN = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png", ".json": "application/json"}
+MEMBER_CSP = "default-src 'none'; img-src 'self'; frame-ancestors 'none'; sandbox"
 
 
-def serve(root: str | Path, host: str = "127.0.0.1", port: int = 0) -> ThreadingHTTPServer:
-    """A server bound to (host, port) (port 0: a free one); call `serve_forever` on it."""
-    return http.serve(make_handler(Release(root)), host, port)
+def member_response(field: str, data: bytes) -> Response:
+    """A shard member as its known type (images, label maps, JSON); anything else a download
+    (application/octet-stream, attachment): a shard from anyone never runs script in the page's
+    origin. Even a known type is sandboxed (CSP) and never sniffed (nosniff, by the guard)."""
+    kind = KNOWN.get(Path(field).suffix.lower())
+    headers = {"Content-Security-Policy": MEMBER_CSP}
+    if kind is None:
+        kind = "application/octet-stream"
+        headers["Content-Disposition"] = f'attachment; filename="{re.sub(r"[^A-Za-z0-9._-]", "_", field)}"'
+    return Response(data, media_type=kind, headers=headers)
+
+
+def routes(release: Release) -> list[BaseRoute]:
+    def sets(request: Request) -> Response:
+        q = request.query_params
+        if q.get("pose", "") not in ("", *POSES):
+            raise HTTPError(400, f"pose: one of {', '.join(POSES)}")
+        return send_json({"sets": release.find(q.get("identity", ""), q.get("expression", ""), q.get("pose", "")),
+                          "identities": release.identities(), "poses": list(POSES), "total": len(release.sets)})
+
+    def one_set(request: Request) -> Response:
+        split, key = request.path_params["split"], request.path_params["key"]
+        return send_json({"meta": release.meta(split, key), "fields": sorted(release.offsets(release.where[(split, key)])[key])})
+
+    def member(request: Request) -> Response:
+        p = request.path_params
+        return member_response(p["field"], release.member(p["split"], p["key"], p["field"]))
+
+    def overlay(request: Request) -> Response:
+        p = request.path_params
+        return Response(release.overlay(p["split"], p["key"], p["index"]), media_type=KNOWN[".png"],
+                        headers={"Content-Security-Policy": MEMBER_CSP})
+
+    return [*static_routes(STATIC), Route("/api/sets", sets), Route("/api/set/{split}/{key}", one_set),
+            Route("/file/{split}/{key}/{field}", member), Route("/overlay/{split}/{key}/{index}.png", overlay)]
+
+
+def serve(root: str | Path, host: str = "127.0.0.1", port: int = 0, verbose: bool = False) -> LocalServer:
+    """A server bound to (host, port) (port 0: a free one); `start()` it (a thread) or `run()` it."""
+    release = Release(root)
+    return LocalServer(lambda guard: make_app(routes(release), guard, {KeyError: lambda err: HTTPError(404, 'not in this release')}), host, port, verbose)
 
 
 def main(args: argparse.Namespace) -> int:
-    return http.run(serve(args.dir, args.host, args.port), f"browse: {args.dir}")
+    setup_logging(args.verbose)
+    return serve(args.dir, args.host, args.port, args.verbose).run(f"browse: {args.dir}")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("dir", help="a release folder (data/shards) or one split folder")
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only)")
-    parser.add_argument("--port", type=int, default=8765, help="port (0 = any free one)")
+    add_server_arguments(parser, 8765)

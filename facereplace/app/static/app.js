@@ -1,6 +1,7 @@
 // The photo tool's page: open photos, see their faces numbered, click one, pick the same
 // person's face from another photo or an uploaded reference, compare before / after with a
-// slider, download the edited file (watermarked, with provenance). Talks only to the local server.
+// slider, download the edited file (watermarked, with provenance). Talks only to the local server:
+// its token came as a cookie when the URL printed at start was opened, and goes with every call.
 "use strict";
 
 const state = { photos: [], current: null, face: null };
@@ -24,7 +25,9 @@ async function call(url, options = {}) {
 
 async function upload(file, role) {
   const q = new URLSearchParams({ name: file.name, role });
-  return call(`/api/photos?${q}`, { method: "POST", body: file });
+  // the file's own image type: never a type a form could send (the server refuses those)
+  return call(`/api/photos?${q}`, { method: "POST", body: file,
+    headers: { "Content-Type": file.type || "application/octet-stream" } });
 }
 
 function photo(id) { return state.photos.find((p) => p.id === id); }
@@ -165,7 +168,8 @@ $("reference").addEventListener("change", async (e) => {
 
 $("slider").addEventListener("input", slide);
 $("reset").addEventListener("click", async () => {
-  const p = await call(`/api/photos/${state.current}/reset`, { method: "POST" });
+  const p = await call(`/api/photos/${state.current}/reset`, { method: "POST",
+    headers: { "Content-Type": "application/json" }, body: "{}" });
   replacePhoto(p);
   show(p.id);
 });
