@@ -18,7 +18,7 @@ import dataclasses
 import datetime as dt
 import io
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
 LEDGER_COLUMNS = ("kind", "id", "reason", "requested")
 KINDS = ("participant", "video")
@@ -97,7 +97,3 @@ def withhold(items: Sequence[Any], path: str | Path | None) -> list[Any]:
         return not ledger.excludes(str(row.get("participant_id", "")).strip(), str(row.get("video_id", "")).strip())
     return [item for item in items if kept(item)]
 
-
-def removed_sets(metas: Iterable[dict[str, Any]], ledger: Ledger) -> list[str]:
-    """Set ids (of meta.json records) that the ledger removes."""
-    return [m["set_id"] for m in metas if ledger.excludes(m.get("participant_id"), m.get("video_id"))]

@@ -20,12 +20,14 @@ def test_digests_agree_within_a_level_and_name_every_change_of_meaning(tiny_rele
     assert committed == base and compare(committed, base) == []
     key = sorted(base["sets"])[0]
     image = base["sets"][key]["images"]["i01"]
-    assert set(image["pixels"]) == {"i01.jpg", "i01.r1.jpg", "i01.r2.jpg"} and len(image["pixels"]["i01.jpg"]) == 12
+    assert len(image["rgb"]) == 12 and [len(r) for r in image["relit"]] == [4, 4]
+    assert len(image["caption"]) == len(image["labels"]) == 16
     near = copy.deepcopy(base)
-    near["sets"][key]["images"]["i01"]["pixels"]["i01.r1.jpg"] = [v + 1.0 for v in image["pixels"]["i01.r1.jpg"]]
+    near["sets"][key]["images"]["i01"]["relit"][0] = [v + 1.0 for v in image["relit"][0]]
+    near["sets"][key]["images"]["i01"]["rgb"] = [v - 1.0 for v in image["rgb"]]
     assert compare(committed, near) == [], "one level (float rounding on another CPU) is the same image"
     far = copy.deepcopy(near)
-    far["sets"][key]["images"]["i01"]["pixels"]["i01.r1.jpg"][3] += 2.0
+    far["sets"][key]["images"]["i01"]["relit"][0][3] += 2.0
     far["sets"][key]["images"]["i02"]["caption"] = "a different caption"
     far["sets"][key]["images"]["i00"]["labels"] = "0" * 64
     far["splits"]["train"] = far["splits"]["train"][1:]

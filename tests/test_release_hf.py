@@ -100,6 +100,7 @@ def _piq(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run(["piq", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow
 def test_an_empty_train_split_is_said_up_front_and_refused_in_one_line(tmp_path: Path, capfd) -> None:
     ingest = make_fake_ingest(tmp_path / "ingest", size=48)
     (ingest / "stats.json").write_text(json.dumps({"complete": True}))

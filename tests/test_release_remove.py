@@ -72,6 +72,7 @@ def people(release: Path) -> set[str]:
     return found | {p for p in ("pastronaut", "phopper") if f"| {p} |" in card}
 
 
+@pytest.mark.slow
 def test_remove_a_participant_rewrites_only_their_shard_and_rebuilds_keep_them_out(work: Path) -> None:
     release = work / "shards"
     before = tars(release)
@@ -96,6 +97,7 @@ def test_remove_a_participant_rewrites_only_their_shard_and_rebuilds_keep_them_o
     assert people(work / "rebuilt") == {"pastronaut"} and stats["sets_withheld"] == 1
 
 
+@pytest.mark.slow
 def test_remove_by_video_and_refuse_an_unknown_id(work: Path) -> None:
     release = work / "shards"
     before = tars(release)
@@ -109,6 +111,7 @@ def test_remove_by_video_and_refuse_an_unknown_id(work: Path) -> None:
     assert "train/train-000001.tar" not in tars(release), "a shard left with no set is deleted"
 
 
+@pytest.mark.slow
 def test_an_interrupted_removal_never_indexes_a_missing_sample_and_resumes(work: Path, built: Path, monkeypatch) -> None:
     import pipeline.release_remove as rr
 
