@@ -20,8 +20,15 @@ class DriversParams:
     subtle_smile_weight: float = 3.0       # paper 3.2: subtle smiles oversampled; weight of those programs
     min_frames: int = 4                    # shorter user clips: "too_short"
     check_frames: int = 6                  # user-clip frames checked for a face ("face_lost", "several_faces")
+    programs: tuple[str, ...] = ()         # render only the programs with these labels (ids stay those of the full list); () = all
 
     def validate(self) -> None:
+        if self.programs:
+            from pipeline.animators.programs import programs
+
+            unknown = sorted(set(self.programs) - {p.label for p in programs()})
+            if unknown:
+                raise ValueError(f"drivers.programs: unknown label(s) {unknown} (pipeline/animators/programs.py)")
         if self.frames < 2 or self.min_frames < 2 or self.check_frames < 2:
             raise ValueError("drivers.frames, min_frames and check_frames must be >= 2")
         if self.subtle_smile_weight <= 0:
