@@ -122,10 +122,16 @@ def caption_agrees(label: str, caption: str) -> bool:
 
 def table(results: pd.DataFrame) -> str:
     results = results.assign(caption_ok=[caption_agrees(lab, cap) for lab, cap in zip(results.label, results.caption)])
-    lines = ["| label | variants | signature shown | caption agrees |", "|---|---|---|---|"]
+    lines = ["| label | variants | signature shown | caption agrees with the label | ... where the signature is shown |",
+             "|---|---|---|---|---|"]
+
+    def shown(group: pd.DataFrame) -> str:
+        kept = group[group.ok]
+        return f"{kept.caption_ok.mean():.0%} of {len(kept)}" if len(kept) else "-"
+
     for label, group in results.groupby("label", sort=False):
-        lines.append(f"| {label} | {len(group)} | {group.ok.mean():.0%} | {group.caption_ok.mean():.0%} |")
-    lines.append(f"| **all** | {len(results)} | {results.ok.mean():.1%} | {results.caption_ok.mean():.1%} |")
+        lines.append(f"| {label} | {len(group)} | {group.ok.mean():.0%} | {group.caption_ok.mean():.0%} | {shown(group)} |")
+    lines.append(f"| **all** | {len(results)} | {results.ok.mean():.1%} | {results.caption_ok.mean():.1%} | {shown(results)} |")
     return "\n".join(lines)
 
 

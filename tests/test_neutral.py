@@ -90,3 +90,24 @@ def test_flag_keeps_the_face_and_says_it_is_not_neutral(tmp_path: Path) -> None:
 def test_neutral_limits_are_checked() -> None:
     with pytest.raises(ValueError, match="neutral_filter"):
         dataclasses.replace(IngestParams(), neutral_filter="maybe").validate()
+
+
+@pytest.mark.parametrize("variant", ["glasses", "dark", "overexposed"])
+def test_bad_input_gets_the_correct_verdict(variant: str) -> None:
+    """Bad input (#31): glasses (Grace Hopper's portrait, matplotlib, public domain), very dark
+    and overexposed skin (the corpus portrait through gamma 2.2 x 0.5, and x 2.2 clipped): all
+    faces at rest, measured as such."""
+    from matplotlib import cbook
+
+    from pipeline.faces.detect import FaceDetector
+    from pipeline.faces.neutral import neutrality
+
+    if variant == "glasses":
+        img = cv2.cvtColor(cv2.imread(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)), cv2.COLOR_BGR2RGB)
+    else:
+        f = rgb("biden_portrait.jpg").astype(np.float32) / 255
+        f = np.power(f, 2.2) * 0.5 if variant == "dark" else np.clip(f * 2.2, 0, 1)
+        img = (f * 255).astype(np.uint8)
+    face = FaceDetector().detect(img)[0]
+    verdict = neutrality(fm.FaceMeshDetector(max_faces=1), img, face.box, NeutralLimits())
+    assert verdict.ok and verdict.mouth_open < 0.02, verdict

@@ -51,11 +51,11 @@ EXPRESSIONS = ("laugh", "open smile", "smile", "surprise", "open mouth", "parted
                "raised brows", "wink", "blink", "squint", "neutral")
 # The caption expressions that agree with each motion program's expression (driver labels).
 CAPTION_FOR_LABEL: dict[str, tuple[str, ...]] = {
-    "subtle smile": ("smile", "neutral"), "gentle smile": ("smile",), "smile": ("smile",), "big smile": ("smile",),
+    "subtle smile": ("smile",), "gentle smile": ("smile",), "smile": ("smile",), "big smile": ("smile",),
     "smile with mouth open": ("open smile", "laugh"), "laugh": ("laugh",),
     "slightly open mouth": ("parted lips", "open mouth"), "open mouth": ("open mouth",), "surprise": ("surprise",),
     "raise brows": ("raised brows", "surprise"), "sad face": ("sad",), "frown": ("sad", "angry"),
-    "angry face": ("angry",), "pout": ("pout", "neutral"), "blink": ("blink",),
+    "angry face": ("angry",), "pout": ("pout",), "blink": ("blink",),
     "wink left": ("wink",), "wink right": ("wink",), "squint": ("squint",), "neutral": ("neutral",),
 }
 
@@ -121,10 +121,10 @@ def _relative_label(m: dict[str, float], d: dict[str, float]) -> str:
         return "parted lips"
     if d["brow_raise"] < -sig.BROW and d["brow_gap"] < -0.01:
         return "angry"
-    if d["corner_lift"] < -sig.LIFT:
-        return "sad"
     if d["brow_raise"] > sig.BROW:
         return "raised brows"
+    if d["corner_lift"] < -sig.LIFT:
+        return "sad"
     if max(er, el) < 0.9:
         return "squint"
     if d["mouth_width"] < -sig.WIDEN:

@@ -53,7 +53,7 @@ def light_chroma(rgb: np.ndarray, lum: np.ndarray, dc: np.ndarray, mean: float) 
     base = np.clip(dc, 1e-6, None)
     base = base / float(base @ LUMA)
     lit = np.clip(lum / max(0.25 * mean, 1e-9), 0.0, 1.0)[..., None]
-    own = np.clip(rgb, 0.0, None) / lum[..., None]
+    own = np.clip(np.clip(rgb, 0.0, None) / lum[..., None], 0.0, 4.0)
     return np.clip(lit * own + (1 - lit) * base, 0.5, 2.0)
 
 
