@@ -33,9 +33,9 @@ def corpus_faces(size: int = 1024) -> dict[str, np.ndarray]:
     from pipeline.faces.crop import extract_crop
     from pipeline.faces.detect import FaceDetector
     from pipeline.faces.geometry import square_crop
-    from pipeline.faces.neutral import neutrality
+    from pipeline.faces.neutral import limits_of, neutrality
 
-    limits = IngestParams().neutral_limits()
+    limits = limits_of(IngestParams())
     detector, mesher = FaceDetector(), fm.FaceMeshDetector(max_faces=1)
     out = {}
     for path in sorted(CORPUS.glob("*.jpg")):

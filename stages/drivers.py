@@ -44,6 +44,9 @@ def template_face(size: int) -> np.ndarray:
 
 
 def list_items(params: DriversParams) -> list[Item]:
+    unknown = sorted(set(params.programs) - {p.label for p in programs()})
+    if unknown:
+        raise ValueError(f"drivers.programs: unknown label(s) {unknown} (pipeline/animators/programs.py)")
     items = [Item(f"d{i:03d}", {"kind": "program", "index": i}) for i, prog in enumerate(programs())
              if not params.programs or prog.label in params.programs]
     if params.clips_dir:

@@ -26,7 +26,7 @@ from pipeline.faces.crop import extract_crop, sharpness
 from pipeline.faces.detect import Face, FaceDetector
 from pipeline.faces.geometry import frontal_angles, frontal_reject_code, square_crop
 from pipeline.faces.mesh import FaceMeshDetector
-from pipeline.faces.neutral import Neutrality, neutrality
+from pipeline.faces.neutral import Neutrality, limits_of, neutrality
 from pipeline.images import encode_jpeg
 from pipeline.params import load_params
 from pipeline.runner import Runner
@@ -195,7 +195,7 @@ class IngestStage(Stage):
             return "blurry"
         if self._mesher is None:
             self.setup()
-        neutral = neutrality(self._mesher, rgb, face.box, p.neutral_limits())
+        neutral = neutrality(self._mesher, rgb, face.box, limits_of(p))
         if not neutral.ok and p.neutral_filter == "refuse":
             self._neutral_fails[neutral.fail] += 1
             return "not_neutral"

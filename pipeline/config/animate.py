@@ -23,12 +23,6 @@ class DriversParams:
     programs: tuple[str, ...] = ()         # render only the programs with these labels (ids stay those of the full list); () = all
 
     def validate(self) -> None:
-        if self.programs:
-            from pipeline.animators.programs import programs
-
-            unknown = sorted(set(self.programs) - {p.label for p in programs()})
-            if unknown:
-                raise ValueError(f"drivers.programs: unknown label(s) {unknown} (pipeline/animators/programs.py)")
         if self.frames < 2 or self.min_frames < 2 or self.check_frames < 2:
             raise ValueError("drivers.frames, min_frames and check_frames must be >= 2")
         if self.subtle_smile_weight <= 0:

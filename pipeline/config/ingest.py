@@ -51,13 +51,6 @@ class IngestParams:
     neutral_brow_range: tuple[float, float] = (0.12, 0.28)
     neutral_weight: float = 2.0
 
-    def neutral_limits(self):
-        """The thresholds as `pipeline.faces.neutral.NeutralLimits` (imported here: configs stay light)."""
-        from pipeline.faces.neutral import NeutralLimits
-
-        return NeutralLimits(self.neutral_max_mouth_open, self.neutral_max_smile, self.neutral_min_smile,
-                             self.neutral_min_eye_open, self.neutral_brow_range)
-
     def validate(self) -> None:
         if self.candidates_per_video < 1 or self.keep_per_video < 1:
             raise ValueError("ingest.candidates_per_video and keep_per_video must be >= 1")

@@ -64,6 +64,12 @@ class Neutrality:
                 "neutral_distance": round(self.distance, 4)}
 
 
+def limits_of(params) -> NeutralLimits:
+    """The thresholds of an `IngestParams` (its `neutral_*` keys)."""
+    return NeutralLimits(params.neutral_max_mouth_open, params.neutral_max_smile, params.neutral_min_smile,
+                         params.neutral_min_eye_open, tuple(params.neutral_brow_range))
+
+
 NO_MESH = Neutrality(np.nan, np.nan, np.nan, np.nan, np.nan, "no_mesh", np.inf)
 
 
