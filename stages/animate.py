@@ -22,6 +22,7 @@ import pandas as pd
 
 from pipeline.animators.base import Animator
 from pipeline.animators.factory import build_animator
+from pipeline.animators.signatures import verdict
 from pipeline.annotate import default_workers, gpu_resources
 from pipeline.config.animate import AnimateParams
 from pipeline.faces import mesh as fm
@@ -71,14 +72,16 @@ def choose_drivers(drivers: pd.DataFrame, params: AnimateParams, rng: np.random.
     return [pool[i] for i in chosen]
 
 
-def measure(detector: fm.FaceMeshDetector, rgb: np.ndarray) -> dict[str, float]:
+def measure(detector: fm.FaceMeshDetector, rgb: np.ndarray) -> tuple[dict[str, float], dict[str, float] | None]:
+    """(the manifest's pose and expression columns, every expression measure or None without a
+    face mesh)."""
     mesh = detector.detect_one(rgb)
     if mesh is None:
-        return {k: float("nan") for k in ("yaw", "pitch", "roll", "mouth_open", "smile", "eye_open", "brow_raise")}
+        return {k: float("nan") for k in ("yaw", "pitch", "roll", "mouth_open", "smile", "eye_open", "brow_raise")}, None
     yaw, pitch, roll = fm.head_pose(mesh)
     e = fm.expression(mesh)
     return {"yaw": yaw, "pitch": pitch, "roll": roll, "mouth_open": e.mouth_open, "smile": e.smile,
-            "eye_open": (e.eye_open_r + e.eye_open_l) / 2, "brow_raise": e.brow_raise}
+            "eye_open": (e.eye_open_r + e.eye_open_l) / 2, "brow_raise": e.brow_raise}, fm.measures(mesh)
 
 
 def contact_sheet(images: list[np.ndarray], labels: list[str], tile: int, cols: int = 7) -> np.ndarray:
@@ -104,6 +107,7 @@ class AnimateStage(Stage):
         "driver_label": "string", "backend": "string", "crop": "string", "motion_magnitude": "float64", "yaw": "float64",
         "pitch": "float64", "roll": "float64", "mouth_open": "float64", "smile": "float64", "eye_open": "float64",
         "brow_raise": "float64", "participant_id": "string", "video_id": "string",
+        "label_ok": "boolean", "label_misses": "string",
     }
 
     def __post_init__(self) -> None:
@@ -150,17 +154,21 @@ class AnimateStage(Stage):
             (f"i{k:02d}", a.image, r, float(a.info.get("motion_magnitude", r.motion_magnitude)))
             for k, (a, r) in enumerate(zip(animated, rows), start=1)]
         crops = [None] + [a.info.get("crop") for a in animated]  # which landmarks placed the LivePortrait crop
+        base = None
         for (index, img, r, magnitude), crop in zip(entries, crops):
             rel = f"sets/{item.id}/{index}.jpg"
             out.files[rel] = encode_jpeg(img, p.jpeg_quality)
+            columns, measures = measure(self._detector, img)
+            # does the variant show its driver's label? (pipeline/animators/signatures.py; recorded, never hidden)
+            ok, misses = (None, "") if r is None or base is None else verdict(r.label, base, measures)
+            base = measures if r is None else base
             out.rows.append({**common, "image": index, "path": rel, "kind": "neutral" if r is None else "expressive",
                              "driving_video": None if r is None else r.driver_id,
                              "driver_label": None if r is None else r.label, "motion_magnitude": magnitude,
-                             "crop": crop,
-                             **measure(self._detector, img)})
+                             "crop": crop, "label_ok": ok, "label_misses": misses, **columns})
             if r is not None:
                 images.append(img)
-                labels.append(f"{index} {r.driver_id} {r.label}")
+                labels.append(f"{index} {'MISS ' if ok is False else ''}{r.driver_id} {r.label}")
         out.files[f"sets/{item.id}/contact.jpg"] = encode_jpeg(contact_sheet(images, labels, p.contact_tile), 90)
         return out
 
@@ -179,4 +187,10 @@ def main(args: argparse.Namespace) -> int:
     s = summary.stats
     print(f"animate ({all_params.animate.backend}): {s['items']} faces, {s['done']} animated ({s['rows']} images), "
           f"{s['rejected']} refused {s['reject_codes']}, {summary.skipped} already done -> {all_params.animate.out_dir}")
+    manifest = Path(all_params.animate.out_dir) / "manifest.parquet"
+    if manifest.is_file():
+        ok = pd.read_parquet(manifest, columns=["label_ok"])["label_ok"].dropna()
+        if len(ok):
+            print(f"animate: {int(ok.sum())} of {len(ok)} variants show their driver's label by the face mesh; "
+                  f"the others are marked label_ok=false with what they miss (label_misses)")
     return 0 if s["complete"] else 1

@@ -32,7 +32,7 @@ class CaptionStage(ImageBatchStage):
     params: CaptionParams
     name: ClassVar[str] = "caption"
     manifest_columns: ClassVar[dict[str, str]] = {
-        "face_id": "string", "image": "string", "caption": "string", "backend": "string",
+        "face_id": "string", "image": "string", "caption": "string", "backend": "string", "expression": "string",
         **{a: "float64" for a in ATTRIBUTES},
     }
 
@@ -42,12 +42,17 @@ class CaptionStage(ImageBatchStage):
         return build_captioner(self.params)
 
     def annotate(self, images: list[np.ndarray], items: list[Item], ctxs: list[ItemContext]) -> list[Output | Reject]:
-        captions = self.backend.caption(images, [c.seed for c in ctxs])
+        seeds = [c.seed for c in ctxs]
+        if self.backend.name == "attributes":  # words for the change from the set's neutral face (#31)
+            refs = [None if it.data["image"] == "i00" else str(Path(it.data["file"]).parent / "i00.jpg") for it in items]
+            captions = self.backend.caption(images, seeds, refs)
+        else:
+            captions = self.backend.caption(images, seeds)
         return [c if isinstance(c, Reject) else self._output(item, c) for item, c in zip(items, captions)]
 
     def _output(self, item: Item, caption: Caption) -> Output:
         row = {"face_id": item.data["face_id"], "image": item.data["image"], "caption": caption.text,
-               "backend": self.backend.name}
+               "backend": self.backend.name, "expression": caption.attributes.get("expression")}
         row.update({a: caption.attributes.get(a, float("nan")) for a in ATTRIBUTES})
         return Output(rows=[row])
 

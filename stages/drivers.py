@@ -47,10 +47,14 @@ def template_face(size: int) -> np.ndarray:
 
 
 def list_items(params: DriversParams) -> list[Item]:
-    items = [Item(f"d{i:03d}", {"kind": "program", "index": i}) for i in range(len(programs()))]
+    unknown = sorted(set(params.programs) - {p.label for p in programs()})
+    if unknown:
+        raise ValueError(f"drivers.programs: unknown label(s) {unknown} (pipeline/animators/programs.py)")
+    items = [Item(f"d{i:03d}", {"kind": "program", "index": i}) for i, prog in enumerate(programs())
+             if not params.programs or prog.label in params.programs]
     if params.clips_dir:
         clips = sorted(p for p in Path(params.clips_dir).iterdir() if p.suffix.lower() in CLIP_SUFFIXES)
-        items += [Item(f"d{len(items) + k:03d}", {"kind": "clip", "path": str(p)}) for k, p in enumerate(clips)]
+        items += [Item(f"d{len(programs()) + k:03d}", {"kind": "clip", "path": str(p)}) for k, p in enumerate(clips)]
     return items
 
 

@@ -25,6 +25,8 @@ from pipeline.config.ingest import IngestParams
 from pipeline.faces.crop import extract_crop, sharpness
 from pipeline.faces.detect import Face, FaceDetector
 from pipeline.faces.geometry import frontal_angles, frontal_reject_code, square_crop
+from pipeline.faces.mesh import FaceMeshDetector
+from pipeline.faces.neutral import Neutrality, limits_of, neutrality
 from pipeline.images import encode_jpeg
 from pipeline.params import load_params
 from pipeline.removals import withhold
@@ -35,7 +37,8 @@ from pipeline.video import Clip, Frame, VideoError, VideoInfo, parse_segments
 METADATA_COLUMNS = ("video_id", "participant_id", "file", "category")
 VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg"})
 # Order in which frame-level codes win ties when a whole clip is refused (docs/DATA.md).
-FRAME_CODES = ("no_face", "multiple_faces", "face_too_small", "not_frontal", "head_tilt", "crop_out_of_frame", "blurry")
+FRAME_CODES = ("no_face", "multiple_faces", "face_too_small", "not_frontal", "head_tilt", "crop_out_of_frame", "blurry",
+               "not_neutral")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,6 +50,7 @@ class Candidate:
     angles: Any
     sharpness: float
     pad_fraction: float
+    neutral: Neutrality
 
 
 def list_items(params: IngestParams) -> list[Item]:
@@ -96,7 +100,7 @@ class IngestStage(Stage):
 
     params: IngestParams
     name: ClassVar[str] = "ingest"
-    worker_local: ClassVar[tuple[str, ...]] = ("_detector",)
+    worker_local: ClassVar[tuple[str, ...]] = ("_detector", "_mesher")
     manifest_columns: ClassVar[dict[str, str]] = {
         "face_id": "string", "participant_id": "string", "video_id": "string", "category": "string",
         "path": "string", "frame": "int64", "time_s": "float64", "src_width": "int64", "src_height": "int64",
@@ -105,13 +109,18 @@ class IngestStage(Stage):
         "mouth_nose_deg": "float64", "vertical_deg": "float64", "sharpness": "float64", "score": "float64",
         "rank": "int64", "license": "string", "consent": "string",
         "codec": "string", "rotation": "int64", "transfer": "string",
+        "neutral": "bool", "neutral_fail": "string", "mouth_open": "float64", "smile": "float64", "eye_open": "float64",
+        "brow_raise": "float64", "neutral_distance": "float64",
     }
 
     def __post_init__(self) -> None:
         self._detector: FaceDetector | None = None
+        self._mesher: FaceMeshDetector | None = None
+        self._neutral_fails: Counter = Counter()
 
     def setup(self) -> None:
         self._detector = FaceDetector()
+        self._mesher = FaceMeshDetector(max_faces=1)
 
     @property
     def detector(self) -> FaceDetector:
@@ -121,6 +130,7 @@ class IngestStage(Stage):
 
     def process(self, item: Item, ctx: ItemContext) -> Output:
         p = self.params
+        self._neutral_fails.clear()
         row = item.data["row"]
         if row is None:
             raise Reject("missing_metadata", f"{Path(item.data['path']).name} has no row in {p.metadata_csv}")
@@ -186,7 +196,13 @@ class IngestStage(Stage):
         sharp = sharpness(rgb, face.box)
         if sharp < p.min_sharpness:
             return "blurry"
-        return Candidate(frame=-1, face=face, angles=angles, sharpness=sharp, pad_fraction=pad)
+        if self._mesher is None:
+            self.setup()
+        neutral = neutrality(self._mesher, rgb, face.box, limits_of(p))
+        if not neutral.ok and p.neutral_filter == "refuse":
+            self._neutral_fails[neutral.fail] += 1
+            return "not_neutral"
+        return Candidate(frame=-1, face=face, angles=angles, sharpness=sharp, pad_fraction=pad, neutral=neutral)
 
     def _refuse(self, codes: Counter, n_candidates: int, undecodable: int, info: VideoInfo) -> None:
         if not codes:
@@ -196,18 +212,25 @@ class IngestStage(Stage):
         code = next(c for c in FRAME_CODES if codes.get(c) == top)
         counts = ", ".join([f"{c}={codes[c]}" for c in FRAME_CODES if codes.get(c)] +
                            ([f"undecodable={undecodable}"] if undecodable else []))
+        why = ", ".join(f"{k} {n}" for k, n in self._neutral_fails.most_common())
+        counts += f"; not neutral by the face mesh: {why} (ingest.neutral_*)" if why else ""
         raise Reject(code, f"{top} of {n_candidates} candidate frames ({counts})")
 
     def _rank(self, candidates: list[Candidate]) -> list[tuple[Candidate, float]]:
-        """Frontal and sharp first: score = w * z(log sharpness) - z(worst angle), z within the clip."""
+        """Neutral, frontal and sharp first: score = w_s * z(log sharpness) - z(worst angle)
+        - w_n * z(distance from a neutral face), z within the clip; with `neutral_filter: flag`
+        every neutral frame ranks before any other."""
+        p = self.params
         sharp = np.log1p([c.sharpness for c in candidates])
         worst = np.array([c.angles.worst() for c in candidates])
+        distance = np.array([min(c.neutral.distance, 1e3) for c in candidates])
 
         def z(v: np.ndarray) -> np.ndarray:
             return (v - v.mean()) / v.std() if v.std() > 1e-9 else np.zeros_like(v)
 
-        scores = self.params.sharpness_weight * z(sharp) - z(worst)
-        order = sorted(range(len(candidates)), key=lambda i: (-scores[i], candidates[i].frame))
+        scores = p.sharpness_weight * z(sharp) - z(worst) - p.neutral_weight * z(distance)
+        order = sorted(range(len(candidates)),
+                       key=lambda i: (not candidates[i].neutral.ok, -scores[i], candidates[i].frame))
         return [(candidates[i], float(scores[i])) for i in order]
 
     def _emit(self, out: Output, row: dict, info: VideoInfo, frame: Frame, cand: Candidate, score: float,
@@ -234,6 +257,7 @@ class IngestStage(Stage):
             "license": row.get("license") or "", "consent": row.get("consent") or "",
             # how the clip was read: its codec, the clockwise turn applied to show it upright, its transfer
             "codec": info.codec, "rotation": info.rotation, "transfer": info.transfer,
+            "neutral": cand.neutral.ok, "neutral_fail": cand.neutral.fail, **cand.neutral.columns(),
         })
 
 
@@ -251,7 +275,18 @@ def main(args: argparse.Namespace) -> int:
         f"ingest: {stats['items']} clips, {stats['done']} with faces ({stats['rows']} faces), "
         f"{stats['rejected']} refused {stats['reject_codes']}, {summary.skipped} already done -> {ingest.out_dir}"
     )
+    flagged = _not_neutral(ingest.out_dir)
+    if flagged:
+        print(f"ingest: warning: {flagged} kept face(s) are not neutral by the face mesh (kept because "
+              f"ingest.neutral_filter is flag; refuse drops them)")
     return 0 if stats["complete"] else 1
+
+
+def _not_neutral(out_dir: str) -> int:
+    manifest = Path(out_dir) / "manifest.parquet"
+    if not manifest.is_file():
+        return 0
+    return int((~pd.read_parquet(manifest, columns=["neutral"])["neutral"].astype(bool)).sum())
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -78,6 +78,7 @@ def params_for(root: Path, **overrides) -> IngestParams:
     base = IngestParams(
         videos_dir=str(root / "videos"), metadata_csv=str(root / "metadata.csv"), out_dir=str(root / "out"),
         candidates_per_video=3, keep_per_video=2, out_size=1024,
+        neutral_filter="flag",  # the astronaut smiles, teeth showing: tests/test_neutral.py covers refuse
     )
     return dataclasses.replace(base, **overrides)
 

@@ -34,7 +34,8 @@ class MeshAnimator(Animator):
 
     def __init__(self, ring_scale: float = 1.6, driver_cache: int = 512, blink_ratio: float = 0.75) -> None:
         """`blink_ratio`: a driver eye whose opening falls below this share of its first frame's
-        is a blink (or wink) and closes the neutral face's eye fully."""
+        is a blink (or wink) and closes the neutral face's eye fully; above it the lids move as
+        measured (a laugh's or a squint's narrowed eyes stay narrowed, not shut)."""
         self.ring_scale, self.driver_cache, self.blink_ratio = ring_scale, driver_cache, blink_ratio
         self.detector = fm.FaceMeshDetector(max_faces=1)
         self._motions: dict[str, mo.Motion] = {}

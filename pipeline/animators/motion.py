@@ -97,6 +97,7 @@ class Controls:
     brows_up: float = 0.0
     brows_down: float = 0.0
     brows_inner_up: float = 0.0  # sadness
+    brows_in: float = 0.0        # brows drawn together (anger, a frown)
     yaw: float = 0.0
     pitch: float = 0.0
     roll: float = 0.0
@@ -183,20 +184,27 @@ def program_offsets(front: np.ndarray, c: Controls) -> np.ndarray:
     # mouth opening: the jaw drops, the upper inner lip lifts a little
     off += c.mouth_open * 0.18 * w["jaw"][:, None] * down
     off -= c.mouth_open * 0.04 * w["upper_lip"][:, None] * down
-    # smile: corners out and up; frown: corners down
+    # smile: corners out and up; frown: corners down. An opening jaw drags the corners down with
+    # it: a smile holds them up against it (the zygomatic pull), and without a smile they move in,
+    # so an open mouth is round ("O") rather than a grin (#31: measured on real faces)
     for side, sign in (("corner_r", -1.0), ("corner_l", 1.0)):
-        off += w[side][:, None] * np.array([sign * 0.12 * c.smile, -0.09 * c.smile + 0.06 * c.frown, 0.0])
+        hold = 0.10 * c.mouth_open * min(c.smile, 1.0)
+        narrow = 0.12 * c.mouth_open * max(0.0, 1.0 - 2.0 * c.smile)
+        off += w[side][:, None] * np.array([sign * (0.16 * c.smile - narrow), -0.12 * c.smile - hold + 0.07 * c.frown, 0.0])
     # pucker: lips towards the mouth centre, forwards
     centre = w["mouth_centre"]
-    off += c.pucker * 0.35 * w["lips"][:, None] * np.array([1.0, 0.3, 0.0]) * (centre - front)
+    off += c.pucker * 0.5 * w["lips"][:, None] * np.array([1.0, 0.3, 0.0]) * (centre - front)
     # lids: close by the eye's own opening; wide: lift the lids
     for side, amount in (("lid_r", c.blink_r), ("lid_l", c.blink_l)):
         gap = float(w[side + "_gap"][0])
         off += w[side][:, None] * down * (amount * gap * 0.7 - c.eyes_wide * 0.04)  # the rest is painted: a full
         # collapse folds the triangulation
     brows = w["brow_r"] + w["brow_l"]
-    off -= brows[:, None] * down * (0.10 * c.brows_up + 0.06 * c.eyes_wide - 0.05 * c.brows_down)
+    off -= brows[:, None] * down * (0.13 * c.brows_up + 0.06 * c.eyes_wide - 0.10 * c.brows_down)
     off -= w["brow_inner"][:, None] * down * 0.07 * c.brows_inner_up
+    # brows drawn together (corrugator): the inner ends move towards the midline
+    mid_x = 0.5 * (front[fm.R_EYE_OUTER, 0] + front[fm.L_EYE_OUTER, 0])
+    off[:, 0] -= w["brow_inner"] * 0.10 * c.brows_in * np.sign(front[:, 0] - mid_x)
     return off
 
 

@@ -14,6 +14,8 @@ from typing import Any, Sequence
 import cv2
 import numpy as np
 
+from pipeline.animators import signatures as sig
+from pipeline.animators.signatures import change
 from pipeline.captioners.base import Caption, Captioner
 from pipeline.faces import mesh as fm
 from pipeline.stage import Reject
@@ -35,9 +37,132 @@ WARM, COOL = 24.0, 10.0  # mean b* of the face skin (yellow-blue axis, 0 = neutr
 FLAT, CONTRASTY = 0.07, 0.20  # std of L* over the face
 
 
+# The expression words come from one classification of the face mesh's measures (the same
+# measures and names as the animator's label signatures, pipeline/animators/signatures.py), so
+# an open mouth is not worded as a smile, a laugh not as a smile, a wink not as a blink.
+CURVE_SMILE = 0.035      # corners above the upper inner lip (corner_curve): a smile curves the mouth up
+WIDE_SMILE = 0.68        # mouth width: a closed smile also widens the mouth
+ROUND = 0.30             # inner-lip gap over width: an open "O"
+KNIT = 0.30              # inner brow ends closer than this: drawn together
+WINK_GAP = 0.12          # an eye this much less open than the other (and closed) is a wink
+DOWN_CURVE = -0.03       # corners below the upper inner lip: downturned
+
+EXPRESSIONS = ("laugh", "open smile", "smile", "surprise", "open mouth", "parted lips", "pout", "angry", "sad",
+               "raised brows", "wink", "blink", "squint", "neutral")
+# The caption expressions that agree with each motion program's expression (driver labels).
+CAPTION_FOR_LABEL: dict[str, tuple[str, ...]] = {
+    "subtle smile": ("smile",), "gentle smile": ("smile",), "smile": ("smile",), "big smile": ("smile",),
+    "smile with mouth open": ("open smile", "laugh"), "laugh": ("laugh",),
+    "slightly open mouth": ("parted lips", "open mouth"), "open mouth": ("open mouth",), "surprise": ("surprise",),
+    "raise brows": ("raised brows", "surprise"), "sad face": ("sad",), "frown": ("sad", "angry"),
+    "angry face": ("angry",), "pout": ("pout",), "blink": ("blink",),
+    "wink left": ("wink",), "wink right": ("wink",), "squint": ("squint",), "neutral": ("neutral",),
+}
+
+
+def expression_label(m: dict[str, float], ref: dict[str, float] | None = None) -> str:
+    """One expression from the measures of one image (`pipeline.faces.mesh.measures`). With
+    `ref`, the measures of the same person's neutral face (the set's i00), the change from it
+    decides, with the thresholds of the animator's label signatures: a face's own resting mouth
+    width or brow height is not an expression. Without it, or when nothing changed from it (a
+    source that is not at rest: ingest's `neutral_filter: flag`), absolute thresholds."""
+    if ref is not None:
+        relative = _relative_label(m, change(ref, m))
+        if relative != "neutral":
+            return relative  # otherwise the face is as its source: say what the source shows
+    r, l = m["eye_open_r"], m["eye_open_l"]
+    closed_r, closed_l = r < EYES_CLOSED, l < EYES_CLOSED
+    # a wide mouth that is not round is a grin; a round one is an "O", whatever its width
+    smiling = m["corner_curve"] > CURVE_SMILE or (m["mouth_width"] > WIDE_SMILE and m["mouth_round"] < ROUND)
+    opened = m["mouth_open"] > MOUTH_PARTED
+    if closed_r != closed_l and abs(r - l) > WINK_GAP:
+        return "wink"
+    if smiling and opened:
+        return "laugh" if max(r, l) < EYES_NARROW + 0.04 else "open smile"
+    if smiling:
+        return "smile"
+    if closed_r and closed_l:
+        return "blink"
+    if opened and m["mouth_round"] > ROUND and m["brow_raise"] > BROWS_UP:
+        return "surprise"
+    if m["mouth_open"] > MOUTH_WIDE or (opened and m["mouth_round"] > ROUND):
+        return "open mouth"
+    if opened:
+        return "parted lips"
+    if m["brow_gap"] < KNIT and m["brow_raise"] < BROWS_DOWN + 0.03:
+        return "angry"
+    if m["corner_curve"] < DOWN_CURVE:
+        return "sad"
+    if m["brow_raise"] > BROWS_UP:
+        return "raised brows"
+    if max(r, l) < EYES_NARROW:
+        return "squint"
+    return "neutral"
+
+
+def _relative_label(m: dict[str, float], d: dict[str, float]) -> str:
+    er, el = d["eye_ratio_r"], d["eye_ratio_l"]
+    opened = m["mouth_open"] > MOUTH_PARTED
+    smiling = d["corner_lift"] > sig.LIFT / 2 and d["mouth_width"] > sig.WIDEN / 2
+    if min(er, el) < 0.5 and max(er, el) > 0.75:
+        return "wink"
+    if smiling and opened:
+        return "laugh" if max(er, el) < 0.85 else "open smile"
+    if smiling:
+        return "smile"
+    if max(er, el) < 0.5:
+        return "blink"
+    opening = d["mouth_open"] > sig.OPEN / 2  # opened from the source's mouth, not open as it was
+    if opening and d["brow_raise"] > sig.BROW:
+        return "surprise"
+    if opening and m["mouth_open"] > 0.15:
+        return "open mouth"
+    if opening:
+        return "parted lips"
+    if d["brow_raise"] < -sig.BROW and d["brow_gap"] < -0.01:
+        return "angry"
+    if d["brow_raise"] > sig.BROW:
+        return "raised brows"
+    if d["corner_lift"] < -sig.LIFT:
+        return "sad"
+    if max(er, el) < 0.9:
+        return "squint"
+    if d["mouth_width"] < -sig.WIDEN:
+        return "pout"
+    return "neutral"
+
+
+EXPRESSION_WORDS: dict[str, tuple[str, ...]] = {
+    "laugh": ("a laugh, the mouth wide open and the eyes narrowed", "a hearty laugh with squinting eyes",
+              "laughing, with the mouth open and the cheeks raised"),
+    "open smile": ("a broad smile that shows the teeth", "a wide, open-mouthed smile", "a big toothy smile"),
+    "smile": ("a gentle closed-mouth smile", "a soft smile with closed lips", "a slight, pleasant smile",
+              "a smile with the lips closed"),
+    "surprise": ("a surprised look, the mouth open in a round O and the brows raised",
+                 "an astonished expression with raised eyebrows and a dropped jaw", "a look of surprise"),
+    "open mouth": ("a wide-open mouth", "the mouth open wide", "a gaping mouth"),
+    "parted lips": ("slightly parted lips", "the lips a little apart", "a half-open mouth"),
+    "pout": ("pursed, pouting lips", "the lips pushed together in a pout"),
+    "angry": ("an angry look, the brows lowered and drawn together", "a scowl with knitted brows",
+              "a stern, angry frown"),
+    "sad": ("a sad face, the corners of the mouth turned down", "a downturned, unhappy mouth", "a faint frown"),
+    "raised brows": ("raised eyebrows and closed lips", "eyebrows lifted high", "arched, raised brows"),
+    "blink": ("both eyes closed, mid-blink", "the eyelids shut", "closed eyes"),
+    "squint": ("narrowed, squinting eyes", "the eyes squeezed half shut", "a squint"),
+    "neutral": ("a neutral, relaxed expression", "a calm, composed expression", "a serious, neutral look",
+                "closed lips and a relaxed face"),
+}
+
+
+def _wink_words(a: dict[str, float]) -> list[str]:
+    side = "left" if a["eye_open_l"] < a["eye_open_r"] else "right"  # the subject's side
+    return [f"a wink of the {side} eye", f"the {side} eye closed in a wink, the other open", f"winking with the {side} eye"]
+
+
 def measure(rgb: np.ndarray, mesh: fm.Mesh) -> dict[str, float]:
     """Every attribute the captions use, rounded for the manifest."""
     expr = fm.expression(mesh)
+    shape = fm.expression_shape(mesh)
     yaw, pitch, roll = fm.head_pose(mesh)
     gx, gy = fm.gaze(mesh)
     mask = np.zeros(rgb.shape[:2], np.uint8)
@@ -54,7 +179,8 @@ def measure(rgb: np.ndarray, mesh: fm.Mesh) -> dict[str, float]:
         "smile": expr.smile, "mouth_open": expr.mouth_open, "eye_open": (expr.eye_open_r + expr.eye_open_l) / 2,
         "brow_raise": expr.brow_raise, "yaw": yaw, "pitch": pitch, "roll": roll, "gaze_x": gx, "gaze_y": gy,
         "brightness": mean_l, "contrast": float(lum[mask].std()), "side_light": side,
-        "warmth": float(lab[..., 2][mask].mean() - 128.0),
+        "warmth": float(lab[..., 2][mask].mean() - 128.0), "mouth_width": expr.mouth_width,
+        "eye_open_r": expr.eye_open_r, "eye_open_l": expr.eye_open_l, **shape.as_dict(),
     }
     return {k: round(float(v), 4) for k, v in values.items()}
 
@@ -64,34 +190,21 @@ def _side(value: float) -> str:
     return "left" if value > 0 else "right"
 
 
-def phrases(a: dict[str, float]) -> dict[str, list[list[str]]]:
+def phrases(a: dict[str, float], ref: dict[str, float] | None = None) -> dict[str, list[list[str]]]:
     """For each part of the caption, the ideas that apply, each as a list of synonymous wordings."""
     out: dict[str, list[list[str]]] = {"expression": [], "head": [], "eyes": [], "light": []}
-    smile, mouth = a["smile"], a["mouth_open"]
-    if smile > SMILE and mouth > MOUTH_PARTED:
-        out["expression"].append(["a broad smile that shows the teeth", "a wide, open-mouthed smile",
-                                  "a big toothy smile", "a bright smile with the teeth visible"])
-    elif smile > SMILE:
-        out["expression"].append(["a gentle closed-mouth smile", "a soft smile with closed lips",
-                                  "a slight, pleasant smile", "a subtle smile"])
-    elif mouth > MOUTH_WIDE:
-        out["expression"].append(["a wide-open mouth", "the mouth open wide, as if in surprise or mid-shout",
-                                  "a gaping mouth"])
-    elif mouth > MOUTH_PARTED:
-        out["expression"].append(["slightly parted lips", "the lips a little apart", "a half-open mouth"])
-    elif smile < FROWN:
-        out["expression"].append(["the corners of the mouth turned down", "a downturned, displeased mouth",
-                                  "a faint frown"])
-    else:
-        out["expression"].append(["a neutral, relaxed expression", "a calm, composed expression",
-                                  "a serious, neutral look", "closed lips and a relaxed face"])
-    if a["brow_raise"] > BROWS_UP:
-        out["expression"].append(["raised eyebrows", "eyebrows lifted high", "arched, raised brows"])
-    elif a["brow_raise"] < BROWS_DOWN:
-        out["expression"].append(["lowered, knitted brows", "furrowed eyebrows", "brows drawn down"])
+    label = expression_label(a, ref)
+    out["expression"].append(list(EXPRESSION_WORDS[label]) if label != "wink" else _wink_words(a))
+    if label not in ("surprise", "angry", "raised brows"):
+        if a["brow_raise"] > BROWS_UP:
+            out["expression"].append(["raised eyebrows", "eyebrows lifted high", "arched, raised brows"])
+        elif a["brow_raise"] < BROWS_DOWN:
+            out["expression"].append(["lowered, knitted brows", "furrowed eyebrows", "brows drawn down"])
 
     eye = a["eye_open"]
-    if eye < EYES_CLOSED:
+    if label in ("wink", "blink", "squint", "laugh"):
+        pass  # the expression's own words say what the eyes do
+    elif eye < EYES_CLOSED:
         out["eyes"].append(["the eyes are closed", "both eyes are shut", "the eyelids are closed"])
     elif eye < EYES_NARROW:
         out["eyes"].append(["the eyes are narrowed", "the eyes are half closed, squinting slightly",
@@ -168,10 +281,10 @@ def _join(parts: list[str], rng: np.random.Generator) -> str:
     return ", ".join(parts[:-1]) + last + parts[-1]
 
 
-def compose(attrs: dict[str, float], seed: int) -> str:
+def compose(attrs: dict[str, float], seed: int, ref: dict[str, float] | None = None) -> str:
     """The caption for `attrs`, worded by `seed`."""
     rng = np.random.default_rng(seed)
-    ideas = phrases(attrs)
+    ideas = phrases(attrs, ref)
 
     def pick(group: str) -> list[str]:
         return [str(rng.choice(options)) for options in ideas[group]]
@@ -200,14 +313,35 @@ class AttributeCaptioner(Captioner):
         if self._mesh is None:
             self._mesh = fm.FaceMeshDetector(max_faces=1)
 
-    def caption(self, images: Sequence[np.ndarray], seeds: Sequence[int]) -> list[Caption | Reject]:
+    def caption(self, images: Sequence[np.ndarray], seeds: Sequence[int],
+                references: Sequence[str | None] | None = None) -> list[Caption | Reject]:
+        """`references`: per image, the path of the same person's neutral face (the set's i00) or
+        None; with one, the expression is worded from the change against it."""
         self.setup()
         out: list[Caption | Reject] = []
-        for rgb, seed in zip(images, seeds):
+        for k, (rgb, seed) in enumerate(zip(images, seeds)):
             mesh = self._mesh.detect_one(rgb)
             if mesh is None:
                 out.append(Reject("no_face", "the face mesh finds no face"))
                 continue
             attrs = measure(rgb, mesh)
-            out.append(Caption(compose(attrs, seed), attrs))
+            ref = self.reference(references[k]) if references else None
+            out.append(Caption(compose(attrs, seed, ref), attrs | {"expression": expression_label(attrs, ref)}))
         return out
+
+    def reference(self, path: str | None) -> dict[str, float] | None:
+        """The face mesh's measures of a neutral face image (cached: a set's 20 variants share one)."""
+        if path is None:
+            return None
+        cache = self.__dict__.setdefault("_refs", {})
+        if path not in cache:
+            if len(cache) > 256:
+                cache.clear()
+            from pipeline.images import read_rgb
+
+            try:
+                mesh = self._mesh.detect_one(read_rgb(path))
+            except (OSError, ValueError):
+                mesh = None
+            cache[path] = None if mesh is None else fm.measures(mesh)
+        return cache[path]

@@ -22,6 +22,7 @@ class DriversParams:
     check_frames: int = 6                  # user-clip frames checked for a face ("face_lost", "several_faces")
     max_roll_deg: float = 30.0             # user clips: |head roll| at a checked frame or first->last beyond it: "face_rolled"
     max_yaw_deg: float = 35.0              # user clips: |head turn| likewise: "face_turned"
+    programs: tuple[str, ...] = ()         # render only the programs with these labels (ids stay those of the full list); () = all
 
     def validate(self) -> None:
         if self.frames < 2 or self.min_frames < 2 or self.check_frames < 2:

@@ -42,6 +42,14 @@ class IngestParams:
     min_sharpness: float = 0.0
     sharpness_weight: float = 1.0
     jpeg_quality: int = 95
+    # neutral expression on the face mesh (ours, beyond the paper's angle filters: docs/DATA.md)
+    neutral_filter: str = "refuse"          # refuse: a frame that is not neutral is "not_neutral" | flag: kept, ranked last, marked
+    neutral_max_mouth_open: float = 0.04
+    neutral_max_smile: float = 0.03
+    neutral_min_smile: float = -0.04
+    neutral_min_eye_open: float = 0.17
+    neutral_brow_range: tuple[float, float] = (0.12, 0.28)
+    neutral_weight: float = 2.0
 
     def validate(self) -> None:
         if self.candidates_per_video < 1 or self.keep_per_video < 1:
@@ -56,3 +64,9 @@ class IngestParams:
             raise ValueError("ingest.keep_categories must name at least one category")
         if not 1 <= self.jpeg_quality <= 100:
             raise ValueError("ingest.jpeg_quality must be within [1, 100]")
+        if self.neutral_filter not in ("refuse", "flag"):
+            raise ValueError("ingest.neutral_filter must be refuse or flag")
+        if (self.neutral_max_mouth_open <= 0 or self.neutral_max_smile <= 0 or self.neutral_min_smile >= 0
+                or self.neutral_min_eye_open <= 0 or not 0 <= self.neutral_brow_range[0] < self.neutral_brow_range[1]):
+            raise ValueError("ingest.neutral_*: max_mouth_open, max_smile, min_eye_open > 0, min_smile < 0, "
+                             "brow_range [low < high]")

@@ -318,3 +318,54 @@ def gaze(mesh: Mesh) -> tuple[float, float]:
         out.append(((f[iris, 0] - cx) / half_w, (f[iris, 1] - cy) / max(half_h, 0.25 * half_w)))
     g = np.mean(out, axis=0)
     return float(g[0]), float(g[1])
+
+
+# --- expression shape: measures added for the dataset's label signatures (#31) ----------------
+# Added beside `expression` (whose formulas the photo tool owns) rather than inside it: these
+# read what `smile` and `brow_raise` cannot separate. `smile` is the corners' height over the
+# lip centre line, so a jaw that drops the lower lip raises it as much as a smile does; the
+# corners' own height in the head frame does not move with the jaw. `brow_raise` averages both
+# brows' heights, so knitted brows (drawn together) need their own distance.
+
+R_BROW_INNER, L_BROW_INNER = 55, 285  # inner (nose-side) ends of the lower brow contours
+
+
+@dataclasses.dataclass(frozen=True)
+class ExpressionShape:
+    """Interocular ratios in the head frame (pose and face size removed).
+
+    corner_lift: height of the mouth corners relative to the eye line (negative: they sit below
+    it; larger = higher). brow_gap: horizontal distance between the brows' inner ends (smaller =
+    drawn together). brow_inner: height of the inner brow ends above the eye line. mouth_round:
+    inner-lip gap over corner-to-corner width (an "O" is round, a grin is flat). corner_curve:
+    height of the corners above the upper inner lip's centre (a smile curves the mouth up; a
+    dropped jaw leaves the upper lip and the corners about where they were, unlike `smile`, which
+    reads from the lip centre line and so rises when the lower lip drops).
+    """
+
+    corner_lift: float
+    brow_gap: float
+    brow_inner: float
+    mouth_round: float
+    corner_curve: float
+
+    def as_dict(self) -> dict[str, float]:
+        return dataclasses.asdict(self)
+
+
+def expression_shape(mesh: Mesh) -> ExpressionShape:
+    f = frontalized(mesh)
+    width = float(np.linalg.norm(f[MOUTH_L, :2] - f[MOUTH_R, :2]))
+    gap = float(f[LIP_LOWER_INNER, 1] - f[LIP_UPPER_INNER, 1])
+    return ExpressionShape(
+        corner_lift=float(-(f[MOUTH_R, 1] + f[MOUTH_L, 1]) / 2),
+        brow_gap=float(abs(f[L_BROW_INNER, 0] - f[R_BROW_INNER, 0])),
+        brow_inner=float(-(f[R_BROW_INNER, 1] + f[L_BROW_INNER, 1]) / 2),
+        mouth_round=max(gap, 0.0) / max(width, 1e-6),
+        corner_curve=float(f[LIP_UPPER_INNER, 1] - (f[MOUTH_R, 1] + f[MOUTH_L, 1]) / 2),
+    )
+
+
+def measures(mesh: Mesh) -> dict[str, float]:
+    """Every expression measure of a face, one flat dict: `expression` and `expression_shape`."""
+    return {**expression(mesh).as_dict(), **expression_shape(mesh).as_dict()}

@@ -87,17 +87,33 @@ def ellipsoid_normals(mask: np.ndarray, rim_z: float = 0.15) -> np.ndarray:
     return n / np.linalg.norm(n, axis=-1, keepdims=True)
 
 
-def head_normals(mesh: Mesh, mask: np.ndarray, blend_px: float = 6.0, smooth_px: float = 1.5) -> tuple[np.ndarray, np.ndarray]:
+def head_normals(mesh: Mesh, mask: np.ndarray, blend_px: float = 6.0, smooth_px: float = 1.5,
+                 extend_px: float = 24.0) -> tuple[np.ndarray, np.ndarray]:
     """Normals (size, size, 3) on the grid of `mask` (size, size, over the square image): the
-    face mesh where it covers, the mask's ellipsoid elsewhere, blended over `blend_px` pixels
-    inside the mesh border and lightly smoothed (tessellation facets); and the bool coverage of
-    the face mesh (where skin, not hair, is)."""
+    face mesh where it covers, its normals carried on past the mesh's border (normalized
+    convolution) and faded into the mask's ellipsoid over `extend_px` pixels, blended over
+    `blend_px` pixels inside the border and lightly smoothed (tessellation facets); and the bool
+    coverage of the face mesh (where skin, not hair, is).
+
+    Why extended: the mesh ends below the hairline, and the strip of forehead above it (and the
+    cheeks past the oval) would otherwise jump from the mesh's normals to the ellipsoid's, which
+    a side light turns into a hard band across the forehead (#31)."""
     size = mask.shape[0]
     face, covered = mesh_normals(mesh, size)
     if smooth_px > 0:
         face = cv2.GaussianBlur(face.astype(np.float32), (0, 0), smooth_px)
     fallback = ellipsoid_normals(mask | covered)
+    weight = covered.astype(np.float32)
+    sigma = max(extend_px / 3, 1.0)
+    spread = cv2.GaussianBlur(face.astype(np.float32) * weight[..., None], (0, 0), sigma)
+    reach = cv2.GaussianBlur(weight, (0, 0), sigma)[..., None]
+    carried = spread / np.maximum(reach, 1e-6)
+    outside = cv2.distanceTransform((~covered).astype(np.uint8), cv2.DIST_L2, 5)
+    fade = np.clip(1 - outside / max(extend_px, 1e-6), 0, 1)[..., None] * (reach > 1e-3)
+    beyond = fade * carried + (1 - fade) * fallback
     dist = cv2.distanceTransform(covered.astype(np.uint8), cv2.DIST_L2, 5)
     w = np.clip(dist / max(blend_px, 1e-6), 0, 1)[..., None]
-    n = w * face + (1 - w) * fallback
+    n = w * face + (1 - w) * beyond
+    n = n / np.maximum(np.linalg.norm(n, axis=-1, keepdims=True), 1e-12)
+    n = cv2.GaussianBlur(n.astype(np.float32), (0, 0), max(smooth_px, 1.0)) * (1 - w) + n * w
     return (n / np.maximum(np.linalg.norm(n, axis=-1, keepdims=True), 1e-12)).astype(np.float32), covered

@@ -44,6 +44,19 @@ def soft_shoulder(x: np.ndarray, knee: float = 0.8) -> np.ndarray:
     return np.where(x <= knee, x, knee + room * np.tanh((x - knee) / room))
 
 
+def light_chroma(rgb: np.ndarray, lum: np.ndarray, dc: np.ndarray, mean: float) -> np.ndarray:
+    """Per-pixel colour of the light (rgb / luminance), without the tints of SH ringing: where a
+    pixel gets little light (a rim light's front, the far side of a key) the order-2 SH of each
+    channel dips to ~0 or below on its own, and their ratios give any hue (#31: a rim light turned
+    faces green). There the colour fades to the map's mean colour (its DC term), and every
+    channel stays within [0.5, 2] of the luminance."""
+    base = np.clip(dc, 1e-6, None)
+    base = base / float(base @ LUMA)
+    lit = np.clip(lum / max(0.25 * mean, 1e-9), 0.0, 1.0)[..., None]
+    own = np.clip(np.clip(rgb, 0.0, None) / lum[..., None], 0.0, 4.0)
+    return np.clip(lit * own + (1 - lit) * base, 0.5, 2.0)
+
+
 class SHRelighter(Relighter):
     name: ClassVar[str] = "sh"
     worker_local = ("_detector",)
@@ -120,10 +133,10 @@ class SHRelighter(Relighter):
         face, so the face keeps the photo's exposure and hair may brighten or darken) times the
         light's exposure, the map's colour at `color_strength`."""
         p = self.params
-        rgb = np.clip(irradiance(light.sh, normals.astype(np.float64)), 1e-6, None)
-        lum = rgb @ LUMA
+        rgb = irradiance(light.sh, normals.astype(np.float64))
+        lum = np.clip(rgb @ LUMA, 1e-6, None)
         mean = max(float(lum[mask].mean()), 1e-9)
         rel = np.clip(lum / mean, *p.shade_range)
-        chroma = (rgb / lum[..., None]) ** p.color_strength
+        chroma = (light_chroma(rgb, lum, light.sh[0], mean) ** p.color_strength)
         chroma /= max(float((chroma[mask] @ LUMA).mean()), 1e-6)  # colour without changing brightness
         return rel[..., None] * chroma * light.exposure
