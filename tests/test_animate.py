@@ -38,10 +38,11 @@ def animator() -> MeshAnimator:
 
 
 def drive(animator: MeshAnimator, neutral: np.ndarray, controls: mo.Controls) -> np.ndarray:
-    """The product path: a program rendered as a driving clip on the template, measured on its
-    first and last frames, retargeted onto `neutral`."""
+    """The product path: a program rendered as a driving clip on the template (`piq drivers`),
+    and the animate stage handing the animator that clip with the program behind it, which the
+    mesh animator applies as written on the neutral face's geometry."""
     clip = render_program(template_face(256), controls, 4, animator)
-    return animator.animate(neutral, clip[0], clip[-1]).image
+    return animator.animate_batch(neutral, [(clip[0], clip[-1])], seeds=[0], programs=[controls])[0].image
 
 
 def test_look_left_turns_the_head_the_right_way_by_about_the_request(animator) -> None:

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-from typing import Any, ClassVar, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Sequence
 
 import numpy as np
 
 from pipeline.worker_state import WorkerLocal
+
+if TYPE_CHECKING:
+    from pipeline.animators.motion import Controls
 
 
 @dataclasses.dataclass
@@ -39,7 +42,9 @@ class Animator(WorkerLocal, abc.ABC):
         any size. Raises `pipeline.stage.Reject` for a face the backend cannot handle."""
 
     def animate_batch(self, neutral: np.ndarray, drivers: Sequence[tuple[np.ndarray, np.ndarray]], *,
-                      seeds: Sequence[int]) -> list[AnimatedImage]:
+                      seeds: Sequence[int], programs: Sequence["Controls | None"] | None = None) -> list[AnimatedImage]:
         """All drivers of one neutral face. Backends that batch on a GPU override this (the
-        neutral face's appearance features are computed once)."""
+        neutral face's appearance features are computed once). `programs`: the motion program
+        behind each driver clip where it is one of the library's (None for a user's clip); a
+        backend that reads motion off the frames (LivePortrait) ignores it."""
         return [self.animate(neutral, first, last, seed=s) for (first, last), s in zip(drivers, seeds)]

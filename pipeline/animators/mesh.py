@@ -60,14 +60,23 @@ class MeshAnimator(Animator):
         return self.apply(neutral, self.mesh(neutral, "neutral"), self.driver_motion(driver_first, driver_last))
 
     def animate_batch(self, neutral: np.ndarray, drivers: Sequence[tuple[np.ndarray, np.ndarray]], *,
-                      seeds: Sequence[int]) -> list[AnimatedImage]:
+                      seeds: Sequence[int], programs: Sequence[mo.Controls | None] | None = None) -> list[AnimatedImage]:
+        """A library driver's own program is applied as written, on the neutral face's geometry:
+        measuring it back off the rendered clip loses what the face mesh under-reads on the
+        template (a full blink behind glasses read as 0.70 of an open eye; #31). A user's clip
+        (program None) is measured."""
         base = self.mesh(neutral, "neutral")  # once per neutral face
-        return [self.apply(neutral, base, self.driver_motion(first, last)) for first, last in drivers]
+        programs = list(programs) if programs is not None else [None] * len(drivers)
+        return [self.apply(neutral, base, mo.program_motion(base, program) if program is not None
+                           else self.driver_motion(first, last)) for (first, last), program in zip(drivers, programs)]
 
     def apply(self, neutral: np.ndarray, base: fm.Mesh, motion: mo.Motion) -> AnimatedImage:
         """Warp `neutral` (whose mesh is `base`) by `motion`, then paint mouth and eyes."""
-        closing = tuple(side for side, r in zip(("r", "l"), motion.eye_ratio) if r < self.blink_ratio)
-        if closing:  # replace the measured lid motion by a full closure of those eyes
+        if motion.exact:  # a program's lids are as written: only a shut eye gets lashes
+            closing = tuple(side for side, r in zip(("r", "l"), motion.eye_ratio) if r <= 0.1)
+        else:
+            closing = tuple(side for side, r in zip(("r", "l"), motion.eye_ratio) if r < self.blink_ratio)
+        if closing and not motion.exact:  # replace the measured lid motion by a full closure of those eyes
             front = fm.frontalized(base)
             lids = mo.closing_offsets(front, closing)
             moving = np.abs(lids).sum(1) > 0
@@ -86,7 +95,7 @@ class MeshAnimator(Animator):
         if before_x.mouth_open < 0.05 and after_x.mouth_open > 0.06:
             image = paint_mouth(image, target[:, :2], after_x.mouth_open, iod)
         if closing:
-            image = paint_lashes(image, target[:, :2], iod, closing)
+            image = paint_lashes(image, target[:, :2], iod, closing, base.xy)
         return AnimatedImage(image, {"motion_magnitude": motion.magnitude, "moved_fraction": float(moved.mean())})
 
 

@@ -39,6 +39,7 @@ class Motion:
     rotation: np.ndarray
     offsets: np.ndarray
     eye_ratio: tuple[float, float] = (1.0, 1.0)  # (right, left) eye opening, last frame / first frame
+    exact: bool = False  # a program's own motion (lids as written), not one measured off a clip
 
     @property
     def magnitude(self) -> float:
@@ -148,30 +149,47 @@ def landmark_weights(front: np.ndarray) -> dict[str, np.ndarray]:
     lips = np.zeros(len(front))
     lips[list(reg["lips"])] = 1.0
     w["lips"] = lips
-    # upper lids: the upper half of each eye loop, with a little skin above
+    # upper lids: the upper half of each eye loop; `lid_*_close` is each upper-lid point's
+    # vertical distance down to the lower lid below it, so a blink of 1 lays the lid on the lower
+    # lid (no fold: no point crosses another) and the lid skin covers the iris, for the eye and
+    # for the face mesh that measures it (#31: a lid lowered part way and painted over read open)
     for side, loop, top, bottom in (("lid_r", reg["r_eye"], fm.R_EYE_TOP, fm.R_EYE_BOTTOM),
                                     ("lid_l", reg["l_eye"], fm.L_EYE_TOP, fm.L_EYE_BOTTOM)):
         eye = front[list(loop)]
         cx, cy = eye[:, 0].mean(), eye[:, 1].mean()
         half_w = (eye[:, 0].max() - eye[:, 0].min()) / 2
-        lid = np.zeros(len(front))
+        lower = sorted((front[i, 0], front[i, 1]) for i in loop if front[i, 1] >= cy)
+        lid, close = np.zeros(len(front)), np.zeros(len(front))
         for i in loop:
             if front[i, 1] < cy:
                 lid[i] = np.clip(1 - ((front[i, 0] - cx) / max(half_w, 1e-6)) ** 2, 0, 1) ** 0.5
+                below = np.interp(front[i, 0], [p[0] for p in lower], [p[1] for p in lower])
+                close[i] = max(below - front[i, 1], 0.0)
         w[side] = lid
+        w[side + "_close"] = close
         w[side + "_gap"] = np.array([front[bottom, 1] - front[top, 1]])
-    # brows (and a little forehead skin above them)
-    for side, ids in (("brow_r", reg["r_brow"]), ("brow_l", reg["l_brow"])):
-        b = np.zeros(len(front))
+    # brows, with the forehead above them and the skin down to the upper lid on a smooth
+    # falloff: moving the brow points alone tore the skin between them (#31: jagged brows that
+    # the face mesh did not follow)
+    for side, ids, top in (("brow_r", reg["r_brow"], fm.R_EYE_TOP), ("brow_l", reg["l_brow"], fm.L_EYE_TOP)):
+        pts = front[list(ids), :2]
+        brow_y, lid_y = pts[:, 1].mean(), front[top, 1]
+        dist = np.linalg.norm(front[:, None, :2] - pts[None], axis=2).min(1)
+        near = np.exp(-(dist / np.where(y < brow_y, 0.25, 0.16)) ** 2)  # the forehead follows further up
+        gate = np.clip((lid_y - 0.03 - y) / max(lid_y - 0.03 - brow_y, 1e-6), 0, 1)  # 1 at the brow, 0 at the lid
+        b = near * gate
+        b[list(reg["r_eye"]) + list(reg["l_eye"])] = 0.0
         b[list(ids)] = 1.0
         w[side] = b
     inner_brow = np.zeros(len(front))
+    brows = w["brow_r"] + w["brow_l"]
     for ids in (reg["r_brow"], reg["l_brow"]):
         pts = front[list(ids)]
         inner_x = pts[np.argmin(abs(pts[:, 0] - 0.5 * (front[fm.R_EYE_OUTER, 0] + front[fm.L_EYE_OUTER, 0])))][0]
-        for i in ids:
-            inner_brow[i] = np.exp(-((front[i, 0] - inner_x) / 0.12) ** 2)
+        inner_brow = np.maximum(inner_brow, brows * np.exp(-((x - inner_x) / 0.16) ** 2))
     w["brow_inner"] = inner_brow
+    # the mouth and the skin around it, for a pout: lips and cheeks drawn towards the centre
+    w["mouth_area"] = np.exp(-((x - mouth_c[0]) / (0.9 * max(mouth_w, 0.3))) ** 2 - ((y - mouth_c[1]) / 0.28) ** 2)
     w["mouth_centre"] = mouth_c
     return w
 
@@ -193,12 +211,11 @@ def program_offsets(front: np.ndarray, c: Controls) -> np.ndarray:
         off += w[side][:, None] * np.array([sign * (0.16 * c.smile - narrow), -0.12 * c.smile - hold + 0.07 * c.frown, 0.0])
     # pucker: lips towards the mouth centre, forwards
     centre = w["mouth_centre"]
-    off += c.pucker * 0.5 * w["lips"][:, None] * np.array([1.0, 0.3, 0.0]) * (centre - front)
+    off += c.pucker * 0.45 * w["mouth_area"][:, None] * np.array([1.0, 0.2, 0.0]) * (centre - front)
+    off += c.pucker * 0.15 * w["lips"][:, None] * np.array([1.0, 0.3, 0.0]) * (centre - front)
     # lids: close by the eye's own opening; wide: lift the lids
     for side, amount in (("lid_r", c.blink_r), ("lid_l", c.blink_l)):
-        gap = float(w[side + "_gap"][0])
-        off += w[side][:, None] * down * (amount * gap * 0.7 - c.eyes_wide * 0.04)  # the rest is painted: a full
-        # collapse folds the triangulation
+        off[:, 1] += 0.95 * amount * w[side + "_close"] - c.eyes_wide * 0.04 * w[side]
     brows = w["brow_r"] + w["brow_l"]
     off -= brows[:, None] * down * (0.13 * c.brows_up + 0.06 * c.eyes_wide - 0.10 * c.brows_down)
     off -= w["brow_inner"][:, None] * down * 0.07 * c.brows_inner_up
@@ -209,13 +226,14 @@ def program_offsets(front: np.ndarray, c: Controls) -> np.ndarray:
 
 
 def program_motion(template: fm.Mesh, c: Controls) -> Motion:
+    """A program's exact motion on a face (its offsets built on that face's own geometry)."""
     return Motion(rotation(c.yaw, c.pitch, c.roll), program_offsets(fm.frontalized(template), c),
-                  (1.0 - c.blink_r, 1.0 - c.blink_l))
+                  (1.0 - c.blink_r, 1.0 - c.blink_l), exact=True)
 
 
 def closing_offsets(front: np.ndarray, sides: tuple[str, ...]) -> np.ndarray:
     """Lid offsets that close the given eyes ("r", "l") of a face (see `program_offsets`): a
-    driver's blink is re-applied at full strength, since landmark trackers under-read a closed
-    lid and a transferred half-blink looks like a squint."""
+    measured driver's blink is re-applied at full strength, since landmark trackers under-read a
+    closed lid and a transferred half-blink looks like a squint."""
     c = Controls(blink_r=1.0 if "r" in sides else 0.0, blink_l=1.0 if "l" in sides else 0.0)
     return program_offsets(front, c)

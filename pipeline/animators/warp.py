@@ -85,30 +85,39 @@ def paint_mouth(image: np.ndarray, dst_xy: np.ndarray, opening: float, interocul
     return (image * (1 - alpha) + colour * alpha).clip(0, 255).astype(np.uint8)
 
 
-def paint_lashes(image: np.ndarray, dst_xy: np.ndarray, interocular: float, sides: tuple[str, ...]) -> np.ndarray:
-    """A closed eye: the warp lowers the lid part way (a full collapse folds the mesh); the
-    remaining opening is covered with lid skin (the colour just above the lid) and a soft dark
-    lash line along its lower edge."""
-    out = image.copy()
+def paint_lashes(image: np.ndarray, dst_xy: np.ndarray, interocular: float, sides: tuple[str, ...],
+                 src_xy: np.ndarray | None = None) -> np.ndarray:
+    """A closed eye: the lid skin over the eye's opening and a soft dark lash line along the
+    lid's lower edge. The warp lays the upper lid on the lower one, stretching the lid margin's
+    lashes and the socket's shadow over the eye: where the eye was open (`src_xy`, the source's
+    landmarks; else the warped opening) is painted with the skin just below and above the eye
+    (#31: a darkened smear read as an open eye, to the eye and to the face mesh)."""
+    out = image.astype(np.float32)
     thick = max(2, int(round(interocular / 45)))
     reg = fm.regions()
+    h, w = image.shape[:2]
     for side in sides:
         loop = np.array(reg[f"{side}_eye"])
         pts = dst_xy[loop]
-        opening = np.zeros(image.shape[:2], np.uint8)
+        was = (src_xy if src_xy is not None else dst_xy)[loop]
+        opening = np.zeros((h, w), np.uint8)
+        cv2.fillPoly(opening, [np.round(was).astype(np.int32)], 1)
         cv2.fillPoly(opening, [np.round(pts).astype(np.int32)], 1)
-        above = np.zeros_like(opening)
-        lift = int(max(3, interocular / 25))
-        cv2.fillPoly(above, [np.round(pts - [0, lift]).astype(np.int32)], 1)
-        band = (above == 1) & (opening == 0)
+        pad = max(3, int(interocular / 30))
+        grown = cv2.dilate(opening, np.ones((2 * pad + 1, 2 * pad + 1), np.uint8))
+        # skin: a band under the lower lid and one above the lid crease, outside the eye
+        band = np.zeros_like(opening)
+        for shift in (0.16 * interocular, -0.14 * interocular):
+            cv2.fillPoly(band, [np.round(was + [0, shift]).astype(np.int32)], 1)
+        band = (band == 1) & (cv2.dilate(grown, np.ones((pad + 1, pad + 1), np.uint8)) == 0)
         if band.any():
-            skin = np.median(out[band].reshape(-1, 3), axis=0).astype(np.float32)
-            cover = _feathered(cv2.dilate(opening, np.ones((3, 3), np.uint8)), max(2.0, thick))
-            out = (out * (1 - cover) + skin * cover).astype(np.uint8)
+            skin = np.median(out[band].reshape(-1, 3), axis=0)
+            cover = _feathered(grown, 2.0 * pad)
+            out = out * (1 - cover) + skin * cover
         lower = pts[pts[:, 1] >= np.median(pts[:, 1])]
         lower = lower[np.argsort(lower[:, 0])]
-        line = np.zeros(image.shape[:2], np.uint8)
+        line = np.zeros((h, w), np.uint8)
         cv2.polylines(line, [np.round(lower).astype(np.int32)], False, 1, thick, cv2.LINE_AA)
-        alpha = _feathered(line, thick) * 0.75
-        out = (out * (1 - alpha) + np.array([35, 28, 26], np.float32) * alpha).astype(np.uint8)
-    return out
+        alpha = _feathered(line, thick) * 0.7
+        out = out * (1 - alpha) + np.array([35, 28, 26], np.float32) * alpha
+    return out.clip(0, 255).astype(np.uint8)

@@ -12,7 +12,7 @@ import contextlib
 import dataclasses
 import hashlib
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import cv2
 import numpy as np
@@ -249,7 +249,7 @@ class LivePortraitAnimator(Animator):
 
     @torch.inference_mode()
     def animate_batch(self, neutral: np.ndarray, drivers: Sequence[tuple[np.ndarray, np.ndarray]], *,
-                      seeds: Sequence[int]) -> list[AnimatedImage]:
+                      seeds: Sequence[int], programs: Sequence[Any] | None = None) -> list[AnimatedImage]:
         """Deterministic: `seeds` are accepted for the interface and recorded, not used."""
         if len(seeds) != len(drivers):
             raise ValueError(f"{len(drivers)} drivers but {len(seeds)} seeds")
