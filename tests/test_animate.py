@@ -17,7 +17,7 @@ from pipeline.config.animate import AnimateParams, DriversParams
 from pipeline.config.runner import RunnerParams
 from pipeline.faces import mesh as fm
 from pipeline.runner import Runner
-from stages.animate import AnimateStage, choose_drivers, list_items as animate_items
+from stages.animate import AnimateStage, choose_drivers, list_items as animate_items, program_controls
 from stages.drivers import DriversStage, encode_mp4, list_items as driver_items, template_face
 
 LOCAL = RunnerParams(workers=0, progress=False)
@@ -174,3 +174,12 @@ def test_driver_choice_is_seeded_distinct_and_spread(library: Path) -> None:
              for s in range(6)]
     chosen = [spread(choose_drivers(drivers, p, np.random.default_rng(s))) for s in range(6)]
     assert np.mean(chosen) >= np.mean(plain)
+
+
+def test_library_drivers_hand_the_animator_their_program_and_user_clips_do_not() -> None:
+    """The animate stage applies a library driver's own program (as written), and measures a
+    user's clip off its frames (#31: the template's glasses made a full blink read 0.70)."""
+
+    assert program_controls(pd.Series({"source": "program", "label": "blink"})) == mo.Controls(blink_r=1.0, blink_l=1.0)
+    assert program_controls(pd.Series({"source": "program", "label": "big smile, look left"})).yaw == -15.0
+    assert program_controls(pd.Series({"source": "clip", "label": "blink"})) is None

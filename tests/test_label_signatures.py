@@ -13,7 +13,8 @@ from pipeline.captioners.attributes import CAPTION_FOR_LABEL
 from pipeline.faces import mesh as fm
 
 # labels the mesh animator shows on every real face of the benchmark (docs/BENCHMARKS.md)
-SHOWN = ("gentle smile", "big smile", "smile with mouth open", "open mouth", "raise brows")
+SHOWN = ("gentle smile", "big smile", "smile with mouth open", "open mouth", "raise brows", "frown", "angry face",
+         "sad face", "pout")
 
 
 @pytest.fixture(scope="module")
