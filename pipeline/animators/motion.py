@@ -215,7 +215,7 @@ def program_offsets(front: np.ndarray, c: Controls) -> np.ndarray:
     off += c.pucker * 0.15 * w["lips"][:, None] * np.array([1.0, 0.3, 0.0]) * (centre - front)
     # lids: close by the eye's own opening; wide: lift the lids
     for side, amount in (("lid_r", c.blink_r), ("lid_l", c.blink_l)):
-        off[:, 1] += 0.95 * amount * w[side + "_close"] - c.eyes_wide * 0.04 * w[side]
+        off[:, 1] += 0.98 * amount * w[side + "_close"] - c.eyes_wide * 0.04 * w[side]
     brows = w["brow_r"] + w["brow_l"]
     off -= brows[:, None] * down * (0.13 * c.brows_up + 0.06 * c.eyes_wide - 0.10 * c.brows_down)
     off -= w["brow_inner"][:, None] * down * 0.07 * c.brows_inner_up

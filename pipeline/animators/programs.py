@@ -18,7 +18,7 @@ EXPRESSIONS: tuple[tuple[str, Controls], ...] = (
     ("smile", Controls(smile=0.75)),
     ("big smile", Controls(smile=1.0)),
     ("smile with mouth open", Controls(smile=0.8, mouth_open=0.5)),
-    ("laugh", Controls(smile=1.0, mouth_open=0.9, blink_r=0.7, blink_l=0.7)),
+    ("laugh", Controls(smile=1.0, mouth_open=0.9, blink_r=0.85, blink_l=0.85)),
     ("slightly open mouth", Controls(mouth_open=0.35)),
     ("open mouth", Controls(mouth_open=0.8)),
     ("surprise", Controls(mouth_open=0.9, brows_up=1.0)),
