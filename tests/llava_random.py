@@ -70,10 +70,11 @@ def build_random_llava(full: bool = False, dtype=None):
     return model.eval(), processor
 
 
-def save_random_llava(folder: str | Path, full: bool = False) -> Path:
-    """Build and save a random LLaVA folder (model + processor) loadable by `LlavaCaptioner`."""
+def save_random_llava(folder: str | Path, full: bool = False, dtype=None) -> Path:
+    """Build and save a random LLaVA folder (model + processor) loadable by `LlavaCaptioner`;
+    `dtype` (full only): built in it, on the GPU when there is one."""
     folder = Path(folder)
-    model, processor = build_random_llava(full)
+    model, processor = build_random_llava(full, dtype)
     model.save_pretrained(folder)
     processor.save_pretrained(folder)
     return folder
