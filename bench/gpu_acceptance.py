@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import re
@@ -52,7 +53,8 @@ PHASES: dict[int, list[str]] = {
     3: ["sample", "evaluate"],
 }
 PAPER = {"faces": 25_000, "images_per_face": 21, "train_steps": 25_000, "effective_batch": 64,
-         "eval_pairs": 2 * 5_000, "driver_clips": 200, "distill_steps": 2_000}
+         "eval_pairs": 2 * 5_000, "driver_clips": 200, "distill_steps": 2_000,
+         "train_share": 0.9}  # paper: 5% ID and 5% OOD test identities held out of training
 
 # An acceptance run is not a 25,000-step training: these values bound its length (any scale).
 # Ray is not carried to the GPU machine (its wheel alone is larger than what travels), so every
@@ -63,7 +65,7 @@ RUN_LENGTH: dict[str, Any] = {
     # each: eager decoding keeps the first command inside its ten minutes (docs/BENCHMARKS.md)
     "caption.static_cache": False,
     "train.max_steps": 4, "train.keep_checkpoints": 0, "train.log_every": 1,
-    "distill.max_steps": 2, "distill.effective_batch": 4,
+    "distill.max_steps": 3, "distill.effective_batch": 4,
     "sample.num_pairs": 4,
     "evaluate.num_pairs": 4,
     # IP-Adapter (baseline A.1) is not written by bench/paper_weights.py: left out
@@ -174,6 +176,7 @@ class GpuPeak:
 BAR_RATE = re.compile(r"(\d+(?:\.\d+)?)\s*(item|it|samples?)/s")
 BAR_INVERSE = re.compile(r"(\d+(?:\.\d+)?)\s*s/(item|it)")
 BAR_SAMPLES = re.compile(r"samples_s=(\d+(?:\.\d+)?)")
+EVAL_LINE = re.compile(r"evaluate (\S+): (\S+): (\d+) pairs in (\d+(?:\.\d+)?) s")
 
 
 def bar_last(text: str) -> dict | None:
@@ -239,15 +242,17 @@ def product_figures(work: Path, stage: str) -> dict[str, Any]:
         figures.update(units=_rows(data / "ingest" / "manifest.parquet"), unit="faces")
     elif stage == "drivers":
         figures.update(units=_rows(data / "drivers" / "manifest.parquet"), unit="clips")
-    elif stage in ("animate", "caption", "segment", "relight"):
+    elif stage in ("animate", "caption", "segment"):
         figures.update(units=_rows(data / stage / "manifest.parquet"), unit="images")
+    elif stage == "relight":
+        figures.update(units=_rows(data / stage / "manifest.parquet"), unit="relit images")
     elif stage == "shard":
         stats = _read_json(r / "shard_stats.json") or {}
         figures.update(units=sum(s.get("sets", 0) for s in stats.get("splits", {}).values()) or None, unit="sets",
                        splits=stats.get("splits"))
     elif stage == "latents":
         cache = _read_json(data / "latents" / "train" / "cache.json") or {}
-        figures.update(units=cache.get("entries"), unit="latents")
+        figures.update(units=cache.get("entries"), unit="train images")
     elif stage in ("train", "distill"):
         metrics = _read_json(r / stage / "metrics.json") or {}
         figures["metrics.json"] = metrics
@@ -255,30 +260,25 @@ def product_figures(work: Path, stage: str) -> dict[str, Any]:
         eff = params.get(stage, {}).get("effective_batch") or metrics.get("effective_batch")
         steps = metrics.get("steps")
         figures.update(units=(steps * eff) if steps and eff else None, unit="samples")
-        if timing and timing.get("samples_per_s"):
-            figures["rate"] = timing["samples_per_s"]  # the loop's steady state: first step and pauses left out
+        rate = (timing or {}).get("samples_per_s")
+        if isinstance(rate, (int, float)) and math.isfinite(rate) and rate > 0:
+            figures["rate"] = rate  # the loop's steady state: first step and pauses left out
     elif stage == "sample":
         figures.update(units=_rows(r / "samples" / "manifest.parquet"), unit="pairs")
     elif stage == "evaluate":
-        metrics = _read_json(r / "eval" / "metrics.json")
         report = _read_json(r / "eval" / "report.json") or {}
-        meta = report.get("meta", {})
-        figures["metrics.json"] = metrics
-        pairs = sum(len(v) if isinstance(v, list) else 0 for v in (report.get("testsets") or {}).values()) or None
-        figures.update(units=pairs or meta.get("num_pairs"), unit="pairs")
-        figures["methods_seconds"] = _method_seconds(report)
+        datasets = report.get("datasets") or {}
+        figures["metrics.json"] = _read_json(r / "eval" / "metrics.json")
+        figures["methods"] = {ds: {e.get("method"): {"pairs": e.get("pairs"), "seconds": e.get("seconds"),
+                                                     "unavailable": e.get("unavailable"),
+                                                     "metrics_unavailable": sorted(k for k, m in (e.get("metrics") or {}).items()
+                                                                                   if m.get("unavailable"))}
+                                   for e in entries if isinstance(e, dict)}
+                              for ds, entries in datasets.items() if isinstance(entries, list)}
+        pairs = sum(max((e.get("pairs") or 0 for e in entries if isinstance(e, dict)), default=0)
+                    for entries in datasets.values() if isinstance(entries, list))
+        figures.update(units=pairs or None, unit="pairs")
     return figures
-
-
-def _method_seconds(report: dict) -> dict | None:
-    out = {}
-    for key in ("results", "methods", "reports"):
-        block = report.get(key)
-        if isinstance(block, list):
-            for r in block:
-                if isinstance(r, dict) and "seconds" in r:
-                    out[f"{r.get('testset', '')}:{r.get('method', r.get('name', '?'))}"] = r["seconds"]
-    return out or None
 
 
 def run_stage(work: Path, stage: str, runner: str, timeout: float) -> dict[str, Any]:
@@ -305,6 +305,8 @@ def run_stage(work: Path, stage: str, runner: str, timeout: float) -> dict[str, 
     wall = time.perf_counter() - t0
     text = (logs / f"{stage}.log").read_text(errors="replace")
     figures = product_figures(work, stage)
+    if stage == "evaluate":  # the stage's own log: seconds per test set and method
+        figures["method_seconds"] = {f"{m[1]}:{m[2]}": float(m[4]) for m in EVAL_LINE.finditer(text)}
     units = figures.pop("units", None)
     rate = figures.pop("rate", None) or (round(units / wall, 4) if units and wall > 0 else None)
     result = {
@@ -343,11 +345,15 @@ def project(results: dict[str, Any]) -> list[dict[str, Any]]:
         elif name == "drivers":
             paper_units, seconds, disk_paper = PAPER["driver_clips"], wall, disk
             note = "a fixed library: not scaled"
-        elif name in ("animate", "caption", "segment", "relight", "latents") and images:
+        elif name in ("animate", "caption", "segment", "relight") and images:
             scale = paper_images / images
             paper_units = (units or 0) * scale
             seconds, disk_paper = wall * scale, disk * scale
-            note = "scaled by images (runs in-process: model load included)"
+            note = "scaled by images (in-process: the model's load included)"
+        elif name == "latents" and units:
+            scale = paper_images * PAPER["train_share"] / units
+            paper_units, seconds, disk_paper = paper_images * PAPER["train_share"], wall * scale, disk * scale
+            note = "the training split's images (90%), both mirrors"
         elif name == "shard" and faces:
             scale = PAPER["faces"] / faces
             paper_units, seconds, disk_paper = PAPER["faces"], wall * scale, disk * scale
