@@ -84,7 +84,7 @@ SCALES: dict[str, dict[str, Any]] = {
               "distill.max_steps": 1, "distill.teacher_steps": 8, "distill.gradient_checkpointing": False,
               "sample.num_pairs": 1, "sample.num_inference_steps": 2, "evaluate.num_pairs": 2,
               "evaluate.num_inference_steps": 2, "relight.num_inference_steps": 2, "relight.resolution": 64, "caption.max_new_tokens": 8,
-              "evaluate.methods": ["source", "paste", "liveportrait", "piq"], "drivers.frames": 2},
+              "evaluate.methods": ["source", "piq"], "drivers.frames": 2},
 }
 SMOKE_CLIPS = ("v0001", "v0003", "v0004")  # one identity for training, one with two clips for test_ood
 
@@ -328,7 +328,6 @@ def project(results: dict[str, Any]) -> list[dict[str, Any]]:
     """Hours of each stage at the paper's scale on 1 GPU and on 8 (linear), and the disk of its
     outputs, from this run's per-unit time and bytes."""
     stages = results.get("stages", {})
-    faces = (stages.get("ingest") or {}).get("units") or 0
     images = (stages.get("animate") or {}).get("units") or 0
     paper_images = PAPER["faces"] * PAPER["images_per_face"]
     rows = []
@@ -354,9 +353,10 @@ def project(results: dict[str, Any]) -> list[dict[str, Any]]:
             scale = paper_images * PAPER["train_share"] / units
             paper_units, seconds, disk_paper = paper_images * PAPER["train_share"], wall * scale, disk * scale
             note = "the training split's images (90%), both mirrors"
-        elif name == "shard" and faces:
-            scale = PAPER["faces"] / faces
+        elif name == "shard" and images:
+            scale = paper_images / images  # by images: a run's sets may hold fewer than 21 (animate.per_face)
             paper_units, seconds, disk_paper = PAPER["faces"], wall * scale, disk * scale
+            note = "scaled by images"
         elif name == "train" and rate:
             paper_units = PAPER["train_steps"] * PAPER["effective_batch"]
             seconds, disk_paper = paper_units / rate, disk
@@ -491,7 +491,7 @@ def prepare_weights(args, results: dict[str, Any], phase: int) -> bool:
     if not only:
         return True
     check = subprocess.run([sys.executable, "-m", "pipeline.cli", "models", "check", "--only", *only], cwd=args.work,
-                           capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(args.work)})
+                           capture_output=True, text=True, env={**os.environ, "PYTHONPATH": os.pathsep.join([str(args.work), os.environ.get("PYTHONPATH", "")])})
     last = check.stderr.strip().splitlines()[-1] if check.stderr.strip() else ""
     results.setdefault("models_check", {})[f"phase {phase}"] = {
         "only": only, "returncode": check.returncode, "summary": last, "lines": check.stdout.strip().splitlines()}

@@ -29,14 +29,20 @@ if [ ! -d /tmp/site ]; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site "$WHEELS"/*.whl \
     || { echo "wheel install failed"; exit 1; }
 fi
+# mediapipe 0.10.21 needs protobuf < 5 (MessageFactory.GetPrototype; the image's protobuf 7 lacks it), while the
+# image's onnx was generated for protobuf >= 5.26 and imports google.protobuf.runtime_version at load: with the carried
+# protobuf 4.25 a no-op runtime_version lets both load (onnx's generated code runs on 4.25; seen on an H100, 2026-12-07)
+rv=/tmp/site/google/protobuf/runtime_version.py
+[ -d /tmp/site/google/protobuf ] && [ ! -f $rv ] && printf 'class Domain:\n    GOOGLE_INTERNAL = 1\n    PUBLIC = 2\n\n\ndef ValidateProtobufRuntimeVersion(*args, **kwargs):\n    pass\n' > $rv
 export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
 [ -d samples/videos ] || cp -r ../samples/videos samples/   # a device copy may leave the clips to the checkout beside it (64 MiB carry)
 
 left() { echo $(( LIMIT - ($(date +%s) - t0) )); }
 if [ "$phase" = 1 ]; then
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader; df -h /tmp | tail -1; nproc
-  python3 -c "import mediapipe, diffusers, facenet_pytorch, webdataset, imwatermark, lpips, numpy; \
-print('imports ok: mediapipe', mediapipe.__version__, 'diffusers', diffusers.__version__, 'numpy', numpy.__version__)" \
+  python3 -c "import onnx, mediapipe as mp, diffusers, facenet_pytorch, webdataset, imwatermark, lpips, numpy as np; \
+mp.solutions.face_mesh.FaceMesh(static_image_mode=True).process(np.zeros((64, 64, 3), np.uint8)); \
+print('imports ok: mediapipe', mp.__version__, 'diffusers', diffusers.__version__, 'numpy', np.__version__, 'onnx', onnx.__version__)" \
     || exit 1
 fi
 python3 -m bench.gpu_acceptance --work "$WORK" --phase "$phase" --full --scale "$SCALE" --weights "$WEIGHTS" \

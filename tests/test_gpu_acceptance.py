@@ -100,8 +100,9 @@ def test_the_progress_bars_last_figure_is_read_from_a_stage_log():
 def test_the_acceptance_run_on_this_cpu_with_tiny_models(tmp_path):
     """The whole script, three phases, on tiny random weights in the published layouts (LivePortrait's
     at its one size): every stage of dvc.yaml but the demo runs through `dvc repro -s`, the JSON
-    and the table are written. ~10 minutes on a busy 2-core machine (LivePortrait at full size
-    on the CPU is most of it)."""
+    and the table are written. Slow: LivePortrait at its full size on a 2-core CPU and 208 driver
+    clips in one process are most of it (29 minutes at a load of 10-15, before the smoke scale
+    dropped the evaluation's LivePortrait baseline and relit at 64 px)."""
     work = tmp_path / "work"
     run = subprocess.run([sys.executable, "-m", "bench.gpu_acceptance", "--work", str(work), "--phase", "all",
                           "--scale", "smoke", "--out", str(tmp_path / "out")], cwd=REPO, capture_output=True, text=True,
@@ -122,8 +123,9 @@ def test_the_acceptance_run_on_this_cpu_with_tiny_models(tmp_path):
     assert stages["train"]["product"]["timing.json"]["samples_per_s"] == stages["train"]["rate_per_s"]
     assert stages["train"]["bar_last"]["samples_per_s"] > 0
     assert stages["caption"]["bar_last"]["items_per_s"] > 0
-    for backend, marker in PAPER_BACKENDS.items():
-        assert marker in stages[backend]["log_tail"] or backend == "relight", (backend, stages[backend]["log_tail"])
+    checked = {line.split()[2] for c in checks.values() for line in c["lines"]}  # "ok  name [backend] ..."
+    assert {f"[{b}]" for b in PAPER_BACKENDS.values()} | {"[sdxl]", "[arcface]", "[pytorch_fid]", "[3dmm]"} <= checked
+    assert "caption (llava)" in stages["caption"]["log_tail"] and "animate (liveportrait)" in stages["animate"]["log_tail"]
     projection = {r["stage"]: r for r in results["projection"]}
     assert projection["train"]["paper_units"] == 25_000 * 64 and projection["animate"]["paper_units"] == 525_000
     assert projection["total"]["hours_1_gpu"] > 0 and projection["total"]["hours_8_gpus"] > 0
