@@ -101,8 +101,7 @@ def test_the_acceptance_run_on_this_cpu_with_tiny_models(tmp_path):
     """The whole script, three phases, on tiny random weights in the published layouts (LivePortrait's
     at its one size): every stage of dvc.yaml but the demo runs through `dvc repro -s`, the JSON
     and the table are written. Slow: LivePortrait at its full size on a 2-core CPU and 208 driver
-    clips in one process are most of it (29 minutes at a load of 10-15, before the smoke scale
-    dropped the evaluation's LivePortrait baseline and relit at 64 px)."""
+    clips in one process are most of it (17 minutes on a 2-core machine at a load of ~10)."""
     work = tmp_path / "work"
     run = subprocess.run([sys.executable, "-m", "bench.gpu_acceptance", "--work", str(work), "--phase", "all",
                           "--scale", "smoke", "--out", str(tmp_path / "out")], cwd=REPO, capture_output=True, text=True,
