@@ -40,13 +40,15 @@ def _is_nan(value: Any) -> bool:
 
 
 def default_workers(workers: int | None, offline: bool, device: str, num_gpus: float, runner_workers: int) -> int:
-    """Ray actors when the stage's `workers` is null: every core for an offline backend (none
-    when the runner is set in-process), one actor per GPU share for a model backend, and
-    in-process when there is no GPU."""
+    """Ray actors when the stage's `workers` is null: none when the runner is set in-process
+    (`runner.workers: 0`, no Ray), else every core for an offline backend, one actor per GPU
+    share for a model backend, and in-process when there is no GPU."""
     if workers is not None:
         return workers
+    if not runner_workers:
+        return 0
     if offline:
-        return max(os.cpu_count() or 1, 1) if runner_workers else 0
+        return max(os.cpu_count() or 1, 1)
     try:
         import torch
 

@@ -6,8 +6,10 @@ in the published layouts with random values.
 - arcface_torch `backbone.pth` (insightface recognition/arcface_torch/backbones/iresnet.py);
 - Deep3DFaceRecon_pytorch `checkpoints/<name>/epoch_20.pth` (models/networks.py ReconNetWrapper,
   models/base_model.py save_networks: {'net_recon': ..., 'opt_00': ..., 'epoch': ...}).
-The FID Inception files are written by the official packages themselves (pytorch-fid,
-torchvision) in the tests.
+- pytorch-fid's `pt_inception-2015-12-05-6726825d.pth` (torchvision's Inception3 with 1008
+  classes and no auxiliary head) and torchvision's `alexnet-owt-7be5be79.pth` (LPIPS' trunk),
+  written through torchvision's own modules.
+The tests compare these against the official packages where they install (pytorch-fid, lpips).
 """
 from __future__ import annotations
 
@@ -113,4 +115,39 @@ def write_deep3d_checkpoint(folder: Path, seed: int = 0, model_name: str = "face
     net = random_state(deep3d_net_recon(), seed)
     opt = {"state": {}, "param_groups": [{"lr": 1e-4, "betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0, "params": [0, 1]}]}
     torch.save({"net_recon": net, "opt_00": opt, "sched_00": {"last_epoch": 20}, "epoch": 20}, path)
+    return path
+
+
+def spread_batch_norms(state: dict[str, torch.Tensor], seed: int = 1) -> dict[str, torch.Tensor]:
+    """Random BN statistics (a fresh net has mean 0 / var 1, which would hide a wrong eps or
+    a missing normalisation)."""
+    g = torch.Generator().manual_seed(seed)
+    out = {}
+    for k, v in state.items():
+        if k.endswith("running_var"):
+            v = 0.5 + torch.rand(v.shape, generator=g)
+        elif k.endswith("running_mean"):
+            v = 0.1 * torch.randn(v.shape, generator=g)
+        out[k] = v
+    return out
+
+
+def write_pytorch_fid_inception(path: Path, seed: int = 0) -> Path:
+    """`pt_inception-2015-12-05-6726825d.pth` in pytorch-fid's layout: torchvision's Inception3
+    with 1008 classes and no auxiliary head (what pytorch-fid's `fid_inception_v3` loads it
+    into), random values."""
+    import torchvision
+
+    torch.manual_seed(seed)
+    net = torchvision.models.inception.Inception3(num_classes=1008, aux_logits=False, init_weights=False)
+    torch.save(spread_batch_norms(net.state_dict()), path)
+    return path
+
+
+def write_torchvision_alexnet(path: Path, seed: int = 0) -> Path:
+    """torchvision's `alexnet-owt-7be5be79.pth` (the LPIPS trunk `evaluate.lpips_alexnet_weights` names)."""
+    import torchvision
+
+    torch.manual_seed(seed)
+    torch.save(torchvision.models.alexnet().state_dict(), path)
     return path

@@ -62,6 +62,9 @@ def build_random_llava(full: bool = False, dtype=None):
             model = LlavaForConditionalGeneration(config).to(dtype)
     else:
         model = LlavaForConditionalGeneration(config)
+    if full:  # ids past the small tokenizer get zero logits: greedy decoding keeps to ids it can decode (else
+        with torch.no_grad():  # random logits over 32064 rows give empty captions, refused by the caption stage)
+            model.get_output_embeddings().weight[len(tokenizer):] = 0
     model.generation_config.pad_token_id = text.pad_token_id
     model.generation_config.eos_token_id = text.eos_token_id
     image_processor = CLIPImageProcessor(size={"shortest_edge": size}, crop_size={"height": size, "width": size})
@@ -70,10 +73,11 @@ def build_random_llava(full: bool = False, dtype=None):
     return model.eval(), processor
 
 
-def save_random_llava(folder: str | Path, full: bool = False) -> Path:
-    """Build and save a random LLaVA folder (model + processor) loadable by `LlavaCaptioner`."""
+def save_random_llava(folder: str | Path, full: bool = False, dtype=None) -> Path:
+    """Build and save a random LLaVA folder (model + processor) loadable by `LlavaCaptioner`;
+    `dtype` (full only): built in it, on the GPU when there is one."""
     folder = Path(folder)
-    model, processor = build_random_llava(full)
+    model, processor = build_random_llava(full, dtype)
     model.save_pretrained(folder)
     processor.save_pretrained(folder)
     return folder

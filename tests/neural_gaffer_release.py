@@ -15,15 +15,23 @@ from pathlib import Path
 import torch
 
 
-def write_release(root: Path, seed: int = 0, step: int = 1200) -> tuple[Path, Path, dict]:
-    """(base folder, checkpoint folder, the fine-tuned UNet's state dict)."""
+def write_release(root: Path, seed: int = 0, step: int = 1200, full: bool = False) -> tuple[Path, Path, dict]:
+    """(base folder, checkpoint folder, the fine-tuned UNet's state dict). Tiny models, or `full`
+    the published architecture (tests/neural_gaffer_random.py; built on the GPU when there is
+    one, saved from the CPU), with only the newest checkpoint (the older one, a zeroed copy that
+    shows the newest is taken, would be 3.4 GB more)."""
     from diffusers import UNet2DConditionModel
     from safetensors.torch import save_file
     from transformers import CLIPImageProcessor
 
     from tests.neural_gaffer_random import build_random_components
 
-    unet16, vae, encoder, scheduler = build_random_components(seed=seed)
+    if full:
+        with torch.device("cuda" if torch.cuda.is_available() else "cpu"):
+            parts = build_random_components(full=True, seed=seed)
+        unet16, vae, encoder, scheduler = (*(m.to("cpu") for m in parts[:3]), parts[3])
+    else:
+        unet16, vae, encoder, scheduler = build_random_components(seed=seed)
     base = root / "zero123-xl"
     unet8 = UNet2DConditionModel.from_config({**unet16.config, "in_channels": 8})
     unet8.save_pretrained(base / "unet", safe_serialization=False)
@@ -31,7 +39,8 @@ def write_release(root: Path, seed: int = 0, step: int = 1200) -> tuple[Path, Pa
     encoder.config.save_pretrained(base / "image_encoder")
     torch.save(encoder.state_dict(), base / "image_encoder" / "pytorch_model.bin")
     scheduler.save_pretrained(base / "scheduler")
-    CLIPImageProcessor(crop_size=32, size={"shortest_edge": 32}).save_pretrained(base / "feature_extractor")
+    side = encoder.config.image_size
+    CLIPImageProcessor(crop_size=side, size={"shortest_edge": side}).save_pretrained(base / "feature_extractor")
     proj = encoder.config.projection_dim
     (base / "cc_projection").mkdir()
     (base / "cc_projection" / "config.json").write_text(json.dumps(
@@ -48,9 +57,10 @@ def write_release(root: Path, seed: int = 0, step: int = 1200) -> tuple[Path, Pa
     ckpt_root = root / "neural_gaffer_res256"
     older, newest = ckpt_root / f"checkpoint-{step // 2}", ckpt_root / f"checkpoint-{step}"
     state = {k: v.contiguous() for k, v in unet16.state_dict().items()}
-    for d in (older, newest):
+    for d in (newest,) if full else (older, newest):
         d.mkdir(parents=True)
         (d / "random_states_0.pkl").write_bytes(b"")  # accelerate writes these too; ignored
-    save_file({k: torch.zeros_like(v) for k, v in state.items()}, str(older / "model.safetensors"))
+    if not full:
+        save_file({k: torch.zeros_like(v) for k, v in state.items()}, str(older / "model.safetensors"))
     save_file(state, str(newest / "model.safetensors"))
     return base, ckpt_root, state

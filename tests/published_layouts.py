@@ -41,13 +41,23 @@ DIFFUSERS_PARTS = {"unet": "diffusion_pytorch_model", "vae": "diffusion_pytorch_
                    "text_encoder_2": "model"}
 
 
+# SegFormer-B5 (jonathandinu/face-parsing's encoder, nvidia/mit-b5) and a tiny one of the same classes
+SEGFORMER_SIZES = {
+    "b5": dict(depths=[3, 6, 40, 3], hidden_sizes=[64, 128, 320, 512], num_attention_heads=[1, 2, 5, 8],
+               decoder_hidden_size=768),
+    "tiny": dict(depths=[1, 1, 1, 1], hidden_sizes=[8, 16, 24, 32], num_attention_heads=[1, 1, 1, 1],
+                 decoder_hidden_size=16),
+}
+
+
 def face_parsing_folder(folder: Path, processor: dict | None = LEGACY_PROCESSOR, order: list[str] = CELEBAMASK,
-                        winner: str = "nose", side: int = 64) -> Path:
-    """A tiny SegFormer whose classifier makes `winner` win everywhere, saved as published."""
+                        winner: str = "nose", side: int | None = None, full: bool = False) -> Path:
+    """A SegFormer whose classifier makes `winner` win everywhere, saved as published: tiny, or
+    `full` the B5 of the published face parser (its 512 px processor)."""
     from transformers import SegformerConfig, SegformerForSemanticSegmentation
 
-    config = SegformerConfig(num_encoder_blocks=4, depths=[1, 1, 1, 1], hidden_sizes=[8, 16, 24, 32],
-                             num_attention_heads=[1, 1, 1, 1], decoder_hidden_size=16, num_labels=len(order),
+    side = side or (512 if full else 64)
+    config = SegformerConfig(num_encoder_blocks=4, **SEGFORMER_SIZES["b5" if full else "tiny"], num_labels=len(order),
                              id2label=dict(enumerate(order)), label2id={n: i for i, n in enumerate(order)},
                              architectures=["SegformerForSemanticSegmentation"])
     torch.manual_seed(0)
@@ -65,13 +75,20 @@ def face_parsing_folder(folder: Path, processor: dict | None = LEGACY_PROCESSOR,
 
 
 def diffusers_fp16_folder(folder: Path, family: str = "sdxl", plain: Iterable[str] = (), seed: int = 0,
-                          model_index: bool = True) -> Path:
-    """A tiny random backbone in the diffusers layout with every weight file in the fp16
-    variant's name (`*.fp16.safetensors`), except the components in `plain` (full precision,
-    plain names): a mixed folder."""
+                          model_index: bool = True, full: bool = False) -> Path:
+    """A random backbone in the diffusers layout with every weight file in the fp16 variant's
+    name (`*.fp16.safetensors`), except the components in `plain` (full precision, plain names):
+    a mixed folder. Tiny, or `full` the SDXL base architecture (bench/sdxl.py; built on the GPU
+    when there is one: ~3.5 B parameters)."""
     from train.backbones import tiny_components
 
-    comps = tiny_components(family, seed=seed)
+    if full:
+        from bench.sdxl import full_components
+
+        with torch.device("cuda" if torch.cuda.is_available() else "cpu"):
+            comps = full_components(family, seed=seed, dtype=torch.float16)
+    else:
+        comps = tiny_components(family, seed=seed)
     plain = set(plain)
     for name in ("unet", "vae", "text_encoder", "text_encoder_2"):
         part = getattr(comps, name)
@@ -81,7 +98,8 @@ def diffusers_fp16_folder(folder: Path, family: str = "sdxl", plain: Iterable[st
             part.save_pretrained(folder / name)
         else:
             part.to(torch.float16).save_pretrained(folder / name, variant="fp16")
-            part.to(torch.float32)
+            if not full:
+                part.to(torch.float32)
         if name.startswith("text_encoder"):
             _publish_clip_text_keys(weight_file(folder / name))
     for name in ("tokenizer", "tokenizer_2", "scheduler"):
@@ -103,18 +121,22 @@ def diffusers_fp16_folder(folder: Path, family: str = "sdxl", plain: Iterable[st
     return folder
 
 
-def llava_hf_folder(folder: Path, shards: int = 2) -> Path:
-    """A tiny random LLaVA-1.5 (tests/llava_random.py) re-written as llava-hf ships it."""
+def llava_hf_folder(folder: Path, shards: int = 2, full: bool = False) -> Path:
+    """A random LLaVA-1.5 (tests/llava_random.py: tiny, or `full` the 7B architecture in fp16,
+    built on the GPU when there is one) re-written as llava-hf ships it."""
     from tests.llava_random import save_random_llava
 
-    save_random_llava(folder)
+    save_random_llava(folder, full=full, dtype=torch.float16 if full else None)
     # the image processor in its own preprocessor_config.json, as the 4.x-era release has it
     processor = json.loads((folder / "processor_config.json").read_text())
     (folder / "preprocessor_config.json").write_text(json.dumps(processor.pop("image_processor"), indent=2))
     (folder / "processor_config.json").write_text(json.dumps(processor, indent=2))
-    single = folder / "model.safetensors"
-    tensors = load_file(str(single))
-    single.unlink()
+    saved = sorted(folder.glob("model*.safetensors"))  # one file, or shards when transformers split a large model
+    tensors = {}
+    for path in saved:
+        tensors.update(load_file(str(path)))
+        path.unlink()
+    (folder / "model.safetensors.index.json").unlink(missing_ok=True)
     published = {(k.replace("vision_tower.", "vision_tower.vision_model.", 1) if k.startswith("vision_tower.")
                   and not k.startswith("vision_tower.vision_model.") else k): v for k, v in tensors.items()}
     names = sorted(published)

@@ -81,3 +81,45 @@ def test_student_follows_the_teacher_better_than_its_own_few_steps(tmp_path: Pat
     student_4 = (run(student, 4, 1.0) - reference).pow(2).mean().item()
     print(f"MSE to the teacher's 50 guided steps: teacher 4 steps {teacher_4:.5f}, student 4 steps {student_4:.5f}")
     assert student_4 < teacher_4
+
+
+def _tiny_distill_model():
+    from train.distill import DistillModel
+
+    return DistillModel(tiny_components("sdxl", seed=0), "spatial", RES, student_steps=2, teacher_steps=4,
+                        guidance_scale=1.5)
+
+
+def _batch(device: str) -> dict:
+    g = torch.Generator().manual_seed(0)
+    image = lambda: (torch.rand(1, 3, RES, RES, generator=g) * 2 - 1).to(device)  # noqa: E731
+    return {"source": image(), "driving": image(), "caption": ["a face"]}
+
+
+def test_the_teachers_starting_noise_is_drawn_on_the_generators_device(monkeypatch) -> None:
+    """The loop's generator lives on the training device (`train.rng_device: auto`): the teacher's
+    trajectory draws its noise there, as PiQModel.noisy_inputs does (on a GPU `piq distill` failed
+    with "Expected a 'cpu' device type for generator but found 'cuda'", issue 29's acceptance run)."""
+    model = _tiny_distill_model()
+    seen = []
+    real = torch.randn
+
+    def randn(*args, **kwargs):
+        if kwargs.get("generator") is not None:
+            seen.append((kwargs["generator"].device, kwargs.get("device")))  # the device named, not implied
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(torch, "randn", randn)
+    generator = torch.Generator().manual_seed(1)
+    _, states = model.teacher_trajectory(_batch("cpu"), generator)
+    assert seen and all(d is not None and torch.device(d) == g for g, d in seen), seen
+    assert len(states) == 3 and torch.isfinite(states[-1]).all()
+
+
+@pytest.mark.gpu
+def test_a_distillation_step_runs_with_the_loops_gpu_generator() -> None:
+    model = _tiny_distill_model()
+    for part in (model.unet, model.teacher, model.comps.vae, model.comps.text_encoder, model.comps.text_encoder_2):
+        part.to("cuda")
+    loss = model.loss(_batch("cuda"), torch.Generator(device="cuda").manual_seed(1))
+    assert loss.device.type == "cuda" and torch.isfinite(loss)

@@ -118,6 +118,22 @@ def test_frechet_distance_of_shifted_gaussians():
     assert frechet_distance(mu, np.eye(3), mu + 2, np.eye(3)) == pytest.approx(12.0, abs=1e-6)
 
 
+def test_frechet_distance_with_a_scipy_that_dropped_disp(monkeypatch):
+    """Newer scipy's `sqrtm` takes no `disp` and returns the root alone (the GPU image's did, issue
+    29's acceptance run: evaluate stopped in FID); the distance is the same."""
+    from scipy import linalg
+
+    real = linalg.sqrtm
+    monkeypatch.setattr(linalg, "sqrtm", lambda a: real(a, disp=False)[0])
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(40, 3)), rng.normal(size=(40, 3)) + 1
+    args = (a.mean(0), np.cov(a, rowvar=False), b.mean(0), np.cov(b, rowvar=False))
+    monkeypatch.undo()
+    want = frechet_distance(*args)
+    monkeypatch.setattr(linalg, "sqrtm", lambda a: real(a, disp=False)[0])
+    assert frechet_distance(*args) == pytest.approx(want, rel=1e-12)
+
+
 class _Tiny3DMM(torch.nn.Module):
     """Random net with the Deep3DFaceRecon interface: (B, 3, 224, 224) -> (B, 257)."""
 

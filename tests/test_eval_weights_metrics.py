@@ -30,18 +30,7 @@ def _params(**kw):
     return types.SimpleNamespace(evaluate=EvaluateParams(**kw))
 
 
-def _spread_batch_norms(state: dict) -> dict:
-    """Random BN statistics (a fresh net has mean 0 / var 1, which would hide a wrong eps or
-    a missing normalisation)."""
-    g = torch.Generator().manual_seed(1)
-    out = {}
-    for k, v in state.items():
-        if k.endswith("running_var"):
-            v = 0.5 + torch.rand(v.shape, generator=g)
-        elif k.endswith("running_mean"):
-            v = 0.1 * torch.randn(v.shape, generator=g)
-        out[k] = v
-    return out
+_spread_batch_norms = specs.spread_batch_norms
 
 
 @pytest.fixture(scope="module")
@@ -51,14 +40,8 @@ def hopper() -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def pytorch_fid_file(tmp_path_factory):
-    """`pt_inception-2015-12-05-6726825d.pth` in pytorch-fid's layout: torchvision's Inception3
-    with 1008 classes and no auxiliary head (what pytorch-fid's `fid_inception_v3` loads it
-    into), random values."""
-    torch.manual_seed(0)
-    net = torchvision.models.inception.Inception3(num_classes=1008, aux_logits=False, init_weights=False)
-    path = tmp_path_factory.mktemp("fid") / "pt_inception-2015-12-05-6726825d.pth"
-    torch.save(_spread_batch_norms(net.state_dict()), path)
-    return path
+    """`pt_inception-2015-12-05-6726825d.pth` in pytorch-fid's layout (tests/eval_weight_specs.py)."""
+    return specs.write_pytorch_fid_inception(tmp_path_factory.mktemp("fid") / "pt_inception-2015-12-05-6726825d.pth")
 
 
 # --- FID ---------------------------------------------------------------------------------------

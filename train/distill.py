@@ -95,7 +95,10 @@ class DistillModel(PiQModel):
         g_src, g_drv = torch.cat([source, source]), torch.cat([zero, driving])
         g_e = torch.cat([neg_e, embeds])
         g_p = None if pooled is None else torch.cat([neg_p, pooled])
-        x = torch.randn(source.shape, generator=generator, dtype=torch.float32).to(self.device)
+        # drawn on the generator's device, as PiQModel.noisy_inputs draws: the loop's generator lives on the GPU
+        # (`train.rng_device: auto`), a CPU one (tests, rng_device cpu) draws on the CPU as before
+        draw_on = generator.device if generator is not None else self.device
+        x = torch.randn(source.shape, generator=generator, dtype=torch.float32, device=draw_on).to(self.device)
         states, pred_type = [x], self.sampler.config.prediction_type
         for start, end in zip(self.edges[:-1], self.edges[1:]):
             grid = torch.linspace(start, end, self.sub_steps + 1).round().long().tolist()

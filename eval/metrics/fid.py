@@ -35,7 +35,10 @@ def frechet_distance(mu1: np.ndarray, s1: np.ndarray, mu2: np.ndarray, s2: np.nd
 
     with warnings.catch_warnings():  # near-singular covariances (few images) are expected
         warnings.simplefilter("ignore", linalg.LinAlgWarning)
-        covmean, _ = linalg.sqrtm(s1 @ s2, disp=False)
+        try:
+            covmean, _ = linalg.sqrtm(s1 @ s2, disp=False)  # scipy <= 1.17: (root, error estimate)
+        except TypeError:  # newer scipy (the GPU image's) dropped `disp`: the root alone
+            covmean = linalg.sqrtm(s1 @ s2)
     if not np.isfinite(covmean).all():
         eps = np.eye(s1.shape[0]) * 1e-6
         covmean = linalg.sqrtm((s1 + eps) @ (s2 + eps))
