@@ -24,6 +24,8 @@ from typing import Any, Iterable, Sized
 
 from tqdm import tqdm
 
+from pipeline import quiet
+from pipeline.cluster import check_cluster_auth
 from pipeline.config.runner import RunnerParams
 from pipeline.item_feed import ItemFeed
 from pipeline.manifest import consolidate, up_to_date
@@ -223,6 +225,9 @@ class Runner:
     def run(self, stage: Stage, items: Iterable[Item], out_dir: str | Path) -> RunSummary:
         """Run `stage` over `items` (a list or a generator: read lazily, in chunks) into `out_dir`."""
         started = time.time()
+        address = os.environ.get("RAY_ADDRESS")
+        if self.params.workers and address and "ray" not in sys.modules:
+            check_cluster_auth(address)  # a cluster this process cannot join: one clear line, nothing written
         out = OutDir(out_dir, fsync=self.params.fsync)
         state = StageState(out)
         state.open({"stage": stage.name, "seed": self.seed, **stage.fingerprint()})
@@ -382,8 +387,12 @@ def init_ray(params: RunnerParams) -> None:
         return
     address = os.environ.get("RAY_ADDRESS")
     env = {"OMP_NUM_THREADS": str(params.threads_per_worker), "TOKENIZERS_PARALLELISM": "false"}
+    loud = quiet.verbose()  # quiet: workers' output stays in Ray's log files, Ray's notices are off
+    if loud:
+        env[quiet.VERBOSE_ENV] = "1"
+    quiet.apply()
     if address:
-        ray.init(address=address, runtime_env={"env_vars": env}, log_to_driver=True)
+        ray.init(address=address, runtime_env={"env_vars": env}, log_to_driver=loud)
         return
     # Local workers see the driver's import path, so stages defined outside installed
     # packages (notebooks, tests) can be shipped to them.
@@ -398,6 +407,6 @@ def init_ray(params: RunnerParams) -> None:
         # workers are the stage's work: they run at the driver's priority.
         _system_config={"worker_niceness": 0},
         runtime_env={"env_vars": env},
-        log_to_driver=True,
+        log_to_driver=loud,
         configure_logging=False,
     )

@@ -77,7 +77,7 @@ def motion_columns(motion: mo.Motion, first: fm.Mesh, last: fm.Mesh) -> dict[str
 class DriversStage(Stage):
     params: DriversParams
     name: ClassVar[str] = "drivers"
-    worker_local: ClassVar[tuple[str, ...]] = ("_animator", "_template")
+    worker_local: ClassVar[tuple[str, ...]] = ("_animator", "_template", "_checker")
     manifest_columns: ClassVar[dict[str, str]] = {
         "driver_id": "string", "label": "string", "source": "string", "path": "string", "n_frames": "int64",
         "weight": "float64", "motion_magnitude": "float64", "vector": "string",
@@ -86,6 +86,7 @@ class DriversStage(Stage):
     def __post_init__(self) -> None:
         self._animator: MeshAnimator | None = None
         self._template: tuple[np.ndarray, fm.Mesh] | None = None
+        self._checker: fm.FaceMeshDetector | None = None  # user-clip checks: up to two faces
 
     def setup(self) -> None:
         if self._animator is None:
@@ -136,9 +137,10 @@ class DriversStage(Stage):
         if len(frames) < len(picks):
             missing = sorted(set(picks) - set(frames))
             raise Reject("unreadable_video", f"{path.name}: frames {missing} do not decode")
-        detector = fm.FaceMeshDetector(max_faces=2)
+        if self._checker is None:
+            self._checker = fm.FaceMeshDetector(max_faces=2)
         for i in picks:
-            faces = detector.detect(frames[i])
+            faces = self._checker.detect(frames[i])
             if not faces:
                 raise Reject("face_lost", f"{path.name}: no face in frame {i}")
             if len(faces) > 1:

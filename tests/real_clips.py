@@ -28,11 +28,12 @@ environment's versions may lack, and only its data file is wanted.
 from __future__ import annotations
 
 import importlib.util
+import itertools
 import os
 import struct
 from fractions import Fraction
 from pathlib import Path
-from typing import Sequence
+from typing import Iterable, Sequence
 
 import av
 import cv2
@@ -88,7 +89,7 @@ def stored_from_upright(rgb: np.ndarray, rotation: int, mirrored: bool = False) 
 
 def write_clip(
     path: Path,
-    frames: Sequence[np.ndarray],
+    frames: Iterable[np.ndarray | av.VideoFrame],
     *,
     codec: str = "libx264",
     pix_fmt: str = "yuv420p",
@@ -112,7 +113,9 @@ def write_clip(
     converted by the BT.709 matrix and tagged BT.709; `color` replaces the stream's tags
     (color_primaries, color_trc, colorspace, color_range) for frames given as av.VideoFrame."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    h, w = (frames[0].height, frames[0].width) if isinstance(frames[0], av.VideoFrame) else frames[0].shape[:2]
+    frames = iter(frames)  # a generator keeps only one frame in memory (a 32 s 4K clip is ~24 GB as RGB)
+    first = next(frames)
+    h, w = (first.height, first.width) if isinstance(first, av.VideoFrame) else first.shape[:2]
     time_base = Fraction(1, 90000) if times is not None else 1 / rate
     with av.open(str(path), "w", options=container_options or {}) as out:
         stream = out.add_stream(codec, rate=rate if times is None else None, options=options or {})
@@ -130,14 +133,16 @@ def write_clip(
         for key, value in tags.items():
             setattr(stream.codec_context, key, value)
         sound = _add_audio(out, path.suffix.lower()) if audio else None
-        for i, rgb in enumerate(frames):
+        n = 0
+        for i, rgb in enumerate(itertools.chain([first], frames)):
+            n = i + 1
             frame = rgb if isinstance(rgb, av.VideoFrame) else _bt709(rgb, pix_fmt, full_range)
             frame.pts = round(times[i] / time_base) if times is not None else i
             frame.time_base = time_base
             out.mux(stream.encode(frame))
         out.mux(stream.encode(None))
         if sound is not None:
-            duration = (times[-1] + 1 / float(rate)) if times is not None else len(frames) / float(rate)
+            duration = (times[-1] + 1 / float(rate)) if times is not None else n / float(rate)
             _write_tone(out, sound, duration)
     return path
 
