@@ -71,13 +71,10 @@ class TaskResult:
 
 
 def _limit_threads(threads: int) -> None:
-    """Threads of torch / OpenCV / the video decoder in this process, so N workers do not fight
-    over the same cores. Only libraries already imported are touched (importing torch costs
-    seconds and ~400 MB); OMP_NUM_THREADS covers those imported later, the video reader's own
-    setting every clip opened after it."""
-    from pipeline.video import set_decoder_threads
-
-    set_decoder_threads(threads)
+    """Threads of torch / OpenCV in this process, so N workers do not fight over the same cores.
+    Only libraries already imported are touched (importing torch costs seconds and ~400 MB);
+    OMP_NUM_THREADS covers those imported later, and the video reader's decoder threads
+    (pipeline/video.py reads it for every clip it opens)."""
     os.environ["OMP_NUM_THREADS"] = str(threads)
     if "torch" in sys.modules:
         sys.modules["torch"].set_num_threads(threads)

@@ -53,16 +53,20 @@ class VideoError(Exception):
         self.detail = detail
 
 
-def set_decoder_threads(threads: int) -> None:
-    """Decoder threads of every clip opened from now on in this process: the runner sets its
-    `threads_per_worker` here, so N workers do not decode on N x all cores."""
+def set_decoder_threads(threads: int | None) -> None:
+    """Decoder threads of every clip opened from now on in this process (None: the default)."""
     global _decoder_threads
-    _decoder_threads = max(1, int(threads))
+    _decoder_threads = None if threads is None else max(1, int(threads))
 
 
 def decoder_threads() -> int:
-    """The runner's share, else the CPUs this process may run on."""
-    return _decoder_threads or len(os.sched_getaffinity(0))
+    """`set_decoder_threads`'s value, else the runner's CPU share (it sets OMP_NUM_THREADS to
+    `runner.threads_per_worker` in every worker, so N workers do not decode on N x all cores),
+    else the CPUs this process may run on."""
+    if _decoder_threads:
+        return _decoder_threads
+    share = os.environ.get("OMP_NUM_THREADS", "")
+    return int(share) if share.isdigit() and int(share) > 0 else len(os.sched_getaffinity(0))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -158,13 +158,19 @@ def test_each_clip_is_decoded_at_most_once_and_seeks_by_keyframe(variants) -> No
         assert all(np.array_equal(picked[i], everything[i]) for i in (5, 50)), name
 
 
-def test_decoder_threads_follow_the_runner(variants) -> None:
-    V.set_decoder_threads(1)
+def test_decoder_threads_follow_the_runner(variants, monkeypatch) -> None:
+    from pipeline.runner import _limit_threads
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "")
+    _limit_threads(1)  # what the runner does in each worker: runner.threads_per_worker
+    with V.Clip(variants["upright"]) as clip:
+        assert clip._stream.codec_context.thread_count == 1
+    V.set_decoder_threads(2)
     try:
         with V.Clip(variants["upright"]) as clip:
-            assert clip._stream.codec_context.thread_count == 1
+            assert clip._stream.codec_context.thread_count == 2
     finally:
-        V._decoder_threads = None
+        V.set_decoder_threads(None)
 
 
 # --- bad input ---------------------------------------------------------------------------------
