@@ -77,7 +77,11 @@ def main() -> None:
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--work", type=Path, default=Path("/tmp/piq-bench-video"))
     parser.add_argument("--opencv", action="store_true")
+    parser.add_argument("--make-only", action="store_true", help="make the clips in --work and stop")
     args = parser.parse_args()
+    if args.make_only:
+        make_clips(args.work, args.seconds)
+        return
     params = load_params(REPO / "params.yaml")
     stage = IngestStage(params.ingest)
     stage.setup()

@@ -27,6 +27,7 @@ bad_timestamps. FFmpeg's own log lines are off (PyAV's default); `--verbose` tur
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -176,16 +177,16 @@ class Clip:
         except (av.FFmpegError, UnicodeDecodeError) as err:
             if _mp4_without_index(self.path):
                 raise VideoError("truncated_video", f"{self.path.name} ends before its 'moov' index box (an MP4 / MOV "
-                                 "whose upload or copy was cut off)") from err
+                                 "upload or copy cut off, or a recording never finalised)") from err
             raise VideoError("unreadable_video", f"FFmpeg cannot open {self.path.name}: {_reason(err)}") from err
         self._iter: Iterator[av.VideoFrame] | None = None
         self._last_pts: int | None = None  # pts of the last frame decoded since the last seek
         self._decoded_upto: int | None = None  # ... before the last seek
         self._seek_forward = True
-        self._backs_off = False  # set once the container is known: MOV / MP4
+        self._first_index = 0
+        self._backs_off = self._container.format.name.startswith("mov")  # MOV / MP4: see _frame_at
         self.undecodable: list[int] = []
         self.frames_decoded = 0  # frames the decoder produced (a clip is decoded at most once: <= info.frames)
-        self._backs_off = self._container.format.name.startswith("mov")
         try:
             self._stream = self._video_stream()
             self.index = self._index()
@@ -207,7 +208,7 @@ class Clip:
         self._iter = None
         self._container.close()
 
-    @property
+    @functools.cached_property
     def times(self) -> np.ndarray:
         """Each frame's time in seconds (presentation order, first frame at 0)."""
         return self.index.times()
@@ -272,11 +273,17 @@ class Clip:
                            last_duration)
 
     def _first_frame(self) -> av.VideoFrame:
-        frame = self._frame_at(0)
-        if frame is None:
-            raise VideoError("unreadable_video", f"{self.path.name}: the {_codec_name(self._stream)} stream does "
-                             "not decode (corrupt data)")
-        return frame
+        """The first frame the decoder gives from the start (a stream cut mid-GOP, or opening
+        with an open GOP's leading pictures, may start a few frames in, as players do)."""
+        self._seek(int(self.index.key_seek[0]))
+        for frame in self._iter:
+            self.frames_decoded += 1
+            if frame.pts is not None:
+                self._last_pts = frame.pts
+                self._first_index = int(np.searchsorted(self.index.pts, frame.pts))
+                return frame
+        raise VideoError("unreadable_video", f"{self.path.name}: the {_codec_name(self._stream)} stream does "
+                         "not decode (corrupt data)")
 
     def _info(self, first: av.VideoFrame) -> VideoInfo:
         stream, times = self._stream, self.times
@@ -309,7 +316,7 @@ class Clip:
         wanted = range(n) if indices is None else sorted({i for i in indices if 0 <= i < n})
         times = self.times
         for i in wanted:
-            frame = self._first if i == 0 and self._first is not None else self._frame_at(i)
+            frame = self._first if i == self._first_index else self._frame_at(i)
             if frame is None:
                 self.undecodable.append(i)
                 continue
@@ -377,10 +384,6 @@ class Clip:
             first = False
         self._iter = None
         return None, False
-
-
-def open_clip(path: str | Path) -> Clip:
-    return Clip(path)
 
 
 # --- colour ------------------------------------------------------------------------------------
@@ -496,7 +499,8 @@ def _container_name(container: av.container.InputContainer) -> str:
 
 
 def _mp4_without_index(path: Path) -> bool:
-    """An ISO-BMFF file (ftyp first) whose top-level boxes end before any 'moov'."""
+    """An ISO-BMFF file (ftyp first) that ends before any 'moov' box: its last box runs past the
+    end of the file, or to it by declaring no size (a recording stopped before it was finalised)."""
     with open(path, "rb") as f:
         head = f.read(12)
         if head[4:8] != b"ftyp":
@@ -508,6 +512,8 @@ def _mp4_without_index(path: Path) -> bool:
             length, kind = int.from_bytes(box[:4], "big"), box[4:8]
             if kind == b"moov":
                 return False
+            if length == 0:  # "to the end of the file": a recording never finalised (its moov unwritten)
+                return True
             if length == 1:
                 length = int.from_bytes(box[8:16], "big")
             if length < 8:

@@ -196,7 +196,7 @@ def make_variants(folder: Path, n: int | None = None, names: Sequence[str] | Non
     """The carphone variants (first `n` frames, upscaled x4) in `folder`, as {name: path}:
 
     upright (H.264 MP4), rot90 / rot180 / rot270 (sideways frames + display matrix, MP4),
-    mirrored (front camera: mirrored + rot90), hevc10_mov (HEVC Main 10, MOV, hvc1),
+    mirrored (front camera: mirrored + rot90), hevc10_mov (HEVC Main 10, MOV, hvc1), hevc_mp4 (8-bit),
     vp9_webm, av1_mp4 (SVT-AV1), prores_mov, mjpeg_avi, h264_mkv, vfr (variable frame rate,
     MP4), portrait (9:16), audio (H.264 + AAC), truncated (the upright MP4 cut at 60%),
     original (the 176x144 clip as shipped).
@@ -211,6 +211,8 @@ def make_variants(folder: Path, n: int | None = None, names: Sequence[str] | Non
         "hevc10_mov": lambda p: write_clip(
             p, frames, codec="libx265", pix_fmt="yuv420p10le",
             options={"preset": "ultrafast", "crf": "12", "x265-params": "log-level=error"}),
+        "hevc_mp4": lambda p: write_clip(
+            p, frames, codec="libx265", options={"preset": "ultrafast", "crf": "12", "x265-params": "log-level=error"}),
         "vp9_webm": lambda p: write_clip(
             p, frames, codec="libvpx-vp9", options={"deadline": "realtime", "cpu-used": "8", "crf": "12", "b": "0"}),
         "av1_mp4": lambda p: write_clip(

@@ -19,8 +19,8 @@ from tests import real_clips as rc
 
 N = 60
 SAME_ID = "cp-0001"
-FORMATS = ["upright", "rot90", "rot180", "rot270", "mirrored", "hevc10_mov", "vp9_webm", "av1_mp4", "prores_mov",
-           "mjpeg_avi", "h264_mkv", "audio"]
+FORMATS = ["upright", "rot90", "rot180", "rot270", "mirrored", "hevc10_mov", "hevc_mp4", "vp9_webm", "av1_mp4",
+           "prores_mov", "mjpeg_avi", "h264_mkv", "audio"]
 
 
 @pytest.fixture(scope="module")

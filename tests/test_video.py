@@ -103,7 +103,8 @@ def test_non_right_angle_rotation_is_its_own_code(tmp_path) -> None:
 # --- codecs, containers, times -----------------------------------------------------------------
 
 FORMATS = {  # name: (container, codec, bit depth, min PSNR against the upright H.264 decode)
-    "hevc10_mov": ("mov", "hevc", 10, 38.0), "vp9_webm": ("webm", "vp9", 8, 38.0), "av1_mp4": ("mp4", "av1", 8, 35.0),
+    "hevc10_mov": ("mov", "hevc", 10, 38.0), "hevc_mp4": ("mp4", "hevc", 8, 38.0),
+    "vp9_webm": ("webm", "vp9", 8, 38.0), "av1_mp4": ("mp4", "av1", 8, 35.0),
     "prores_mov": ("mov", "prores", 10, 38.0), "mjpeg_avi": ("avi", "mjpeg", 8, 32.0),
     "h264_mkv": ("matroska", "h264", 8, 60.0), "audio": ("mp4", "h264", 8, 60.0),
 }
@@ -191,6 +192,17 @@ def test_bad_files_get_codes_that_tell_the_truth(variants, tmp_path) -> None:
     for path, (code, words) in cases.items():
         err = code_of(path)
         assert (err.code, words in err.detail) == (code, True), f"{path.name}: {err}"
+
+
+def test_a_recording_never_finalised_is_truncated(variants, tmp_path) -> None:
+    """A phone that stops mid-recording leaves an 'mdat' of undeclared size (0: to the end of the
+    file) and no 'moov'."""
+    data = bytearray(variants["truncated"].read_bytes())
+    at = data.index(b"mdat") - 4
+    data[at:at + 4] = bytes(4)
+    (tmp_path / "unfinished.mp4").write_bytes(bytes(data))
+    err = code_of(tmp_path / "unfinished.mp4")
+    assert err.code == "truncated_video" and "never finalised" in err.detail
 
 
 def test_a_cut_off_clip_with_its_index_first_is_truncated(tmp_path) -> None:
