@@ -114,9 +114,7 @@ class PacketIndex:
     """The video stream's frames in presentation order (pts), from demuxing, not decoding."""
 
     pts: np.ndarray          # int64, sorted
-    key_pts: np.ndarray      # int64, sorted: pts of keyframes
-    key_seek: np.ndarray     # int64: where to seek for each keyframe (its dts when known, else pts)
-    key_open: np.ndarray     # bool: an open-GOP keyframe (leading pictures follow it in decode order)
+    key_pts: np.ndarray      # int64, sorted: pts of keyframes (a seek to one lands on it, see Clip._frame_at)
     time_base: float
     last_duration: int       # the last frame's duration in time_base units (0 = unknown)
 
@@ -184,7 +182,6 @@ class Clip:
         self._decoded_upto: int | None = None  # ... before the last seek
         self._seek_forward = True
         self._first_index = 0
-        self._backs_off = self._container.format.name.startswith("mov")  # MOV / MP4: see _frame_at
         self.undecodable: list[int] = []
         self.frames_decoded = 0  # frames the decoder produced (a clip is decoded at most once: <= info.frames)
         try:
@@ -237,14 +234,13 @@ class Clip:
 
     def _index(self) -> PacketIndex:
         """Every frame's timestamp and the keyframes, from the packets (nothing decoded)."""
-        pts, dts, keys = [], [], []
+        pts, keys = [], []
         last_duration, ended_early = 0, ""
         try:
             for packet in self._container.demux(self._stream):
                 if packet.size == 0 or packet.is_discard:
                     continue
                 pts.append(packet.pts if packet.pts is not None else packet.dts)
-                dts.append(packet.dts)
                 keys.append(bool(packet.is_keyframe))
                 last_duration = packet.duration or 0
         except av.FFmpegError as err:
@@ -268,14 +264,12 @@ class Clip:
         if not key_idx:
             raise VideoError("unreadable_video", f"{name}: no keyframe: no frame can be decoded on its own")
         key_pts = np.asarray([pts[i] for i in key_idx], dtype=np.int64)
-        key_seek = np.asarray([min(pts[i], dts[i]) if dts[i] is not None else pts[i] for i in key_idx], dtype=np.int64)
-        return PacketIndex(sorted_pts, key_pts, key_seek, _open_gop(pts, keys, key_idx), float(self._stream.time_base),
-                           last_duration)
+        return PacketIndex(sorted_pts, key_pts, float(self._stream.time_base), last_duration)
 
     def _first_frame(self) -> av.VideoFrame:
         """The first frame the decoder gives from the start (a stream cut mid-GOP, or opening
         with an open GOP's leading pictures, may start a few frames in, as players do)."""
-        self._seek(int(self.index.key_seek[0]))
+        self._seek(int(self.index.key_pts[0]))
         for frame in self._iter:
             self.frames_decoded += 1
             if frame.pts is not None:
@@ -328,21 +322,21 @@ class Clip:
 
     def _frame_at(self, i: int) -> av.VideoFrame | None:
         """The frame with the i-th pts. The decoder seeks to the keyframe before the frame only
-        when decoding would start after what it has decoded; otherwise it goes on forward, so no
-        frame is decoded twice. FFmpeg's MOV reader starts an open-GOP keyframe's seek at the
-        keyframe before it (for its leading pictures): counted where decoding starts. A seek that
-        still lands on frames already decoded (a sparse seek index) turns forward seeking off for
-        the clip."""
+        when that keyframe is after what it has decoded; otherwise it goes on forward, so no
+        frame is decoded twice. Seeks go by the keyframe's presentation timestamp: FFmpeg's MOV
+        reader indexes decode timestamps, and given one before an HEVC open-GOP keyframe's
+        presentation it starts a GOP earlier (for leading pictures, which a frame at or after the
+        keyframe does not need). A seek that still lands on frames already decoded (a sparse seek
+        index) turns forward seeking off for the clip."""
         target = int(self.index.pts[i])
         k = max(int(np.searchsorted(self.index.key_pts, target, side="right")) - 1, 0)
-        lands = k - 1 if self._backs_off and self.index.key_open[k] else k  # where a seek to k starts decoding
         go_on = self._iter is not None and self._last_pts is not None and self._last_pts < target and (
-            not self._seek_forward or lands <= self._key_of(self._last_pts))
+            not self._seek_forward or k <= self._key_of(self._last_pts))
         for _ in range(MAX_SEEK_RETRIES + 1):
             if not go_on:
                 if k < 0:
                     return None
-                self._seek(int(self.index.key_seek[k]))
+                self._seek(int(self.index.key_pts[k]))
             go_on = False
             frame, overshot = self._decode_until(target)
             if frame is not None or not overshot:
@@ -395,7 +389,7 @@ def to_rgb8(frame: av.VideoFrame) -> np.ndarray:
     read as BT.709 from 720 lines up and BT.601 below, as players guess. HDR (PQ / HLG) and
     BT.2020 frames go through swscale's colour management to BT.709 primaries and the sRGB curve
     (HDR: reference white 203 cd/m2 to sRGB white, highlights above it clipped)."""
-    kwargs: dict = {}
+    kwargs: dict = {"threads": decoder_threads()}  # swscale's own threads: the same CPU share
     if frame.colorspace == UNSPECIFIED_COLORSPACE and not frame.format.is_rgb:
         kwargs["src_colorspace"] = "ITU709" if frame.height >= 720 else "ITU601"
     trc, primaries = frame.color_trc, frame.color_primaries
@@ -535,24 +529,6 @@ def _enum_name(enum: type, value: int) -> str:
 
 def _reason(err: BaseException) -> str:
     return getattr(err, "strerror", None) or str(err) or type(err).__name__
-
-
-def _open_gop(pts: list[int], keys: list[bool], key_idx: list[int]) -> np.ndarray:
-    """For each keyframe (`key_idx`: positions in decode order, sorted by pts): whether a packet
-    after it and before the next keyframe, in decode order, is shown before it (a leading
-    picture of an open GOP, as HEVC CRA and x265's default write)."""
-    is_open = {}
-    current, earliest = None, None
-    for j, (p, key) in enumerate(zip(pts, keys)):
-        if key:
-            if current is not None:
-                is_open[current] = earliest is not None and earliest < pts[current]
-            current, earliest = j, None
-        elif current is not None:
-            earliest = p if earliest is None else min(earliest, p)
-    if current is not None:
-        is_open[current] = earliest is not None and earliest < pts[current]
-    return np.asarray([is_open.get(j, False) for j in key_idx], dtype=bool)
 
 
 def _data_ends_early(container: av.container.InputContainer, stream: av.stream.Stream, got: int) -> bool:
