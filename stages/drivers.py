@@ -102,13 +102,12 @@ class DriversStage(Stage):
             face, base = self._template
             frames = render_program(face, program.controls, p.frames, self._animator, base)
             label, source, weight = program.label, "program", p.subtle_smile_weight if program.subtle_smile else 1.0
-            clip = encode_mp4(frames, p.fps)
+            clip, n_frames = encode_mp4(frames, p.fps), len(frames)
         else:
             path = Path(item.data["path"])
             frames, n_frames = self.check_clip(path)
             label, source, weight = path.stem.replace("_", " "), "clip", 1.0
             clip = path.read_bytes()
-        n_frames = len(frames) if source == "program" else n_frames
         first = self._animator.mesh(frames[0], "driver first frame")
         last = self._animator.mesh(frames[-1], "driver last frame")
         motion = mo.measure(first, last)
