@@ -41,6 +41,10 @@ from pipeline.stage import Reject
 HDR_TRANSFERS = frozenset({ColorTrc.SMPTE2084, ColorTrc.ARIB_STD_B67})  # PQ, HLG
 UNSPECIFIED_COLORSPACE = 2  # AVCOL_SPC_UNSPECIFIED
 MAX_SEEK_RETRIES = 3  # keyframes further back tried when a seek lands after the wanted frame
+# Decoders that honour skip_frame packet by packet: on the way to a wanted frame, frames no other
+# frame refers to (H.264 nal_ref_idc 0, HEVC sub-layer non-reference pictures) are not decoded;
+# every frame that is decoded comes out bit-identical (tests/test_video.py).
+SKIP_NONREF_CODECS = frozenset({"h264", "hevc"})
 
 _decoder_threads: int | None = None
 
@@ -182,6 +186,7 @@ class Clip:
         self._decoded_upto: int | None = None  # ... before the last seek
         self._seek_forward = True
         self._first_index = 0
+        self._wanted_pts: frozenset[int] | None = None  # while reading: the frames to decode; None: all
         self.undecodable: list[int] = []
         self.frames_decoded = 0  # frames the decoder produced (a clip is decoded at most once: <= info.frames)
         try:
@@ -309,6 +314,7 @@ class Clip:
         n = len(self.index.pts)
         wanted = range(n) if indices is None else sorted({i for i in indices if 0 <= i < n})
         times = self.times
+        self._wanted_pts = None if indices is None else frozenset(int(self.index.pts[i]) for i in wanted)
         for i in wanted:
             frame = self._first if i == self._first_index else self._frame_at(i)
             if frame is None:
@@ -353,7 +359,12 @@ class Clip:
         self._decoded_upto, self._last_pts = self._last_pts, None
 
     def _decoded(self) -> Iterator[av.VideoFrame]:
+        ctx = self._stream.codec_context
+        skipping = ctx.name in SKIP_NONREF_CODECS
         for packet in self._container.demux(self._stream):
+            if skipping:  # read per packet: a wanted frame is always decoded
+                wanted = self._wanted_pts is None or packet.pts in self._wanted_pts
+                ctx.skip_frame = "DEFAULT" if wanted else "NONREF"
             try:
                 yield from packet.decode()
             except av.FFmpegError:
