@@ -12,6 +12,11 @@ import importlib
 import sys
 from typing import Sequence
 
+from pipeline import quiet
+from pipeline.cluster import ClusterError
+
+VERBOSE_HELP = "show the libraries' own log lines (Ray, its workers, mediapipe, FFmpeg); quiet by default"
+
 # name -> (module, one-line help). Keep in pipeline order.
 COMMANDS: dict[str, tuple[str, str]] = {
     "ingest": ("stages.ingest", "sample frames of the crowdsourced clips, keep frontal neutral faces, crop 1024 px (paper B.2)"),
@@ -53,6 +58,7 @@ def command_module(name: str):
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="piq", description=__doc__.splitlines()[0])
     parser.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
+    parser.add_argument("--verbose", action="store_true", help=VERBOSE_HELP)
     sub = parser.add_subparsers(dest="command", metavar="<command>")
     for name, (module, help_text) in COMMANDS.items():
         sub.add_parser(name, help=help_text, description=help_text, add_help=False)
@@ -66,13 +72,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    quiet.configure(args.verbose or "--verbose" in rest)  # before the command's libraries load
     module = command_module(args.command)
     sub = argparse.ArgumentParser(prog=f"piq {args.command}", description=COMMANDS[args.command][1])
     sub.add_argument("--params", default=args.params, help="params file (default: params.yaml)")
+    sub.add_argument("--verbose", action="store_true", default=args.verbose, help=VERBOSE_HELP)
     if hasattr(module, "add_arguments"):
         module.add_arguments(sub)
     sub_args = sub.parse_args(rest)
-    return int(module.main(sub_args) or 0)
+    try:
+        return int(module.main(sub_args) or 0)
+    except ClusterError as err:  # RAY_ADDRESS names a cluster this process cannot join as set up
+        print(f"piq {args.command}: {err}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -24,6 +24,8 @@ from typing import Any, Iterable, Sized
 
 from tqdm import tqdm
 
+from pipeline import quiet
+from pipeline.cluster import check_cluster_auth
 from pipeline.config.runner import RunnerParams
 from pipeline.item_feed import ItemFeed
 from pipeline.manifest import consolidate, up_to_date
@@ -69,13 +71,10 @@ class TaskResult:
 
 
 def _limit_threads(threads: int) -> None:
-    """Threads of torch / OpenCV / the video decoder in this process, so N workers do not fight
-    over the same cores. Only libraries already imported are touched (importing torch costs
-    seconds and ~400 MB); OMP_NUM_THREADS covers those imported later, the video reader's own
-    setting every clip opened after it."""
-    from pipeline.video import set_decoder_threads
-
-    set_decoder_threads(threads)
+    """Threads of torch / OpenCV in this process, so N workers do not fight over the same cores.
+    Only libraries already imported are touched (importing torch costs seconds and ~400 MB);
+    OMP_NUM_THREADS covers those imported later, and the video reader's decoder threads
+    (pipeline/video.py reads it for every clip it opens)."""
     os.environ["OMP_NUM_THREADS"] = str(threads)
     if "torch" in sys.modules:
         sys.modules["torch"].set_num_threads(threads)
@@ -223,6 +222,9 @@ class Runner:
     def run(self, stage: Stage, items: Iterable[Item], out_dir: str | Path) -> RunSummary:
         """Run `stage` over `items` (a list or a generator: read lazily, in chunks) into `out_dir`."""
         started = time.time()
+        address = os.environ.get("RAY_ADDRESS")
+        if self.params.workers and address and "ray" not in sys.modules:
+            check_cluster_auth(address)  # a cluster this process cannot join: one clear line, nothing written
         out = OutDir(out_dir, fsync=self.params.fsync)
         state = StageState(out)
         state.open({"stage": stage.name, "seed": self.seed, **stage.fingerprint()})
@@ -382,8 +384,12 @@ def init_ray(params: RunnerParams) -> None:
         return
     address = os.environ.get("RAY_ADDRESS")
     env = {"OMP_NUM_THREADS": str(params.threads_per_worker), "TOKENIZERS_PARALLELISM": "false"}
+    loud = quiet.verbose()  # quiet: workers' output stays in Ray's log files, Ray's notices are off
+    if loud:
+        env[quiet.VERBOSE_ENV] = "1"
+    quiet.apply()
     if address:
-        ray.init(address=address, runtime_env={"env_vars": env}, log_to_driver=True)
+        ray.init(address=address, runtime_env={"env_vars": env}, log_to_driver=loud)
         return
     # Local workers see the driver's import path, so stages defined outside installed
     # packages (notebooks, tests) can be shipped to them.
@@ -398,6 +404,6 @@ def init_ray(params: RunnerParams) -> None:
         # workers are the stage's work: they run at the driver's priority.
         _system_config={"worker_niceness": 0},
         runtime_env={"env_vars": env},
-        log_to_driver=True,
+        log_to_driver=loud,
         configure_logging=False,
     )

@@ -27,6 +27,7 @@ bad_timestamps. FFmpeg's own log lines are off (PyAV's default); `--verbose` tur
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -40,6 +41,10 @@ from pipeline.stage import Reject
 HDR_TRANSFERS = frozenset({ColorTrc.SMPTE2084, ColorTrc.ARIB_STD_B67})  # PQ, HLG
 UNSPECIFIED_COLORSPACE = 2  # AVCOL_SPC_UNSPECIFIED
 MAX_SEEK_RETRIES = 3  # keyframes further back tried when a seek lands after the wanted frame
+# Decoders that honour skip_frame packet by packet: on the way to a wanted frame, frames no other
+# frame refers to (H.264 nal_ref_idc 0, HEVC sub-layer non-reference pictures) are not decoded;
+# every frame that is decoded comes out bit-identical (tests/test_video.py).
+SKIP_NONREF_CODECS = frozenset({"h264", "hevc"})
 
 _decoder_threads: int | None = None
 
@@ -53,16 +58,20 @@ class VideoError(Exception):
         self.detail = detail
 
 
-def set_decoder_threads(threads: int) -> None:
-    """Decoder threads of every clip opened from now on in this process: the runner sets its
-    `threads_per_worker` here, so N workers do not decode on N x all cores."""
+def set_decoder_threads(threads: int | None) -> None:
+    """Decoder threads of every clip opened from now on in this process (None: the default)."""
     global _decoder_threads
-    _decoder_threads = max(1, int(threads))
+    _decoder_threads = None if threads is None else max(1, int(threads))
 
 
 def decoder_threads() -> int:
-    """The runner's share, else the CPUs this process may run on."""
-    return _decoder_threads or len(os.sched_getaffinity(0))
+    """`set_decoder_threads`'s value, else the runner's CPU share (it sets OMP_NUM_THREADS to
+    `runner.threads_per_worker` in every worker, so N workers do not decode on N x all cores),
+    else the CPUs this process may run on."""
+    if _decoder_threads:
+        return _decoder_threads
+    share = os.environ.get("OMP_NUM_THREADS", "")
+    return int(share) if share.isdigit() and int(share) > 0 else len(os.sched_getaffinity(0))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,9 +118,7 @@ class PacketIndex:
     """The video stream's frames in presentation order (pts), from demuxing, not decoding."""
 
     pts: np.ndarray          # int64, sorted
-    key_pts: np.ndarray      # int64, sorted: pts of keyframes
-    key_seek: np.ndarray     # int64: where to seek for each keyframe (its dts when known, else pts)
-    key_open: np.ndarray     # bool: an open-GOP keyframe (leading pictures follow it in decode order)
+    key_pts: np.ndarray      # int64, sorted: pts of keyframes (a seek to one lands on it, see Clip._frame_at)
     time_base: float
     last_duration: int       # the last frame's duration in time_base units (0 = unknown)
 
@@ -172,16 +179,16 @@ class Clip:
         except (av.FFmpegError, UnicodeDecodeError) as err:
             if _mp4_without_index(self.path):
                 raise VideoError("truncated_video", f"{self.path.name} ends before its 'moov' index box (an MP4 / MOV "
-                                 "whose upload or copy was cut off)") from err
+                                 "upload or copy cut off, or a recording never finalised)") from err
             raise VideoError("unreadable_video", f"FFmpeg cannot open {self.path.name}: {_reason(err)}") from err
         self._iter: Iterator[av.VideoFrame] | None = None
         self._last_pts: int | None = None  # pts of the last frame decoded since the last seek
         self._decoded_upto: int | None = None  # ... before the last seek
         self._seek_forward = True
-        self._backs_off = False  # set once the container is known: MOV / MP4
+        self._first_index = 0
+        self._wanted_pts: frozenset[int] | None = None  # while reading: the frames to decode; None: all
         self.undecodable: list[int] = []
         self.frames_decoded = 0  # frames the decoder produced (a clip is decoded at most once: <= info.frames)
-        self._backs_off = self._container.format.name.startswith("mov")
         try:
             self._stream = self._video_stream()
             self.index = self._index()
@@ -203,7 +210,7 @@ class Clip:
         self._iter = None
         self._container.close()
 
-    @property
+    @functools.cached_property
     def times(self) -> np.ndarray:
         """Each frame's time in seconds (presentation order, first frame at 0)."""
         return self.index.times()
@@ -232,14 +239,13 @@ class Clip:
 
     def _index(self) -> PacketIndex:
         """Every frame's timestamp and the keyframes, from the packets (nothing decoded)."""
-        pts, dts, keys = [], [], []
+        pts, keys = [], []
         last_duration, ended_early = 0, ""
         try:
             for packet in self._container.demux(self._stream):
                 if packet.size == 0 or packet.is_discard:
                     continue
                 pts.append(packet.pts if packet.pts is not None else packet.dts)
-                dts.append(packet.dts)
                 keys.append(bool(packet.is_keyframe))
                 last_duration = packet.duration or 0
         except av.FFmpegError as err:
@@ -263,16 +269,20 @@ class Clip:
         if not key_idx:
             raise VideoError("unreadable_video", f"{name}: no keyframe: no frame can be decoded on its own")
         key_pts = np.asarray([pts[i] for i in key_idx], dtype=np.int64)
-        key_seek = np.asarray([min(pts[i], dts[i]) if dts[i] is not None else pts[i] for i in key_idx], dtype=np.int64)
-        return PacketIndex(sorted_pts, key_pts, key_seek, _open_gop(pts, keys, key_idx), float(self._stream.time_base),
-                           last_duration)
+        return PacketIndex(sorted_pts, key_pts, float(self._stream.time_base), last_duration)
 
     def _first_frame(self) -> av.VideoFrame:
-        frame = self._frame_at(0)
-        if frame is None:
-            raise VideoError("unreadable_video", f"{self.path.name}: the {_codec_name(self._stream)} stream does "
-                             "not decode (corrupt data)")
-        return frame
+        """The first frame the decoder gives from the start (a stream cut mid-GOP, or opening
+        with an open GOP's leading pictures, may start a few frames in, as players do)."""
+        self._seek(int(self.index.key_pts[0]))
+        for frame in self._iter:
+            self.frames_decoded += 1
+            if frame.pts is not None:
+                self._last_pts = frame.pts
+                self._first_index = int(np.searchsorted(self.index.pts, frame.pts))
+                return frame
+        raise VideoError("unreadable_video", f"{self.path.name}: the {_codec_name(self._stream)} stream does "
+                         "not decode (corrupt data)")
 
     def _info(self, first: av.VideoFrame) -> VideoInfo:
         stream, times = self._stream, self.times
@@ -304,8 +314,9 @@ class Clip:
         n = len(self.index.pts)
         wanted = range(n) if indices is None else sorted({i for i in indices if 0 <= i < n})
         times = self.times
+        self._wanted_pts = None if indices is None else frozenset(int(self.index.pts[i]) for i in wanted)
         for i in wanted:
-            frame = self._first if i == 0 and self._first is not None else self._frame_at(i)
+            frame = self._first if i == self._first_index else self._frame_at(i)
             if frame is None:
                 self.undecodable.append(i)
                 continue
@@ -317,21 +328,21 @@ class Clip:
 
     def _frame_at(self, i: int) -> av.VideoFrame | None:
         """The frame with the i-th pts. The decoder seeks to the keyframe before the frame only
-        when decoding would start after what it has decoded; otherwise it goes on forward, so no
-        frame is decoded twice. FFmpeg's MOV reader starts an open-GOP keyframe's seek at the
-        keyframe before it (for its leading pictures): counted where decoding starts. A seek that
-        still lands on frames already decoded (a sparse seek index) turns forward seeking off for
-        the clip."""
+        when that keyframe is after what it has decoded; otherwise it goes on forward, so no
+        frame is decoded twice. Seeks go by the keyframe's presentation timestamp: FFmpeg's MOV
+        reader indexes decode timestamps, and given one before an HEVC open-GOP keyframe's
+        presentation it starts a GOP earlier (for leading pictures, which a frame at or after the
+        keyframe does not need). A seek that still lands on frames already decoded (a sparse seek
+        index) turns forward seeking off for the clip."""
         target = int(self.index.pts[i])
         k = max(int(np.searchsorted(self.index.key_pts, target, side="right")) - 1, 0)
-        lands = k - 1 if self._backs_off and self.index.key_open[k] else k  # where a seek to k starts decoding
         go_on = self._iter is not None and self._last_pts is not None and self._last_pts < target and (
-            not self._seek_forward or lands <= self._key_of(self._last_pts))
+            not self._seek_forward or k <= self._key_of(self._last_pts))
         for _ in range(MAX_SEEK_RETRIES + 1):
             if not go_on:
                 if k < 0:
                     return None
-                self._seek(int(self.index.key_seek[k]))
+                self._seek(int(self.index.key_pts[k]))
             go_on = False
             frame, overshot = self._decode_until(target)
             if frame is not None or not overshot:
@@ -348,7 +359,12 @@ class Clip:
         self._decoded_upto, self._last_pts = self._last_pts, None
 
     def _decoded(self) -> Iterator[av.VideoFrame]:
+        ctx = self._stream.codec_context
+        skipping = ctx.name in SKIP_NONREF_CODECS
         for packet in self._container.demux(self._stream):
+            if skipping:  # read per packet: a wanted frame is always decoded
+                wanted = self._wanted_pts is None or packet.pts in self._wanted_pts
+                ctx.skip_frame = "DEFAULT" if wanted else "NONREF"
             try:
                 yield from packet.decode()
             except av.FFmpegError:
@@ -375,10 +391,6 @@ class Clip:
         return None, False
 
 
-def open_clip(path: str | Path) -> Clip:
-    return Clip(path)
-
-
 # --- colour ------------------------------------------------------------------------------------
 
 def to_rgb8(frame: av.VideoFrame) -> np.ndarray:
@@ -388,7 +400,7 @@ def to_rgb8(frame: av.VideoFrame) -> np.ndarray:
     read as BT.709 from 720 lines up and BT.601 below, as players guess. HDR (PQ / HLG) and
     BT.2020 frames go through swscale's colour management to BT.709 primaries and the sRGB curve
     (HDR: reference white 203 cd/m2 to sRGB white, highlights above it clipped)."""
-    kwargs: dict = {}
+    kwargs: dict = {"threads": decoder_threads()}  # swscale's own threads: the same CPU share
     if frame.colorspace == UNSPECIFIED_COLORSPACE and not frame.format.is_rgb:
         kwargs["src_colorspace"] = "ITU709" if frame.height >= 720 else "ITU601"
     trc, primaries = frame.color_trc, frame.color_primaries
@@ -492,7 +504,8 @@ def _container_name(container: av.container.InputContainer) -> str:
 
 
 def _mp4_without_index(path: Path) -> bool:
-    """An ISO-BMFF file (ftyp first) whose top-level boxes end before any 'moov'."""
+    """An ISO-BMFF file (ftyp first) that ends before any 'moov' box: its last box runs past the
+    end of the file, or to it by declaring no size (a recording stopped before it was finalised)."""
     with open(path, "rb") as f:
         head = f.read(12)
         if head[4:8] != b"ftyp":
@@ -504,6 +517,8 @@ def _mp4_without_index(path: Path) -> bool:
             length, kind = int.from_bytes(box[:4], "big"), box[4:8]
             if kind == b"moov":
                 return False
+            if length == 0:  # "to the end of the file": a recording never finalised (its moov unwritten)
+                return True
             if length == 1:
                 length = int.from_bytes(box[8:16], "big")
             if length < 8:
@@ -525,24 +540,6 @@ def _enum_name(enum: type, value: int) -> str:
 
 def _reason(err: BaseException) -> str:
     return getattr(err, "strerror", None) or str(err) or type(err).__name__
-
-
-def _open_gop(pts: list[int], keys: list[bool], key_idx: list[int]) -> np.ndarray:
-    """For each keyframe (`key_idx`: positions in decode order, sorted by pts): whether a packet
-    after it and before the next keyframe, in decode order, is shown before it (a leading
-    picture of an open GOP, as HEVC CRA and x265's default write)."""
-    is_open = {}
-    current, earliest = None, None
-    for j, (p, key) in enumerate(zip(pts, keys)):
-        if key:
-            if current is not None:
-                is_open[current] = earliest is not None and earliest < pts[current]
-            current, earliest = j, None
-        elif current is not None:
-            earliest = p if earliest is None else min(earliest, p)
-    if current is not None:
-        is_open[current] = earliest is not None and earliest < pts[current]
-    return np.asarray([is_open.get(j, False) for j in key_idx], dtype=bool)
 
 
 def _data_ends_early(container: av.container.InputContainer, stream: av.stream.Stream, got: int) -> bool:

@@ -199,7 +199,7 @@ def clips() -> list[Clip]:
         Clip("hopper_far.mp4", "v0012", "p0002", CATEGORIES[2], "face_too_small",
              "Hopper far away: a face of ~45 px, below the 64 px floor",
              make=portrait_clip(grace, Placement(420, 200, 0.24, wobble_px=3), 12)),
-        Clip("broken_upload.mp4", "v0013", "p0001", CATEGORIES[0], "unreadable_video",
+        Clip("broken_upload.mp4", "v0013", "p0001", CATEGORIES[0], "truncated_video",
              "an upload cut short and filled with garbage", make=corrupt_clip(portrait_clip(astro, computer_a, 13))),
         Clip("empty_upload.mp4", "v0014", "p0002", CATEGORIES[0], "empty_video",
              "a zero-length upload", make=lambda path: path.write_bytes(b"")),

@@ -81,7 +81,7 @@ def motion_columns(motion: mo.Motion, first: fm.Mesh, last: fm.Mesh) -> dict[str
 class DriversStage(Stage):
     params: DriversParams
     name: ClassVar[str] = "drivers"
-    worker_local: ClassVar[tuple[str, ...]] = ("_animator", "_template")
+    worker_local: ClassVar[tuple[str, ...]] = ("_animator", "_template", "_checker")
     manifest_columns: ClassVar[dict[str, str]] = {
         "driver_id": "string", "label": "string", "source": "string", "path": "string", "n_frames": "int64",
         "weight": "float64", "motion_magnitude": "float64", "vector": "string",
@@ -90,6 +90,7 @@ class DriversStage(Stage):
     def __post_init__(self) -> None:
         self._animator: MeshAnimator | None = None
         self._template: tuple[np.ndarray, fm.Mesh] | None = None
+        self._checker: fm.FaceMeshDetector | None = None  # user-clip checks: up to two faces
 
     def setup(self) -> None:
         if self._animator is None:
@@ -105,13 +106,12 @@ class DriversStage(Stage):
             face, base = self._template
             frames = render_program(face, program.controls, p.frames, self._animator, base)
             label, source, weight = program.label, "program", p.subtle_smile_weight if program.subtle_smile else 1.0
-            clip = encode_mp4(frames, p.fps)
+            clip, n_frames = encode_mp4(frames, p.fps), len(frames)
         else:
             path = Path(item.data["path"])
             frames, n_frames = self.check_clip(path)
             label, source, weight = path.stem.replace("_", " "), "clip", 1.0
             clip = path.read_bytes()
-        n_frames = len(frames) if source == "program" else n_frames
         first = self._animator.mesh(frames[0], "driver first frame")
         last = self._animator.mesh(frames[-1], "driver last frame")
         motion = mo.measure(first, last)
@@ -140,9 +140,10 @@ class DriversStage(Stage):
         if len(frames) < len(picks):
             missing = sorted(set(picks) - set(frames))
             raise Reject("unreadable_video", f"{path.name}: frames {missing} do not decode")
-        detector = fm.FaceMeshDetector(max_faces=2)
+        if self._checker is None:
+            self._checker = fm.FaceMeshDetector(max_faces=2)
         for i in picks:
-            faces = detector.detect(frames[i])
+            faces = self._checker.detect(frames[i])
             if not faces:
                 raise Reject("face_lost", f"{path.name}: no face in frame {i}")
             if len(faces) > 1:

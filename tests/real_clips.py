@@ -28,11 +28,12 @@ environment's versions may lack, and only its data file is wanted.
 from __future__ import annotations
 
 import importlib.util
+import itertools
 import os
 import struct
 from fractions import Fraction
 from pathlib import Path
-from typing import Sequence
+from typing import Iterable, Sequence
 
 import av
 import cv2
@@ -88,7 +89,7 @@ def stored_from_upright(rgb: np.ndarray, rotation: int, mirrored: bool = False) 
 
 def write_clip(
     path: Path,
-    frames: Sequence[np.ndarray],
+    frames: Iterable[np.ndarray | av.VideoFrame],
     *,
     codec: str = "libx264",
     pix_fmt: str = "yuv420p",
@@ -112,7 +113,9 @@ def write_clip(
     converted by the BT.709 matrix and tagged BT.709; `color` replaces the stream's tags
     (color_primaries, color_trc, colorspace, color_range) for frames given as av.VideoFrame."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    h, w = (frames[0].height, frames[0].width) if isinstance(frames[0], av.VideoFrame) else frames[0].shape[:2]
+    frames = iter(frames)  # a generator keeps only one frame in memory (a 32 s 4K clip is ~24 GB as RGB)
+    first = next(frames)
+    h, w = (first.height, first.width) if isinstance(first, av.VideoFrame) else first.shape[:2]
     time_base = Fraction(1, 90000) if times is not None else 1 / rate
     with av.open(str(path), "w", options=container_options or {}) as out:
         stream = out.add_stream(codec, rate=rate if times is None else None, options=options or {})
@@ -130,14 +133,16 @@ def write_clip(
         for key, value in tags.items():
             setattr(stream.codec_context, key, value)
         sound = _add_audio(out, path.suffix.lower()) if audio else None
-        for i, rgb in enumerate(frames):
+        n = 0
+        for i, rgb in enumerate(itertools.chain([first], frames)):
+            n = i + 1
             frame = rgb if isinstance(rgb, av.VideoFrame) else _bt709(rgb, pix_fmt, full_range)
             frame.pts = round(times[i] / time_base) if times is not None else i
             frame.time_base = time_base
             out.mux(stream.encode(frame))
         out.mux(stream.encode(None))
         if sound is not None:
-            duration = (times[-1] + 1 / float(rate)) if times is not None else len(frames) / float(rate)
+            duration = (times[-1] + 1 / float(rate)) if times is not None else n / float(rate)
             _write_tone(out, sound, duration)
     return path
 
@@ -191,7 +196,7 @@ def make_variants(folder: Path, n: int | None = None, names: Sequence[str] | Non
     """The carphone variants (first `n` frames, upscaled x4) in `folder`, as {name: path}:
 
     upright (H.264 MP4), rot90 / rot180 / rot270 (sideways frames + display matrix, MP4),
-    mirrored (front camera: mirrored + rot90), hevc10_mov (HEVC Main 10, MOV, hvc1),
+    mirrored (front camera: mirrored + rot90), hevc10_mov (HEVC Main 10, MOV, hvc1), hevc_mp4 (8-bit),
     vp9_webm, av1_mp4 (SVT-AV1), prores_mov, mjpeg_avi, h264_mkv, vfr (variable frame rate,
     MP4), portrait (9:16), audio (H.264 + AAC), truncated (the upright MP4 cut at 60%),
     original (the 176x144 clip as shipped).
@@ -206,6 +211,8 @@ def make_variants(folder: Path, n: int | None = None, names: Sequence[str] | Non
         "hevc10_mov": lambda p: write_clip(
             p, frames, codec="libx265", pix_fmt="yuv420p10le",
             options={"preset": "ultrafast", "crf": "12", "x265-params": "log-level=error"}),
+        "hevc_mp4": lambda p: write_clip(
+            p, frames, codec="libx265", options={"preset": "ultrafast", "crf": "12", "x265-params": "log-level=error"}),
         "vp9_webm": lambda p: write_clip(
             p, frames, codec="libvpx-vp9", options={"deadline": "realtime", "cpu-used": "8", "crf": "12", "b": "0"}),
         "av1_mp4": lambda p: write_clip(

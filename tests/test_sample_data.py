@@ -39,7 +39,7 @@ def test_sample_is_small_and_consistent() -> None:
         assert (row.file in files) == (row.expected != "missing_file"), row.file
     assert set(expected["expected"]) >= {
         "accept", "wrong_category", "no_face", "not_frontal", "head_tilt", "multiple_faces",
-        "face_too_small", "unreadable_video", "empty_video", "missing_file", "missing_metadata",
+        "face_too_small", "truncated_video", "empty_video", "missing_file", "missing_metadata",
     }
     assert set(meta["participant_id"]) >= {"p0001", "p0002"}
 

@@ -20,8 +20,8 @@ class DriversParams:
     subtle_smile_weight: float = 3.0       # paper 3.2: subtle smiles oversampled; weight of those programs
     min_frames: int = 4                    # shorter user clips: "too_short"
     check_frames: int = 6                  # user-clip frames checked for a face ("face_lost", "several_faces")
-    max_roll_deg: float = 30.0             # user clips: |head roll| at a checked frame or first->last beyond it: "face_rolled"
-    max_yaw_deg: float = 35.0              # user clips: |head turn| likewise: "face_turned"
+    max_roll_deg: float = 45.0             # user clips: |head roll| at a checked frame or first->last beyond it: "face_rolled"
+    max_yaw_deg: float = 45.0              # user clips: |head turn| likewise: "face_turned"
     programs: tuple[str, ...] = ()         # render only the programs with these labels (ids stay those of the full list); () = all
 
     def validate(self) -> None:

@@ -22,6 +22,7 @@ from typing import Sequence
 
 import numpy as np
 
+from pipeline.quiet import native_stderr_filtered
 from pipeline.worker_state import WorkerLocal
 
 N_POINTS = 478  # 468 face points + 2 x 5 iris points (refine_landmarks=True)
@@ -178,12 +179,13 @@ class FaceMeshDetector(WorkerLocal):
     """mediapipe FaceMesh in static-image mode with iris refinement. Lazily built, so it can be
     constructed on a driver and shipped to a Ray worker before the model loads."""
 
-    worker_local = ("_model",)
+    worker_local = ("_model", "_started")
 
     def __init__(self, max_faces: int = 2, min_confidence: float = 0.5) -> None:
         self.max_faces = max_faces
         self.min_confidence = min_confidence
         self._model = None
+        self._started = False
 
     def _get(self):
         if self._model is None:
@@ -200,8 +202,10 @@ class FaceMeshDetector(WorkerLocal):
         if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
             raise ValueError(f"expected an RGB uint8 image, got shape {rgb.shape} dtype {rgb.dtype}")
         h, w = rgb.shape[:2]
-        with ieee_denormals():
+        # the graph's first run prints mediapipe's native INFO / WARNING lines (pipeline/quiet.py)
+        with ieee_denormals(), (contextlib.nullcontext() if self._started else native_stderr_filtered()):
             result = self._get().process(np.ascontiguousarray(rgb))
+        self._started = True
         meshes = []
         for face in result.multi_face_landmarks or []:
             pts = np.array([(lm.x * w, lm.y * h, lm.z * w) for lm in face.landmark], dtype=np.float64)

@@ -13,6 +13,7 @@ inside mediapipe's person mask (selfie segmentation, shipped in the mediapipe wh
 """
 from __future__ import annotations
 
+import contextlib
 from typing import Sequence
 
 import cv2
@@ -21,6 +22,7 @@ import numpy as np
 from pipeline.faces import mesh as fm
 from pipeline.labels import LABEL_IDS as L
 from pipeline.parsers.base import FaceParser
+from pipeline.quiet import native_stderr_filtered
 from pipeline.stage import Reject
 
 
@@ -100,12 +102,13 @@ def _clean(mask: np.ndarray, px: int) -> np.ndarray:
 
 class MeshParser(FaceParser):
     name = "mesh"
-    worker_local = ("_mesh", "_selfie")
+    worker_local = ("_mesh", "_selfie", "_selfie_started")
 
     def __init__(self, params) -> None:
         self.params = params
         self._mesh: fm.FaceMeshDetector | None = None
         self._selfie = None
+        self._selfie_started = False
 
     def setup(self) -> None:
         if self._mesh is None:
@@ -117,8 +120,10 @@ class MeshParser(FaceParser):
 
     def person_mask(self, rgb: np.ndarray) -> np.ndarray:
         self.setup()
-        with fm.ieee_denormals():
+        # the graph's first run prints mediapipe's native INFO lines (pipeline/quiet.py)
+        with fm.ieee_denormals(), (contextlib.nullcontext() if self._selfie_started else native_stderr_filtered()):
             prob = self._selfie.process(np.ascontiguousarray(rgb)).segmentation_mask
+        self._selfie_started = True
         return prob > self.params.person_threshold
 
     def parse(self, images: Sequence[np.ndarray]) -> list[np.ndarray | Reject]:
