@@ -24,7 +24,7 @@ import numpy as np
 from facereplace.best_take import Plan, choose_plan, read_plan, score_people
 from facereplace.burst import Shot, check_sizes, group_people
 from facereplace.compose import Composite, LoadedPhoto, Swap, load_faces, replace_many
-from facereplace.errors import PhotoError
+from facereplace.errors import PhotoError, guarded
 from facereplace.identity import distance
 
 SUFFIX_FORMAT = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG"}
@@ -122,6 +122,7 @@ def _iso_time(value: str) -> str:
     return when.isoformat(timespec="seconds")
 
 
+@guarded
 def main(args: argparse.Namespace) -> int:
     from facereplace.photo_io import write_atomic
     from pipeline.params import load_params

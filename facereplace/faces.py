@@ -124,7 +124,10 @@ def detection_factor(shape: tuple[int, int], p: ReplaceParams, replaceable_only:
 def _scaled_copy(rgb: np.ndarray, factor: float) -> tuple[np.ndarray, np.ndarray]:
     """(rgb resized by `factor`, 2x3 matrix back to rgb's pixels)."""
     h, w = rgb.shape[:2]
-    small = rgb if factor == 1.0 else cv2.resize(rgb, (round(w * factor), round(h * factor)), interpolation=cv2.INTER_AREA)
+    if factor == 1.0:
+        return rgb, np.array([[1.0, 0, 0], [0, 1.0, 0]], np.float64)
+    size = (max(1, round(w * factor)), max(1, round(h * factor)))
+    small = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
     return small, np.array([[1 / factor, 0, 0], [0, 1 / factor, 0]], np.float64)
 
 
@@ -292,6 +295,8 @@ def find_faces(image: np.ndarray, params: ReplaceParams | None = None, ingest: I
     p, ing = params or ReplaceParams(), ingest or IngestParams()
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise ValueError(f"expected an RGB uint8 image, got shape {image.shape} dtype {image.dtype}")
+    if min(image.shape[:2]) < MTCNN_MIN_FACE:  # too small or thin to hold a face the detector can see
+        return []
     found = detect_proposed(image, p) if proposed else detect_all(image, p, retry, replaceable_only)
     dets = sorted(found, key=lambda d: (d.box[0] + d.box[2]) / 2)
     if not measured:

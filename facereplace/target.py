@@ -119,6 +119,9 @@ def find_target(photo: np.ndarray, reference: np.ndarray, p: ReplaceParams, ing:
             chain = ["listing"]
     if not faces:
         raise PhotoError("no_face", f"PHOTO {names[0]}: no face found")
+    if face is not None and face >= len(faces):  # before REF's detection and any identity work
+        raise PhotoError("bad_face_index", f"--face {face}: PHOTO {names[0]} has {len(faces)} face(s), "
+                                           f"0..{len(faces) - 1} (as piq faces lists them)")
     ref_face = reference_face(_reference_faces(reference, p, ing, driving_face), driving_face, names[1])
     times["detect"] = times.get("detect", 0.0) + time.perf_counter() - t
 

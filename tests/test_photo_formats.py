@@ -1,0 +1,118 @@
+"""Every image a camera, phone or editor writes (issue 24, item 2 and the bad-input list): read as
+shown, or refused with one line naming the file and what is wrong, exit 2, no traceback, no
+Python object's repr, nothing written. Variants are made from the real-photo corpus
+(tests/corpus_fixtures.py); the commands run as a user runs them, each in a fresh process.
+"""
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from facereplace.photo_io import read_photo, write_photo
+from tests.corpus_fixtures import (BAD_VARIANTS, CORPUS, SHOWN_VARIANTS, corpus_rgb, run_piq, shown, tiny_and_thin,
+                                   write_variant)
+
+PORTRAIT = CORPUS / "obama_portrait.jpg"
+REF = CORPUS / "obama_lectern.jpg"
+
+
+@pytest.fixture(scope="module")
+def small_portrait() -> np.ndarray:
+    """The corpus portrait at half size (the variants' pixels: quick to write and read)."""
+    rgb = corpus_rgb("obama_portrait.jpg")
+    return cv2.resize(rgb, (rgb.shape[1] // 2, rgb.shape[0] // 2), interpolation=cv2.INTER_AREA)
+
+
+def one_line_refusal(run, code: str, name: str) -> None:
+    """A refusal as the tool must give it: exit 2, one stderr line naming the code and the file."""
+    assert run.rc == 2, (run.rc, run.err)
+    assert len(run.err_lines) == 1, run.err
+    line = run.err_lines[0]
+    assert line.startswith(f"piq: error: {code}: "), line
+    assert name in line, line
+    assert "Traceback" not in run.err and " object at 0x" not in line, line
+
+
+@pytest.mark.parametrize("kind", SHOWN_VARIANTS)
+def test_every_variant_is_read_as_shown(small_portrait, tmp_path, kind) -> None:
+    path = write_variant(small_portrait, kind, tmp_path)
+    photo = read_photo(path)
+    want = shown(small_portrait, kind)
+    assert photo.rgb.shape == want.shape and photo.rgb.dtype == np.uint8
+    assert photo.rgb.flags.writeable  # the face is pasted into these pixels (grey and CMYK files were read-only)
+    tol = 4.0 if kind in ("png_palette", "cmyk", "ycck") else 2.5  # JPEG / palette / CMYK round trips
+    assert np.abs(photo.rgb.astype(int) - want.astype(int)).mean() < tol, kind
+    assert photo.format == ("PNG" if path.suffix == ".png" else "JPEG")  # an MPO is a JPEG (its first picture)
+    assert (photo.deep is not None) == kind.startswith("png16")
+    assert photo.gray == (kind in ("grayscale", "png16_gray", "png_gray", "png_gray_alpha"))
+    if kind in ("cmyk", "ycck"):
+        assert "CMYK" in photo.warnings[0] and str(path) in photo.warnings[0]
+
+
+@pytest.mark.parametrize("kind", ["grayscale", "png_gray", "png16_gray"])
+def test_black_and_white_photos_are_written_back_black_and_white(small_portrait, tmp_path, kind) -> None:
+    photo = read_photo(write_variant(small_portrait, kind, tmp_path))
+    out = tmp_path / f"out{'.png' if kind.startswith('png') else '.jpg'}"
+    write_photo(photo, photo.rgb, out)
+    assert Image.open(out).mode in ("L", "I;16", "I")
+
+
+@pytest.mark.parametrize("kind", sorted(BAD_VARIANTS))
+def test_bad_files_are_one_line_refusals_naming_the_file(small_portrait, tmp_path, kind) -> None:
+    path = write_variant(small_portrait, kind, tmp_path)
+    one_line_refusal(run_piq("faces", path), BAD_VARIANTS[kind], path.name)
+
+
+def test_missing_file_and_folder_are_one_line_refusals(tmp_path) -> None:
+    one_line_refusal(run_piq("faces", tmp_path / "nowhere.jpg"), "unreadable_image", "nowhere.jpg")
+    one_line_refusal(run_piq("faces", tmp_path), "unreadable_image", tmp_path.name)
+
+
+def test_tiny_and_thin_images_hold_no_face_and_are_no_crash(tmp_path) -> None:
+    """1x1, 16x16, 300x1, 1280x18...: `piq faces` finds no face (MTCNN's empty pyramid and
+    OpenCV's zero-size resize crashed); `piq replace` refuses them as such, before REF's work."""
+    for name, path in tiny_and_thin(tmp_path).items():
+        got = run_piq("faces", path)
+        assert got.rc == 0 and "0 face(s)" in got.out and not got.err_lines, (name, got.err)
+    out = tmp_path / "never.png"
+    for path in (tiny_and_thin(tmp_path)["1x1"], tiny_and_thin(tmp_path)["300x1"]):
+        got = run_piq("replace", path, "--driving", REF, "-o", out)
+        one_line_refusal(got, "no_face", path.name)
+        assert not out.exists()
+
+
+def _no_leftovers(folder: Path, before: set[str]) -> None:
+    assert not [p for p in folder.iterdir() if p.name.startswith(".")], "a partial output was left"
+    assert {p.name for p in Path(tempfile.gettempdir()).iterdir()} - before <= {".pytest_cache"}, "temp files left"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["grayscale", "cmyk"])
+def test_grey_and_cmyk_photos_are_replaced(small_portrait, tmp_path, kind) -> None:
+    """A grey JPEG and a CMYK JPEG (read-only arrays: `assignment destination is read-only` in
+    the paste) are replaced; a grey photo stays grey."""
+    photo = write_variant(corpus_rgb("obama_portrait.jpg"), kind, tmp_path)
+    out = tmp_path / "out.jpg"
+    got = run_piq("replace", photo, "--driving", REF, "-o", out, "--method", "classical")
+    assert got.rc == 0, got.err
+    assert "face 0 replaced" in got.out
+    assert Image.open(out).mode == ("L" if kind == "grayscale" else "RGB")
+    assert not [line for line in got.err_lines if line.startswith(("piq: error", "Traceback"))]
+
+
+def test_face_numbers_are_checked_before_any_work(tmp_path) -> None:
+    got = run_piq("replace", PORTRAIT, "--driving", REF, "-o", tmp_path / "o.jpg", "--face", "-1")
+    assert got.rc == 2 and "face numbers start at 0" in got.err_lines[-1]  # argparse: usage, then the one error line
+    got = run_piq("replace", PORTRAIT, "--driving", REF, "-o", tmp_path / "o.jpg", "--face", "9")
+    one_line_refusal(got, "bad_face_index", PORTRAIT.name)
+    assert "has 1 face(s)" in got.err and not (tmp_path / "o.jpg").exists()
+
+
+def test_reference_that_is_the_photo_is_refused(tmp_path) -> None:
+    got = run_piq("replace", PORTRAIT, "--driving", PORTRAIT, "-o", tmp_path / "o.jpg")
+    one_line_refusal(got, "same_file", PORTRAIT.name)
