@@ -87,7 +87,7 @@ def run_replace(args: argparse.Namespace, params, method=None) -> dict:
     t = time.perf_counter()
     photo = read_photo(args.photo, p.max_pixels)
     ref = read_photo(args.driving, p.max_pixels)
-    if ref.sha256 == photo.sha256 and not args.allow_cross_identity:  # one person's face onto itself: nothing to do
+    if ref.sha256 == photo.sha256 and not getattr(args, "allow_cross_identity", False):  # one person's face onto itself: nothing to do
         raise PhotoError("same_file", f"REF {args.driving} is the same picture as PHOTO {args.photo}: REF is another "
                                       f"photo of the person, with the face wanted")
     times["decode"] = time.perf_counter() - t
@@ -127,7 +127,7 @@ def replace_main(args: argparse.Namespace) -> int:
     want = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG"}.get(out.suffix.lower())
     if want is None:
         return _fail(PhotoError("wrong_output_format", f"{out}: name the output .jpg or .png, as PHOTO"))
-    if Path(args.photo).resolve() == Path(args.driving).resolve() and not args.allow_cross_identity:
+    if Path(args.photo).resolve() == Path(args.driving).resolve() and not getattr(args, "allow_cross_identity", False):
         return _fail(PhotoError("same_file", f"REF {args.driving} is PHOTO {args.photo}: REF is another photo of "
                                              f"the person, with the face wanted (swapping two people of one photo: --allow-cross-identity)"))
     if out.resolve() in (Path(args.photo).resolve(), Path(args.driving).resolve()):

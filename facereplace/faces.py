@@ -106,7 +106,52 @@ def _iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
     return inter / union if union > 0 else 0.0
 
 
-RETRIES = ("always", "if_none", "never")
+RETRIES = ("auto", "always", "if_none", "never")
+
+
+def _covers(d: Detection, q: tuple[float, float, float], shape: tuple[int, int]) -> bool:
+    """Whether detection `d` (photo pixels) is BlazeFace's proposal `q` (fractions of a photo
+    of `shape`): the proposal's centre inside the box."""
+    h, w = shape
+    return d.box[0] <= q[0] * w <= d.box[2] and d.box[1] <= q[1] * h <= d.box[3]
+
+
+PROPOSAL_ANGLES = (0.0, -45.0, 45.0, -90.0, 90.0)  # BlazeFace looks at copies rotated so (~7 ms each at 192 px)
+
+
+def rotated_proposals(rgb: np.ndarray) -> list[tuple[float, float, float, float]]:
+    """BlazeFace's faces on copies of `rgb` rotated by `PROPOSAL_ANGLES` (a head tilted past
+    ~45 degrees is missed upright): (centre x, centre y, longer side, angle that found it), the
+    first three as in `proposals`, in `rgb`'s frame; duplicates across angles dropped."""
+    h, w = rgb.shape[:2]
+    out: list[tuple[float, float, float, float]] = []
+    for deg in PROPOSAL_ANGLES:
+        img, back = (rgb, np.array([[1.0, 0, 0], [0, 1.0, 0]])) if deg == 0 else _rotate(rgb, deg)
+        ih, iw = img.shape[:2]
+        for cx, cy, size in proposals(img):
+            x, y = back @ np.array([cx * iw, cy * ih, 1.0])
+            side = size * max(iw, ih) / max(w, h)
+            if all(math.hypot(x / w - q[0], y / h - q[1]) * max(w, h) > 0.5 * q[2] * max(w, h) for q in out):
+                out.append((x / w, y / h, side, deg))
+    return out
+
+
+def _rotated_in_regions(small: np.ndarray, to_photo: np.ndarray, missed: list[tuple[float, float, float, float]],
+                        p: ReplaceParams) -> list[Detection]:
+    """MTCNN on the squares around proposals no upright face covers (a tilted head), rotated by
+    the angle BlazeFace found each at (upright ones: by `p.detect_rotations`), in the photo's
+    pixels."""
+    det, out = _detector(MTCNN_MIN_FACE), []
+    regions = proposal_regions([q[:3] for q in missed], small.shape[:2], max(p.proposal_pad, 2.0))
+    for (x0, y0, x1, y1), q in zip(regions, missed):
+        if x1 - x0 < MTCNN_MIN_FACE:
+            continue
+        region = np.ascontiguousarray(small[y0:y1, x0:x1])
+        shift = to_photo @ np.array([[1, 0, x0], [0, 1, y0], [0, 0, 1]], np.float64)
+        for deg in ((q[3],) if q[3] else p.detect_rotations):
+            rotated, back = _rotate(region, deg)
+            out += [_map_detection(d, shift @ np.vstack([back, [0, 0, 1]])) for d in det.detect(rotated)]
+    return out
 
 
 def detection_factor(shape: tuple[int, int], p: ReplaceParams, replaceable_only: bool = False) -> float:
@@ -133,8 +178,10 @@ def _scaled_copy(rgb: np.ndarray, factor: float) -> tuple[np.ndarray, np.ndarray
 
 def detect_all(rgb: np.ndarray, p: ReplaceParams, retry: str = "always", replaceable_only: bool = False) -> list[Detection]:
     """MTCNN on a copy of `detection_factor`, then on rotated copies and on an upscaled copy
-    (`retry`: "always"; "if_none": only when the first pass finds no face, for a reference
-    photo that shows one person; "never"); merged by IoU (the most probable of overlapping
+    (`retry`: "always"; "auto": the rotated copies only where the first pass finds no face, and
+    otherwise only on squares around faces BlazeFace proposes that no upright detection covers;
+    "if_none": only when the first pass finds no face, for a reference photo that shows one
+    person; "never"); merged by IoU (the most probable of overlapping
     detections wins). `replaceable_only`: only faces of at least `min_face_px` are looked for,
     so the upscaled copy is never needed; where its copy is smaller than the listing's and a
     face there is under `ONET_SIZE` px (or none is found), the pass is redone on the listing's
@@ -151,11 +198,19 @@ def detect_all(rgb: np.ndarray, p: ReplaceParams, retry: str = "always", replace
         factor = listing
         small, to_photo = _scaled_copy(rgb, factor)
         found = [_map_detection(d, to_photo) for d in det.detect(small)]
-    if retry == "never" or (retry == "if_none" and any(d.prob >= p.min_face_prob for d in found)):
+    sure = any(d.prob >= p.min_face_prob for d in found)
+    if retry == "never" or (retry == "if_none" and sure):
         return _merge(found, p.min_face_prob)
-    for deg in p.detect_rotations:
-        rotated, back = _rotate(small, deg)
-        found += [_map_detection(d, to_photo @ np.vstack([back, [0, 0, 1]])) for d in det.detect(rotated)]
+    if retry == "auto" and sure:
+        # rotated copies only where a face may be missed: a face BlazeFace proposes (it takes
+        # tilted heads better than MTCNN's upright P-net) that no upright detection covers
+        kept = _merge(found, p.min_face_prob)
+        missed = [q for q in rotated_proposals(small) if not any(_covers(d, q, rgb.shape[:2]) for d in kept)]
+        found += _rotated_in_regions(small, to_photo, missed, p) if p.detect_rotations else []
+    else:
+        for deg in p.detect_rotations:
+            rotated, back = _rotate(small, deg)
+            found += [_map_detection(d, to_photo @ np.vstack([back, [0, 0, 1]])) for d in det.detect(rotated)]
     h, w = rgb.shape[:2]
     scale = min(factor * p.detect_upscale, max(1.0, factor))  # never beyond full resolution unless it is small
     if scale > factor and not replaceable_only:
@@ -285,7 +340,7 @@ def measure(rgb: np.ndarray, d: Detection, index: int, ingest: IngestParams) -> 
 
 
 def find_faces(image: np.ndarray, params: ReplaceParams | None = None, ingest: IngestParams | None = None,
-               retry: str = "always", replaceable_only: bool = False, measured: bool = True,
+               retry: str = "auto", replaceable_only: bool = False, measured: bool = True,
                proposed: bool = False) -> list[Face]:
     """Every face of an RGB uint8 photo, numbered left to right (box centre x). `retry` and
     `replaceable_only`: see `detect_all`; `proposed`: only the replaceable faces BlazeFace

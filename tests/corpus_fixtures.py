@@ -297,3 +297,15 @@ def run_piq(*args: str, cwd: Path | None = None, env: dict | None = None, timeou
     got = subprocess.run([*piq_command(), *map(str, args)], cwd=cwd or CORPUS.parents[1], capture_output=True,
                          text=True, timeout=timeout, env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL)
     return Run(got.returncode, got.stdout, got.stderr, time.perf_counter() - t)
+
+
+def group_with_small_face() -> np.ndarray:
+    """`group_photo()` with a small face (the astronaut's, ~45 px) at its far left, above Obama's
+    shoulder: `piq faces` lists it as face 0 (too small to replace: under replace.min_face_px),
+    so Obama is face 1; a search that skips faces too small to replace would call him face 0."""
+    from skimage import data
+
+    g = group_photo()
+    small = cv2.resize(data.astronaut()[20:300, 100:380], (88, 88), interpolation=cv2.INTER_AREA)
+    g[60:148, 8:96] = small
+    return g

@@ -116,3 +116,21 @@ def test_face_numbers_are_checked_before_any_work(tmp_path) -> None:
 def test_reference_that_is_the_photo_is_refused(tmp_path) -> None:
     got = run_piq("replace", PORTRAIT, "--driving", PORTRAIT, "-o", tmp_path / "o.jpg")
     one_line_refusal(got, "same_file", PORTRAIT.name)
+
+
+@pytest.mark.slow
+def test_tight_portrait_is_padded_not_refused(tmp_path) -> None:
+    """A tight head-and-shoulders portrait (its 2x face crop ~40 % outside the frame, over
+    ingest's curation limit of 25 %) is replaced, padded as training padded its crops, under
+    the tool's own `replace.max_pad_fraction`."""
+    from facereplace.faces import find_faces
+    from pipeline.config.ingest import IngestParams
+
+    tight = np.ascontiguousarray(corpus_rgb("obama_portrait.jpg")[40:560, 250:740])
+    face = find_faces(tight, measured=False)[0]
+    assert face.crop(IngestParams()).pad_fraction(tight.shape[1], tight.shape[0]) > IngestParams().max_pad_fraction
+    photo = tmp_path / "tight.jpg"
+    Image.fromarray(tight).save(photo, "JPEG", quality=92)
+    got = run_piq("replace", photo, "--driving", REF, "-o", tmp_path / "out.jpg", "--method", "classical")
+    assert got.rc == 0, got.err
+    assert (tmp_path / "out.jpg").exists() and "face 0 replaced" in got.out

@@ -333,7 +333,8 @@ def test_bad_input_is_a_clear_error_and_no_output(files, tmp_path, capsys, case)
         _bad(files, tmp_path, group_photo(), None, params=params_file(tmp_path, min_face_px=200, **FAST))
     elif case == "crop_out_of_frame":
         a = astronaut()[40:, 140:]  # the face near the top-left corner: its 2x crop leaves the frame
-        _bad(files, tmp_path, np.ascontiguousarray(a[:300, :300]))
+        _bad(files, tmp_path, np.ascontiguousarray(a[:300, :300]), None,
+             params=params_file(tmp_path, max_pad_fraction=0.1, **FAST))
     elif case == "unreadable_image":
         bad = tmp_path / "bad.jpg"
         bad.write_bytes(b"this is not a JPEG")
