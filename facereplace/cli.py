@@ -72,6 +72,7 @@ def replace_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--allow-cross-identity", action="store_true",
                         help="replace even when REF is another person (recorded in the provenance)")
     parser.add_argument("--caption", default="", help="prompt for --method piq (training's captions; default empty)")
+    parser.add_argument("--json", action="store_true", help="print what was done as JSON (one object on stdout)")
 
 
 def run_replace(args: argparse.Namespace, params, method=None) -> dict:
@@ -114,6 +115,11 @@ def run_replace(args: argparse.Namespace, params, method=None) -> dict:
     times["encode"] = time.perf_counter() - t
     for w in photo.warnings + ref.warnings:
         print(f"piq: warning: {w}", file=sys.stderr)
+    if getattr(args, "json", False):
+        print(json.dumps({"output": str(args.output), "photo": str(args.photo), "reference": str(args.driving),
+                          **record.faces[0], "method": method.name, "identity_encoder": target.encoder,
+                          "cross_identity": choice.cross_identity, "warnings": photo.warnings + ref.warnings}))
+        return times
     print(f"{args.output}: face {choice.index} replaced ({method.name}, identity distance {choice.distance:.3f}"
           f"{', CROSS-IDENTITY' if choice.cross_identity else ''})")
     return times

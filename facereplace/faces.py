@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+from pipeline.native_logs import native_logs
 
 import cv2
 import numpy as np
@@ -240,7 +241,7 @@ def proposals(rgb: np.ndarray) -> list[tuple[float, float, float]]:
     height and longer side. It looks at a 192 px copy: ~5-10 ms at any size, against MTCNN's
     ~0.5 s on a 12 MP photo's 1250 px copy."""
     h, w = rgb.shape[:2]
-    with fm.ieee_denormals():
+    with native_logs(), fm.ieee_denormals():
         got = _proposer().process(np.ascontiguousarray(rgb))
     boxes = [d.location_data.relative_bounding_box for d in got.detections or []]
     return [(b.xmin + b.width / 2, b.ymin + b.height / 2, max(b.width * w, b.height * h) / max(w, h)) for b in boxes]

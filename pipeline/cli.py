@@ -48,9 +48,23 @@ def command_module(name: str):
     return getattr(module, attr) if attr else module
 
 
+def version() -> str:
+    """The installed package's version (its metadata: no import of the package's code)."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed
+
+    try:
+        return installed("piqperfect")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="piq", description=__doc__.splitlines()[0])
     parser.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
+    parser.add_argument("--version", action="version", version=f"piq (PiQPerfect) {version()}")
+    parser.add_argument("--verbose", action="store_true",
+                        help="show the libraries' own log lines (mediapipe, TF Lite) and tracebacks; quiet by default")
     sub = parser.add_subparsers(dest="command", metavar="<command>")
     for name, (module, help_text) in COMMANDS.items():
         sub.add_parser(name, help=help_text, description=help_text, add_help=False)
@@ -67,9 +81,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     module = command_module(args.command)
     sub = argparse.ArgumentParser(prog=f"piq {args.command}", description=COMMANDS[args.command][1])
     sub.add_argument("--params", default=args.params, help="params file (default: params.yaml)")
+    sub.add_argument("--verbose", action="store_true", default=args.verbose,
+                     help="show the libraries' own log lines (mediapipe, TF Lite) and tracebacks; quiet by default")
     if hasattr(module, "add_arguments"):
         module.add_arguments(sub)
     sub_args = sub.parse_args(rest)
+    if sub_args.verbose:  # read by pipeline/native_logs.py (also in child processes)
+        import os
+
+        os.environ["PIQ_VERBOSE"] = "1"
     return int(module.main(sub_args) or 0)
 
 

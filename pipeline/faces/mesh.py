@@ -19,6 +19,7 @@ import contextlib
 import dataclasses
 import functools
 from typing import Sequence
+from pipeline.native_logs import native_logs
 
 import numpy as np
 
@@ -200,7 +201,7 @@ class FaceMeshDetector(WorkerLocal):
         if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
             raise ValueError(f"expected an RGB uint8 image, got shape {rgb.shape} dtype {rgb.dtype}")
         h, w = rgb.shape[:2]
-        with ieee_denormals():
+        with native_logs(), ieee_denormals():
             result = self._get().process(np.ascontiguousarray(rgb))
         meshes = []
         for face in result.multi_face_landmarks or []:

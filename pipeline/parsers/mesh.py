@@ -14,6 +14,7 @@ inside mediapipe's person mask (selfie segmentation, shipped in the mediapipe wh
 from __future__ import annotations
 
 from typing import Sequence
+from pipeline.native_logs import native_logs
 
 import cv2
 import numpy as np
@@ -112,12 +113,12 @@ class MeshParser(FaceParser):
             from mediapipe.python.solutions import selfie_segmentation
 
             self._mesh = fm.FaceMeshDetector(max_faces=1)
-            with fm.ieee_denormals():  # its worker threads inherit the flag when the graph starts
+            with native_logs(), fm.ieee_denormals():  # its worker threads inherit the flag when the graph starts
                 self._selfie = selfie_segmentation.SelfieSegmentation(model_selection=0)
 
     def person_mask(self, rgb: np.ndarray) -> np.ndarray:
         self.setup()
-        with fm.ieee_denormals():
+        with native_logs(), fm.ieee_denormals():
             prob = self._selfie.process(np.ascontiguousarray(rgb)).segmentation_mask
         return prob > self.params.person_threshold
 
