@@ -42,7 +42,7 @@ class Face:
     yaw: float | None = None                    # degrees (pipeline/faces/mesh.py conventions)
     pitch: float | None = None
     roll: float | None = None
-    eyes_open: float | None = None              # eye opening / eye width, both eyes' mean (~0.25-0.35 open, < 0.1 shut)
+    eyes_open: float | None = None              # eye opening / eye width, the eyes weighted by how much of each is seen (~0.25-0.35 open, < 0.1 shut)
     smile: float | None = None                  # mouth-corner lift over the lip centre, head frame, per interocular
     gaze: tuple[float, float] | None = None     # iris in the eye opening, (0, 0) = looking ahead
     sharpness: float = 0.0                      # variance of the Laplacian of the box at 256 px
@@ -336,8 +336,51 @@ def measure(rgb: np.ndarray, d: Detection, index: int, ingest: IngestParams) -> 
     yaw, pitch, roll = fm.head_pose(mesh)
     ex = fm.expression(mesh)
     return dataclasses.replace(face, mesh=mesh, yaw=yaw, pitch=pitch, roll=roll,
-                               eyes_open=(ex.eye_open_l + ex.eye_open_r) / 2, smile=ex.smile,
+                               eyes_open=ex.eyes_open, smile=ex.smile,
                                gaze=fm.gaze(mesh))
+
+
+def landmarks_plausible(face: Face) -> bool:
+    """MTCNN's five points arranged as a face's, in the frame of its eye line: both eyes above
+    the nose, the nose above the mouth corners and between the eyes, the eyes 0.2-0.8 of the
+    box's width apart, the mouth corners on the eyes' order (a texture's points rarely are)."""
+    le, re_, nose, lm, rm = np.asarray(face.landmarks, np.float64)
+    eye = re_ - le
+    dist = float(np.hypot(*eye))
+    width = face.box[2] - face.box[0]
+    if not 0.2 * width <= dist <= 0.8 * width:
+        return False
+    ux = eye / dist
+    uy = np.array([-ux[1], ux[0]])  # down the face
+    mid = (le + re_) / 2
+    down = lambda q: float((q - mid) @ uy)  # noqa: E731
+    across = lambda q: float((q - mid) @ ux)  # noqa: E731
+    return (0.1 * dist < down(nose) < down((lm + rm) / 2) < 1.6 * dist and abs(across(nose)) < 0.6 * dist
+            and across(lm) < across(rm))
+
+
+def mesh_agrees(face: Face) -> bool:
+    """The second, independent check: mediapipe's face mesh (its own detector and landmark
+    model) finds a face on this candidate's crop, centred inside the candidate's box and of its
+    size (half to twice its side)."""
+    if face.mesh is None:
+        return False
+    x0, y0, x1, y1 = face.mesh.box
+    bx0, by0, bx1, by1 = face.box
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    ratio = max(x1 - x0, y1 - y0) / max(bx1 - bx0, by1 - by0, 1e-6)
+    return bx0 <= cx <= bx1 and by0 <= cy <= by1 and 0.5 <= ratio <= 2.0
+
+
+def is_face(face: Face, p: ReplaceParams) -> bool:
+    """A candidate box is a face when a second, independent check agrees (issue 24: a tattoo
+    scored 0.994 by MTCNN, a car-seat texture 0.972): the face mesh finds it, or, where the mesh
+    cannot take it (a head turned far, a small face), MTCNN is surer than
+    `replace.unverified_min_prob` and its five points are arranged as a face's."""
+    return mesh_agrees(face) or (face.score >= p.unverified_min_prob and landmarks_plausible(face))
+
+
+UNMEASURED = dict(mesh=None, yaw=None, pitch=None, roll=None, eyes_open=None, smile=None, gaze=None)
 
 
 def find_faces(image: np.ndarray, params: ReplaceParams | None = None, ingest: IngestParams | None = None,
@@ -345,9 +388,10 @@ def find_faces(image: np.ndarray, params: ReplaceParams | None = None, ingest: I
                proposed: bool = False) -> list[Face]:
     """Every face of an RGB uint8 photo, numbered left to right (box centre x). `retry` and
     `replaceable_only`: see `detect_all`; `proposed`: only the replaceable faces BlazeFace
-    proposes (`detect_proposed`; `retry` and `replaceable_only` then do not apply).
-    `measured=False` skips the face mesh's measures (pose, eyes, smile, gaze: what `piq faces`
-    and best-take read, not what replacing needs)."""
+    proposes (`detect_proposed`; `retry` and `replaceable_only` then do not apply). Each
+    candidate is checked by the face mesh (`is_face`, `replace.verify_faces`) before it is
+    numbered. `measured=False` returns no face-mesh measures (pose, eyes, smile, gaze: what
+    `piq faces` and best-take read, not what replacing needs)."""
     p, ing = params or ReplaceParams(), ingest or IngestParams()
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise ValueError(f"expected an RGB uint8 image, got shape {image.shape} dtype {image.dtype}")
@@ -355,10 +399,14 @@ def find_faces(image: np.ndarray, params: ReplaceParams | None = None, ingest: I
         return []
     found = detect_proposed(image, p) if proposed else detect_all(image, p, retry, replaceable_only)
     dets = sorted(found, key=lambda d: (d.box[0] + d.box[2]) / 2)
-    if not measured:
-        return [Face(i, tuple(float(v) for v in d.box), float(d.prob), np.asarray(d.landmarks, np.float64),
-                     sharpness=sharpness(image, d.box)) for i, d in enumerate(dets)]
-    return [measure(image, d, i, ing) for i, d in enumerate(dets)]
+    if p.verify_faces or measured:
+        faces = [measure(image, d, i, ing) for i, d in enumerate(dets)]
+    else:
+        faces = [Face(i, tuple(float(v) for v in d.box), float(d.prob), np.asarray(d.landmarks, np.float64),
+                      sharpness=sharpness(image, d.box)) for i, d in enumerate(dets)]
+    if p.verify_faces:
+        faces = [f for f in faces if is_face(f, p)]
+    return [dataclasses.replace(f, index=i, **({} if measured else UNMEASURED)) for i, f in enumerate(faces)]
 
 
 def draw_faces(image: np.ndarray, faces: list[Face]) -> np.ndarray:

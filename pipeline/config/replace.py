@@ -25,6 +25,8 @@ class ReplaceParams:
     max_identity_distance: float = 0.08            # 1 - cosine of the identity embeddings (dlib: its 0.6 Euclidean)
     min_face_px: int = 64                          # shorter side of the face box, photo pixels
     min_face_prob: float = 0.90                    # MTCNN probability for a face to count
+    verify_faces: bool = True                      # a candidate counts only when the face mesh agrees (or see next)
+    unverified_min_prob: float = 0.995             # ... or, where the mesh cannot take it, MTCNN this sure and its points a face's
     detect_max_side: int = 1024                    # photos are downscaled to this for MTCNN
     detect_rotations: tuple[float, ...] = (-30.0, 30.0)   # retried on rotated copies (tilted heads)
     detect_upscale: float = 2.0                    # retried on a copy this much larger (small faces); 1 = off
