@@ -134,3 +134,23 @@ def test_tight_portrait_is_padded_not_refused(tmp_path) -> None:
     got = run_piq("replace", photo, "--driving", REF, "-o", tmp_path / "out.jpg", "--method", "classical")
     assert got.rc == 0, got.err
     assert (tmp_path / "out.jpg").exists() and "face 0 replaced" in got.out
+
+
+def test_a_wrist_is_not_a_face_the_mesh_check_drops_it() -> None:
+    """obama_portrait.jpg turned -45 degrees: MTCNN alone also boxes his wrist and watch (0.988,
+    bench/photo_corpus.py's one false face); the second check (the face mesh) drops it."""
+    import math
+
+    from facereplace.faces import find_faces
+    from pipeline.config.replace import ReplaceParams
+
+    rgb = corpus_rgb("obama_portrait.jpg")
+    h, w = rgb.shape[:2]
+    m = cv2.getRotationMatrix2D((w / 2, h / 2), -45, 1.0)
+    side = int(math.hypot(w, h))
+    m[:, 2] += (side / 2 - w / 2, side / 2 - h / 2)
+    img = cv2.warpAffine(rgb, m, (side, side), borderMode=cv2.BORDER_CONSTANT, borderValue=(128, 128, 128))
+    alone = find_faces(img, ReplaceParams(verify_faces=False), measured=False)
+    checked = find_faces(img, measured=False)
+    assert len(alone) == 2 and len(checked) == 1
+    assert checked[0].box[2] - checked[0].box[0] > 200  # the face kept, the 30 px wrist dropped
