@@ -27,6 +27,17 @@ def index_arg(value: str) -> int:
     return n
 
 
+def _cache_outside_tmp() -> None:
+    """torch makes its compiler cache folder (`torchinductor_<user>`) in the temporary folder
+    when facenet-pytorch is imported; a photo command leaves nothing there: the cache goes to
+    the user's cache folder instead (torch's own setting, unless the user set one)."""
+    import os
+    from pathlib import Path
+
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(base / "piq" / "torchinductor"))
+
+
 def guarded(main):
     """A photo command's `main` that never ends in a traceback: a `PhotoError` is its one line
     and exit 2 (the command's own handling), anything else one line naming the command and
@@ -36,6 +47,7 @@ def guarded(main):
 
     @functools.wraps(main)
     def run(args) -> int:
+        _cache_outside_tmp()
         try:
             return main(args)
         except PhotoError as err:

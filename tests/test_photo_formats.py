@@ -154,3 +154,50 @@ def test_a_wrist_is_not_a_face_the_mesh_check_drops_it() -> None:
     checked = find_faces(img, measured=False)
     assert len(alone) == 2 and len(checked) == 1
     assert checked[0].box[2] - checked[0].box[0] > 200  # the face kept, the 30 px wrist dropped
+
+
+def _overlapping() -> np.ndarray:
+    """Biden's head and shoulders over the left part of Obama's portrait: two faces whose boxes
+    overlap (Obama's cut by Biden's shoulder)."""
+    base = corpus_rgb("obama_portrait.jpg")
+    b = corpus_rgb("biden_portrait.jpg")[0:520, 40:540]
+    b = cv2.resize(b, (380, 395), interpolation=cv2.INTER_AREA)
+    base[60:455, 120:500] = b
+    return base
+
+
+BAD_PAIRS = {
+    # case: (PHOTO maker, REF maker, codes allowed on refusal; "ok" = a correct result allowed)
+    "small_ref_big_photo": (lambda: cv2.resize(corpus_rgb("obama_portrait.jpg"), None, fx=3.5, fy=3.5,
+                                               interpolation=cv2.INTER_CUBIC),
+                            lambda: cv2.resize(corpus_rgb("obama_lectern.jpg"), None, fx=200 / 1200, fy=200 / 1200,
+                                               interpolation=cv2.INTER_AREA), {"face_too_small"}),
+    "face_on_the_edge": (lambda: np.ascontiguousarray(corpus_rgb("obama_portrait.jpg")[:, 480:]),
+                         lambda: corpus_rgb("obama_lectern.jpg"),  # half a face: its identity cannot be confirmed
+                         {"face_cut_by_edge", "no_face", "identity_mismatch", "ok"}),
+    "overlapping_faces": (_overlapping, lambda: corpus_rgb("obama_lectern.jpg"),
+                          {"ok", "identity_mismatch", "face_cut_by_edge", "no_face_mask"}),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", sorted(BAD_PAIRS))
+def test_bad_pairs_are_a_clear_error_or_a_result_and_leave_nothing(tmp_path, case) -> None:
+    """The issue's bad-input list: a 200 px REF for a 12 MP photo, a face cut by the photo's
+    edge, two overlapping faces. Each: a one-line refusal (exit 2) or a written result; never a
+    partial file, nothing left in the temporary folder (TMPDIR is the test's own)."""
+    make_photo, make_ref, allowed = BAD_PAIRS[case]
+    photo, ref, out = tmp_path / "photo.jpg", tmp_path / "ref.jpg", tmp_path / "out" / "result.jpg"
+    Image.fromarray(make_photo()).save(photo, "JPEG", quality=92)
+    Image.fromarray(make_ref()).save(ref, "JPEG", quality=92)
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    got = run_piq("replace", photo, "--driving", ref, "-o", out, "--method", "classical", env={"TMPDIR": str(tmp)})
+    if got.rc == 0:
+        assert "ok" in allowed and out.exists(), got.out
+    else:
+        assert got.rc == 2 and len(got.err_lines) == 1, got.err
+        assert got.err_lines[0].split(": ")[2] in allowed, got.err
+        assert not out.exists()
+    assert not [p for p in out.parent.glob(".*")] if out.parent.exists() else True
+    assert list(tmp.iterdir()) == [], "temporary files left"
