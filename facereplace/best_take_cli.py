@@ -24,7 +24,7 @@ import numpy as np
 from facereplace.best_take import Plan, choose_plan, read_plan, score_people
 from facereplace.burst import Shot, check_sizes, group_people
 from facereplace.compose import Composite, LoadedPhoto, Swap, load_faces, replace_many
-from facereplace.errors import PhotoError
+from facereplace.errors import PhotoError, guarded
 from facereplace.identity import distance
 
 SUFFIX_FORMAT = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG"}
@@ -106,6 +106,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sheet", help="contact sheet: each person's candidates, scores and the choice (JPEG/PNG)")
     parser.add_argument("--before-after", help="the base photo and the best take side by side (JPEG/PNG)")
     parser.add_argument("--method", choices=("classical", "piq"), help="default: best_take.method")
+    parser.add_argument("--json", action="store_true", help="print what was done as JSON (one object on stdout)")
     parser.add_argument("--edit-time", type=_iso_time, help="the provenance record's time, ISO 8601 (reproducible "
                         "outputs, e.g. the demo stage); default: $SOURCE_DATE_EPOCH, else now")
 
@@ -122,6 +123,7 @@ def _iso_time(value: str) -> str:
     return when.isoformat(timespec="seconds")
 
 
+@guarded
 def main(args: argparse.Namespace) -> int:
     from facereplace.photo_io import write_atomic
     from pipeline.params import load_params
@@ -159,6 +161,11 @@ def main(args: argparse.Namespace) -> int:
     for s in take.shots:
         for w in s.photo.warnings:
             print(f"piq: warning: {s.name}: {w}", file=sys.stderr)
+    if getattr(args, "json", False):
+        faces = take.composite.record.faces if take.composite else []
+        print(json.dumps({"output": str(args.output), "base": base.name, "replaced": [
+            {"person": n, **f} for n, f in zip(replaced, faces)], "plan": take.plan_json}))
+        return 0
     print(f"{args.output}: base {base.name}; " + (", ".join(
         f"person {n} from {take.shots[take.plan.picks[n]].name}" for n in replaced) if replaced else "nothing to replace"))
     return 0

@@ -12,7 +12,7 @@ import time
 import types
 from pathlib import Path
 
-from facereplace.errors import PhotoError
+from facereplace.errors import PhotoError, guarded, index_arg
 
 
 def _fail(err: PhotoError) -> int:
@@ -29,15 +29,16 @@ def faces_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def faces_main(args: argparse.Namespace) -> int:
-    import cv2
-
-    from facereplace.faces import draw_faces, find_faces
     from facereplace.photo_io import read_photo, write_atomic
     from pipeline.params import load_params
 
     params = load_params(args.params)
     try:
-        photo = read_photo(args.photo, params.replace.max_pixels)
+        photo = read_photo(args.photo, params.replace.max_pixels)  # a bad file is refused before the models load
+        import cv2
+
+        from facereplace.faces import draw_faces, find_faces
+
         found = find_faces(photo.rgb, params.replace, params.ingest)
         if args.preview:
             ext = Path(args.preview).suffix.lower()
@@ -65,12 +66,13 @@ def replace_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("photo", help="the photo whose face is replaced (JPEG or PNG)")
     parser.add_argument("--driving", required=True, help="REF: a photo of the same person with the face wanted")
     parser.add_argument("-o", "--output", required=True, help="output file, same format as PHOTO")
-    parser.add_argument("--face", type=int, help="face of PHOTO to replace (piq faces numbers); default: REF's identity")
-    parser.add_argument("--driving-face", type=int, help="face of REF to use (needed when REF shows several)")
+    parser.add_argument("--face", type=index_arg, help="face of PHOTO to replace (piq faces numbers); default: REF's identity")
+    parser.add_argument("--driving-face", type=index_arg, help="face of REF to use (needed when REF shows several)")
     parser.add_argument("--method", choices=("classical", "piq"), help="default: replace.method")
     parser.add_argument("--allow-cross-identity", action="store_true",
                         help="replace even when REF is another person (recorded in the provenance)")
     parser.add_argument("--caption", default="", help="prompt for --method piq (training's captions; default empty)")
+    parser.add_argument("--json", action="store_true", help="print what was done as JSON (one object on stdout)")
 
 
 def run_replace(args: argparse.Namespace, params, method=None) -> dict:
@@ -86,6 +88,9 @@ def run_replace(args: argparse.Namespace, params, method=None) -> dict:
     t = time.perf_counter()
     photo = read_photo(args.photo, p.max_pixels)
     ref = read_photo(args.driving, p.max_pixels)
+    if ref.sha256 == photo.sha256 and not getattr(args, "allow_cross_identity", False):  # one person's face onto itself: nothing to do
+        raise PhotoError("same_file", f"REF {args.driving} is the same picture as PHOTO {args.photo}: REF is another "
+                                      f"photo of the person, with the face wanted")
     times["decode"] = time.perf_counter() - t
     target = find_target(photo.rgb, ref.rgb, p, params.ingest, args.face, args.driving_face, args.allow_cross_identity,
                          (args.photo, args.driving), times)
@@ -110,6 +115,11 @@ def run_replace(args: argparse.Namespace, params, method=None) -> dict:
     times["encode"] = time.perf_counter() - t
     for w in photo.warnings + ref.warnings:
         print(f"piq: warning: {w}", file=sys.stderr)
+    if getattr(args, "json", False):
+        print(json.dumps({"output": str(args.output), "photo": str(args.photo), "reference": str(args.driving),
+                          **record.faces[0], "method": method.name, "identity_encoder": target.encoder,
+                          "cross_identity": choice.cross_identity, "warnings": photo.warnings + ref.warnings}))
+        return times
     print(f"{args.output}: face {choice.index} replaced ({method.name}, identity distance {choice.distance:.3f}"
           f"{', CROSS-IDENTITY' if choice.cross_identity else ''})")
     return times
@@ -123,6 +133,9 @@ def replace_main(args: argparse.Namespace) -> int:
     want = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG"}.get(out.suffix.lower())
     if want is None:
         return _fail(PhotoError("wrong_output_format", f"{out}: name the output .jpg or .png, as PHOTO"))
+    if Path(args.photo).resolve() == Path(args.driving).resolve() and not getattr(args, "allow_cross_identity", False):
+        return _fail(PhotoError("same_file", f"REF {args.driving} is PHOTO {args.photo}: REF is another photo of "
+                                             f"the person, with the face wanted (swapping two people of one photo: --allow-cross-identity)"))
     if out.resolve() in (Path(args.photo).resolve(), Path(args.driving).resolve()):
         return _fail(PhotoError("output_is_input", f"{out}: write the result to a new file, not over an input"))
     try:
@@ -167,6 +180,6 @@ def verify_main(args: argparse.Namespace) -> int:
     return 0 if v.marked else 1
 
 
-faces = types.SimpleNamespace(add_arguments=faces_arguments, main=faces_main)
-replace = types.SimpleNamespace(add_arguments=replace_arguments, main=replace_main)
-verify = types.SimpleNamespace(add_arguments=verify_arguments, main=verify_main)
+faces = types.SimpleNamespace(add_arguments=faces_arguments, main=guarded(faces_main))
+replace = types.SimpleNamespace(add_arguments=replace_arguments, main=guarded(replace_main))
+verify = types.SimpleNamespace(add_arguments=verify_arguments, main=guarded(verify_main))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+from pipeline.quiet import native_stderr_filtered
 
 import cv2
 import numpy as np
@@ -41,7 +42,7 @@ class Face:
     yaw: float | None = None                    # degrees (pipeline/faces/mesh.py conventions)
     pitch: float | None = None
     roll: float | None = None
-    eyes_open: float | None = None              # eye opening / eye width, both eyes' mean (~0.25-0.35 open, < 0.1 shut)
+    eyes_open: float | None = None              # eye opening / eye width, the eyes weighted by how much of each is seen (~0.25-0.35 open, < 0.1 shut)
     smile: float | None = None                  # mouth-corner lift over the lip centre, head frame, per interocular
     gaze: tuple[float, float] | None = None     # iris in the eye opening, (0, 0) = looking ahead
     sharpness: float = 0.0                      # variance of the Laplacian of the box at 256 px
@@ -106,7 +107,52 @@ def _iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
     return inter / union if union > 0 else 0.0
 
 
-RETRIES = ("always", "if_none", "never")
+RETRIES = ("auto", "always", "if_none", "never")
+
+
+def _covers(d: Detection, q: tuple[float, float, float], shape: tuple[int, int]) -> bool:
+    """Whether detection `d` (photo pixels) is BlazeFace's proposal `q` (fractions of a photo
+    of `shape`): the proposal's centre inside the box."""
+    h, w = shape
+    return d.box[0] <= q[0] * w <= d.box[2] and d.box[1] <= q[1] * h <= d.box[3]
+
+
+PROPOSAL_ANGLES = (0.0, -45.0, 45.0, -90.0, 90.0)  # BlazeFace looks at copies rotated so (~7 ms each at 192 px)
+
+
+def rotated_proposals(rgb: np.ndarray) -> list[tuple[float, float, float, float]]:
+    """BlazeFace's faces on copies of `rgb` rotated by `PROPOSAL_ANGLES` (a head tilted past
+    ~45 degrees is missed upright): (centre x, centre y, longer side, angle that found it), the
+    first three as in `proposals`, in `rgb`'s frame; duplicates across angles dropped."""
+    h, w = rgb.shape[:2]
+    out: list[tuple[float, float, float, float]] = []
+    for deg in PROPOSAL_ANGLES:
+        img, back = (rgb, np.array([[1.0, 0, 0], [0, 1.0, 0]])) if deg == 0 else _rotate(rgb, deg)
+        ih, iw = img.shape[:2]
+        for cx, cy, size in proposals(img):
+            x, y = back @ np.array([cx * iw, cy * ih, 1.0])
+            side = size * max(iw, ih) / max(w, h)
+            if all(math.hypot(x / w - q[0], y / h - q[1]) * max(w, h) > 0.5 * q[2] * max(w, h) for q in out):
+                out.append((x / w, y / h, side, deg))
+    return out
+
+
+def _rotated_in_regions(small: np.ndarray, to_photo: np.ndarray, missed: list[tuple[float, float, float, float]],
+                        p: ReplaceParams) -> list[Detection]:
+    """MTCNN on the squares around proposals no upright face covers (a tilted head), rotated by
+    the angle BlazeFace found each at (upright ones: by `p.detect_rotations`), in the photo's
+    pixels."""
+    det, out = _detector(MTCNN_MIN_FACE), []
+    regions = proposal_regions([q[:3] for q in missed], small.shape[:2], max(p.proposal_pad, 2.0))
+    for (x0, y0, x1, y1), q in zip(regions, missed):
+        if x1 - x0 < MTCNN_MIN_FACE:
+            continue
+        region = np.ascontiguousarray(small[y0:y1, x0:x1])
+        shift = to_photo @ np.array([[1, 0, x0], [0, 1, y0], [0, 0, 1]], np.float64)
+        for deg in ((q[3],) if q[3] else p.detect_rotations):
+            rotated, back = _rotate(region, deg)
+            out += [_map_detection(d, shift @ np.vstack([back, [0, 0, 1]])) for d in det.detect(rotated)]
+    return out
 
 
 def detection_factor(shape: tuple[int, int], p: ReplaceParams, replaceable_only: bool = False) -> float:
@@ -124,14 +170,19 @@ def detection_factor(shape: tuple[int, int], p: ReplaceParams, replaceable_only:
 def _scaled_copy(rgb: np.ndarray, factor: float) -> tuple[np.ndarray, np.ndarray]:
     """(rgb resized by `factor`, 2x3 matrix back to rgb's pixels)."""
     h, w = rgb.shape[:2]
-    small = rgb if factor == 1.0 else cv2.resize(rgb, (round(w * factor), round(h * factor)), interpolation=cv2.INTER_AREA)
+    if factor == 1.0:
+        return rgb, np.array([[1.0, 0, 0], [0, 1.0, 0]], np.float64)
+    size = (max(1, round(w * factor)), max(1, round(h * factor)))
+    small = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
     return small, np.array([[1 / factor, 0, 0], [0, 1 / factor, 0]], np.float64)
 
 
 def detect_all(rgb: np.ndarray, p: ReplaceParams, retry: str = "always", replaceable_only: bool = False) -> list[Detection]:
     """MTCNN on a copy of `detection_factor`, then on rotated copies and on an upscaled copy
-    (`retry`: "always"; "if_none": only when the first pass finds no face, for a reference
-    photo that shows one person; "never"); merged by IoU (the most probable of overlapping
+    (`retry`: "always"; "auto": the rotated copies only where the first pass finds no face, and
+    otherwise only on squares around faces BlazeFace proposes that no upright detection covers;
+    "if_none": only when the first pass finds no face, for a reference photo that shows one
+    person; "never"); merged by IoU (the most probable of overlapping
     detections wins). `replaceable_only`: only faces of at least `min_face_px` are looked for,
     so the upscaled copy is never needed; where its copy is smaller than the listing's and a
     face there is under `ONET_SIZE` px (or none is found), the pass is redone on the listing's
@@ -148,11 +199,19 @@ def detect_all(rgb: np.ndarray, p: ReplaceParams, retry: str = "always", replace
         factor = listing
         small, to_photo = _scaled_copy(rgb, factor)
         found = [_map_detection(d, to_photo) for d in det.detect(small)]
-    if retry == "never" or (retry == "if_none" and any(d.prob >= p.min_face_prob for d in found)):
+    sure = any(d.prob >= p.min_face_prob for d in found)
+    if retry == "never" or (retry == "if_none" and sure):
         return _merge(found, p.min_face_prob)
-    for deg in p.detect_rotations:
-        rotated, back = _rotate(small, deg)
-        found += [_map_detection(d, to_photo @ np.vstack([back, [0, 0, 1]])) for d in det.detect(rotated)]
+    if retry == "auto" and sure:
+        # rotated copies only where a face may be missed: a face BlazeFace proposes (it takes
+        # tilted heads better than MTCNN's upright P-net) that no upright detection covers
+        kept = _merge(found, p.min_face_prob)
+        missed = [q for q in rotated_proposals(small) if not any(_covers(d, q, rgb.shape[:2]) for d in kept)]
+        found += _rotated_in_regions(small, to_photo, missed, p) if p.detect_rotations else []
+    else:
+        for deg in p.detect_rotations:
+            rotated, back = _rotate(small, deg)
+            found += [_map_detection(d, to_photo @ np.vstack([back, [0, 0, 1]])) for d in det.detect(rotated)]
     h, w = rgb.shape[:2]
     scale = min(factor * p.detect_upscale, max(1.0, factor))  # never beyond full resolution unless it is small
     if scale > factor and not replaceable_only:
@@ -182,7 +241,7 @@ def proposals(rgb: np.ndarray) -> list[tuple[float, float, float]]:
     height and longer side. It looks at a 192 px copy: ~5-10 ms at any size, against MTCNN's
     ~0.5 s on a 12 MP photo's 1250 px copy."""
     h, w = rgb.shape[:2]
-    with fm.ieee_denormals():
+    with native_stderr_filtered(), fm.ieee_denormals():
         got = _proposer().process(np.ascontiguousarray(rgb))
     boxes = [d.location_data.relative_bounding_box for d in got.detections or []]
     return [(b.xmin + b.width / 2, b.ymin + b.height / 2, max(b.width * w, b.height * h) / max(w, h)) for b in boxes]
@@ -277,27 +336,77 @@ def measure(rgb: np.ndarray, d: Detection, index: int, ingest: IngestParams) -> 
     yaw, pitch, roll = fm.head_pose(mesh)
     ex = fm.expression(mesh)
     return dataclasses.replace(face, mesh=mesh, yaw=yaw, pitch=pitch, roll=roll,
-                               eyes_open=(ex.eye_open_l + ex.eye_open_r) / 2, smile=ex.smile,
+                               eyes_open=ex.eyes_open, smile=ex.smile,
                                gaze=fm.gaze(mesh))
 
 
+def landmarks_plausible(face: Face) -> bool:
+    """MTCNN's five points arranged as a face's, in the frame of its eye line: both eyes above
+    the nose, the nose above the mouth corners and between the eyes, the eyes 0.2-0.8 of the
+    box's width apart, the mouth corners on the eyes' order (a texture's points rarely are)."""
+    le, re_, nose, lm, rm = np.asarray(face.landmarks, np.float64)
+    eye = re_ - le
+    dist = float(np.hypot(*eye))
+    width = face.box[2] - face.box[0]
+    if not 0.2 * width <= dist <= 0.8 * width:
+        return False
+    ux = eye / dist
+    uy = np.array([-ux[1], ux[0]])  # down the face
+    mid = (le + re_) / 2
+    down = lambda q: float((q - mid) @ uy)  # noqa: E731
+    across = lambda q: float((q - mid) @ ux)  # noqa: E731
+    return (0.1 * dist < down(nose) < down((lm + rm) / 2) < 1.6 * dist and abs(across(nose)) < 0.6 * dist
+            and across(lm) < across(rm))
+
+
+def mesh_agrees(face: Face) -> bool:
+    """The second, independent check: mediapipe's face mesh (its own detector and landmark
+    model) finds a face on this candidate's crop, centred inside the candidate's box and of its
+    size (half to twice its side)."""
+    if face.mesh is None:
+        return False
+    x0, y0, x1, y1 = face.mesh.box
+    bx0, by0, bx1, by1 = face.box
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    ratio = max(x1 - x0, y1 - y0) / max(bx1 - bx0, by1 - by0, 1e-6)
+    return bx0 <= cx <= bx1 and by0 <= cy <= by1 and 0.5 <= ratio <= 2.0
+
+
+def is_face(face: Face, p: ReplaceParams) -> bool:
+    """A candidate box is a face when a second, independent check agrees (issue 24: a tattoo
+    scored 0.994 by MTCNN, a car-seat texture 0.972): the face mesh finds it, or, where the mesh
+    cannot take it (a head turned far, a small face), MTCNN is surer than
+    `replace.unverified_min_prob` and its five points are arranged as a face's."""
+    return mesh_agrees(face) or (face.score >= p.unverified_min_prob and landmarks_plausible(face))
+
+
+UNMEASURED = dict(mesh=None, yaw=None, pitch=None, roll=None, eyes_open=None, smile=None, gaze=None)
+
+
 def find_faces(image: np.ndarray, params: ReplaceParams | None = None, ingest: IngestParams | None = None,
-               retry: str = "always", replaceable_only: bool = False, measured: bool = True,
+               retry: str = "auto", replaceable_only: bool = False, measured: bool = True,
                proposed: bool = False) -> list[Face]:
     """Every face of an RGB uint8 photo, numbered left to right (box centre x). `retry` and
     `replaceable_only`: see `detect_all`; `proposed`: only the replaceable faces BlazeFace
-    proposes (`detect_proposed`; `retry` and `replaceable_only` then do not apply).
-    `measured=False` skips the face mesh's measures (pose, eyes, smile, gaze: what `piq faces`
-    and best-take read, not what replacing needs)."""
+    proposes (`detect_proposed`; `retry` and `replaceable_only` then do not apply). Each
+    candidate is checked by the face mesh (`is_face`, `replace.verify_faces`) before it is
+    numbered. `measured=False` returns no face-mesh measures (pose, eyes, smile, gaze: what
+    `piq faces` and best-take read, not what replacing needs)."""
     p, ing = params or ReplaceParams(), ingest or IngestParams()
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise ValueError(f"expected an RGB uint8 image, got shape {image.shape} dtype {image.dtype}")
+    if min(image.shape[:2]) < MTCNN_MIN_FACE:  # too small or thin to hold a face the detector can see
+        return []
     found = detect_proposed(image, p) if proposed else detect_all(image, p, retry, replaceable_only)
     dets = sorted(found, key=lambda d: (d.box[0] + d.box[2]) / 2)
-    if not measured:
-        return [Face(i, tuple(float(v) for v in d.box), float(d.prob), np.asarray(d.landmarks, np.float64),
-                     sharpness=sharpness(image, d.box)) for i, d in enumerate(dets)]
-    return [measure(image, d, i, ing) for i, d in enumerate(dets)]
+    if p.verify_faces or measured:
+        faces = [measure(image, d, i, ing) for i, d in enumerate(dets)]
+    else:
+        faces = [Face(i, tuple(float(v) for v in d.box), float(d.prob), np.asarray(d.landmarks, np.float64),
+                      sharpness=sharpness(image, d.box)) for i, d in enumerate(dets)]
+    if p.verify_faces:
+        faces = [f for f in faces if is_face(f, p)]
+    return [dataclasses.replace(f, index=i, **({} if measured else UNMEASURED)) for i, f in enumerate(faces)]
 
 
 def draw_faces(image: np.ndarray, faces: list[Face]) -> np.ndarray:

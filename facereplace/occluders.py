@@ -4,6 +4,7 @@ them (pipeline/parsers, labels by name), and hands where mediapipe 0.10.21's bun
 from __future__ import annotations
 
 import functools
+from pipeline.quiet import native_stderr_filtered
 
 import cv2
 import numpy as np
@@ -28,7 +29,7 @@ def hand_mask(rgb: np.ndarray, dilate_px: int) -> np.ndarray:
     """Bool mask of every hand found: the convex hull of its 21 landmarks grown by `dilate_px`
     (the landmarks sit on the joints; the hull grown covers the fingers' width)."""
     h, w = rgb.shape[:2]
-    with ieee_denormals():
+    with native_stderr_filtered(), ieee_denormals():
         result = _hands().process(np.ascontiguousarray(rgb))
     mask = np.zeros((h, w), np.uint8)
     for hand in result.multi_hand_landmarks or []:

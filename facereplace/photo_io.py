@@ -12,10 +12,12 @@ folder that replaces the target only when complete (a failure leaves no partial 
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import io
 import os
+import re
 import struct
 import tempfile
 import warnings
@@ -46,6 +48,7 @@ class Photo:
     exif: bytes | None = None             # orientation normalised to 1
     text: dict[str, str] = dataclasses.field(default_factory=dict)   # PNG tEXt / iTXt (not XMP)
     xmp: bytes | None = None              # the input's XMP packet (the output's provenance joins it)
+    gray: bool = False                    # a black-and-white file (JPEG L, PNG grey): written back grey
     warnings: list[str] = dataclasses.field(default_factory=list)
 
     @property
@@ -65,54 +68,128 @@ def _orient(array: np.ndarray, orientation: int) -> np.ndarray:
     return np.ascontiguousarray(ops[orientation](array)) if orientation in ops else array
 
 
-def photo_format(path: str | Path) -> str | None:
-    """The format named by the file's header (PIL's "JPEG", "PNG", ...) without decoding it
-    (`piq replace` checks the output's suffix before any work), or None where the header says
-    nothing readable (`read_photo` then names what is wrong)."""
+# What a file's first bytes say it is, for formats the tool does not read (a one-line refusal
+# that names the kind, not Pillow's "cannot identify image file <_io.BytesIO object at 0x...>")
+SIGNATURES: tuple[tuple[int, bytes, str], ...] = (
+    (0, b"GIF87a", "a GIF"), (0, b"GIF89a", "a GIF"), (0, b"BM", "a BMP"), (0, b"II*\x00", "a TIFF (or camera raw)"),
+    (0, b"MM\x00*", "a TIFF (or camera raw)"), (0, b"8BPS", "a Photoshop PSD"), (0, b"%PDF", "a PDF"),
+    (0, b"\x00\x00\x00\x0cjP  ", "a JPEG 2000"), (0, b"\xff\x4f\xff\x51", "a JPEG 2000"),
+    (0, b"\xff\x0a", "a JPEG XL"), (0, b"\x00\x00\x00\x0cJXL ", "a JPEG XL"), (0, b"FUJIFILMCCD-RAW", "a camera raw (RAF)"),
+)
+FTYP_BRANDS = {b"heic": "a HEIC", b"heix": "a HEIC", b"hevc": "a HEIC", b"heim": "a HEIC", b"heis": "a HEIC",
+               b"mif1": "a HEIF", b"msf1": "a HEIF", b"avif": "an AVIF", b"avis": "an AVIF", b"crx ": "a camera raw (CR3)"}
+
+
+def sniff(data: bytes) -> str | None:
+    """"JPEG" or "PNG" from a file's signature, else what it looks like ("a HEIC", "a WebP",
+    ...), else None (no image signature the tool knows)."""
+    if data[:3] == b"\xff\xd8\xff":
+        return "JPEG"
+    if data[:8] == b"\x89PNG\r\n\x1a\n":
+        return "PNG"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "a WebP"
+    if data[4:8] == b"ftyp":
+        return FTYP_BRANDS.get(data[8:12], "an ISO media file (HEIF, AVIF or video)")
+    for at, sig, name in SIGNATURES:
+        if data[at : at + len(sig)] == sig:
+            return name
+    return None
+
+
+def clean_message(err: BaseException) -> str:
+    """A library's error text for one line: no Python object reprs (`<_io.BytesIO object at
+    0x...>`), no line breaks."""
+    text = re.sub(r"<[^<>]* object at 0x[0-9a-fA-F]+>", "the file", str(err) or type(err).__name__)
+    return " ".join(text.split())
+
+
+@contextlib.contextmanager
+def _own_pixel_cap():
+    """Pillow's decompression-bomb check off: the tool applies its own cap (`max_pixels`) from
+    the header, before decoding, with its own message."""
+    saved = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = None
     try:
-        with Image.open(path) as im:
-            return im.format
-    except Exception:  # noqa: BLE001 - any failure is read_photo's to report, with its message
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            yield
+    finally:
+        Image.MAX_IMAGE_PIXELS = saved
+
+
+def photo_format(path: str | Path) -> str | None:
+    """The format named by the file's signature ("JPEG", "PNG") without decoding it (`piq
+    replace` checks the output's suffix before any work), or None where it is neither
+    (`read_photo` then names what is wrong)."""
+    try:
+        with open(path, "rb") as fh:
+            kind = sniff(fh.read(32))
+    except OSError:
         return None
+    return kind if kind in FORMATS else None
+
+
+def _header(path: Path, data: bytes, max_pixels: int) -> Image.Image:
+    """The file opened by Pillow (its header read, nothing decoded), checked: a JPEG or PNG
+    (an MPO, the multi-picture JPEG of cameras and phones, is its first picture, a JPEG)
+    within `max_pixels`."""
+    if not data:
+        raise PhotoError("unreadable_image", f"{path} is empty (0 bytes)")
+    kind = sniff(data)
+    if kind is None:
+        raise PhotoError("unreadable_image", f"{path} is not an image: its first bytes are no JPEG or PNG signature")
+    if kind not in FORMATS:
+        raise PhotoError("unsupported_format", f"{path} is {kind} image; the tool reads and writes JPEG and PNG "
+                                               f"(convert it to one of them first)")
+    with _own_pixel_cap():
+        try:
+            im = Image.open(io.BytesIO(data))
+            w, h = im.size
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError, struct.error) as err:
+            raise PhotoError("unreadable_image", f"{path} is a damaged {kind} ({clean_message(err)})") from err
+    if w * h > max_pixels:
+        raise PhotoError("too_many_pixels", f"{path} is {w}x{h} = {w * h / 1e6:.0f} MP, over the tool's limit of "
+                                            f"{max_pixels / 1e6:.0f} MP (replace.max_pixels {max_pixels}); "
+                                            f"it is not decoded")
+    if w < 1 or h < 1:
+        raise PhotoError("unreadable_image", f"{path} is a damaged {kind} (its header says {w}x{h} pixels)")
+    return im
 
 
 def read_photo(path: str | Path, max_pixels: int = 100_000_000) -> Photo:
-    """The photo at `path`; `PhotoError` for a missing, unreadable, truncated, unsupported or
-    too large file."""
+    """The photo at `path`; `PhotoError` for a missing, empty, unreadable, truncated,
+    unsupported or too large file, one line naming the file (the size is checked from the
+    header, before anything is decoded)."""
     path = Path(path)
     try:
         data = path.read_bytes()
     except OSError as err:
-        raise PhotoError("unreadable_image", f"{path}: {err.strerror or err}") from err
-    try:
-        im = Image.open(io.BytesIO(data))
-        fmt = im.format
-        w, h = im.size
-    except Image.DecompressionBombError as err:
-        raise PhotoError("too_many_pixels", f"{path}: {err}") from err
-    except (UnidentifiedImageError, OSError) as err:
-        raise PhotoError("unreadable_image", f"{path} is not an image PIL can read ({err})") from err
-    if fmt not in FORMATS:
-        raise PhotoError("unsupported_format", f"{path} is {fmt}; the tool reads and writes {', '.join(FORMATS)}")
-    if w * h > max_pixels:
-        raise PhotoError("too_many_pixels", f"{path} is {w}x{h} = {w * h} pixels, over replace.max_pixels {max_pixels}")
+        raise PhotoError("unreadable_image", f"{path}: {err.strerror or clean_message(err)}") from err
+    im = _header(path, data, max_pixels)
+    fmt = "JPEG" if im.format == "MPO" else im.format
     xmp = im.info.get("xmp") or im.info.get("XML:com.adobe.xmp")
     photo = Photo(path, np.zeros((0, 0, 3), np.uint8), fmt, _sha256(data), icc_profile=im.info.get("icc_profile"),
                   xmp=xmp.encode("utf-8") if isinstance(xmp, str) else xmp)
-    exif = im.getexif()
-    orientation = int(exif.get(ORIENTATION, 1) or 1)
-    if exif:
-        exif[ORIENTATION] = 1
-        photo.exif = exif.tobytes()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+    with _own_pixel_cap():
+        try:
+            exif = im.getexif()
+            orientation = int(exif.get(ORIENTATION, 1) or 1)
+            if exif:
+                exif[ORIENTATION] = 1
+                photo.exif = exif.tobytes()
+        except Exception as err:  # noqa: BLE001 - a damaged EXIF block is dropped, not fatal
+            orientation, photo.exif = 1, None
+            photo.warnings.append(f"{path}: its EXIF block is damaged ({clean_message(err)}) and is not kept")
         try:
             if fmt == "PNG":
                 _decode_png(photo, data, im, orientation)
             else:
                 _decode_jpeg(photo, data, im, orientation)
-        except (OSError, SyntaxError, ValueError, cv2.error) as err:
-            raise PhotoError("unreadable_image", f"{path} is damaged or truncated ({err})") from err
+        except (OSError, SyntaxError, ValueError, struct.error, cv2.error) as err:
+            raise PhotoError("unreadable_image", f"{path} is damaged or truncated ({clean_message(err)})") from err
+    if not photo.rgb.flags.writeable:  # the face is pasted into these pixels in place
+        photo.rgb = photo.rgb.copy()
     return photo
 
 
@@ -165,10 +242,10 @@ def _decode_jpeg(photo: Photo, data: bytes, im: Image.Image, orientation: int) -
         else:
             im = im.convert("RGB")
         photo.warnings.append(msg)
-        warnings.warn(msg)
     elif im.mode != "RGB":
+        photo.gray = im.mode in ("L", "1", "I;16", "I")
         im = im.convert("RGB")
-    photo.rgb = _orient(np.asarray(im), orientation)
+    photo.rgb = _orient(np.array(im), orientation)
 
 
 def _decode_png(photo: Photo, data: bytes, im: Image.Image, orientation: int) -> None:
@@ -180,6 +257,7 @@ def _decode_png(photo: Photo, data: bytes, im: Image.Image, orientation: int) ->
     if raw.ndim == 2:
         raw = raw[..., None]
     channels = raw.shape[2]
+    photo.gray = channels in (1, 2) or im.mode in ("L", "LA", "I;16", "I", "1")
     colour = raw[..., :3] if channels >= 3 else np.repeat(raw[..., :1], 3, axis=2)
     colour = cv2.cvtColor(np.ascontiguousarray(colour), cv2.COLOR_BGR2RGB) if channels >= 3 else colour
     if channels in (2, 4):
@@ -210,6 +288,8 @@ def _png_bytes(photo: Photo, rgb: np.ndarray, xmp: bytes | None) -> bytes:
     EXIF and text chunks and the XMP packet, inserted before the image data."""
     colour = _deepen(photo, rgb) if photo.deep is not None else rgb
     bgr = cv2.cvtColor(colour, cv2.COLOR_RGB2BGR)
+    if photo.gray and photo.alpha is None:  # grey stays grey (OpenCV writes no grey + alpha: that one is RGBA)
+        bgr = np.rint(colour.astype(np.float64) @ [0.299, 0.587, 0.114]).astype(colour.dtype)
     if photo.alpha is not None:
         alpha = photo.alpha
         if alpha.dtype != bgr.dtype:
@@ -242,7 +322,8 @@ def _jpeg_bytes(photo: Photo, rgb: np.ndarray, quality: int, xmp: bytes | None) 
         kwargs["exif"] = photo.exif
     if xmp:
         kwargs["xmp"] = xmp
-    Image.fromarray(rgb, "RGB").save(buf, "JPEG", **kwargs)
+    im = Image.fromarray(rgb, "RGB")
+    (im.convert("L") if photo.gray else im).save(buf, "JPEG", **kwargs)  # a black-and-white photo stays one
     return buf.getvalue()
 
 

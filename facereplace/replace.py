@@ -100,15 +100,24 @@ def parse(segment: SegmentParams, crop: np.ndarray, what: str, size: int) -> np.
 
 
 def check_face(face: Face, shape: tuple[int, int], cfg: ReplaceConfig, what: str) -> None:
-    """A face the model's crop can hold: large enough and not cut by the border beyond the
-    padding ingest allows."""
+    """A face the model's crop can hold: large enough, not cut by the photo's edge, and its crop
+    not outside the photo beyond `replace.max_pad_fraction` (the tool's own framing rule: the
+    part outside is padded with ingest's `pad_mode`, as training padded its crops; ingest's
+    stricter `max_pad_fraction` curates a data set, it does not refuse users' portraits)."""
     if face.short_side < cfg.replace.min_face_px:
         raise PhotoError("face_too_small", f"{what}: face {face.index} is {face.short_side:.0f} px, below "
                                            f"replace.min_face_px {cfg.replace.min_face_px}")
+    x0, y0, x1, y1 = face.box
+    inside = max(0.0, min(x1, shape[1]) - max(x0, 0.0)) * max(0.0, min(y1, shape[0]) - max(y0, 0.0))
+    cut = 1.0 - inside / max((x1 - x0) * (y1 - y0), 1e-6)
+    if cut > cfg.replace.max_face_outside:
+        raise PhotoError("face_cut_by_edge", f"{what}: {cut:.0%} of face {face.index} lies outside the image, over "
+                                             f"replace.max_face_outside {cfg.replace.max_face_outside:.0%}")
     pad = face.crop(cfg.ingest).pad_fraction(shape[1], shape[0])
-    if pad > cfg.ingest.max_pad_fraction:
+    if pad > cfg.replace.max_pad_fraction:
         raise PhotoError("crop_out_of_frame", f"{what}: face {face.index}'s crop is {pad:.0%} outside the image, over "
-                                              f"ingest.max_pad_fraction {cfg.ingest.max_pad_fraction:.0%}")
+                                              f"replace.max_pad_fraction {cfg.replace.max_pad_fraction:.0%} (the face is "
+                                              f"too near the edge to be padded as training padded its crops)")
 
 
 def paste_mask(labels: np.ndarray, source_crop: np.ndarray, valid: np.ndarray | None, p: ReplaceParams) -> np.ndarray:

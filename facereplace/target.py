@@ -1,19 +1,18 @@
-"""Which face of PHOTO `piq replace` takes, and REF's face, found with no more detection and
-identity work than the choice needs.
+"""Which face of PHOTO `piq replace` takes, and REF's face, numbered as `piq faces` numbers them.
 
-- `--face N` / `--driving-face N` number faces as `piq faces` does, so that image is searched
-  as `piq faces` searches it (rotated and upscaled copies); only face N is then embedded.
-- Otherwise only replaceable faces matter (a face under `replace.min_face_px` is refused
-  anyway), searched cheapest first (`SEARCHES`, `search_order`): MTCNN only on squares around
-  the faces BlazeFace proposes (`faces.detect_proposed`), on the copy where a `min_face_px`
-  face is MTCNN's smallest (`faces.detection_factor`); then, only while no face found is
-  within `replace.max_identity_distance` of REF's identity, one MTCNN pass on that whole copy
-  (it finds the faces BlazeFace missed), its rotated copies (tilted heads), and `piq faces`'
-  full search. Numbers in the message are those of the faces this run found; the provenance
-  records the replaced face's box.
-- Faces are embedded at the detector's boxes and points (no face mesh), and only those it can
-  replace (`replace.check_face`) unless none of them is REF's person; the face mesh runs only
-  on the crops of the face replaced and of REF's face (parser, alignment).
+One numbering (issue 24): PHOTO's and REF's faces are found by `piq faces`' own search
+(`find_faces`, the listing), so the number the command prints, accepts (`--face`,
+`--driving-face`) and records in the provenance is the one `piq faces` lists; a cheaper search
+that finds a subset (only replaceable faces, only BlazeFace's proposals) would number the
+same person differently whenever the photo holds a face it skips. What keeps it cheap:
+
+- `--face N` is checked against the faces found before REF is searched or anything embedded;
+- faces are embedded at the detector's boxes and points (no face mesh), and only those
+  `replace_face` can take (`replace.check_face`) unless none of them is REF's person (then all
+  are, so that the refusal says why: too small, out of frame, another person); with `--face N`
+  only face N is;
+- the face mesh runs only on the crops of the face replaced and of REF's face (parser,
+  alignment).
 """
 from __future__ import annotations
 
@@ -53,11 +52,11 @@ def reference_face(faces: list[Face], index: int | None, path: str) -> Face:
     return faces[index]
 
 
-SEARCHES: dict[str, dict] = {  # how `photo_faces` looks, cheapest first (find_faces' arguments)
+SEARCHES: dict[str, dict] = {  # find_faces' arguments of each search (the listing numbers every command's faces)
     "proposed": dict(proposed=True),                         # where BlazeFace proposes faces (detect_proposed)
     "upright": dict(replaceable_only=True, retry="never"),   # one MTCNN pass on the replaceable copy
     "tilted": dict(replaceable_only=True, retry="always"),   # ... and on its rotated copies
-    "listing": dict(),                                       # `piq faces`' search: every retry, its numbering
+    "listing": dict(),                                       # `piq faces`' search: its numbering
 }
 
 
@@ -69,25 +68,14 @@ def photo_faces(rgb: np.ndarray, p: ReplaceParams, ing: IngestParams, search: st
 
 
 def search_order(p: ReplaceParams, face: int | None) -> list[str]:
-    """The searches `find_target` may run on PHOTO, in order: `--face N` numbers as `piq faces`
-    does (its search only); otherwise the cheapest first, the next only while REF's person is
-    not among the faces found (the proposals only when `replace.proposal_pad` is set)."""
-    if face is not None:
-        return ["listing"]
-    return [*(["proposed"] if p.proposal_pad else []), "upright", *(["tilted"] if p.detect_rotations else []), "listing"]
+    """The searches `find_target` runs on PHOTO: `piq faces`' own, with or without `--face N`
+    (one numbering)."""
+    return ["listing"]
 
 
 def _reference_faces(reference: np.ndarray, p: ReplaceParams, ing: IngestParams, driving_face: int | None) -> list[Face]:
-    """REF's faces: BlazeFace's proposals when they give exactly one face, else the upright
-    pass, else (none found, or `--driving-face N`: `piq faces`' numbering) the listing's."""
-    if driving_face is None:
-        if p.proposal_pad:
-            proposed = photo_faces(reference, p, ing, "proposed")
-            if len(proposed) == 1:
-                return proposed
-        upright = photo_faces(reference, p, ing, "upright")
-        if upright:
-            return upright
+    """REF's faces, numbered as `piq faces` numbers them (`--driving-face N`, the provenance's
+    `reference_face`)."""
     return photo_faces(reference, p, ing, "listing")
 
 
@@ -106,19 +94,14 @@ def find_target(photo: np.ndarray, reference: np.ndarray, p: ReplaceParams, ing:
                 times: dict[str, float]) -> Target:
     """The face of `photo` to replace (`face`, or the one nearest REF's identity) and REF's face
     (`driving_face`, or its only one); `names` (PHOTO's and REF's paths) go into the errors.
-    Adds the seconds of detection and identity to `times`. Where the replaceable-only searches
-    find nothing, the full search runs, so that a face too small or cut by the border is
-    refused as such rather than "not found"."""
+    Adds the seconds of detection and identity to `times`."""
     t = time.perf_counter()
-    chain = search_order(p, face)
-    faces: list[Face] = []
-    while chain and not faces:  # the first search that finds a face; an upright pass finding none: the listing's
-        search = chain.pop(0)
-        faces = photo_faces(photo, p, ing, search)
-        if not faces and search == "upright":
-            chain = ["listing"]
+    faces = photo_faces(photo, p, ing, "listing")
     if not faces:
         raise PhotoError("no_face", f"PHOTO {names[0]}: no face found")
+    if face is not None and face >= len(faces):  # before REF's detection and any identity work
+        raise PhotoError("bad_face_index", f"--face {face}: PHOTO {names[0]} has {len(faces)} face(s), "
+                                           f"0..{len(faces) - 1} (as piq faces lists them)")
     ref_face = reference_face(_reference_faces(reference, p, ing, driving_face), driving_face, names[1])
     times["detect"] = times.get("detect", 0.0) + time.perf_counter() - t
 
@@ -140,19 +123,9 @@ def find_target(photo: np.ndarray, reference: np.ndarray, p: ReplaceParams, ing:
             wanted = [True] * len(found)
         return [matcher.distances(photo, [f], ref_emb)[0] if w else float("inf") for f, w in zip(found, wanted)]
 
-    dists = distances(faces, search in ("proposed", "upright"))
+    dists = distances(faces, True)
+    if face is None and ref_emb is not None and min(dists) > p.max_identity_distance:
+        dists = distances(faces, False)  # REF's person may be a face too small or cut: the refusal then says so
     times["identity"] = times.get("identity", 0.0) + time.perf_counter() - t
-    # REF's person is not among the faces found: look further (the upright pass after the
-    # proposals, then tilted heads on rotated copies, then every face `piq faces` lists,
-    # smaller ones too, comparing all of them so that a refusal says why: too small, out of
-    # frame, another person)
-    while face is None and ref_emb is not None and chain and min(dists) > p.max_identity_distance:
-        search = chain.pop(0)
-        t = time.perf_counter()
-        faces = photo_faces(photo, p, ing, search) or faces
-        times["detect"] += time.perf_counter() - t
-        t = time.perf_counter()
-        dists = distances(faces, search == "upright")
-        times["identity"] += time.perf_counter() - t
     choice = choose_face(dists, face, p.max_identity_distance, allow_cross, matcher.name)
     return Target(faces, choice, ref_face, matcher.name)

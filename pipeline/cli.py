@@ -15,7 +15,7 @@ from typing import Sequence
 from pipeline import quiet
 from pipeline.cluster import ClusterError
 
-VERBOSE_HELP = "show the libraries' own log lines (Ray, its workers, mediapipe, FFmpeg); quiet by default"
+VERBOSE_HELP = "show the libraries' own log lines (Ray, its workers, mediapipe, TF Lite, FFmpeg) and tracebacks; quiet by default"
 
 # name -> (module, one-line help). Keep in pipeline order.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -55,9 +55,21 @@ def command_module(name: str):
     return getattr(module, attr) if attr else module
 
 
+def version() -> str:
+    """The installed package's version (its metadata: no import of the package's code)."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed
+
+    try:
+        return installed("piqperfect")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="piq", description=__doc__.splitlines()[0])
     parser.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
+    parser.add_argument("--version", action="version", version=f"piq (PiQPerfect) {version()}")
     parser.add_argument("--verbose", action="store_true", help=VERBOSE_HELP)
     sub = parser.add_subparsers(dest="command", metavar="<command>")
     for name, (module, help_text) in COMMANDS.items():

@@ -9,8 +9,8 @@ Each library is silenced in its own way:
 - mediapipe 0.10.21: its C++ code logs through absl before `absl::InitializeLog()`, which this
   build offers no switch for (GLOG_minloglevel, TF_CPP_MIN_LOG_LEVEL and ABSL_MIN_LOG_LEVEL are
   all ignored, tried) and TFLite prints its XNNPACK notice directly: those lines come once per
-  model, when its graph first runs, so that first call runs with the process's stderr file
-  descriptor pointed at a temporary file (`native_stderr_filtered`), and what it caught is
+  model, when its graph first runs (and some on later runs), so mediapipe's calls run with the
+  process's stderr file descriptor pointed at a temporary file (`native_stderr_filtered`), and what it caught is
   written back unless it is an INFO / WARNING line (absl's "I"/"W" prefixes, TFLite's "INFO:").
 """
 from __future__ import annotations
@@ -21,6 +21,7 @@ import os
 import re
 import sys
 import tempfile
+import threading
 from typing import Iterator
 
 VERBOSE_ENV = "PIQ_VERBOSE"  # inherited by Ray workers and subprocesses
@@ -52,26 +53,49 @@ def apply() -> None:
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
 
+def passed_on(text: str) -> str:
+    """What a capture hands back to stderr: every line but the native INFO / WARNING ones."""
+    return "".join(line for line in text.splitlines(keepends=True) if line.strip() and not _QUIET_LINE.match(line))
+
+
+_lock = threading.RLock()
+_depth = 0
+_saved_fd: int | None = None
+_sink = None
+
+
 @contextlib.contextmanager
 def native_stderr_filtered() -> Iterator[None]:
     """Run a block with file descriptor 2 pointed at a temporary file, then write back what it
-    caught except native INFO / WARNING lines (everything, when verbose)."""
+    caught except native INFO / WARNING lines (everything, when verbose). Nested and threaded
+    calls (the app's request threads, a stage's worker threads) share one capture."""
+    global _depth, _saved_fd, _sink
     if verbose():
         yield
         return
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile(mode="w+b") as caught:
-        os.dup2(caught.fileno(), 2)
-        try:
-            yield
-        finally:
-            sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
-            caught.seek(0)
-            kept = [line for line in caught.read().decode(errors="replace").splitlines(keepends=True)
-                    if not _QUIET_LINE.match(line)]
-            if kept:
-                sys.stderr.write("".join(kept))
+    with _lock:
+        if _depth == 0:
+            try:
                 sys.stderr.flush()
+                _sink = tempfile.TemporaryFile()
+                _saved_fd = os.dup(2)
+                os.dup2(_sink.fileno(), 2)
+            except OSError:  # no fd 2 to redirect (an embedding host): leave it
+                _sink, _saved_fd = None, None
+        _depth += 1
+    try:
+        yield
+    finally:
+        with _lock:
+            _depth -= 1
+            if _depth == 0 and _saved_fd is not None:
+                sys.stderr.flush()
+                os.dup2(_saved_fd, 2)
+                os.close(_saved_fd)
+                _sink.seek(0)
+                rest = passed_on(_sink.read().decode("utf-8", "replace"))
+                _sink.close()
+                _sink, _saved_fd = None, None
+                if rest:
+                    sys.stderr.write(rest)
+                    sys.stderr.flush()

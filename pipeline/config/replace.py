@@ -1,8 +1,10 @@
 """`replace` section: the photo tool (`piq faces`, `piq replace`, `piq verify`; facereplace/).
 
-The crop itself is ingest's (`ingest.box_scale`, `ingest.out_size`, `ingest.pad_mode`,
-`ingest.max_pad_fraction`): the model must see a face cut exactly as in training, so those
-keys are not repeated here.
+The crop itself is ingest's (`ingest.box_scale`, `ingest.out_size`, `ingest.pad_mode`): the
+model must see a face cut exactly as in training, so those keys are not repeated here. How
+much of that crop may leave the frame is the tool's own rule (`max_pad_fraction`), not
+ingest's: ingest's limit curates a data set (a clip whose face is cut is dropped), a user's
+tight portrait must still work (issue 24).
 """
 from __future__ import annotations
 
@@ -23,11 +25,15 @@ class ReplaceParams:
     max_identity_distance: float = 0.08            # 1 - cosine of the identity embeddings (dlib: its 0.6 Euclidean)
     min_face_px: int = 64                          # shorter side of the face box, photo pixels
     min_face_prob: float = 0.90                    # MTCNN probability for a face to count
+    verify_faces: bool = True                      # a candidate counts only when the face mesh agrees (or see next)
+    unverified_min_prob: float = 0.995             # ... or, where the mesh cannot take it, MTCNN this sure and its points a face's
     detect_max_side: int = 1024                    # photos are downscaled to this for MTCNN
     detect_rotations: tuple[float, ...] = (-30.0, 30.0)   # retried on rotated copies (tilted heads)
     detect_upscale: float = 2.0                    # retried on a copy this much larger (small faces); 1 = off
     proposal_pad: float = 2.0                      # piq replace: MTCNN on squares this x BlazeFace's boxes first; 0 = off
     max_pixels: int = 100_000_000                  # larger photos are refused (decompression bombs)
+    max_pad_fraction: float = 0.5                  # share of a face's crop allowed outside the photo (padded as ingest pads)
+    max_face_outside: float = 0.2                  # share of the face box itself allowed outside the photo
     jpeg_quality: int = 95
     driving_erosion_px: int = 15                   # training draws it from data.erosion_px (paper [0, 30]); fixed here
     mask_erode_px: int = 12                        # paste mask eroded this much (at the 1024 px crop)
@@ -53,6 +59,8 @@ class ReplaceParams:
             raise ValueError("replace.detect_upscale >= 1 and detect_max_side >= 64")
         if min(self.mask_erode_px, self.feather_px, self.rim_px, self.hand_dilate_px, self.driving_erosion_px) < 0:
             raise ValueError("replace pixel widths must be >= 0")
+        if not 0 <= self.max_pad_fraction <= 0.75 or not 0 <= self.max_face_outside <= 0.5:
+            raise ValueError("replace.max_pad_fraction must be within [0, 0.75] and max_face_outside within [0, 0.5]")
         if self.parse_px < 128:
             raise ValueError("replace.parse_px must be >= 128")
         if self.watermark_px < 256:

@@ -54,8 +54,11 @@ class FaceDetector:
         roughly, the finer pyramid levels are not needed)."""
         if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
             raise ValueError(f"expected an RGB uint8 image, got shape {rgb.shape} dtype {rgb.dtype}")
+        smallest = self.min_face_size if min_face_size is None else max(self.min_face_size, int(min_face_size))
+        if min(rgb.shape[:2]) < smallest:  # no face of that size fits: MTCNN's pyramid would be empty (torch.cat error)
+            return []
         model = self._model()
-        model.min_face_size = self.min_face_size if min_face_size is None else max(self.min_face_size, int(min_face_size))
+        model.min_face_size = smallest
         try:
             boxes, probs, landmarks = model.detect(rgb, landmarks=True)
         finally:

@@ -179,13 +179,12 @@ class FaceMeshDetector(WorkerLocal):
     """mediapipe FaceMesh in static-image mode with iris refinement. Lazily built, so it can be
     constructed on a driver and shipped to a Ray worker before the model loads."""
 
-    worker_local = ("_model", "_started")
+    worker_local = ("_model",)
 
     def __init__(self, max_faces: int = 2, min_confidence: float = 0.5) -> None:
         self.max_faces = max_faces
         self.min_confidence = min_confidence
         self._model = None
-        self._started = False
 
     def _get(self):
         if self._model is None:
@@ -202,10 +201,8 @@ class FaceMeshDetector(WorkerLocal):
         if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
             raise ValueError(f"expected an RGB uint8 image, got shape {rgb.shape} dtype {rgb.dtype}")
         h, w = rgb.shape[:2]
-        # the graph's first run prints mediapipe's native INFO / WARNING lines (pipeline/quiet.py)
-        with ieee_denormals(), (contextlib.nullcontext() if self._started else native_stderr_filtered()):
+        with native_stderr_filtered(), ieee_denormals():
             result = self._get().process(np.ascontiguousarray(rgb))
-        self._started = True
         meshes = []
         for face in result.multi_face_landmarks or []:
             pts = np.array([(lm.x * w, lm.y * h, lm.z * w) for lm in face.landmark], dtype=np.float64)
@@ -273,8 +270,11 @@ class Expression:
     """Pose-normalised expression measures (ratios of the interocular distance unless said).
 
     mouth_open: inner-lip gap. mouth_width: corner-to-corner distance. smile: how far the
-    mouth corners sit above the lip centre line (positive = corners up). eye_open_r / _l:
-    lid gap over eye width (eye aspect ratio). brow_raise: brow-to-eye distance, both sides.
+    mouth corners sit above the lip centre line (positive = corners up), plus, for an open
+    mouth, how much wider than a relaxed mouth it is (`smile_of`). eye_open_r / _l: lid gap
+    over eye width (eye aspect ratio), each eye. eyes_open: both eyes' opening weighted by how
+    much of each eye the camera sees (`visible_eyes_open`: a head turned 40 degrees is judged
+    by its near eye). brow_raise: brow-to-eye distance, both sides.
     """
 
     mouth_open: float
@@ -283,9 +283,39 @@ class Expression:
     eye_open_r: float
     eye_open_l: float
     brow_raise: float
+    eyes_open: float
 
     def as_dict(self) -> dict[str, float]:
         return dataclasses.asdict(self)
+
+
+# smile_of: a relaxed mouth is about this wide (interoculars; the portraits and corpus faces
+# measure 0.59-0.70 at rest); an open mouth counts as a smile by how much wider it is
+RELAXED_MOUTH_WIDTH = 0.70
+OPEN_MOUTH = 0.10            # inner-lip gap at which the width term counts in full
+WIDTH_WEIGHT = 0.5
+
+
+def smile_of(corner_lift: float, mouth_open: float, mouth_width: float) -> float:
+    """The smile measure: the corners' lift over the lip centre line, which a closed smile
+    shows, plus, as the mouth opens, half its widening beyond a relaxed mouth. Why both: on an
+    open mouth the corners lie on the opening's horizontal axis, so their lift over its centre
+    is ~0 whatever the expression (a broad open-mouth laugh measured -0.0002, issue 24); a laugh
+    pulls the corners wide, speaking does not."""
+    gate = min(1.0, max(0.0, mouth_open / OPEN_MOUTH))
+    return float(corner_lift + WIDTH_WEIGHT * gate * max(0.0, mouth_width - RELAXED_MOUTH_WIDTH))
+
+
+def visible_eyes_open(mesh: Mesh, eye_open_r: float, eye_open_l: float) -> float:
+    """Both eyes' opening, each weighted by the fourth power of its width on the image (over
+    the wider one's): equal weights for a frontal face; under a head turn the far eye, seen
+    foreshortened and measured badly (the mesh guesses its lids), counts little."""
+    p = mesh.points
+    w_r = float(np.linalg.norm(p[R_EYE_OUTER, :2] - p[R_EYE_INNER, :2]))
+    w_l = float(np.linalg.norm(p[L_EYE_OUTER, :2] - p[L_EYE_INNER, :2]))
+    top = max(w_r, w_l, 1e-6)
+    a, b = (w_r / top) ** 4, (w_l / top) ** 4
+    return float((a * eye_open_r + b * eye_open_l) / (a + b))
 
 
 def expression(mesh: Mesh) -> Expression:
@@ -296,13 +326,18 @@ def expression(mesh: Mesh) -> Expression:
     eye_w_l = np.linalg.norm(f[L_EYE_OUTER, :2] - f[L_EYE_INNER, :2])
     brow_r = f[R_EYE_TOP, 1] - f[R_BROW_MID, 1]
     brow_l = f[L_EYE_TOP, 1] - f[L_BROW_MID, 1]
+    mouth_open = float(f[LIP_LOWER_INNER, 1] - f[LIP_UPPER_INNER, 1])
+    mouth_width = float(np.linalg.norm(f[MOUTH_L, :2] - f[MOUTH_R, :2]))
+    eye_r = float((f[R_EYE_BOTTOM, 1] - f[R_EYE_TOP, 1]) / max(eye_w_r, 1e-6))
+    eye_l = float((f[L_EYE_BOTTOM, 1] - f[L_EYE_TOP, 1]) / max(eye_w_l, 1e-6))
     return Expression(
-        mouth_open=float(f[LIP_LOWER_INNER, 1] - f[LIP_UPPER_INNER, 1]),
-        mouth_width=float(np.linalg.norm(f[MOUTH_L, :2] - f[MOUTH_R, :2])),
-        smile=float(lip_centre_y - corners_y),
-        eye_open_r=float((f[R_EYE_BOTTOM, 1] - f[R_EYE_TOP, 1]) / max(eye_w_r, 1e-6)),
-        eye_open_l=float((f[L_EYE_BOTTOM, 1] - f[L_EYE_TOP, 1]) / max(eye_w_l, 1e-6)),
+        mouth_open=mouth_open,
+        mouth_width=mouth_width,
+        smile=smile_of(float(lip_centre_y - corners_y), mouth_open, mouth_width),
+        eye_open_r=eye_r,
+        eye_open_l=eye_l,
         brow_raise=float((brow_r + brow_l) / 2),
+        eyes_open=visible_eyes_open(mesh, eye_r, eye_l),
     )
 
 

@@ -13,7 +13,6 @@ inside mediapipe's person mask (selfie segmentation, shipped in the mediapipe wh
 """
 from __future__ import annotations
 
-import contextlib
 from typing import Sequence
 
 import cv2
@@ -102,28 +101,25 @@ def _clean(mask: np.ndarray, px: int) -> np.ndarray:
 
 class MeshParser(FaceParser):
     name = "mesh"
-    worker_local = ("_mesh", "_selfie", "_selfie_started")
+    worker_local = ("_mesh", "_selfie")
 
     def __init__(self, params) -> None:
         self.params = params
         self._mesh: fm.FaceMeshDetector | None = None
         self._selfie = None
-        self._selfie_started = False
 
     def setup(self) -> None:
         if self._mesh is None:
             from mediapipe.python.solutions import selfie_segmentation
 
             self._mesh = fm.FaceMeshDetector(max_faces=1)
-            with fm.ieee_denormals():  # its worker threads inherit the flag when the graph starts
+            with native_stderr_filtered(), fm.ieee_denormals():  # its worker threads inherit the flag when the graph starts
                 self._selfie = selfie_segmentation.SelfieSegmentation(model_selection=0)
 
     def person_mask(self, rgb: np.ndarray) -> np.ndarray:
         self.setup()
-        # the graph's first run prints mediapipe's native INFO lines (pipeline/quiet.py)
-        with fm.ieee_denormals(), (contextlib.nullcontext() if self._selfie_started else native_stderr_filtered()):
+        with native_stderr_filtered(), fm.ieee_denormals():
             prob = self._selfie.process(np.ascontiguousarray(rgb)).segmentation_mask
-        self._selfie_started = True
         return prob > self.params.person_threshold
 
     def parse(self, images: Sequence[np.ndarray]) -> list[np.ndarray | Reject]:
