@@ -77,7 +77,7 @@ def run_replace(args: argparse.Namespace, params, method=None) -> dict:
     """Everything `piq replace` does; returns the seconds of each part (bench/replace.py)."""
     from facereplace.methods import build_method
     from facereplace.photo_io import encode_photo, read_photo, write_atomic
-    from facereplace.provenance import EditRecord, build_xmp, embed_watermark
+    from facereplace.provenance import EditRecord, build_xmp, mark_faces
     from facereplace.replace import ReplaceConfig, replace_face
     from facereplace.target import find_target
 
@@ -97,7 +97,7 @@ def run_replace(args: argparse.Namespace, params, method=None) -> dict:
                           getattr(args, "caption", ""), in_place=photo.deep is None)
     times.update(result.timings)
     t = time.perf_counter()
-    marked = embed_watermark(result.image, p.watermark_px, copy=False)  # result.image is this run's own
+    marked = mark_faces(result.image, [(result.face, result.alpha)], p, params.ingest, copy=False)  # this run's own
     times["watermark"] = time.perf_counter() - t
     t = time.perf_counter()
     record = EditRecord(method=method.name, inputs={"photo": photo.sha256, "reference": ref.sha256},
@@ -150,15 +150,17 @@ def verify_main(args: argparse.Namespace) -> int:
 
     params = load_params(args.params)
     try:
-        v = verify(args.image, params.replace.watermark_px, params.replace.max_pixels)
+        v = verify(args.image, params.replace.watermark_px, params.replace.max_pixels, params.replace)
     except PhotoError as err:
         return _fail(err)
     if args.json:
         print(json.dumps({"image": v.path, "watermark_bits": v.watermark_bits, "watermarked": v.watermarked,
-                          "metadata": v.metadata}))
+                          "metadata": v.metadata, "faces": v.faces}))
     else:
         print(f"{v.path}: watermark {'FOUND' if v.watermarked else 'not found'} ({v.watermark_bits}/48 bits, "
               f"needs {MIN_MATCH})")
+        for f in v.faces:
+            print(f"  face {f['face']} at {f['box']}: mark {f['bits']}/48 bits")
         if v.metadata:
             print(f"  DigitalSourceType: {v.metadata['digital_source_type']}")
             print(f"  edit: {json.dumps(v.metadata['edit'], sort_keys=True)}")

@@ -16,7 +16,7 @@ from facereplace.errors import PhotoError
 from facereplace.faces import Face, find_faces
 from facereplace.identity import IdentityMatcher
 from facereplace.photo_io import Photo, encode_photo
-from facereplace.provenance import EditRecord, build_xmp, embed_watermark
+from facereplace.provenance import EditRecord, build_xmp, mark_faces
 from facereplace.replace import ReplaceConfig, replace_face
 
 
@@ -68,16 +68,17 @@ def replace_many(base: LoadedPhoto, swaps: Sequence[Swap], method, params, tool:
     if not swaps:
         raise PhotoError("nothing_to_replace", f"{base.name}: no face to replace")
     cfg = ReplaceConfig.from_params(params)
-    image, faces, boxes = base.photo.rgb, [], []
+    image, faces, boxes, edits = base.photo.rgb, [], [], []
     for s in swaps:
         ref_face = s.source.faces[s.source_face]
         result = replace_face(image, base.faces, s.target, s.source.photo.rgb, ref_face, method, cfg)
         image = result.image
         boxes.append(result.face.box)
+        edits.append((result.face, result.alpha))
         faces.append({"face": s.target, "box": [round(v, 1) for v in result.face.box], "crop": list(result.crop_box),
                       "identity_distance": None if not np.isfinite(s.identity_distance) else round(s.identity_distance, 4),
                       "reference": s.source.name, "reference_face": s.source_face})
-    marked = embed_watermark(image, params.replace.watermark_px)
+    marked = mark_faces(image, edits, params.replace, params.ingest)
     record = EditRecord(method=method.name, inputs=inputs or {base.name: base.photo.sha256}, faces=faces,
                         model_hash=method.model_hash, identity_encoder=identity_encoder, cross_identity=cross_identity,
                         tool=tool, **({"time": edit_time} if edit_time else {}))
