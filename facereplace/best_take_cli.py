@@ -67,8 +67,8 @@ def load_burst(paths: list[str], params) -> tuple[list[LoadedPhoto], str]:
 
 
 def make_best_take(shots: list[LoadedPhoto], params, method=None, plan_path: str | None = None,
-                   identity_encoder: str | None = None, edit_time: str | None = None) -> BestTake:
-    """The best take of a loaded burst (nothing written)."""
+                   identity_encoder: str | None = None, edit_time: str | None = None, credentials=None) -> BestTake:
+    """The best take of a loaded burst (nothing written); `credentials`: sign it (C2PA)."""
     from facereplace.contact_sheet import before_after, contact_sheet
     from facereplace.methods import build_method
 
@@ -91,7 +91,7 @@ def make_best_take(shots: list[LoadedPhoto], params, method=None, plan_path: str
         method = method or build_method(bt.method, params.replace, params.sample)
         composite = replace_many(base, swaps, method, params, "piq best-take",
                                  inputs={s.name: s.photo.sha256 for s in shots}, identity_encoder=identity_encoder,
-                                 edit_time=edit_time)
+                                 edit_time=edit_time, credentials=credentials)
     after = composite.unmarked if composite else base.photo.rgb
     sheet = contact_sheet([s.photo.rgb for s in shots], names, candidates, plan, bt.contact_tile)
     pair = before_after(base.photo.rgb, after, composite.boxes if composite else [])
@@ -136,8 +136,12 @@ def main(args: argparse.Namespace) -> int:
         written = [Path(p).resolve() for p in (args.output, args.save_plan, args.sheet, args.before_after) if p]
         if set(written) & {Path(p).resolve() for p in args.photos}:
             raise PhotoError("output_is_input", "write the outputs to new files, not over a photo of the burst")
+        from facereplace.credentials import load_signer
+
+        credentials = load_signer(params.provenance)  # a bad pair is refused before any work
         shots, encoder = load_burst(args.photos, params)
-        take = make_best_take(shots, params, plan_path=args.plan, identity_encoder=encoder, edit_time=args.edit_time)
+        take = make_best_take(shots, params, plan_path=args.plan, identity_encoder=encoder, edit_time=args.edit_time,
+                              credentials=credentials)
         base = take.shots[take.plan.base]
         if SUFFIX_FORMAT[out.suffix.lower()] != base.photo.format:
             raise PhotoError("wrong_output_format", f"{out}: the base photo {base.name} is {base.photo.format}; "

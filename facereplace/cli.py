@@ -81,7 +81,10 @@ def run_replace(args: argparse.Namespace, params, method=None) -> dict:
     from facereplace.replace import ReplaceConfig, replace_face
     from facereplace.target import find_target
 
+    from facereplace.credentials import load_signer
+
     p = params.replace
+    credentials = load_signer(params.provenance)  # a bad pair is refused before any work
     times: dict[str, float] = {}
     t = time.perf_counter()
     photo = read_photo(args.photo, p.max_pixels)
@@ -106,6 +109,7 @@ def run_replace(args: argparse.Namespace, params, method=None) -> dict:
                                 "reference_face": ref_face.index}],
                         model_hash=method.model_hash, identity_encoder=target.encoder, cross_identity=choice.cross_identity)
     data = encode_photo(photo, marked, p.jpeg_quality, build_xmp(record, photo.xmp))
+    data = sign_output(data, photo, [ref], Path(args.output).name, method.name, "piq replace", credentials, record)
     write_atomic(args.output, data)
     times["encode"] = time.perf_counter() - t
     for w in photo.warnings + ref.warnings:
@@ -113,6 +117,20 @@ def run_replace(args: argparse.Namespace, params, method=None) -> dict:
     print(f"{args.output}: face {choice.index} replaced ({method.name}, identity distance {choice.distance:.3f}"
           f"{', CROSS-IDENTITY' if choice.cross_identity else ''})")
     return times
+
+
+def sign_output(data: bytes, photo, refs: list, title: str, method: str, tool: str, credentials, record) -> bytes:
+    """`data` with C2PA content credentials (facereplace/credentials.py) when params name a
+    pair; else as it is, and a warning says so."""
+    if credentials is None:
+        print(f"piq: warning: {title}: no C2PA content credentials (provenance.certificate is null; "
+              f"`piq provenance init --dir DIR` makes a local pair)", file=sys.stderr)
+        return data
+    from facereplace.credentials import Ingredient, sign
+
+    ingredient = lambda ph: Ingredient(Path(ph.path).name, ph.format, Path(ph.path).read_bytes())  # noqa: E731
+    return sign(data, photo.format, title, ingredient(photo), [ingredient(r) for r in refs], method, tool, credentials,
+                record.as_dict())
 
 
 def replace_main(args: argparse.Namespace) -> int:
@@ -145,6 +163,7 @@ def verify_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def verify_main(args: argparse.Namespace) -> int:
+    from facereplace.credentials import as_json, describe, read_credentials
     from facereplace.provenance import MIN_MATCH, verify
     from pipeline.params import load_params
 
@@ -153,9 +172,10 @@ def verify_main(args: argparse.Namespace) -> int:
         v = verify(args.image, params.replace.watermark_px, params.replace.max_pixels, params.replace)
     except PhotoError as err:
         return _fail(err)
+    c2pa = read_credentials(args.image)
     if args.json:
         print(json.dumps({"image": v.path, "watermark_bits": v.watermark_bits, "watermarked": v.watermarked,
-                          "metadata": v.metadata, "faces": v.faces}))
+                          "metadata": v.metadata, "faces": v.faces, "c2pa": as_json(c2pa)}))
     else:
         print(f"{v.path}: watermark {'FOUND' if v.watermarked else 'not found'} ({v.watermark_bits}/48 bits, "
               f"needs {MIN_MATCH})")
@@ -166,7 +186,8 @@ def verify_main(args: argparse.Namespace) -> int:
             print(f"  edit: {json.dumps(v.metadata['edit'], sort_keys=True)}")
         else:
             print("  no provenance metadata")
-    return 0 if v.marked else 1
+        print("\n".join(describe(c2pa)) if c2pa else "  no C2PA content credentials")
+    return 0 if v.marked or c2pa is not None else 1
 
 
 faces = types.SimpleNamespace(add_arguments=faces_arguments, main=faces_main)

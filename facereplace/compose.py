@@ -61,10 +61,13 @@ class Composite:
 
 def replace_many(base: LoadedPhoto, swaps: Sequence[Swap], method, params, tool: str,
                  inputs: dict[str, str] | None = None, cross_identity: bool = False,
-                 identity_encoder: str | None = None, edit_time: str | None = None) -> Composite:
+                 identity_encoder: str | None = None, edit_time: str | None = None,
+                 credentials=None) -> Composite:
     """`base` with every swap applied in turn (each paste touches only its own face's mask, so
     the faces found in `base` stay valid), watermarked and recorded once. `edit_time`: the
-    record's time (default: SOURCE_DATE_EPOCH or now, `provenance.edit_time`)."""
+    record's time (default: SOURCE_DATE_EPOCH or now, `provenance.edit_time`). `credentials`
+    (`facereplace.credentials.load_signer`'s): the file is signed, `base` its parent ingredient
+    and each other photo a face came from a component."""
     if not swaps:
         raise PhotoError("nothing_to_replace", f"{base.name}: no face to replace")
     cfg = ReplaceConfig.from_params(params)
@@ -83,4 +86,11 @@ def replace_many(base: LoadedPhoto, swaps: Sequence[Swap], method, params, tool:
                         model_hash=method.model_hash, identity_encoder=identity_encoder, cross_identity=cross_identity,
                         tool=tool, **({"time": edit_time} if edit_time else {}))
     data = encode_photo(base.photo, marked, params.replace.jpeg_quality, build_xmp(record))
+    if credentials is not None:
+        from facereplace.credentials import Ingredient, sign
+
+        sources = list({id(s.source): s.source for s in swaps if s.source is not base}.values())
+        ingredient = lambda lp: Ingredient(lp.name, lp.photo.format, lp.photo.path.read_bytes())  # noqa: E731
+        data = sign(data, base.photo.format, base.name, ingredient(base), [ingredient(s) for s in sources],
+                    method.name, tool, credentials, record.as_dict())
     return Composite(image, marked, data, record, boxes)

@@ -9,8 +9,9 @@ Two independent marks, so that either survives what the other does not:
   The earlier mark (invisible-watermark's dwtDct over the photo's central square,
   `embed_watermark`) changed pixels far from the edit and did not survive a re-save; it is
   kept for reading files marked by earlier versions;
-- an XMP packet: IPTC's DigitalSourceType "compositeWithTrainedAlgorithmicMedia" (IPTC
-  Extension, Iptc4xmpExt), and the record of the edit: faces replaced (boxes), sha256 of every
+- an XMP packet: IPTC's DigitalSourceType of the method (`digital_source_type`:
+  "compositeCapture" for the classical method, "compositeWithTrainedAlgorithmicMedia" for the
+  trained model; IPTC Extension, Iptc4xmpExt), and the record of the edit: faces replaced (boxes), sha256 of every
   input, method, model hash, identity distances, cross-identity override, time, tool version.
 
 The mark changes pixels only within the replaced faces' masks grown by `replace.mark_margin`
@@ -179,6 +180,15 @@ def build_xmp(record: EditRecord, base: bytes | None = None) -> bytes:
     ).encode("utf-8")
 
 
+def digital_source_type(method: str) -> str:
+    """IPTC's digital source type of an output of `method`: `compositeCapture` for captured
+    photos combined by the classical method, `compositeWithTrainedAlgorithmicMedia` for a face
+    the trained model made (facereplace/credentials.py, the C2PA action's, says the same)."""
+    from facereplace.credentials import digital_source_type as by_method
+
+    return by_method(method)
+
+
 def _description(record: EditRecord) -> str:
     body = json.dumps(record.as_dict(), sort_keys=True, separators=(",", ":"))
     return (
@@ -186,7 +196,7 @@ def _description(record: EditRecord) -> str:
         '    xmlns:Iptc4xmpExt="http://iptc.org/std/Iptc4xmpExt/2008-02-29/"\n'
         '    xmlns:xmp="http://ns.adobe.com/xap/1.0/"\n'
         f'    xmlns:piq="{PIQ_NS}"\n'
-        f'    Iptc4xmpExt:DigitalSourceType="{DIGITAL_SOURCE_TYPE}"\n'
+        f'    Iptc4xmpExt:DigitalSourceType="{digital_source_type(record.method)}"\n'
         f'    xmp:CreatorTool="{escape(record.tool)}"\n'
         f'    xmp:ModifyDate="{escape(record.time)}"\n'
         f'    piq:Edit="{escape(body, {chr(34): "&quot;"})}"/>'

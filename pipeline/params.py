@@ -23,6 +23,7 @@ from pipeline.config.evaluate import EvaluateParams
 from pipeline.config.ingest import IngestParams
 from pipeline.config.latents import LatentsParams
 from pipeline.config.relight import RelightParams
+from pipeline.config.provenance import ProvenanceParams
 from pipeline.config.replace import ReplaceParams
 from pipeline.config.runner import RunnerParams
 from pipeline.config.segment import SegmentParams
@@ -58,6 +59,7 @@ class Params:
     distill: DistillParams = dataclasses.field(default_factory=DistillParams)
     replace: ReplaceParams = ReplaceParams()
     best_take: BestTakeParams = BestTakeParams()
+    provenance: ProvenanceParams = ProvenanceParams()   # C2PA content credentials of the photo tool (issue 26)
     latents: LatentsParams = dataclasses.field(default_factory=LatentsParams)  # piq latents (issue 18)
     cpu_threads: int = 2  # torch threads of train / distill / sample / evaluate on a CPU (pipeline.device.fix_cpu_threads)
 
