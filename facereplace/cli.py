@@ -71,6 +71,8 @@ def replace_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--allow-cross-identity", action="store_true",
                         help="replace even when REF is another person (recorded in the provenance)")
     parser.add_argument("--caption", default="", help="prompt for --method piq (training's captions; default empty)")
+    parser.add_argument("--region", choices=("face", "eyes", "mouth", "upper", "lower"),
+                        help="part of the face replaced (eyes: a blink; mouth / lower: a smile); default: replace.region")
 
 
 def run_replace(args: argparse.Namespace, params, method=None) -> dict:
@@ -81,8 +83,12 @@ def run_replace(args: argparse.Namespace, params, method=None) -> dict:
     from facereplace.replace import ReplaceConfig, replace_face
     from facereplace.target import find_target
 
+    import dataclasses
+
     from facereplace.credentials import load_signer
 
+    if getattr(args, "region", None):
+        params = dataclasses.replace(params, replace=dataclasses.replace(params.replace, region=args.region))
     p = params.replace
     credentials = load_signer(params.provenance)  # a bad pair is refused before any work
     times: dict[str, float] = {}

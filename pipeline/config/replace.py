@@ -38,6 +38,7 @@ class ReplaceParams:
     occluders: tuple[str, ...] = ("eye_g", "hat", "hair")  # parser labels kept in front of the new face
     hands: bool = True                             # mediapipe hand model: hands over the face stay in front
     hand_dilate_px: int = 24                       # hand hull grown by this (1024 px crop)
+    region: Literal["face", "eyes", "mouth", "upper", "lower"] = "face"  # part of the face replaced (facereplace/regions.py)
     watermark_px: int = 1024                       # legacy square mark's side: verify still reads it in older outputs
     mark_cell: float = 0.11                        # face mark: cell side, x the face mesh's RMS radius (docs/BENCHMARKS.md)
     mark_step: float = 7.0                         # face mark: QIM step, luma levels (larger: more robust, more visible)
