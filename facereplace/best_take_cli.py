@@ -21,7 +21,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from facereplace.best_take import Plan, choose_plan, read_plan, score_people
+from facereplace.best_take import Plan, choose_plan, fix_region, read_plan, score_people
 from facereplace.burst import Shot, check_sizes, group_people
 from facereplace.compose import Composite, LoadedPhoto, Swap, load_faces, replace_many
 from facereplace.errors import PhotoError
@@ -79,13 +79,17 @@ def make_best_take(shots: list[LoadedPhoto], params, method=None, plan_path: str
     candidates = score_people(people, [s.faces for s in shots], bt)
     plan = read_plan(plan_path, names, candidates, people, bt) if plan_path else choose_plan(candidates, len(shots), people, bt)
     base = shots[plan.base]
-    swaps = []
-    for person, pick in zip(people, plan.picks):
+    regions = plan_regions(plan_path, len(people)) if plan_path else {}
+    swaps, chosen = [], {}
+    for n, (person, pick) in enumerate(zip(people, plan.picks)):
         if pick == plan.base:
             continue
         target, source_face = person.faces[plan.base], person.faces[pick]
         a, b = base.embeddings[target], shots[pick].embeddings[source_face]
-        swaps.append(Swap(target, shots[pick], source_face, float("inf") if a is None or b is None else distance(a, b)))
+        by_shot = {c.shot: c for c in candidates[n]}
+        region = chosen[str(n)] = regions.get(n) or fix_region(by_shot[plan.base], by_shot[pick], bt)
+        swaps.append(Swap(target, shots[pick], source_face, float("inf") if a is None or b is None else distance(a, b),
+                          region))
     composite = None
     if swaps:
         method = method or build_method(bt.method, params.replace, params.sample)
@@ -95,7 +99,24 @@ def make_best_take(shots: list[LoadedPhoto], params, method=None, plan_path: str
     after = composite.unmarked if composite else base.photo.rgb
     sheet = contact_sheet([s.photo.rgb for s in shots], names, candidates, plan, bt.contact_tile)
     pair = before_after(base.photo.rgb, after, composite.boxes if composite else [])
-    return BestTake(shots, plan, plan.to_json(names, candidates), composite, sheet, pair)
+    return BestTake(shots, plan, {**plan.to_json(names, candidates), "regions": chosen}, composite, sheet, pair)
+
+
+def plan_regions(path: str, n_people: int) -> dict[int, str]:
+    """The plan file's optional "regions": {person: face|eyes|mouth|upper|lower}."""
+    from facereplace.regions import REGIONS
+
+    data = json.loads(Path(path).read_text())   # read_plan has checked it is a readable plan
+    got = data.get("regions", {}) if isinstance(data, dict) else {}
+    if not isinstance(got, dict):
+        raise PhotoError("bad_plan", f"{path}: \"regions\" must map person numbers to regions {list(REGIONS)}")
+    out = {}
+    for key, value in got.items():
+        if not (isinstance(key, str) and key.isdigit() and int(key) < n_people) or value not in REGIONS:
+            raise PhotoError("bad_plan", f"{path}: region {key!r}: {value!r} (expected person 0..{n_people - 1}: "
+                                         f"one of {list(REGIONS)})")
+        out[int(key)] = value
+    return out
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

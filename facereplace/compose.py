@@ -45,6 +45,7 @@ class Swap:
     source: LoadedPhoto
     source_face: int
     identity_distance: float
+    region: str | None = None   # the part of the face replaced (facereplace/regions.py); None: replace.region
 
 
 @dataclasses.dataclass
@@ -74,13 +75,14 @@ def replace_many(base: LoadedPhoto, swaps: Sequence[Swap], method, params, tool:
     image, faces, boxes, edits = base.photo.rgb, [], [], []
     for s in swaps:
         ref_face = s.source.faces[s.source_face]
-        result = replace_face(image, base.faces, s.target, s.source.photo.rgb, ref_face, method, cfg)
+        here = cfg if s.region is None else dataclasses.replace(cfg, replace=dataclasses.replace(cfg.replace, region=s.region))
+        result = replace_face(image, base.faces, s.target, s.source.photo.rgb, ref_face, method, here)
         image = result.image
         boxes.append(result.face.box)
         edits.append((result.face, result.alpha))
         faces.append({"face": s.target, "box": [round(v, 1) for v in result.face.box], "crop": list(result.crop_box),
                       "identity_distance": None if not np.isfinite(s.identity_distance) else round(s.identity_distance, 4),
-                      "reference": s.source.name, "reference_face": s.source_face})
+                      "reference": s.source.name, "reference_face": s.source_face, "region": here.replace.region})
     marked = mark_faces(image, edits, params.replace, params.ingest)
     record = EditRecord(method=method.name, inputs=inputs or {base.name: base.photo.sha256}, faces=faces,
                         model_hash=method.model_hash, identity_encoder=identity_encoder, cross_identity=cross_identity,
