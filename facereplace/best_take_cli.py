@@ -51,6 +51,22 @@ def _encode(rgb: np.ndarray, path: str) -> bytes:
     return enc.tobytes()
 
 
+def sign_picture(data: bytes, path: str, take: BestTake, credentials) -> bytes:
+    """A contact sheet's or before / after picture's bytes with content credentials (as the
+    best take's: the base shot the parent, the shots faces came from components), when params
+    name a pair and a face was replaced; the after half already carries the invisible mark."""
+    if credentials is None or take.composite is None:
+        return data
+    from facereplace.credentials import Ingredient, sign
+
+    base = take.shots[take.plan.base]
+    sources = [take.shots[s] for s in sorted(set(take.plan.picks) - {take.plan.base})]
+    ingredient = lambda lp: Ingredient(lp.name, lp.photo.format, lp.photo.path.read_bytes())  # noqa: E731
+    fmt = "PNG" if Path(path).suffix.lower() == ".png" else "JPEG"
+    return sign(data, fmt, Path(path).name, ingredient(base), [ingredient(s) for s in sources],
+                take.composite.record.method, "piq best-take", credentials, take.composite.record.as_dict())
+
+
 def load_burst(paths: list[str], params) -> tuple[list[LoadedPhoto], str]:
     """Every photo read and checked (names, sizes) before minutes of detection, then its faces
     found and embedded. Returns the shots and the identity encoder's name."""
@@ -69,7 +85,7 @@ def load_burst(paths: list[str], params) -> tuple[list[LoadedPhoto], str]:
 def make_best_take(shots: list[LoadedPhoto], params, method=None, plan_path: str | None = None,
                    identity_encoder: str | None = None, edit_time: str | None = None, credentials=None) -> BestTake:
     """The best take of a loaded burst (nothing written); `credentials`: sign it (C2PA)."""
-    from facereplace.contact_sheet import before_after, contact_sheet
+    from facereplace.contact_sheet import before_after, contact_sheet, mark_after
     from facereplace.methods import build_method
 
     bt = params.best_take
@@ -99,6 +115,8 @@ def make_best_take(shots: list[LoadedPhoto], params, method=None, plan_path: str
     after = composite.unmarked if composite else base.photo.rgb
     sheet = contact_sheet([s.photo.rgb for s in shots], names, candidates, plan, bt.contact_tile)
     pair = before_after(base.photo.rgb, after, composite.boxes if composite else [])
+    if composite:  # the picture shows the composite: it carries the mark too
+        pair = mark_after(pair, base.photo.rgb.shape[:2], composite.edits, params.replace, params.ingest)
     return BestTake(shots, plan, {**plan.to_json(names, candidates), "regions": chosen}, composite, sheet, pair)
 
 
@@ -171,9 +189,10 @@ def main(args: argparse.Namespace) -> int:
         if args.save_plan:
             files[args.save_plan] = (json.dumps(take.plan_json, indent=1, sort_keys=True) + "\n").encode()
         if args.sheet:
-            files[args.sheet] = _encode(take.sheet, args.sheet)
+            files[args.sheet] = sign_picture(_encode(take.sheet, args.sheet), args.sheet, take, credentials)
         if args.before_after:
-            files[args.before_after] = _encode(take.before_after, args.before_after)
+            files[args.before_after] = sign_picture(_encode(take.before_after, args.before_after), args.before_after,
+                                                    take, credentials)
     except PhotoError as err:
         print(f"piq: error: {err}", file=sys.stderr)
         return 2

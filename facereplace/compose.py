@@ -58,6 +58,7 @@ class Composite:
     data: bytes
     record: EditRecord
     boxes: list[tuple[float, float, float, float]]
+    edits: list[tuple] = dataclasses.field(default_factory=list)   # (face, paste alpha) per replaced face: the mark's areas
 
 
 def replace_many(base: LoadedPhoto, swaps: Sequence[Swap], method, params, tool: str,
@@ -95,4 +96,4 @@ def replace_many(base: LoadedPhoto, swaps: Sequence[Swap], method, params, tool:
         ingredient = lambda lp: Ingredient(lp.name, lp.photo.format, lp.photo.path.read_bytes())  # noqa: E731
         data = sign(data, base.photo.format, base.name, ingredient(base), [ingredient(s) for s in sources],
                     method.name, tool, credentials, record.as_dict())
-    return Composite(image, marked, data, record, boxes)
+    return Composite(image, marked, data, record, boxes, edits)
