@@ -48,10 +48,10 @@ class MarkParams:
     """How the mark is laid (the `replace.mark_*` params; defaults chosen in docs/BENCHMARKS.md)."""
 
     cell: float = 0.11          # cell side, in units of the mesh's RMS radius (~8 px on a 240 px face box)
-    step: float = 7.0           # QIM lattice step (luma levels); a cell mean moves by at most step / 2
+    step: float = 8.0           # QIM lattice step (luma levels); a cell mean moves by at most step / 2
     min_strength: float = 0.6   # flat / dark cells are moved this fraction of the way (>= 0.5 reads right)
     texture_levels: float = 6.0  # a cell whose luma std reaches this many levels is moved the whole way
-    margin: float = 0.25        # paste mask grown by this x the mesh's RMS radius: the marked area
+    margin: float = 0.5         # paste mask grown by this x the mesh's RMS radius: the marked area
     min_bits: int = 41          # of 48: marked (false positives ~3e-7 per face tried)
 
 

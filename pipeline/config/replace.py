@@ -41,9 +41,9 @@ class ReplaceParams:
     region: Literal["face", "eyes", "mouth", "upper", "lower"] = "face"  # part of the face replaced (facereplace/regions.py)
     watermark_px: int = 1024                       # legacy square mark's side: verify still reads it in older outputs
     mark_cell: float = 0.11                        # face mark: cell side, x the face mesh's RMS radius (docs/BENCHMARKS.md)
-    mark_step: float = 7.0                         # face mark: QIM step, luma levels (larger: more robust, more visible)
+    mark_step: float = 8.0                         # face mark: QIM step, luma levels (larger: more robust, more visible)
     mark_min_strength: float = 0.6                 # face mark: share of the step flat or dark cells get (>= 0.5)
-    mark_margin: float = 0.25                      # face mark: paste mask grown by this x the mesh's RMS radius
+    mark_margin: float = 0.5                       # face mark: paste mask grown by this x the mesh's RMS radius
 
     def validate(self) -> None:
         if self.min_face_px < 8 or self.max_pixels < 64 * 64:
