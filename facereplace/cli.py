@@ -112,7 +112,7 @@ def run_replace(args: argparse.Namespace, params, method=None) -> dict:
     record = EditRecord(method=method.name, inputs={"photo": photo.sha256, "reference": ref.sha256},
                         faces=[{"face": choice.index, "box": [round(v, 1) for v in result.face.box],
                                 "crop": list(result.crop_box), "identity_distance": round(choice.distance, 4),
-                                "reference_face": ref_face.index}],
+                                "reference_face": ref_face.index, "region": p.region}],
                         model_hash=method.model_hash, identity_encoder=target.encoder, cross_identity=choice.cross_identity)
     data = encode_photo(photo, marked, p.jpeg_quality, build_xmp(record, photo.xmp))
     data = sign_output(data, photo, [ref], Path(args.output).name, method.name, "piq replace", credentials, record)
