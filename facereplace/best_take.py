@@ -10,7 +10,10 @@
    written in the same format (`--save-plan`), to be edited and passed back.
 
 The plan format (JSON): {"base": "<shot file name>", "people": {"<person number>": "<shot file
-name>", ...}}; a person not listed keeps the automatic choice for that base.
+name>", ...}, "regions": {"<person number>": "eyes", ...}}; a person not listed keeps the
+automatic choice for that base. The region (facereplace/regions.py) is the part of the face
+replaced: by default the one that fixes what the pick gains most on (a blink: the eyes; a
+smile: the lower face; `fix_region`).
 """
 from __future__ import annotations
 
@@ -128,6 +131,20 @@ def choose_plan(candidates: Sequence[Sequence[Candidate]], n_shots: int, people:
     return Plan(base, picks_for_base(base, candidates, p), [True] * len(candidates))
 
 
+def fix_region(base: Candidate, pick: Candidate, p: BestTakeParams) -> str:
+    """The region that replacing `base` by `pick` needs: `best_take.region`, or for `auto`
+    the region of the measure that gains the most weighted score (a blink fixed: the eyes; a
+    smile: the lower face; pose, sharpness or nothing clear: the whole face)."""
+    from facereplace.regions import region_for_fix
+
+    if p.region != "auto":
+        return p.region
+    w = dataclasses.asdict(p.weights)
+    gains = {k: w[k] * (pick.parts[k] - base.parts[k]) for k in MEASURES}
+    measure = max(gains, key=lambda k: gains[k])
+    return region_for_fix(measure) if gains[measure] > 0 else "face"
+
+
 def _area(face: Any) -> float:
     x0, y0, x1, y1 = face.box
     return float((x1 - x0) * (y1 - y0))
@@ -142,7 +159,7 @@ def read_plan(path: str | Path, names: Sequence[str], candidates: Sequence[Seque
         data = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as err:
         raise PhotoError("bad_plan", f"{path}: not a readable JSON plan ({err})") from err
-    if not isinstance(data, dict) or set(data) - {"base", "people", "scores"}:
+    if not isinstance(data, dict) or set(data) - {"base", "people", "scores", "regions"}:
         raise PhotoError("bad_plan", f"{path}: expected {{\"base\": shot, \"people\": {{person: shot}}}}")
     lookup = {n: i for i, n in enumerate(names)} | {Path(n).name: i for i, n in enumerate(names)}
 

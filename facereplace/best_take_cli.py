@@ -21,7 +21,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from facereplace.best_take import Plan, choose_plan, read_plan, score_people
+from facereplace.best_take import Plan, choose_plan, fix_region, read_plan, score_people
 from facereplace.burst import Shot, check_sizes, group_people
 from facereplace.compose import Composite, LoadedPhoto, Swap, load_faces, replace_many
 from facereplace.errors import PhotoError, guarded
@@ -51,6 +51,22 @@ def _encode(rgb: np.ndarray, path: str) -> bytes:
     return enc.tobytes()
 
 
+def sign_picture(data: bytes, path: str, take: BestTake, credentials) -> bytes:
+    """A contact sheet's or before / after picture's bytes with content credentials (as the
+    best take's: the base shot the parent, the shots faces came from components), when params
+    name a pair and a face was replaced; the after half already carries the invisible mark."""
+    if credentials is None or take.composite is None:
+        return data
+    from facereplace.credentials import Ingredient, sign
+
+    base = take.shots[take.plan.base]
+    sources = [take.shots[s] for s in sorted(set(take.plan.picks) - {take.plan.base})]
+    ingredient = lambda lp: Ingredient(lp.name, lp.photo.format, lp.photo.path.read_bytes())  # noqa: E731
+    fmt = "PNG" if Path(path).suffix.lower() == ".png" else "JPEG"
+    return sign(data, fmt, Path(path).name, ingredient(base), [ingredient(s) for s in sources],
+                take.composite.record.method, "piq best-take", credentials, take.composite.record.as_dict())
+
+
 def load_burst(paths: list[str], params) -> tuple[list[LoadedPhoto], str]:
     """Every photo read and checked (names, sizes) before minutes of detection, then its faces
     found and embedded. Returns the shots and the identity encoder's name."""
@@ -67,9 +83,9 @@ def load_burst(paths: list[str], params) -> tuple[list[LoadedPhoto], str]:
 
 
 def make_best_take(shots: list[LoadedPhoto], params, method=None, plan_path: str | None = None,
-                   identity_encoder: str | None = None, edit_time: str | None = None) -> BestTake:
-    """The best take of a loaded burst (nothing written)."""
-    from facereplace.contact_sheet import before_after, contact_sheet
+                   identity_encoder: str | None = None, edit_time: str | None = None, credentials=None) -> BestTake:
+    """The best take of a loaded burst (nothing written); `credentials`: sign it (C2PA)."""
+    from facereplace.contact_sheet import before_after, contact_sheet, mark_after
     from facereplace.methods import build_method
 
     bt = params.best_take
@@ -79,23 +95,46 @@ def make_best_take(shots: list[LoadedPhoto], params, method=None, plan_path: str
     candidates = score_people(people, [s.faces for s in shots], bt)
     plan = read_plan(plan_path, names, candidates, people, bt) if plan_path else choose_plan(candidates, len(shots), people, bt)
     base = shots[plan.base]
-    swaps = []
-    for person, pick in zip(people, plan.picks):
+    regions = plan_regions(plan_path, len(people)) if plan_path else {}
+    swaps, chosen = [], {}
+    for n, (person, pick) in enumerate(zip(people, plan.picks)):
         if pick == plan.base:
             continue
         target, source_face = person.faces[plan.base], person.faces[pick]
         a, b = base.embeddings[target], shots[pick].embeddings[source_face]
-        swaps.append(Swap(target, shots[pick], source_face, float("inf") if a is None or b is None else distance(a, b)))
+        by_shot = {c.shot: c for c in candidates[n]}
+        region = chosen[str(n)] = regions.get(n) or fix_region(by_shot[plan.base], by_shot[pick], bt)
+        swaps.append(Swap(target, shots[pick], source_face, float("inf") if a is None or b is None else distance(a, b),
+                          region))
     composite = None
     if swaps:
         method = method or build_method(bt.method, params.replace, params.sample)
         composite = replace_many(base, swaps, method, params, "piq best-take",
                                  inputs={s.name: s.photo.sha256 for s in shots}, identity_encoder=identity_encoder,
-                                 edit_time=edit_time)
+                                 edit_time=edit_time, credentials=credentials)
     after = composite.unmarked if composite else base.photo.rgb
     sheet = contact_sheet([s.photo.rgb for s in shots], names, candidates, plan, bt.contact_tile)
     pair = before_after(base.photo.rgb, after, composite.boxes if composite else [])
-    return BestTake(shots, plan, plan.to_json(names, candidates), composite, sheet, pair)
+    if composite:  # the picture shows the composite: it carries the mark too
+        pair = mark_after(pair, base.photo.rgb.shape[:2], composite.edits, params.replace, params.ingest)
+    return BestTake(shots, plan, {**plan.to_json(names, candidates), "regions": chosen}, composite, sheet, pair)
+
+
+def plan_regions(path: str, n_people: int) -> dict[int, str]:
+    """The plan file's optional "regions": {person: face|eyes|mouth|upper|lower}."""
+    from facereplace.regions import REGIONS
+
+    data = json.loads(Path(path).read_text())   # read_plan has checked it is a readable plan
+    got = data.get("regions", {}) if isinstance(data, dict) else {}
+    if not isinstance(got, dict):
+        raise PhotoError("bad_plan", f"{path}: \"regions\" must map person numbers to regions {list(REGIONS)}")
+    out = {}
+    for key, value in got.items():
+        if not (isinstance(key, str) and key.isdigit() and int(key) < n_people) or value not in REGIONS:
+            raise PhotoError("bad_plan", f"{path}: region {key!r}: {value!r} (expected person 0..{n_people - 1}: "
+                                         f"one of {list(REGIONS)})")
+        out[int(key)] = value
+    return out
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -138,8 +177,12 @@ def main(args: argparse.Namespace) -> int:
         written = [Path(p).resolve() for p in (args.output, args.save_plan, args.sheet, args.before_after) if p]
         if set(written) & {Path(p).resolve() for p in args.photos}:
             raise PhotoError("output_is_input", "write the outputs to new files, not over a photo of the burst")
+        from facereplace.credentials import load_signer
+
+        credentials = load_signer(params.provenance)  # a bad pair is refused before any work
         shots, encoder = load_burst(args.photos, params)
-        take = make_best_take(shots, params, plan_path=args.plan, identity_encoder=encoder, edit_time=args.edit_time)
+        take = make_best_take(shots, params, plan_path=args.plan, identity_encoder=encoder, edit_time=args.edit_time,
+                              credentials=credentials)
         base = take.shots[take.plan.base]
         if SUFFIX_FORMAT[out.suffix.lower()] != base.photo.format:
             raise PhotoError("wrong_output_format", f"{out}: the base photo {base.name} is {base.photo.format}; "
@@ -148,9 +191,10 @@ def main(args: argparse.Namespace) -> int:
         if args.save_plan:
             files[args.save_plan] = (json.dumps(take.plan_json, indent=1, sort_keys=True) + "\n").encode()
         if args.sheet:
-            files[args.sheet] = _encode(take.sheet, args.sheet)
+            files[args.sheet] = sign_picture(_encode(take.sheet, args.sheet), args.sheet, take, credentials)
         if args.before_after:
-            files[args.before_after] = _encode(take.before_after, args.before_after)
+            files[args.before_after] = sign_picture(_encode(take.before_after, args.before_after), args.before_after,
+                                                    take, credentials)
     except PhotoError as err:
         print(f"piq: error: {err}", file=sys.stderr)
         return 2

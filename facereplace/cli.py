@@ -73,17 +73,26 @@ def replace_arguments(parser: argparse.ArgumentParser) -> None:
                         help="replace even when REF is another person (recorded in the provenance)")
     parser.add_argument("--caption", default="", help="prompt for --method piq (training's captions; default empty)")
     parser.add_argument("--json", action="store_true", help="print what was done as JSON (one object on stdout)")
+    parser.add_argument("--region", choices=("face", "eyes", "mouth", "upper", "lower"),
+                        help="part of the face replaced (eyes: a blink; mouth / lower: a smile); default: replace.region")
 
 
 def run_replace(args: argparse.Namespace, params, method=None) -> dict:
     """Everything `piq replace` does; returns the seconds of each part (bench/replace.py)."""
     from facereplace.methods import build_method
     from facereplace.photo_io import encode_photo, read_photo, write_atomic
-    from facereplace.provenance import EditRecord, build_xmp, embed_watermark
+    from facereplace.provenance import EditRecord, build_xmp, mark_faces
     from facereplace.replace import ReplaceConfig, replace_face
     from facereplace.target import find_target
 
+    import dataclasses
+
+    from facereplace.credentials import load_signer
+
+    if getattr(args, "region", None):
+        params = dataclasses.replace(params, replace=dataclasses.replace(params.replace, region=args.region))
     p = params.replace
+    credentials = load_signer(params.provenance)  # a bad pair is refused before any work
     times: dict[str, float] = {}
     t = time.perf_counter()
     photo = read_photo(args.photo, p.max_pixels)
@@ -102,15 +111,16 @@ def run_replace(args: argparse.Namespace, params, method=None) -> dict:
                           getattr(args, "caption", ""), in_place=photo.deep is None)
     times.update(result.timings)
     t = time.perf_counter()
-    marked = embed_watermark(result.image, p.watermark_px, copy=False)  # result.image is this run's own
+    marked = mark_faces(result.image, [(result.face, result.alpha)], p, params.ingest, copy=False)  # this run's own
     times["watermark"] = time.perf_counter() - t
     t = time.perf_counter()
     record = EditRecord(method=method.name, inputs={"photo": photo.sha256, "reference": ref.sha256},
                         faces=[{"face": choice.index, "box": [round(v, 1) for v in result.face.box],
                                 "crop": list(result.crop_box), "identity_distance": round(choice.distance, 4),
-                                "reference_face": ref_face.index}],
+                                "reference_face": ref_face.index, "region": p.region}],
                         model_hash=method.model_hash, identity_encoder=target.encoder, cross_identity=choice.cross_identity)
     data = encode_photo(photo, marked, p.jpeg_quality, build_xmp(record, photo.xmp))
+    data = sign_output(data, photo, [ref], Path(args.output).name, method.name, "piq replace", credentials, record)
     write_atomic(args.output, data)
     times["encode"] = time.perf_counter() - t
     for w in photo.warnings + ref.warnings:
@@ -123,6 +133,20 @@ def run_replace(args: argparse.Namespace, params, method=None) -> dict:
     print(f"{args.output}: face {choice.index} replaced ({method.name}, identity distance {choice.distance:.3f}"
           f"{', CROSS-IDENTITY' if choice.cross_identity else ''})")
     return times
+
+
+def sign_output(data: bytes, photo, refs: list, title: str, method: str, tool: str, credentials, record) -> bytes:
+    """`data` with C2PA content credentials (facereplace/credentials.py) when params name a
+    pair; else as it is, and a warning says so."""
+    if credentials is None:
+        print(f"piq: warning: {title}: no C2PA content credentials (provenance.certificate is null; "
+              f"`piq provenance init --dir DIR` makes a local pair)", file=sys.stderr)
+        return data
+    from facereplace.credentials import Ingredient, sign
+
+    ingredient = lambda ph: Ingredient(Path(ph.path).name, ph.format, Path(ph.path).read_bytes())  # noqa: E731
+    return sign(data, photo.format, title, ingredient(photo), [ingredient(r) for r in refs], method, tool, credentials,
+                record.as_dict())
 
 
 def replace_main(args: argparse.Namespace) -> int:
@@ -158,26 +182,31 @@ def verify_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def verify_main(args: argparse.Namespace) -> int:
+    from facereplace.credentials import as_json, describe, read_credentials
     from facereplace.provenance import MIN_MATCH, verify
     from pipeline.params import load_params
 
     params = load_params(args.params)
     try:
-        v = verify(args.image, params.replace.watermark_px, params.replace.max_pixels)
+        v = verify(args.image, params.replace.watermark_px, params.replace.max_pixels, params.replace)
     except PhotoError as err:
         return _fail(err)
+    c2pa = read_credentials(args.image)
     if args.json:
         print(json.dumps({"image": v.path, "watermark_bits": v.watermark_bits, "watermarked": v.watermarked,
-                          "metadata": v.metadata}))
+                          "metadata": v.metadata, "faces": v.faces, "c2pa": as_json(c2pa)}))
     else:
         print(f"{v.path}: watermark {'FOUND' if v.watermarked else 'not found'} ({v.watermark_bits}/48 bits, "
               f"needs {MIN_MATCH})")
+        for f in v.faces:
+            print(f"  face {f['face']} at {f['box']}: mark {f['bits']}/48 bits")
         if v.metadata:
             print(f"  DigitalSourceType: {v.metadata['digital_source_type']}")
             print(f"  edit: {json.dumps(v.metadata['edit'], sort_keys=True)}")
         else:
             print("  no provenance metadata")
-    return 0 if v.marked else 1
+        print("\n".join(describe(c2pa)) if c2pa else "  no C2PA content credentials")
+    return 0 if v.marked or c2pa is not None else 1
 
 
 faces = types.SimpleNamespace(add_arguments=faces_arguments, main=guarded(faces_main))

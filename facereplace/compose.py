@@ -16,7 +16,7 @@ from facereplace.errors import PhotoError
 from facereplace.faces import Face, find_faces
 from facereplace.identity import IdentityMatcher
 from facereplace.photo_io import Photo, encode_photo
-from facereplace.provenance import EditRecord, build_xmp, embed_watermark
+from facereplace.provenance import EditRecord, build_xmp, mark_faces
 from facereplace.replace import ReplaceConfig, replace_face
 
 
@@ -45,6 +45,7 @@ class Swap:
     source: LoadedPhoto
     source_face: int
     identity_distance: float
+    region: str | None = None   # the part of the face replaced (facereplace/regions.py); None: replace.region
 
 
 @dataclasses.dataclass
@@ -57,29 +58,42 @@ class Composite:
     data: bytes
     record: EditRecord
     boxes: list[tuple[float, float, float, float]]
+    edits: list[tuple] = dataclasses.field(default_factory=list)   # (face, paste alpha) per replaced face: the mark's areas
 
 
 def replace_many(base: LoadedPhoto, swaps: Sequence[Swap], method, params, tool: str,
                  inputs: dict[str, str] | None = None, cross_identity: bool = False,
-                 identity_encoder: str | None = None, edit_time: str | None = None) -> Composite:
+                 identity_encoder: str | None = None, edit_time: str | None = None,
+                 credentials=None) -> Composite:
     """`base` with every swap applied in turn (each paste touches only its own face's mask, so
     the faces found in `base` stay valid), watermarked and recorded once. `edit_time`: the
-    record's time (default: SOURCE_DATE_EPOCH or now, `provenance.edit_time`)."""
+    record's time (default: SOURCE_DATE_EPOCH or now, `provenance.edit_time`). `credentials`
+    (`facereplace.credentials.load_signer`'s): the file is signed, `base` its parent ingredient
+    and each other photo a face came from a component."""
     if not swaps:
         raise PhotoError("nothing_to_replace", f"{base.name}: no face to replace")
     cfg = ReplaceConfig.from_params(params)
-    image, faces, boxes = base.photo.rgb, [], []
+    image, faces, boxes, edits = base.photo.rgb, [], [], []
     for s in swaps:
         ref_face = s.source.faces[s.source_face]
-        result = replace_face(image, base.faces, s.target, s.source.photo.rgb, ref_face, method, cfg)
+        here = cfg if s.region is None else dataclasses.replace(cfg, replace=dataclasses.replace(cfg.replace, region=s.region))
+        result = replace_face(image, base.faces, s.target, s.source.photo.rgb, ref_face, method, here)
         image = result.image
         boxes.append(result.face.box)
+        edits.append((result.face, result.alpha))
         faces.append({"face": s.target, "box": [round(v, 1) for v in result.face.box], "crop": list(result.crop_box),
                       "identity_distance": None if not np.isfinite(s.identity_distance) else round(s.identity_distance, 4),
-                      "reference": s.source.name, "reference_face": s.source_face})
-    marked = embed_watermark(image, params.replace.watermark_px)
+                      "reference": s.source.name, "reference_face": s.source_face, "region": here.replace.region})
+    marked = mark_faces(image, edits, params.replace, params.ingest)
     record = EditRecord(method=method.name, inputs=inputs or {base.name: base.photo.sha256}, faces=faces,
                         model_hash=method.model_hash, identity_encoder=identity_encoder, cross_identity=cross_identity,
                         tool=tool, **({"time": edit_time} if edit_time else {}))
     data = encode_photo(base.photo, marked, params.replace.jpeg_quality, build_xmp(record))
-    return Composite(image, marked, data, record, boxes)
+    if credentials is not None:
+        from facereplace.credentials import Ingredient, sign
+
+        sources = list({id(s.source): s.source for s in swaps if s.source is not base}.values())
+        ingredient = lambda lp: Ingredient(lp.name, lp.photo.format, lp.photo.path.read_bytes())  # noqa: E731
+        data = sign(data, base.photo.format, base.name, ingredient(base), [ingredient(s) for s in sources],
+                    method.name, tool, credentials, record.as_dict())
+    return Composite(image, marked, data, record, boxes, edits)

@@ -75,6 +75,35 @@ def contact_sheet(images: Sequence[np.ndarray], names: Sequence[str], candidates
     return sheet
 
 
+def after_offset(shape: tuple[int, int], max_width: int = 2048) -> tuple[float, float]:
+    """(x offset of the after half, scale of the whole) in `before_after`'s picture of photos
+    of `shape`: where a pixel (x, y) of the after photo lands is ((x + offset) * scale, y * scale)."""
+    h, w = shape
+    gap = max(4, w // 100)
+    return float(w + gap), min(1.0, max_width / (2 * w + gap))
+
+
+def mark_after(pair: np.ndarray, shape: tuple[int, int], edits: Sequence[tuple], p, ingest=None,
+               max_width: int = 2048) -> np.ndarray:
+    """`before_after`'s picture with the invisible mark laid in each replaced face of its after
+    half (`edits`: (face, paste alpha) in the photo's pixels, mapped into the picture), as
+    `piq replace` marks its output: the picture shows the composite, so it carries the mark."""
+    import dataclasses
+
+    from facereplace.provenance import mark_faces
+
+    offset, scale = after_offset(shape, max_width)
+    moved = []
+    for face, alpha in edits:
+        x0, y0, x1, y1 = face.box
+        a = cv2.warpAffine(alpha.astype(np.float32), np.array([[scale, 0, offset * scale], [0, scale, 0]], np.float32),
+                           (pair.shape[1], pair.shape[0]), flags=cv2.INTER_LINEAR)
+        pts = (np.asarray(face.landmarks, np.float64) + [offset, 0]) * scale
+        moved.append((dataclasses.replace(face, box=((x0 + offset) * scale, y0 * scale, (x1 + offset) * scale, y1 * scale),
+                                          landmarks=pts, mesh=None), a))
+    return mark_faces(pair, moved, p, ingest)
+
+
 def before_after(before: np.ndarray, after: np.ndarray, boxes: Sequence[Sequence[float]], max_width: int = 2048) -> np.ndarray:
     """Before and after side by side, labelled, the replaced faces outlined on both; scaled
     down to at most `max_width` px wide in all."""
@@ -89,7 +118,7 @@ def before_after(before: np.ndarray, after: np.ndarray, boxes: Sequence[Sequence
         _text(img, label, (int(12 * scale), int(34 * scale)), scale, (0, 0, 0), thick + 3)
         _text(img, label, (int(12 * scale), int(34 * scale)), scale, (255, 255, 255), thick)
         pair.append(img)
-    gap = np.full((h, max(4, w // 100), 3), 255, np.uint8)
+    gap = np.full((h, int(after_offset((h, w), max_width)[0]) - w, 3), 255, np.uint8)
     out = np.hstack([pair[0], gap, pair[1]])
     if out.shape[1] > max_width:
         f = max_width / out.shape[1]

@@ -25,6 +25,7 @@ from facereplace.errors import PhotoError
 from facereplace.faces import Face
 from facereplace.methods.base import FaceMethod
 from facereplace.occluders import hand_mask, label_occluders
+from facereplace.regions import region_mask
 from pipeline.config.ingest import IngestParams
 from pipeline.config.replace import ReplaceParams
 from pipeline.config.segment import SegmentParams
@@ -171,6 +172,9 @@ def replace_face(photo: np.ndarray, faces: list[Face], target_index: int, refere
 
     t = time.perf_counter()
     mask = paste_mask(src_labels, source_crop, valid, p)
+    part = region_mask(src_labels, p.region, f"PHOTO face {face.index}")  # None: the whole inner face
+    if part is not None:
+        mask &= part
     if mask.sum() < 64:
         raise PhotoError("no_face_mask", f"PHOTO face {face.index}: nothing of the face is left to replace "
                                          f"(occluded or not parsed)")

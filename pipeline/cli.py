@@ -43,6 +43,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "replace": ("facereplace.cli:replace", "replace a face of PHOTO with the same person's face from REF, watermarked and marked as edited"),
     "verify": ("facereplace.cli:verify", "print an image's invisible watermark and edit provenance; exit 1 when it carries neither"),
     "best-take": ("facereplace.best_take_cli", "each person's best face of a burst in one photo: base = fewest replacements, --plan to choose, contact sheet"),
+    "provenance": ("facereplace.provenance_cli", "content credentials: `piq provenance init` makes a local C2PA signing pair for the photo tool"),
     "app": ("facereplace.app.server", "the photo tool as a local web page (no CDN): open photos, click a face, choose its replacement, download"),
     "models": ("pipeline.models_cli", "`piq models check`: are the configured paper models' files complete and in the published layout; `piq models layout`: what goes where"),
 }

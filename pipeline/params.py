@@ -24,6 +24,7 @@ from pipeline.config.evaluate import EvaluateParams
 from pipeline.config.ingest import IngestParams
 from pipeline.config.latents import LatentsParams
 from pipeline.config.relight import RelightParams
+from pipeline.config.provenance import ProvenanceParams
 from pipeline.config.replace import ReplaceParams
 from pipeline.config.runner import RunnerParams
 from pipeline.config.segment import SegmentParams
@@ -60,6 +61,7 @@ class Params:
     replace: ReplaceParams = ReplaceParams()
     best_take: BestTakeParams = BestTakeParams()
     app: AppParams = AppParams()  # piq app: what one session may hold (issue 25)
+    provenance: ProvenanceParams = ProvenanceParams()   # C2PA content credentials of the photo tool (issue 26)
     latents: LatentsParams = dataclasses.field(default_factory=LatentsParams)  # piq latents (issue 18)
     removals: str = "removals.csv"  # the removal ledger (pipeline/removals.py): people and clips kept out of every build
     cpu_threads: int = 2  # torch threads of train / distill / sample / evaluate on a CPU (pipeline.device.fix_cpu_threads)

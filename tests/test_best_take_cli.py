@@ -15,7 +15,7 @@ from facereplace.best_take_cli import load_burst, make_best_take
 from facereplace.compose import load_faces
 from facereplace.errors import PhotoError
 from facereplace.photo_io import Photo
-from facereplace.provenance import DIGITAL_SOURCE_TYPE, verify
+from facereplace.provenance import digital_source_type, verify
 from pipeline.cli import main as piq
 from pipeline.params import load_params
 
@@ -59,7 +59,7 @@ def test_base_is_the_shot_needing_one_replacement_from_the_best_face(written: Pa
 
 def test_output_is_marked_and_records_every_input(written: Path) -> None:
     v = verify(written / "best.jpg")
-    assert v.marked and v.watermarked and v.metadata["digital_source_type"] == DIGITAL_SOURCE_TYPE
+    assert v.marked and v.watermarked and v.metadata["digital_source_type"] == digital_source_type("classical")
     edit = v.metadata["edit"]
     assert edit["tool"] == "piq best-take" and edit["method"] == "classical" and edit["time"] == "2026-01-01T00:00:00+00:00"
     assert set(edit["inputs"]) == {"shot_0.jpg", "shot_1.jpg", "shot_2.jpg"}

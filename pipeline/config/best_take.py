@@ -39,6 +39,7 @@ class BestTakeParams:
     min_gain: float = 0.05             # a face is replaced only if the chosen one scores this much higher
     max_shift: float = 1.0             # one person across the burst: face centres within this x the face size
     contact_tile: int = 160            # contact sheet: face thumbnail side (px)
+    region: Literal["auto", "face", "eyes", "mouth", "upper", "lower"] = "auto"  # auto: from what the pick fixes
 
     def validate(self) -> None:
         if min(self.eyes_open_full, self.smile_full, self.gaze_limit, self.frontal_limit_deg, self.max_shift) <= 0:

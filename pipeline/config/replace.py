@@ -44,7 +44,12 @@ class ReplaceParams:
     occluders: tuple[str, ...] = ("eye_g", "hat", "hair")  # parser labels kept in front of the new face
     hands: bool = True                             # mediapipe hand model: hands over the face stay in front
     hand_dilate_px: int = 24                       # hand hull grown by this (1024 px crop)
-    watermark_px: int = 1024                       # watermark in the central square of at most this side
+    region: Literal["face", "eyes", "mouth", "upper", "lower"] = "face"  # part of the face replaced (facereplace/regions.py)
+    watermark_px: int = 1024                       # legacy square mark's side: verify still reads it in older outputs
+    mark_cell: float = 0.11                        # face mark: cell side, x the face mesh's RMS radius (docs/BENCHMARKS.md)
+    mark_step: float = 8.0                         # face mark: QIM step, luma levels (larger: more robust, more visible)
+    mark_min_strength: float = 0.6                 # face mark: share of the step flat or dark cells get (>= 0.5)
+    mark_margin: float = 0.5                       # face mark: paste mask grown by this x the mesh's RMS radius
 
     def validate(self) -> None:
         if self.min_face_px < 8 or self.max_pixels < 64 * 64:
@@ -65,3 +70,6 @@ class ReplaceParams:
             raise ValueError("replace.parse_px must be >= 128")
         if self.watermark_px < 256:
             raise ValueError("replace.watermark_px must be >= 256 (invisible-watermark's minimum)")
+        if not (0 < self.mark_cell <= 0.5 and self.mark_step > 0 and 0.5 <= self.mark_min_strength <= 1
+                and self.mark_margin >= 0):
+            raise ValueError("replace.mark_cell in (0, 0.5], mark_step > 0, mark_min_strength in [0.5, 1], mark_margin >= 0")
