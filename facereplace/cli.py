@@ -123,13 +123,18 @@ def run_replace(args: argparse.Namespace, params, method=None) -> dict:
     data = sign_output(data, photo, [ref], Path(args.output).name, method.name, "piq replace", credentials, record)
     write_atomic(args.output, data)
     times["encode"] = time.perf_counter() - t
-    for w in photo.warnings + ref.warnings:
-        print(f"piq: warning: {w}", file=sys.stderr)
-    if getattr(args, "json", False):
+    warnings = photo.warnings + ref.warnings
+    if credentials is None:
+        warnings.append(f"{Path(args.output).name}: no C2PA content credentials (provenance.certificate is null; "
+                        f"`piq provenance init --dir DIR` makes a local pair)")
+    if getattr(args, "json", False):  # one object on stdout, the warnings inside it: stderr stays quiet
         print(json.dumps({"output": str(args.output), "photo": str(args.photo), "reference": str(args.driving),
                           **record.faces[0], "method": method.name, "identity_encoder": target.encoder,
-                          "cross_identity": choice.cross_identity, "warnings": photo.warnings + ref.warnings}))
+                          "cross_identity": choice.cross_identity, "c2pa": credentials is not None,
+                          "warnings": warnings}))
         return times
+    for w in warnings:
+        print(f"piq: warning: {w}", file=sys.stderr)
     print(f"{args.output}: face {choice.index} replaced ({method.name}, identity distance {choice.distance:.3f}"
           f"{', CROSS-IDENTITY' if choice.cross_identity else ''})")
     return times
@@ -137,10 +142,8 @@ def run_replace(args: argparse.Namespace, params, method=None) -> dict:
 
 def sign_output(data: bytes, photo, refs: list, title: str, method: str, tool: str, credentials, record) -> bytes:
     """`data` with C2PA content credentials (facereplace/credentials.py) when params name a
-    pair; else as it is, and a warning says so."""
+    pair; else as it is (the caller's warnings say so)."""
     if credentials is None:
-        print(f"piq: warning: {title}: no C2PA content credentials (provenance.certificate is null; "
-              f"`piq provenance init --dir DIR` makes a local pair)", file=sys.stderr)
         return data
     from facereplace.credentials import Ingredient, sign
 
