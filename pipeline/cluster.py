@@ -26,19 +26,19 @@ def _token() -> str | None:
     return path.read_text().strip() if path.is_file() else None
 
 
-def check_cluster_auth(address: str, timeout: float = PROBE_TIMEOUT_S) -> None:
+def check_cluster_auth(address: str, timeout: float = PROBE_TIMEOUT_S, token: str | None = None) -> None:
     """Raise ClusterError when the head at `address` ("host:port") does not answer or refuses
-    this process's authentication settings. Addresses Ray resolves itself ("auto", "local",
-    "ray://" clients) are left to Ray."""
+    this process's authentication settings (RAY_AUTH_MODE=token and its token; or `token`).
+    Addresses Ray resolves itself ("auto", "local", "ray://" clients) are left to Ray."""
     if address in ("auto", "local") or "://" in address:
         return
     import grpc
     from ray.core.generated import gcs_service_pb2, gcs_service_pb2_grpc
 
-    token_mode = os.environ.get("RAY_AUTH_MODE", "").lower() == "token"
+    token_mode = token is not None or os.environ.get("RAY_AUTH_MODE", "").lower() == "token"
     metadata: tuple[tuple[str, str], ...] = ()
     if token_mode:
-        token = _token()
+        token = token or _token()
         if not token:
             raise ClusterError("RAY_AUTH_MODE=token but no token: put the cluster's token (`ray get-auth-token` on the "
                                "head) in ~/.ray/auth_token, or set RAY_AUTH_TOKEN_PATH or RAY_AUTH_TOKEN")

@@ -70,11 +70,10 @@ def cluster(tmp_path_factory):
     nodes = [head]
     address = f"127.0.0.1:{port}"
     try:
-        os.environ.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=token)
-        try:
-            wait_for(lambda: check_cluster_auth(address, timeout=1.0) is None, "the head", errors=(ClusterError,))
-        finally:
-            os.environ.pop("RAY_AUTH_MODE"), os.environ.pop("RAY_AUTH_TOKEN")
+        # the token passed, not set in this process's environment: Ray, once imported, keeps
+        # the authentication mode it saw (other tests start their own Ray in this process)
+        wait_for(lambda: check_cluster_auth(address, timeout=1.0, token=token) is None, "the head",
+                 errors=(ClusterError,))
         worker = subprocess.Popen(
             [str(BIN / "ray"), "start", f"--address={address}", *common, *ports()],
             env=env, start_new_session=True, stdout=open(logs / "worker.log", "w"), stderr=subprocess.STDOUT)
