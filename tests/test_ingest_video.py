@@ -35,7 +35,8 @@ WIDE = dict(out_size=256, max_eye_nose_deg=20.0, max_mouth_nose_deg=20.0, max_ve
 
 @pytest.fixture(scope="module")
 def stage() -> IngestStage:
-    return IngestStage(IngestParams(candidates_per_video=6, keep_per_video=6, **WIDE))
+    # The carphone man talks throughout: ranked, not refused (tests/test_neutral.py covers refuse).
+    return IngestStage(IngestParams(candidates_per_video=6, keep_per_video=6, neutral_filter="flag", **WIDE))
 
 
 def ingest_one(stage: IngestStage, path: Path, video_id: str = SAME_ID, segments: str = ""):
@@ -103,7 +104,7 @@ def test_bad_files_are_refused_and_the_stage_resumes(variants, tmp_path) -> None
     pd.DataFrame(rows, columns=["video_id", "participant_id", "file", "category", "camera_segments"]).to_csv(
         tmp_path / "meta.csv", index=False)
     params = IngestParams(videos_dir=str(videos), metadata_csv=str(tmp_path / "meta.csv"),
-                          out_dir=str(tmp_path / "out"), candidates_per_video=4, **WIDE)
+                          out_dir=str(tmp_path / "out"), candidates_per_video=4, neutral_filter="flag", **WIDE)
     runner = Runner(RunnerParams(workers=0, progress=False, reports_dir=""), seed=3)
     first = runner.run(IngestStage(params), list_items(params), params.out_dir)
     rejects = pd.read_parquet(tmp_path / "out" / "rejects.parquet").set_index("item_id")["code"].to_dict()
