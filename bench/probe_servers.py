@@ -88,7 +88,9 @@ def raw(port: int, head: bytes, body=b"", timeout: float = 120, half_close: bool
                 s.sendall(chunk)
             if half_close:
                 s.shutdown(socket.SHUT_WR)
-        except (BrokenPipeError, ConnectionResetError):
+        except socket.timeout:
+            raise
+        except OSError:  # the server refused and closed first (EPIPE, ECONNRESET, ENOTCONN): read its answer
             pass
         data = b""
         try:

@@ -15,7 +15,8 @@ from typing import Sequence
 from pipeline import quiet
 from pipeline.cluster import ClusterError
 
-VERBOSE_HELP = "show the libraries' own log lines (Ray, its workers, mediapipe, TF Lite, FFmpeg) and tracebacks; quiet by default"
+VERBOSE_HELP = ("show the libraries' own log lines (Ray, its workers, mediapipe, TF Lite, FFmpeg) and tracebacks; "
+                "servers (app, browse) also log every request and each refusal's reason; quiet by default")
 
 # name -> (module, one-line help). Keep in pipeline order.
 COMMANDS: dict[str, tuple[str, str]] = {

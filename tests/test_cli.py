@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 from pipeline.cli import COMMANDS, command_module, main
@@ -21,6 +22,16 @@ def test_help_lists_every_command() -> None:
 def test_every_command_module_has_main() -> None:
     for name in COMMANDS:
         assert callable(getattr(command_module(name), "main", None)), name
+
+
+def test_every_command_parses_its_help(capsys) -> None:
+    """Each command's parser builds beside piq's own options (`--params`, `--verbose`): an option
+    defined twice crashed `piq app` at start-up once."""
+    for name in COMMANDS:
+        with pytest.raises(SystemExit) as exit_:
+            main([name, "--help"])
+        assert exit_.value.code == 0, name
+        assert f"usage: piq {name}" in capsys.readouterr().out, name
 
 
 def test_every_dvc_stage_calls_piq() -> None:
