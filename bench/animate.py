@@ -22,13 +22,13 @@ import numpy as np
 
 
 def mesh_figures(drivers: int, faces: int) -> None:
-    from pipeline.animators import motion as mo
-    from pipeline.animators.mesh import MeshAnimator, render_program
-    from pipeline.animators.programs import programs
+    from pipeline.backends.animators import motion as mo
+    from pipeline.backends.animators.mesh_animator import MeshAnimator, render_program
+    from pipeline.backends.animators.programs import programs
     from pipeline.config.animate import AnimateParams, DriversParams
     from pipeline.config.runner import RunnerParams
-    from pipeline.runner import Runner
-    from pipeline.stage import ItemContext
+    from pipeline.engine.runner import Runner
+    from pipeline.engine.stage import ItemContext
     from stages.animate import AnimateStage, list_items
     from stages.drivers import DriversStage, list_items as driver_items, template_face
     from tests.conftest import make_fake_ingest

@@ -43,7 +43,7 @@ def bench_cpu(images: int = 6, size: int = 1024, workers: Sequence[int] = (0,), 
     from pipeline.config.caption import CaptionParams
     from pipeline.config.runner import RunnerParams
     from pipeline.config.segment import SegmentParams
-    from pipeline.runner import init_ray
+    from pipeline.engine.runner import init_ray
     from stages import caption, segment
     from tests.relight_fixtures import make_fake_annotate_inputs
 
@@ -105,7 +105,7 @@ def _portraits(n: int, size: int) -> list[np.ndarray]:
 def bench_llava(batches: Sequence[int], modes: Sequence[str], new_tokens: int, size: int, repeats: int, tiny: bool) -> dict:
     import torch
 
-    from pipeline.captioners.llava import LlavaCaptioner
+    from pipeline.backends.captioners.llava import LlavaCaptioner
     from tests.llava_random import build_random_llava
     from pipeline.config.caption import CaptionParams
 
@@ -186,7 +186,7 @@ def bench_segformer(batches: Sequence[int], size: int, repeats: int, tiny: bool,
     import torch
 
     from pipeline.config.segment import SegmentParams
-    from pipeline.parsers.segformer import SegformerParser
+    from pipeline.backends.parsers.segformer import SegformerParser
 
     cuda = not tiny
     model, image_processor = random_segformer_b5(tiny)

@@ -21,10 +21,10 @@ from typing import Iterator
 import cv2
 import numpy as np
 
-from pipeline import video as V
+from pipeline.media import video as V
 from pipeline.config.ingest import PAPER_CATEGORIES
-from pipeline.params import load_params
-from pipeline.stage import Item, ItemContext, Reject, item_seed
+from pipeline.config.params import load_params
+from pipeline.engine.stage import Item, ItemContext, Reject, item_seed
 from stages.ingest import IngestStage
 from tests import real_clips as rc
 

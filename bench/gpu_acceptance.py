@@ -291,7 +291,7 @@ def run_stage(work: Path, stage: str, runner: str, timeout: float) -> dict[str, 
     if shutil.which("piq", path=env["PATH"]) is None:  # no console script (not pip-installed): a shim on PATH
         shim = work / "acceptance" / "bin"
         shim.mkdir(exist_ok=True)
-        (shim / "piq").write_text(f"#!/bin/sh\nexec {sys.executable} -m pipeline.cli \"$@\"\n")
+        (shim / "piq").write_text(f"#!/bin/sh\nexec {sys.executable} -m pipeline.commands.piq \"$@\"\n")
         (shim / "piq").chmod(0o755)
         env["PATH"] = f"{shim}{os.pathsep}{env['PATH']}"
     log(f"--- {stage}: {' '.join(cmd)}")
@@ -457,8 +457,8 @@ def write_params(args, results: dict[str, Any]) -> None:
     """The copy's params.yaml: configs/paper.yaml under the weights root, then the run's values."""
     import dataclasses
 
-    from pipeline.params import load_params
-    from pipeline.profile import apply, profile_overrides
+    from pipeline.config.params import load_params
+    from pipeline.config.profile import apply, profile_overrides
 
     work = args.work
     overrides = profile_overrides(work / "configs" / "paper.yaml", weights_root(args))
@@ -490,7 +490,7 @@ def prepare_weights(args, results: dict[str, Any], phase: int) -> bool:
     only = WEIGHTS_BY_PHASE.get(phase, [])
     if not only:
         return True
-    check = subprocess.run([sys.executable, "-m", "pipeline.cli", "models", "check", "--only", *only], cwd=args.work,
+    check = subprocess.run([sys.executable, "-m", "pipeline.commands.piq", "models", "check", "--only", *only], cwd=args.work,
                            capture_output=True, text=True, env={**os.environ, "PYTHONPATH": os.pathsep.join([str(args.work), os.environ.get("PYTHONPATH", "")])})
     last = check.stderr.strip().splitlines()[-1] if check.stderr.strip() else ""
     results.setdefault("models_check", {})[f"phase {phase}"] = {

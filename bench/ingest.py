@@ -18,8 +18,8 @@ from pathlib import Path
 import pandas as pd
 
 from pipeline.config.runner import RunnerParams
-from pipeline.params import load_params
-from pipeline.runner import Runner, init_ray
+from pipeline.config.params import load_params
+from pipeline.engine.runner import Runner, init_ray
 from stages.ingest import IngestStage, list_items
 
 REPO = Path(__file__).resolve().parents[1]

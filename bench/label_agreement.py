@@ -10,8 +10,8 @@ animated by every expression program (as the animate stage does with `piq driver
 program's own motion applied on the face's geometry; a user's clip would be measured from its
 first to its last frame and retargeted), the result measured again on the
 face mesh, and the change checked against the label's signature
-(`pipeline/animators/signatures.py`); the caption's expression words are checked against the
-label too (`pipeline/captioners/attributes.py: expression_label`).
+(`pipeline/backends/animators/signatures.py`); the caption's expression words are checked against the
+label too (`pipeline/backends/captioners/attributes.py: expression_label`).
 """
 from __future__ import annotations
 
@@ -54,7 +54,7 @@ def clip_faces(root: Path, keep: int = 3) -> dict[str, np.ndarray]:
     """The carphone clip's neutral faces, found by the ingest stage itself."""
     from pipeline.config.ingest import IngestParams
     from pipeline.config.runner import RunnerParams
-    from pipeline.runner import Runner
+    from pipeline.engine.runner import Runner
     from stages.ingest import IngestStage, list_items
     from tests.real_clips import upscaled_frames, write_clip
 
@@ -73,8 +73,8 @@ def clip_faces(root: Path, keep: int = 3) -> dict[str, np.ndarray]:
 
 def expression_drivers(size: int = 256) -> list[tuple[str, np.ndarray, np.ndarray]]:
     """(label, first frame, last frame) of every expression program without head motion."""
-    from pipeline.animators.mesh import MeshAnimator, render_program
-    from pipeline.animators.programs import EXPRESSIONS
+    from pipeline.backends.animators.mesh_animator import MeshAnimator, render_program
+    from pipeline.backends.animators.programs import EXPRESSIONS
     from stages.drivers import template_face
 
     animator, template = MeshAnimator(), template_face(size)
@@ -90,10 +90,10 @@ def expression_drivers(size: int = 256) -> list[tuple[str, np.ndarray, np.ndarra
 
 def evaluate(faces: dict[str, np.ndarray], drivers) -> pd.DataFrame:
     """One row per (face, label): the signature's verdict and the caption's expression label."""
-    from pipeline.animators.mesh import MeshAnimator
-    from pipeline.animators.programs import EXPRESSIONS
-    from pipeline.animators.signatures import change, misses
-    from pipeline.captioners.attributes import expression_label
+    from pipeline.backends.animators.mesh_animator import MeshAnimator
+    from pipeline.backends.animators.programs import EXPRESSIONS
+    from pipeline.backends.animators.signatures import change, misses
+    from pipeline.backends.captioners.attributes import expression_label
     from pipeline.faces import mesh as fm
 
     animator, detector = MeshAnimator(), fm.FaceMeshDetector(max_faces=1)
@@ -118,7 +118,7 @@ def evaluate(faces: dict[str, np.ndarray], drivers) -> pd.DataFrame:
 
 
 def caption_agrees(label: str, caption: str) -> bool:
-    from pipeline.captioners.attributes import CAPTION_FOR_LABEL
+    from pipeline.backends.captioners.attributes import CAPTION_FOR_LABEL
 
     return caption in CAPTION_FOR_LABEL[label]
 

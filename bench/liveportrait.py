@@ -25,8 +25,8 @@ from matplotlib import cbook
 from PIL import Image
 from skimage import data
 
-from pipeline.animators.liveportrait import LivePortraitAnimator, LivePortraitConfig
-from pipeline.animators.liveportrait.checkpoints import write_random_checkpoints
+from pipeline.backends.animators.liveportrait import LivePortraitAnimator, LivePortraitConfig
+from pipeline.backends.animators.liveportrait.checkpoints import write_random_checkpoints
 
 
 def portraits_1024() -> tuple[np.ndarray, np.ndarray]:

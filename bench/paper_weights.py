@@ -43,7 +43,7 @@ LAYOUT: dict[str, str] = {
 
 
 def _liveportrait(root: Path, full: bool) -> None:
-    from pipeline.animators.liveportrait.checkpoints import write_random_checkpoints
+    from pipeline.backends.animators.liveportrait.checkpoints import write_random_checkpoints
     from tests.liveportrait_landmarks import write_landmark_onnx
 
     folder = root / LAYOUT["animate"]

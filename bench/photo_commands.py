@@ -34,7 +34,7 @@ COMMANDS = ("faces", "replace-identity", "replace-face", "verify", "best-take")
 
 def _piq() -> list[str]:
     script = Path(sys.executable).with_name("piq")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "pipeline.cli"]
+    return [str(script)] if script.exists() else [sys.executable, "-m", "pipeline.commands.piq"]
 
 
 def make_inputs(root: Path) -> dict[str, Path]:
@@ -83,7 +83,7 @@ def cold(args: list[str], cores: str) -> tuple[float, float, int]:
 
 WARM = """
 import sys, time, resource
-from pipeline.cli import main
+from pipeline.commands.piq import main
 args = sys.argv[1:]
 main(args)                                  # warm-up: imports, models
 r0, t = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()

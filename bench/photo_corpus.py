@@ -179,8 +179,8 @@ def measures_table() -> list[str]:
     blink judged against the same person's open shot in that pose; smile: each portrait's
     animated smiles against its non-smiles (speaking, an O mouth, a frown, as it is), a pair
     right when the smile measures higher."""
-    from pipeline.animators import motion as mo
-    from pipeline.animators.mesh import MeshAnimator
+    from pipeline.backends.animators import motion as mo
+    from pipeline.backends.animators.mesh_animator import MeshAnimator
 
     animator = MeshAnimator()
     eyes = {k: [0, 0, 0] for k in BLINK_POSES}  # pairs, new right, old right

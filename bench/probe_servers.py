@@ -36,7 +36,7 @@ class Server:
 
     def __init__(self, args: list[str]) -> None:
         self.before = set(glob.glob(os.path.join(tempfile.gettempdir(), "piq-app-*")))
-        self.proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", *args], cwd=REPO, stdout=subprocess.PIPE,
+        self.proc = subprocess.Popen([sys.executable, "-m", "pipeline.commands.piq", *args], cwd=REPO, stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
         self.log: list[str] = []
         deadline = time.time() + 120

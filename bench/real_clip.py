@@ -66,7 +66,7 @@ def run_stages(params: Path) -> bool:
     env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     for stage in STAGES:
         extra = ["--report", str(params.parent / f"{stage}_stats.json")] if stage in ("ingest", "segment", "caption", "relight") else []
-        done = subprocess.run([sys.executable, "-m", "pipeline.cli", "--params", str(params), stage, *extra],
+        done = subprocess.run([sys.executable, "-m", "pipeline.commands.piq", "--params", str(params), stage, *extra],
                               cwd=REPO, env=env, capture_output=True, text=True)
         print(f"$ piq {stage}: rc {done.returncode}: {done.stdout.strip().splitlines()[-1] if done.stdout.strip() else ''}")
         if done.returncode != 0:
@@ -76,8 +76,8 @@ def run_stages(params: Path) -> bool:
 
 
 def report(root: Path, out: Path) -> str:
-    from pipeline.animators.signatures import expression_of
-    from pipeline.captioners.attributes import CAPTION_FOR_LABEL
+    from pipeline.backends.animators.signatures import expression_of
+    from pipeline.backends.captioners.attributes import CAPTION_FOR_LABEL
 
     faces = pd.read_parquet(root / "ingest" / "manifest.parquet")
     lines = ["# The data stages on the real carphone clip", "", "## Chosen neutral frames (ingest)", "",

@@ -34,7 +34,7 @@ from pipeline.config.runner import RunnerParams
 def bench_cpu(images: int = 6, variants: int = 5, size: int = 1024, workers: Sequence[int] = (0,)) -> dict[str, float]:
     """images/s of the sh backend through `stages.relight.run` per runner configuration
     ("in-process", "ray xN"); prints one line each. bench/annotate.py can call this."""
-    from pipeline.runner import init_ray
+    from pipeline.engine.runner import init_ray
     from stages.relight import run
     from tests.relight_fixtures import make_fake_annotate_inputs
 
@@ -75,7 +75,7 @@ def bench_gpu(steps: int = 50, batches: Sequence[int] = (1, 5, 10, 20, 40), reso
     the tiny model on a CPU), then `stage_images` through the stage; prints one line each."""
     import torch
 
-    from pipeline.relighters.neural_gaffer import NeuralGafferModel
+    from pipeline.backends.relighters.neural_gaffer import NeuralGafferModel
     from tests.neural_gaffer_random import build_random_components
 
     cuda = not tiny

@@ -29,7 +29,7 @@ SIZE = 256
 
 
 def seam_and_cast(original: np.ndarray, relit: np.ndarray, skin: np.ndarray, light_rgb: np.ndarray) -> tuple[float, float]:
-    from pipeline.relighters.envmaps import LUMA, srgb_to_linear
+    from pipeline.backends.relighters.envmaps import LUMA, srgb_to_linear
 
     def small(img: np.ndarray) -> np.ndarray:
         return cv2.resize(srgb_to_linear(img / 255.0).astype(np.float32), (SIZE, SIZE), interpolation=cv2.INTER_AREA)
@@ -58,11 +58,11 @@ def evaluate(faces: dict[str, np.ndarray], variants: int = 5, seed: int = 0):
     from pipeline.config.relight import RelightParams
     from pipeline.config.segment import SegmentParams
     from pipeline.faces.paste import composite, feather
-    from pipeline.labels import LABEL_IDS
-    from pipeline.parsers.mesh import MeshParser
-    from pipeline.relighters.base import region_mask
-    from pipeline.relighters.envmaps import LUMA, draw_lights, irradiance
-    from pipeline.relighters.sh import SHRelighter
+    from pipeline.faces.labels import LABEL_IDS
+    from pipeline.backends.parsers.mesh_parser import MeshParser
+    from pipeline.backends.relighters.base import region_mask
+    from pipeline.backends.relighters.envmaps import LUMA, draw_lights, irradiance
+    from pipeline.backends.relighters.sh import SHRelighter
 
     params = RelightParams()
     parser, relighter = MeshParser(SegmentParams()), SHRelighter(params)

@@ -114,7 +114,7 @@ def main() -> None:
             mod.time = types.SimpleNamespace(perf_counter=time.process_time)
     from facereplace.cli import run_replace
     from facereplace.methods import build_method
-    from pipeline.params import load_params
+    from pipeline.config.params import load_params
 
     params = load_params(args.params)
     root = Path(tempfile.mkdtemp(prefix="bench_replace_"))

@@ -2,7 +2,7 @@
 
     python -m bench.runner [--sizes 10000 100000] [--modes local ray] [--file-kb 20] [--dir /tmp]
 
-For every (mode, items) the run goes through the product's entry point (`pipeline.runner.Runner.run`)
+For every (mode, items) the run goes through the product's entry point (`pipeline.engine.runner.Runner.run`)
 in a fresh subprocess, so `ru_maxrss` is that run's driver peak: in-process (`runner.workers: 0`)
 and on 2 Ray workers (Ray's start-up excluded: `ray.init` is timed apart). Then the finished
 largest stage is run again (resume, nothing to do), and the largest size is repeated with 10x
@@ -29,7 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 sys.path.insert(0, str(REPO))
 
-from pipeline.stage import Item, ItemContext, Output, Stage  # noqa: E402
+from pipeline.engine.stage import Item, ItemContext, Output, Stage  # noqa: E402
 
 
 @dataclasses.dataclass
@@ -47,7 +47,7 @@ class NoopStage(Stage):
 def one(mode: str, n: int, file_kb: int, out: str) -> dict:
     """One run in this process; returns its figures."""
     from pipeline.config.runner import RunnerParams
-    from pipeline.runner import Runner, init_ray
+    from pipeline.engine.runner import Runner, init_ray
 
     params = RunnerParams(workers=0 if mode == "local" else 2, progress=False)
     ray_s = 0.0

@@ -49,7 +49,7 @@ def build_pipeline(tiny: bool, device: str, compile_mode: str, model: Optional[s
     """(pipeline, resolution), optimised as `piq sample` does; `model`: a trained folder."""
     from diffusers import EulerDiscreteScheduler
 
-    from train.pipeline import PiQPerfectPipeline
+    from train.piq_pipeline import PiQPerfectPipeline
 
     on_gpu = device == "cuda"
     dtype = torch.bfloat16 if on_gpu else torch.float32
@@ -76,7 +76,7 @@ def build_pipeline(tiny: bool, device: str, compile_mode: str, model: Optional[s
 def student_like(pipe):
     """The teacher's parts with the student's DDIM sampler: the fast mode's cost, for random weights."""
     from train.distill import student_scheduler
-    from train.pipeline import PiQPerfectPipeline
+    from train.piq_pipeline import PiQPerfectPipeline
 
     student = PiQPerfectPipeline(**{**pipe.components, "scheduler": student_scheduler(pipe.scheduler.config)},
                                  concat=pipe.config.concat, resolution=pipe.config.resolution)

@@ -9,7 +9,7 @@ Input: one identity set made with the classical stand-ins at `--size` px (1 + n_
 images, their label maps, n_relit relit variants each: a paper-size set is 147 files, ~19 MB at
 1024 px), copied under `--sets` face ids of `--sets / 2` participants, in the upstream layouts
 `piq shard` reads. All timings are through the product's entry points (`stages.shard.build_release`,
-`pipeline.release.release_dataset`, `train.data.make_train_loader`, `pipeline.shards.tar_offsets`).
+`pipeline.release.reader.release_dataset`, `train.data.make_train_loader`, `pipeline.release.shards.tar_offsets`).
 Page cache is not dropped: every figure is warm-cache, the ratios compare like with like.
 """
 from __future__ import annotations
@@ -31,8 +31,8 @@ sys.path.insert(0, str(REPO))
 
 from pipeline.config.data import DataParams  # noqa: E402
 from pipeline.config.runner import RunnerParams  # noqa: E402
-from pipeline.release import release_dataset, resolve_shards  # noqa: E402
-from pipeline.shards import decode_sample, tar_offsets, read_range  # noqa: E402
+from pipeline.release.reader import release_dataset, resolve_shards  # noqa: E402
+from pipeline.release.shards import decode_sample, tar_offsets, read_range  # noqa: E402
 from stages.shard import build_release  # noqa: E402
 from tests.conftest import make_fake_ingest  # noqa: E402
 from tests.release_fixtures import make_upstream, shard_params  # noqa: E402

@@ -91,7 +91,7 @@ def train_params(cfg: Config, tmp: Path, steps: int, effective: int, workers: in
 
 def make_cache(args, shards: Path, data: DataParams, root: Path) -> str:
     """`piq latents`'s writer on the bench shards with the bench model's VAE (same seed)."""
-    from pipeline.release import resolve_shards
+    from pipeline.release.reader import resolve_shards
     from stages.latents import write_cache
     from train.latents import vae_fingerprint
 
@@ -121,7 +121,7 @@ def _free(*objs) -> None:
 def end_to_end(cfg: Config, args, shards: Path, data: DataParams, cache: tuple[Path, str] | None):
     """The loop's own figures (`LoopResult.throughput`) for this configuration, and the model
     it trained (compiled, with the checkpointing it chose) for the floor."""
-    from pipeline.release import resolve_shards
+    from pipeline.release.reader import resolve_shards
     from train.data import make_train_loader
     from train.latents import open_cache
     from train.loop import make_accelerator, train
@@ -144,7 +144,7 @@ def end_to_end(cfg: Config, args, shards: Path, data: DataParams, cache: tuple[P
 
 def loader_rate(args, shards: Path, data: DataParams, cache: tuple[Path, str] | None, batch: int, n: int = 12) -> float:
     """samples/s of the DataLoader alone (decode, augment, cache reads), after its first batch."""
-    from pipeline.release import resolve_shards
+    from pipeline.release.reader import resolve_shards
     from train.data import make_train_loader
     from train.latents import open_cache
 

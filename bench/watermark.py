@@ -80,7 +80,7 @@ def replaced_photos() -> list[dict]:
     from facereplace.faces import find_faces
     from facereplace.methods import build_method
     from facereplace.replace import ReplaceConfig, replace_face
-    from pipeline.params import load_params
+    from pipeline.config.params import load_params
     from tests.photo_fixtures import astronaut, hopper
 
     params = load_params(REPO / "params.yaml")
@@ -223,7 +223,7 @@ def psnr(a: np.ndarray, b: np.ndarray, where: np.ndarray) -> float:
 
 
 def run() -> list[dict]:
-    from pipeline.params import load_params
+    from pipeline.config.params import load_params
 
     params = load_params(REPO / "params.yaml")
     items = replaced_photos()

@@ -15,9 +15,9 @@ A test set is a flat folder of files `<pair_id>.<role>.png` and an `index.json`:
 The same layout is accepted for outside data (FFHQ or VoxCeleb crops): drop files named like
 that into a folder and list it in `evaluate.user_triplets`.
 
-Shards are read through `pipeline.release.iter_sets` (the shared webdataset reader). Test sets
+Shards are read through `pipeline.release.reader.iter_sets` (the shared webdataset reader). Test sets
 use the shards' test identities only: `evaluate.id_shards` and `evaluate.ood_shards` name the
-release's `test_id` and `test_ood` splits (identity-disjoint from `train`, pipeline/splits.py).
+release's `test_id` and `test_ood` splits (identity-disjoint from `train`, pipeline/release/splits.py).
 """
 from __future__ import annotations
 
@@ -30,12 +30,12 @@ import cv2
 import numpy as np
 
 from pipeline.config.data import DataParams
-from pipeline.images import read_rgb
+from pipeline.media.images import read_rgb
 from pipeline.faces.crop import resize_square
 from train.driving import driving_image
 
-if TYPE_CHECKING:  # pipeline.shards / pipeline.release import webdataset: only where shards are read
-    from pipeline.shards import SetSample
+if TYPE_CHECKING:  # pipeline.release.shards / pipeline.release.reader import webdataset: only where shards are read
+    from pipeline.release.shards import SetSample
 
 ROLES = ("source", "driving", "driving_input", "target")
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".webp")
@@ -46,7 +46,7 @@ IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".webp")
 def finished_splits(paths: str | Path | Sequence[str | Path]) -> list[str]:
     """Release splits that hold finished shards (a missing or empty split is skipped: on the
     sample, every test identity may fall in one split)."""
-    from pipeline.shards import finished_shards
+    from pipeline.release.shards import finished_shards
 
     items = [paths] if isinstance(paths, (str, Path)) else list(paths)
     out = []
@@ -60,9 +60,9 @@ def finished_splits(paths: str | Path | Sequence[str | Path]) -> list[str]:
 
 def iter_test_sets(paths: str | Path | Sequence[str | Path], keys: set[str] | None = None) -> Iterator["SetSample"]:
     """Identity sets of one or more release splits (folders, index.json files or shard URLs;
-    see pipeline/release.py), in index order. Images decode lazily, on first access; with
+    see pipeline/release/reader.py), in index order. Images decode lazily, on first access; with
     `keys` only those sets are yielded."""
-    from pipeline.release import iter_sets
+    from pipeline.release.reader import iter_sets
 
     for source in finished_splits(paths):
         for sample in iter_sets(source):
@@ -96,7 +96,7 @@ def plan_pairs(meta: Sequence[tuple[str, dict]], kind: str, num_pairs: int, seed
 
     id: source and target from the same set (neutral / expressive moments apart), source !=
     target. ood: the target from another set of the same participant made from another clip
-    (other background and lighting; pipeline/splits.py keeps such identities in test_ood);
+    (other background and lighting; pipeline/release/splits.py keeps such identities in test_ood);
     identities without two clips are skipped.
     """
     if kind not in ("id", "ood"):
@@ -139,7 +139,7 @@ def write_image(path: Path, rgb: np.ndarray) -> None:
     tmp.replace(path)
 
 
-read_image = read_rgb  # the project's one image reader (pipeline/images.py)
+read_image = read_rgb  # the project's one image reader (pipeline/media/images.py)
 
 
 def build_test_set(shards: str | Path | Sequence[str | Path], out_dir: str | Path, kind: str, num_pairs: int, seed: int,

@@ -25,7 +25,7 @@ from eval.metrics.identity import CSIM, load_encoder
 from eval.metrics.lpips import LPIPS, load_net
 from eval.metrics.motion import MotionMetrics, load_3dmm
 from eval.metrics.pixel import PixelMetrics
-from pipeline.weights import WeightsFormatError
+from pipeline.weight_files.checks import WeightsFormatError
 
 
 class MetricWeightsError(ValueError):

@@ -37,7 +37,7 @@ import numpy as np
 from eval.nets import iresnet
 from eval.nets.formats import load_state_dict, strip_prefix, torch_file_kind
 from pipeline.device import device_name
-from pipeline.weights import ComponentCheck, WeightsFormatError, compare_shapes, register_check, tensor_shapes
+from pipeline.weight_files.checks import ComponentCheck, WeightsFormatError, compare_shapes, register_check, tensor_shapes
 
 # Standard ArcFace 112x112 alignment template (insightface), MTCNN order: image-left eye,
 # image-right eye, nose, image-left mouth corner, image-right mouth corner.

@@ -165,7 +165,7 @@ def _iso_time(value: str) -> str:
 @guarded
 def main(args: argparse.Namespace) -> int:
     from facereplace.photo_io import write_atomic
-    from pipeline.params import load_params
+    from pipeline.config.params import load_params
 
     params = load_params(args.params)
     if args.method:

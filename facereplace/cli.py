@@ -30,7 +30,7 @@ def faces_arguments(parser: argparse.ArgumentParser) -> None:
 
 def faces_main(args: argparse.Namespace) -> int:
     from facereplace.photo_io import read_photo, write_atomic
-    from pipeline.params import load_params
+    from pipeline.config.params import load_params
 
     params = load_params(args.params)
     try:
@@ -153,7 +153,7 @@ def sign_output(data: bytes, photo, refs: list, title: str, method: str, tool: s
 
 
 def replace_main(args: argparse.Namespace) -> int:
-    from pipeline.params import load_params
+    from pipeline.config.params import load_params
 
     params = load_params(args.params)
     out = Path(args.output)
@@ -187,7 +187,7 @@ def verify_arguments(parser: argparse.ArgumentParser) -> None:
 def verify_main(args: argparse.Namespace) -> int:
     from facereplace.credentials import as_json, describe, read_credentials
     from facereplace.provenance import MIN_MATCH, verify
-    from pipeline.params import load_params
+    from pipeline.config.params import load_params
 
     params = load_params(args.params)
     try:

@@ -1,5 +1,5 @@
 """What stays in front of the new face: glasses, hats (and hair) where the face parser marks
-them (pipeline/parsers, labels by name), and hands where mediapipe 0.10.21's bundled hand model
+them (pipeline/backends/parsers, labels by name), and hands where mediapipe 0.10.21's bundled hand model
 (palm detection + hand landmarks, shipped in the wheel) finds them."""
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ import cv2
 import numpy as np
 
 from pipeline.faces.mesh import ieee_denormals
-from pipeline.labels import LABEL_IDS
+from pipeline.faces.labels import LABEL_IDS
 
 
 def label_occluders(labels: np.ndarray, names: tuple[str, ...]) -> np.ndarray:
-    """Bool mask of the parser labels named (canonical names, pipeline/labels.py)."""
+    """Bool mask of the parser labels named (canonical names, pipeline/faces/labels.py)."""
     return np.isin(labels, [LABEL_IDS[n] for n in names])
 
 

@@ -31,8 +31,8 @@ from pipeline.config.replace import ReplaceParams
 from pipeline.config.segment import SegmentParams
 from pipeline.faces.crop import extract_crop, resize_square
 from pipeline.faces.paste import paste_back
-from pipeline.labels import INNER_FACE, LABEL_IDS
-from pipeline.stage import Reject
+from pipeline.faces.labels import INNER_FACE, LABEL_IDS
+from pipeline.engine.stage import Reject
 from train.driving import inner_face_mask
 
 
@@ -78,7 +78,7 @@ class Result:
 @functools.lru_cache(maxsize=2)
 def face_parser(segment: SegmentParams):
     """The face parser of `segment.backend` (the dataset's), set up once per process."""
-    from pipeline.parsers import build_parser
+    from pipeline.backends.parsers import build_parser
 
     parser = build_parser(segment)
     parser.setup()

@@ -3,7 +3,7 @@
 Each library is silenced in its own way:
 - Ray: its Python loggers ("ray") at ERROR in the driver (the token-authentication notice is a
   WARNING), and `log_to_driver=False`, so workers' output stays in Ray's own log files
-  (`/tmp/ray/session_latest/logs/worker-*.err`) instead of the terminal (`pipeline/runner.py`).
+  (`/tmp/ray/session_latest/logs/worker-*.err`) instead of the terminal (`pipeline/engine/runner.py`).
 - FFmpeg (inside PyAV): PyAV leaves FFmpeg's logging off unless `av.logging.set_level` is
   called; `--verbose` sets it to WARNING and routes it through Python's logging.
 - mediapipe 0.10.21: its C++ code logs through absl before `absl::InitializeLog()`, which this

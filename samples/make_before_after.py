@@ -42,7 +42,7 @@ def main() -> None:
         root = Path(tmp)
         photo, ref = save_jpeg(root / "group.jpg", group_photo()), save_jpeg(root / "ref.jpg", astronaut_reference())
         out = root / "out.jpg"
-        piq = [sys.executable, "-m", "pipeline.cli", "--params", str(REPO / "params.yaml")]
+        piq = [sys.executable, "-m", "pipeline.commands.piq", "--params", str(REPO / "params.yaml")]
         subprocess.run([*piq, "replace", str(photo), "--driving", str(ref), "-o", str(out)], check=True, cwd=REPO)
         verdict = subprocess.run([*piq, "verify", str(out)], capture_output=True, text=True, cwd=REPO).stdout.splitlines()[0]
         before, after = np.asarray(Image.open(photo)), np.asarray(Image.open(out))

@@ -5,7 +5,7 @@
 The two public-domain portraits that pip packages ship (scikit-image's astronaut, Eileen
 Collins, NASA; matplotlib's Grace Hopper, US Navy) stand side by side over a synthetic room.
 Every shot animates each face with the project's own offline animator (the mesh backend,
-`pipeline/animators/mesh.py`, driven by motion programs as the `drivers` stage drives it), so a
+`pipeline/backends/animators/mesh_animator.py`, driven by motion programs as the `drivers` stage drives it), so a
 blink or a smile is the same warp the data set is made of. The camera drifts a few pixels
 between shots, as a hand-held burst does. What each shot holds (`SHOTS`):
 
@@ -31,8 +31,8 @@ from PIL import Image
 if __package__ in (None, ""):  # run as a script: the repository root on the path
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline.animators import motion as mo  # noqa: E402
-from pipeline.animators.mesh import MeshAnimator  # noqa: E402
+from pipeline.backends.animators import motion as mo  # noqa: E402
+from pipeline.backends.animators.mesh_animator import MeshAnimator  # noqa: E402
 from samples.make_sample import astronaut, feathered, hopper, room  # noqa: E402
 
 CANVAS = (1024, 560)  # width, height

@@ -253,7 +253,7 @@ def verify(out: Path, frames_per_clip: int = 4) -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from pipeline.faces.detect import FaceDetector
     from pipeline.faces.geometry import frontal_angles, square_crop
-    from pipeline.video import Clip, VideoError
+    from pipeline.media.video import Clip, VideoError
 
     detector = FaceDetector()
     for clip in clips():

@@ -20,19 +20,19 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from pipeline.animators.base import Animator
-from pipeline.animators.factory import build_animator
-from pipeline.animators.motion import Controls
-from pipeline.animators.programs import programs
-from pipeline.animators.signatures import verdict
-from pipeline.annotate import default_workers, gpu_resources
+from pipeline.backends.animators.base import Animator
+from pipeline.backends.animators.factory import build_animator
+from pipeline.backends.animators.motion import Controls
+from pipeline.backends.animators.programs import programs
+from pipeline.backends.animators.signatures import verdict
+from pipeline.engine.annotate import default_workers, gpu_resources
 from pipeline.config.animate import AnimateParams
 from pipeline.faces import mesh as fm
-from pipeline.images import encode_jpeg, read_rgb
-from pipeline.params import load_params
-from pipeline.runner import Runner
-from pipeline.stage import Item, ItemContext, Output, Stage
-from pipeline.video import first_last
+from pipeline.media.images import encode_jpeg, read_rgb
+from pipeline.config.params import load_params
+from pipeline.engine.runner import Runner
+from pipeline.engine.stage import Item, ItemContext, Output, Stage
+from pipeline.media.video import first_last
 
 
 def list_items(params: AnimateParams) -> list[Item]:
@@ -169,7 +169,7 @@ class AnimateStage(Stage):
             rel = f"sets/{item.id}/{index}.jpg"
             out.files[rel] = encode_jpeg(img, p.jpeg_quality)
             columns, measures = measure(self._detector, img)
-            # does the variant show its driver's label? (pipeline/animators/signatures.py; recorded, never hidden)
+            # does the variant show its driver's label? (pipeline/backends/animators/signatures.py; recorded, never hidden)
             ok, misses = (None, "") if r is None or base is None else verdict(r.label, base, measures)
             base = measures if r is None else base
             out.rows.append({**common, "image": index, "path": rel, "kind": "neutral" if r is None else "expressive",

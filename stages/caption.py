@@ -17,10 +17,10 @@ from typing import ClassVar
 import cv2
 import numpy as np
 
-from pipeline.annotate import ImageBatchStage, add_annotation_arguments, annotation_main, preview_images, run_annotation
-from pipeline.captioners import Caption, build_captioner
+from pipeline.engine.annotate import ImageBatchStage, add_annotation_arguments, annotation_main, preview_images, run_annotation
+from pipeline.backends.captioners import Caption, build_captioner
 from pipeline.config.caption import CaptionParams
-from pipeline.stage import Item, ItemContext, Output, Reject
+from pipeline.engine.stage import Item, ItemContext, Output, Reject
 
 # Measured attributes the offline backend adds to the manifest (NaN for a model backend).
 ATTRIBUTES = ("smile", "mouth_open", "eye_open", "brow_raise", "yaw", "pitch", "roll", "gaze_x", "gaze_y",

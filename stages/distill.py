@@ -14,12 +14,12 @@ import json
 from pathlib import Path
 
 from pipeline.device import fix_cpu_threads
-from pipeline.params import load_params
+from pipeline.config.params import load_params
 
 
 def teacher_components(folder: str):
     """The trained pipeline's parts, in fp32 on the CPU (the loop places them)."""
-    from train.pipeline import PiQPerfectPipeline
+    from train.piq_pipeline import PiQPerfectPipeline
 
     if not (Path(folder) / "model_index.json").is_file():
         raise FileNotFoundError(f"distill: no trained model at {folder} (run `piq train` first)")

@@ -1,10 +1,10 @@
 """`piq drivers`: the driving-video library (paper 3.2, B.2: 200 driving videos).
 
-Items: every motion program of `pipeline/animators/programs.py` (ids d000.., rendered by the
+Items: every motion program of `pipeline/backends/animators/programs.py` (ids d000.., rendered by the
 offline animator on a public-domain template face, matplotlib's Grace Hopper) and every clip of
 `drivers.clips_dir` (ids after the programs'). Both kinds end as mp4 clips measured the same
 way: the motion from the first frame to the last on the face mesh. A user clip is read by the
-one video reader (pipeline/video.py: upright, any common codec); one that is too short, loses
+one video reader (pipeline/media/video.py: upright, any common codec); one that is too short, loses
 the face, shows several faces, or whose head rolls or turns beyond `max_roll_deg` /
 `max_yaw_deg` (at a checked frame, or from the first frame to the last) is refused with that
 reason.
@@ -21,15 +21,15 @@ from typing import Any, ClassVar
 import cv2
 import numpy as np
 
-from pipeline.animators import motion as mo
-from pipeline.animators.mesh import MeshAnimator, render_program
-from pipeline.animators.programs import programs
+from pipeline.backends.animators import motion as mo
+from pipeline.backends.animators.mesh_animator import MeshAnimator, render_program
+from pipeline.backends.animators.programs import programs
 from pipeline.config.animate import DriversParams
 from pipeline.faces import mesh as fm
-from pipeline.params import load_params
-from pipeline.runner import Runner
-from pipeline.stage import Item, ItemContext, Output, Reject, Stage
-from pipeline.video import Clip, VideoError
+from pipeline.config.params import load_params
+from pipeline.engine.runner import Runner
+from pipeline.engine.stage import Item, ItemContext, Output, Reject, Stage
+from pipeline.media.video import Clip, VideoError
 
 CLIP_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
 
@@ -49,7 +49,7 @@ def template_face(size: int) -> np.ndarray:
 def list_items(params: DriversParams) -> list[Item]:
     unknown = sorted(set(params.programs) - {p.label for p in programs()})
     if unknown:
-        raise ValueError(f"drivers.programs: unknown label(s) {unknown} (pipeline/animators/programs.py)")
+        raise ValueError(f"drivers.programs: unknown label(s) {unknown} (pipeline/backends/animators/programs.py)")
     items = [Item(f"d{i:03d}", {"kind": "program", "index": i}) for i, prog in enumerate(programs())
              if not params.programs or prog.label in params.programs]
     if params.clips_dir:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.device import fix_cpu_threads
-from pipeline.params import load_params
+from pipeline.config.params import load_params
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -71,7 +71,7 @@ def training_loss(train_metrics: Path) -> dict[str, Any]:
 def main(args: argparse.Namespace) -> int:
     from eval.evaluate import MetricSuite, MetricWeightsError, build_methods, evaluate_dataset
     from eval.report import write_report
-    from pipeline.weights import WeightsFormatError
+    from pipeline.weight_files.checks import WeightsFormatError
 
     params = load_params(args.params)
     fix_cpu_threads(params.cpu_threads)  # before any torch work: CPU floats must not depend on the machine

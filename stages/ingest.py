@@ -27,12 +27,12 @@ from pipeline.faces.detect import Face, FaceDetector
 from pipeline.faces.geometry import frontal_angles, frontal_reject_code, square_crop
 from pipeline.faces.mesh import FaceMeshDetector
 from pipeline.faces.neutral import Neutrality, limits_of, neutrality
-from pipeline.images import encode_jpeg
-from pipeline.params import load_params
-from pipeline.removals import withhold
-from pipeline.runner import Runner
-from pipeline.stage import Item, ItemContext, Output, Reject, Stage
-from pipeline.video import Clip, Frame, VideoError, VideoInfo, parse_segments
+from pipeline.media.images import encode_jpeg
+from pipeline.config.params import load_params
+from pipeline.release.removals import withhold
+from pipeline.engine.runner import Runner
+from pipeline.engine.stage import Item, ItemContext, Output, Reject, Stage
+from pipeline.media.video import Clip, Frame, VideoError, VideoInfo, parse_segments
 
 METADATA_COLUMNS = ("video_id", "participant_id", "file", "category")
 VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg"})

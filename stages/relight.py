@@ -20,16 +20,16 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from pipeline.annotate import default_workers, gpu_resources
-from pipeline.images import encode_jpeg, read_rgb
+from pipeline.engine.annotate import default_workers, gpu_resources
+from pipeline.media.images import encode_jpeg, read_rgb
 from pipeline.config.relight import RelightParams
-from pipeline.params import load_params
-from pipeline.relighters import build_relighter
+from pipeline.config.params import load_params
+from pipeline.backends.relighters import build_relighter
 from pipeline.faces.paste import composite, feather
-from pipeline.relighters.base import Relighter, region_mask
-from pipeline.relighters.envmaps import draw_lights, list_envmaps
-from pipeline.runner import Runner
-from pipeline.stage import Item, ItemContext, Output, Reject, Stage
+from pipeline.backends.relighters.base import Relighter, region_mask
+from pipeline.backends.relighters.envmaps import draw_lights, list_envmaps
+from pipeline.engine.runner import Runner
+from pipeline.engine.stage import Item, ItemContext, Output, Reject, Stage
 
 
 def list_items(params: RelightParams) -> list[Item]:

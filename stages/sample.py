@@ -19,8 +19,8 @@ import pandas as pd
 import torch
 
 from pipeline.device import fix_cpu_threads
-from pipeline.manifest import write_frame
-from pipeline.params import load_params
+from pipeline.engine.manifest import write_frame
+from pipeline.config.params import load_params
 from train.data import make_train_loader
 from train.plots import to_uint8, write_grid
 from train.sampler import load_sampler, model_folder, sampling_kwargs
@@ -36,7 +36,7 @@ def main(args: argparse.Namespace) -> int:
     fix_cpu_threads(params.cpu_threads)  # before any torch work: CPU floats must not depend on the machine
     sp, dp = params.sample, params.data
     from eval.data import finished_splits
-    from pipeline.shards import finished_shards
+    from pipeline.release.shards import finished_shards
 
     # every finished shard of the test splits that exist (a split folder expands to its tar files)
     shards = [str(t) for split in finished_splits(sp.shards)

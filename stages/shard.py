@@ -3,7 +3,7 @@
 Reads the manifests of ingest, animate, caption, segment and relight (docs/DATA.md). The plan
 (main process, no image decoding) joins them into one record per identity set, refuses a set
 that misses a required part (reason codes in docs/DATA.md), assigns every participant to
-train / test_id / test_ood (pipeline/splits.py), orders each split's sets by a seeded hash
+train / test_id / test_ood (pipeline/release/splits.py), orders each split's sets by a seeded hash
 and packs them into shards of about `target_shard_bytes`. Each shard is then one runner item:
 a pure function that reads its sets' files and returns the tar (webdataset's TarWriter, fixed
 member metadata: byte-identical for the same inputs) and its stats; the runner writes the tar
@@ -30,18 +30,18 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 
-from pipeline.card import EXPRESSION, POSE, write_card
+from pipeline.release.card import EXPRESSION, POSE, write_card
 from pipeline.config.runner import RunnerParams
 from pipeline.config.shard import ShardParams
-from pipeline.labels import LABEL_NAMES
-from pipeline.manifest import write_frame
-from pipeline.params import load_params
-from pipeline.removals import read_ledger
-from pipeline.runner import Runner
-from pipeline.shards import sample_digest, shard_name, shard_stats, tar_bytes
-from pipeline.splits import SPLITS, split_all
-from pipeline.stage import Item, ItemContext, Output, Reject, Stage
-from pipeline.state import atomic_write_bytes, atomic_write_json
+from pipeline.faces.labels import LABEL_NAMES
+from pipeline.engine.manifest import write_frame
+from pipeline.config.params import load_params
+from pipeline.release.removals import read_ledger
+from pipeline.engine.runner import Runner
+from pipeline.release.shards import sample_digest, shard_name, shard_stats, tar_bytes
+from pipeline.release.splits import SPLITS, split_all
+from pipeline.engine.stage import Item, ItemContext, Output, Reject, Stage
+from pipeline.engine.state import atomic_write_bytes, atomic_write_json
 
 UPSTREAM = ("ingest", "animate", "caption", "segment", "relight")
 TAR_BLOCK, TAR_RECORD = 512, 10240  # a member is a header block + its data padded to blocks; a tar ends on a record

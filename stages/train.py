@@ -29,8 +29,8 @@ from pathlib import Path
 import torch
 
 from pipeline.device import fix_cpu_threads
-from pipeline.params import load_params
-from pipeline.release import empty_split_refusal, resolve_shards
+from pipeline.config.params import load_params
+from pipeline.release.reader import empty_split_refusal, resolve_shards
 from train.backbones import build_components
 from train.data import make_train_loader
 from train.latents import open_cache, vae_fingerprint
@@ -56,7 +56,7 @@ def launch_command(processes: int, params_path: str, port: int) -> list[str]:
     `piq train` again inside each process (where LOCAL_RANK is set, so it trains)."""
     return [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(ACCELERATE_CONFIG),
             "--num_processes", str(processes), "--main_process_port", str(port),
-            "-m", "pipeline.cli", "--params", params_path, "train"]
+            "-m", "pipeline.commands.piq", "--params", params_path, "train"]
 
 
 def launch(args: argparse.Namespace) -> int:

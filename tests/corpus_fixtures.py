@@ -284,7 +284,7 @@ def piq_command() -> list[str]:
     if script.exists():
         return [str(script)]
     found = shutil.which("piq")
-    return [found] if found else [sys.executable, "-m", "pipeline.cli"]
+    return [found] if found else [sys.executable, "-m", "pipeline.commands.piq"]
 
 
 def run_piq(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: float = 600) -> Run:
@@ -325,8 +325,8 @@ BURST_SHOTS = (
 
 @functools.lru_cache(maxsize=1)
 def _burst() -> tuple[np.ndarray, ...]:
-    from pipeline.animators import motion as mo
-    from pipeline.animators.mesh import MeshAnimator
+    from pipeline.backends.animators import motion as mo
+    from pipeline.backends.animators.mesh_animator import MeshAnimator
 
     animator = MeshAnimator()
     g = group_photo()

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pipeline.animators.liveportrait.crop import LEFT_EYE_203, LIP_GAP_203, MOUTH_CORNERS_203, RIGHT_EYE_203
+from pipeline.backends.animators.liveportrait.crop import LEFT_EYE_203, LIP_GAP_203, MOUTH_CORNERS_203, RIGHT_EYE_203
 
 
 def template_203() -> np.ndarray:

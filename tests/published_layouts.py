@@ -156,7 +156,7 @@ def repo_params(**sections):
     """The repository's params.yaml with some sections replaced (for the model checks)."""
     import dataclasses
 
-    from pipeline.params import load_params
+    from pipeline.config.params import load_params
 
     return dataclasses.replace(load_params(Path(__file__).resolve().parents[1] / "params.yaml"), **sections)
 

@@ -11,12 +11,12 @@ import pytest
 from matplotlib import cbook
 from skimage import data
 
-from pipeline.animators import motion as mo
-from pipeline.animators.mesh import MeshAnimator, render_program
+from pipeline.backends.animators import motion as mo
+from pipeline.backends.animators.mesh_animator import MeshAnimator, render_program
 from pipeline.config.animate import AnimateParams, DriversParams
 from pipeline.config.runner import RunnerParams
 from pipeline.faces import mesh as fm
-from pipeline.runner import Runner
+from pipeline.engine.runner import Runner
 from stages.animate import AnimateStage, choose_drivers, list_items as animate_items, program_controls
 from stages.drivers import DriversStage, encode_mp4, list_items as driver_items, template_face
 
@@ -72,7 +72,7 @@ def test_blink_closes_the_eyes(animator) -> None:
 
 
 def test_pixels_far_from_the_face_are_unchanged(animator) -> None:
-    from pipeline.animators.warp import anchors
+    from pipeline.backends.animators.warp import anchors
 
     small = hopper(256)
     neutral = np.zeros((640, 640, 3), np.uint8)  # a face in a wider frame, like an ingest crop
@@ -103,7 +103,7 @@ def test_identity_is_kept(animator) -> None:
 
 
 def test_program_library_has_200_named_programs_and_oversamples_subtle_smiles() -> None:
-    from pipeline.animators.programs import programs
+    from pipeline.backends.animators.programs import programs
 
     progs = programs()
     assert len(progs) >= 200 and len({p.label for p in progs}) == len(progs)

@@ -13,7 +13,7 @@ import pandas as pd
 from pipeline.config.caption import CaptionParams
 from pipeline.config.runner import RunnerParams
 from pipeline.config.segment import SegmentParams
-from pipeline.release import iter_sets
+from pipeline.release.reader import iter_sets
 from stages import caption, segment
 from stages.shard import build_release
 from tests.conftest import make_fake_ingest

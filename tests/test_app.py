@@ -19,7 +19,7 @@ from facereplace.app.server import serve
 from facereplace.app.session import Session
 from facereplace.provenance import verify
 from pipeline.browse.http import LocalServer
-from pipeline.params import load_params
+from pipeline.config.params import load_params
 from tests.chrome import chrome, layout_breaks, output_dir, require_chromium
 
 REPO = Path(__file__).resolve().parents[1]

@@ -14,7 +14,7 @@ from facereplace.compose import LoadedPhoto
 from facereplace.contact_sheet import CHOSEN, HEAD_H, SIDE_W, before_after, contact_sheet
 from facereplace.errors import PhotoError
 from facereplace.photo_io import Photo
-from pipeline.params import load_params
+from pipeline.config.params import load_params
 from tests.test_best_take import FakeFace
 
 REPO = Path(__file__).resolve().parents[1]

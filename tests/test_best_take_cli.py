@@ -16,8 +16,8 @@ from facereplace.compose import load_faces
 from facereplace.errors import PhotoError
 from facereplace.photo_io import Photo
 from facereplace.provenance import digital_source_type, verify
-from pipeline.cli import main as piq
-from pipeline.params import load_params
+from pipeline.commands.piq import main as piq
+from pipeline.config.params import load_params
 
 REPO = Path(__file__).resolve().parents[1]
 PARAMS = REPO / "params.yaml"

@@ -15,7 +15,7 @@ import pytest
 
 from pipeline.browse.http import LocalServer
 from pipeline.browse.server import Release, serve
-from pipeline.shards import iter_raw_samples
+from pipeline.release.shards import iter_raw_samples
 from tests.chrome import chrome, layout_breaks, output_dir, require_chromium
 
 

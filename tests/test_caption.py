@@ -60,7 +60,7 @@ def test_no_face_refused_and_preview_written(attribute_run):
 
 @pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)])
 def test_llava_random_model_through_the_real_path(tmp_path, device):
-    from pipeline.captioners.llava import LlavaCaptioner
+    from pipeline.backends.captioners.llava import LlavaCaptioner
     from tests.llava_random import save_random_llava
     from tests.relight_fixtures import portrait_crop
 
@@ -87,7 +87,7 @@ def test_pixel_batch_matches_the_hf_image_processors():
     import torch
     from transformers import CLIPImageProcessor, SegformerImageProcessor
 
-    from pipeline.annotate import pixel_batch
+    from pipeline.engine.annotate import pixel_batch
     from tests.relight_fixtures import portrait_crop
 
     images = [portrait_crop("astronaut", 400)[0], portrait_crop("hopper", 300)[0]]
@@ -99,7 +99,7 @@ def test_pixel_batch_matches_the_hf_image_processors():
 
 
 def test_llava_static_cache_failure_falls_back_to_the_dynamic_cache(tmp_path):
-    from pipeline.captioners.llava import LlavaCaptioner
+    from pipeline.backends.captioners.llava import LlavaCaptioner
     from tests.llava_random import save_random_llava
     from tests.relight_fixtures import portrait_crop
 

@@ -8,13 +8,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline.cli import COMMANDS, command_module, main
+from pipeline.commands.piq import COMMANDS, command_module, main
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def test_help_lists_every_command() -> None:
-    out = subprocess.run([sys.executable, "-m", "pipeline.cli", "--help"], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run([sys.executable, "-m", "pipeline.commands.piq", "--help"], capture_output=True, text=True, check=True).stdout
     for name in COMMANDS:
         assert name in out
 

@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from pipeline.cluster import ClusterError, check_cluster_auth
+from pipeline.engine.cluster import ClusterError, check_cluster_auth
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent

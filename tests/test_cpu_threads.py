@@ -16,7 +16,7 @@ REPO = Path(__file__).resolve().parents[1]
 PROBE = """
 import torch
 from pipeline.device import fix_cpu_threads
-from pipeline.params import load_params
+from pipeline.config.params import load_params
 inherited = torch.get_num_threads()
 fixed = fix_cpu_threads(load_params('params.yaml').cpu_threads)
 g = torch.Generator().manual_seed(0)

@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from facereplace.errors import PhotoError
-from pipeline.cli import main as piq
+from pipeline.commands.piq import main as piq
 from pipeline.config.provenance import ProvenanceParams
 
 REPO = Path(__file__).resolve().parents[1]

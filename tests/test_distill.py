@@ -17,7 +17,7 @@ from train.data import make_train_loader
 from train.distill import ddim_step, student_scheduler
 from train.loop import make_accelerator, train
 from train.model import PiQModel, export_pipeline
-from train.pipeline import PiQPerfectPipeline
+from train.piq_pipeline import PiQPerfectPipeline
 
 torch.set_flush_denormal(True)
 RES = 32

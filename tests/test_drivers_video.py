@@ -10,9 +10,9 @@ import pytest
 
 from pipeline.config.animate import DriversParams
 from pipeline.config.runner import RunnerParams
-from pipeline.runner import Runner
+from pipeline.engine.runner import Runner
 from stages.drivers import DriversStage, list_items
-from pipeline.video import first_last
+from pipeline.media.video import first_last
 from tests import real_clips as rc
 
 

@@ -121,7 +121,7 @@ def loss_curve(path: Path) -> dict[int, float]:
 @pytest.mark.slow
 def test_a_fresh_repro_writes_the_committed_release(clone) -> None:
     """After the full repro above (same copy, another path): on any CPU, the release means what
-    the committed one means (pipeline/release_digest.py: the same clips accepted and refused
+    the committed one means (pipeline/release/digest.py: the same clips accepted and refused
     with the same codes, the same sets, images, drivers and splits, captions and label maps
     equal, images within 1 level) and the sample model's loss curve is within LOSS_RTOL; where
     the platform recorded beside dvc.lock (dvc.platform.json: CPU SIMD features, Python,
@@ -130,8 +130,8 @@ def test_a_fresh_repro_writes_the_committed_release(clone) -> None:
     or hash order) inside a DVC out or a committed report. (A change of code or params without a
     fresh `dvc repro` and commit of dvc.lock, the digest and `piq platform --write` fails here,
     by design.)"""
-    from pipeline.platform_id import PLATFORM_FILE, differences, fingerprint
-    from pipeline.release_digest import compare
+    from pipeline.commands.platform_record import PLATFORM_FILE, differences, fingerprint
+    from pipeline.release.digest import compare
 
     root, env = clone
     committed_digest = REPO / "reports" / "release_digest.json"

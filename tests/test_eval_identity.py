@@ -7,7 +7,7 @@ import torch
 from skimage import data
 
 from eval.identity import ARCFACE_SIZE, ArcFaceEncoder, load_identity_encoder
-from pipeline.weights import WeightsFormatError
+from pipeline.weight_files.checks import WeightsFormatError
 
 
 def test_dlib_same_image_is_one_and_blank_is_none():

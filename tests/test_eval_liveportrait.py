@@ -13,10 +13,10 @@ from eval.baselines import Unavailable, build_method
 from eval.baselines.liveportrait import LivePortraitBaseline
 from eval.data import Triplet
 from eval.evaluate import evaluate_dataset
-from pipeline.animators.liveportrait import checkpoints
-from pipeline.animators.liveportrait.config import LivePortraitConfig
+from pipeline.backends.animators.liveportrait import checkpoints
+from pipeline.backends.animators.liveportrait.config import LivePortraitConfig
 from pipeline.config.evaluate import EvaluateParams
-from pipeline.weights import WeightsFormatError
+from pipeline.weight_files.checks import WeightsFormatError
 from samples.make_sample import turn_head
 
 
@@ -29,7 +29,7 @@ def triplet() -> Triplet:
 
 @pytest.fixture(scope="module")
 def tiny_baseline(tmp_path_factory) -> LivePortraitBaseline:
-    from pipeline.animators.liveportrait import LivePortraitAnimator
+    from pipeline.backends.animators.liveportrait import LivePortraitAnimator
 
     folder = tmp_path_factory.mktemp("liveportrait")
     cfg = LivePortraitConfig.tiny()

@@ -13,7 +13,7 @@ from diffusers import EulerDiscreteScheduler
 from skimage import data
 
 from eval.data import build_test_set, iter_test_meta, iter_triplets, list_pairs, plan_pairs, read_image
-from pipeline.cli import main as piq
+from pipeline.commands.piq import main as piq
 from pipeline.config.data import DataParams
 
 
@@ -70,7 +70,7 @@ def test_user_triplets_without_driving_input_get_a_face_mask(tmp_path):
 def _tiny_model(path: Path) -> None:
     from train.backbones import tiny_components
     from train.model import PiQModel
-    from train.pipeline import PiQPerfectPipeline
+    from train.piq_pipeline import PiQPerfectPipeline
 
     comps = tiny_components("sdxl", seed=2)
     PiQModel(comps, "spatial", 32)

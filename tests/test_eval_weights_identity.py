@@ -15,7 +15,7 @@ from eval.identity import (ARCFACE_TEMPLATE, ArcFaceEncoder, align_arcface, chec
                            load_identity_encoder)
 from eval.nets import iresnet
 from pipeline.config.evaluate import EvaluateParams
-from pipeline.weights import WeightsFormatError
+from pipeline.weight_files.checks import WeightsFormatError
 from tests import eval_weight_specs as specs
 
 

@@ -21,7 +21,7 @@ from eval.metrics.motion import (LM3D_FIVE, Face3DMM, MotionMetrics, align_3dmm,
                                  inspect_3dmm, load_3dmm)
 from eval.nets import face_recon, fid_inception
 from pipeline.config.evaluate import EvaluateParams
-from pipeline.weights import WeightsFormatError
+from pipeline.weight_files.checks import WeightsFormatError
 from samples.make_sample import turn_head
 from tests import eval_weight_specs as specs
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import exp_show
-from pipeline.cli import main as piq
+from pipeline.commands import exp_show
+from pipeline.commands.piq import main as piq
 
 
 def sh(*args: str, cwd: Path) -> None:

@@ -9,12 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import codegraph
+from pipeline.commands import code_deps
+from pipeline.engine import codegraph
 from pipeline.config.caption import CaptionParams
 from pipeline.config.keys import output_params, runtime_keys
 from pipeline.config.runner import RunnerParams
-from pipeline.params import Params, load_params
-from pipeline.runner import Runner
+from pipeline.config.params import Params, load_params
+from pipeline.engine.runner import Runner
 from stages.caption import CaptionStage
 from tests.relight_fixtures import make_fake_annotate_inputs
 from tests.toy_stages import BoxStage, items
@@ -27,7 +28,7 @@ def local() -> Runner:
 
 
 def test_dvc_yaml_deps_cover_every_module_each_command_imports() -> None:
-    missing = codegraph.missing_deps(REPO / "dvc.yaml")
+    missing = code_deps.missing_deps(REPO / "dvc.yaml")
     assert not missing, "dvc.yaml deps miss imported modules (run `piq deps --write`):\n" + "\n".join(
         f"{stage}: {files}" for stage, files in missing.items())
 
@@ -37,18 +38,18 @@ def test_committed_dvc_yaml_is_what_deps_write_makes(tmp_path: Path) -> None:
     appears twice (a folder dep of a package missing from a hand-kept list was re-added per run)."""
     copy = tmp_path / "dvc.yaml"
     shutil.copy(REPO / "dvc.yaml", copy)
-    assert codegraph.write_deps(copy, REPO) == []
+    assert code_deps.write_deps(copy, REPO) == []
     import yaml
 
     for name, stage in yaml.safe_load(copy.read_text())["stages"].items():
-        deps = [codegraph._dep_path(d) for d in stage.get("deps", [])]
+        deps = [code_deps._dep_path(d) for d in stage.get("deps", [])]
         assert len(deps) == len(set(deps)), f"{name}: a dep listed twice"
 
 
 def test_a_missing_dep_is_found(tmp_path: Path) -> None:
     text = (REPO / "dvc.yaml").read_text().replace("      - pipeline/faces/detect.py\n", "", 1)
     (tmp_path / "dvc.yaml").write_text(text)
-    assert codegraph.missing_deps(tmp_path / "dvc.yaml")["ingest"] == ["pipeline/faces/detect.py"]
+    assert code_deps.missing_deps(tmp_path / "dvc.yaml")["ingest"] == ["pipeline/faces/detect.py"]
 
 
 def test_graph_follows_lazy_relative_and_package_imports(tmp_path: Path) -> None:
@@ -96,7 +97,7 @@ def test_changing_an_imported_module_redoes_the_stage(tmp_path: Path, monkeypatc
     detect = copy / "pipeline" / "faces" / "detect.py"
     detect.write_text(detect.read_text().replace('"""One detection in', '"""One detection (reworded) in') + "# note\n")
     assert run() == 0, "a docstring or comment edit must not redo finished items"
-    unrelated = copy / "pipeline" / "relighters" / "sh.py"
+    unrelated = copy / "pipeline" / "backends" / "relighters" / "sh.py"
     unrelated.write_text(unrelated.read_text() + "\nUNRELATED = 1\n")
     assert run() == 0, "a module the stage does not import must not redo its items"
     detect.write_text(detect.read_text().replace("float(v) * factor", "float(v) * factor * 1.0"))

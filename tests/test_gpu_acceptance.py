@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline.params import load_params
-from pipeline.profile import ProfileError, apply, merge_text, profile_overrides
+from pipeline.config.params import load_params
+from pipeline.config.profile import ProfileError, apply, merge_text, profile_overrides
 
 REPO = Path(__file__).resolve().parents[1]
 PAPER_BACKENDS = {"animate": "liveportrait", "caption": "llava", "segment": "segformer", "relight": "neural_gaffer"}
@@ -76,7 +76,7 @@ def test_a_misspelt_profile_key_is_refused_and_nothing_is_written(tmp_path):
 def test_piq_params_writes_the_profile_into_params_yaml(tmp_path):
     params = tmp_path / "params.yaml"
     shutil.copy(REPO / "params.yaml", params)
-    run = subprocess.run([sys.executable, "-m", "pipeline.cli", "--params", str(params), "params", "--profile",
+    run = subprocess.run([sys.executable, "-m", "pipeline.commands.piq", "--params", str(params), "params", "--profile",
                           str(REPO / "configs" / "paper.yaml"), "--weights-root", str(tmp_path / "w"),
                           "--set", "train.max_steps=3", "--write"], cwd=REPO, capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
@@ -137,7 +137,7 @@ def test_runner_workers_0_keeps_model_backends_in_process_on_a_gpu_machine(monke
     which otherwise take one Ray actor per GPU (the acceptance run carries no Ray)."""
     import torch
 
-    from pipeline.annotate import default_workers
+    from pipeline.engine.annotate import default_workers
 
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     assert default_workers(None, False, "auto", 1.0, 0) == 0

@@ -44,7 +44,7 @@ def workdir(tmp_path_factory) -> Path:
 
 
 def test_piq_replace_full_sdxl_on_the_gpu(workdir: Path, capsys) -> None:
-    from pipeline.cli import main as piq
+    from pipeline.commands.piq import main as piq
 
     out = workdir / "out.jpg"
     args = ["--params", str(workdir / "params.yaml")]

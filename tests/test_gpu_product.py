@@ -48,7 +48,7 @@ def workdir(tmp_path_factory) -> Path:
 
 
 def piq(root: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "pipeline.cli", "--params", str(root / "params.yaml"), *args],
+    return subprocess.run([sys.executable, "-m", "pipeline.commands.piq", "--params", str(root / "params.yaml"), *args],
                           cwd=REPO, capture_output=True, text=True, timeout=900)
 
 

@@ -1,4 +1,4 @@
-"""`pipeline.hf_weights`: weight files found by their published names (plain, fp16 variant,
+"""`pipeline.weight_files.hf_folders`: weight files found by their published names (plain, fp16 variant,
 sharded behind an index), variant-named folders renamed to plain names for our own exports."""
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import torch
 from diffusers import UNet2DConditionModel
 from transformers import CLIPTextModel
 
-from pipeline.hf_weights import find_weights, inspect_folder, load_checked, use_plain_names
-from pipeline.weights import WeightsFormatError
+from pipeline.weight_files.hf_folders import find_weights, inspect_folder, load_checked, use_plain_names
+from pipeline.weight_files.checks import WeightsFormatError
 from train.backbones import tiny_components
 
 

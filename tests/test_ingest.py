@@ -13,7 +13,7 @@ from skimage import data
 
 from pipeline.config.ingest import PAPER_CATEGORIES, IngestParams
 from pipeline.config.runner import RunnerParams
-from pipeline.runner import Runner
+from pipeline.engine.runner import Runner
 from stages.ingest import IngestStage, list_items
 
 KEPT = PAPER_CATEGORIES[0]

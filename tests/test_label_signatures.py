@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from bench.label_agreement import corpus_faces, evaluate, expression_drivers
-from pipeline.animators.signatures import change, misses, verdict
-from pipeline.captioners.attributes import CAPTION_FOR_LABEL
+from pipeline.backends.animators.signatures import change, misses, verdict
+from pipeline.backends.captioners.attributes import CAPTION_FOR_LABEL
 from pipeline.faces import mesh as fm
 
 # labels the mesh animator shows on every real face of the benchmark (docs/BENCHMARKS.md)
@@ -83,7 +83,7 @@ def test_relit_normals_have_no_step_at_the_mesh_border(face) -> None:
 def test_light_colour_has_no_ringing_tint() -> None:
     """Where a coloured rim light's SH dips below zero in some channels, the colour is the
     light's own mean colour, not the ratio of the channels' ringing."""
-    from pipeline.relighters.sh import light_chroma
+    from pipeline.backends.relighters.sh import light_chroma
 
     rgb = np.array([[[-0.1, 0.02, -0.05]], [[-0.02, 0.03, -0.01]], [[0.5, 2.0, 0.5]]])  # ringing x2; a lit green pixel
     lum = np.clip(rgb @ np.array([0.2126, 0.7152, 0.0722]), 1e-6, None)

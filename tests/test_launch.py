@@ -21,7 +21,7 @@ def test_launch_command_uses_the_project_config() -> None:
     cmd = launch_command(8, "params.yaml", 29501)
     assert cmd[1:3] == ["-m", "accelerate.commands.launch"]
     assert cmd[cmd.index("--config_file") + 1] == str(ACCELERATE_CONFIG) and ACCELERATE_CONFIG.is_file()
-    assert cmd[cmd.index("--num_processes") + 1] == "8" and cmd[-4:] == ["pipeline.cli", "--params", "params.yaml", "train"]
+    assert cmd[cmd.index("--num_processes") + 1] == "8" and cmd[-4:] == ["pipeline.commands.piq", "--params", "params.yaml", "train"]
 
 
 @pytest.mark.slow
@@ -35,7 +35,7 @@ def test_two_process_training_keeps_the_effective_batch(tmp_path: Path, tiny_sha
     path.write_text(yaml.safe_dump(params))
     env = {k: v for k, v in os.environ.items() if k not in ("NCCL_NVLS_ENABLE", "LOCAL_RANK")}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
-    done = subprocess.run([sys.executable, "-m", "pipeline.cli", "--params", str(path), "train", "--processes", "2"],
+    done = subprocess.run([sys.executable, "-m", "pipeline.commands.piq", "--params", str(path), "train", "--processes", "2"],
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "accelerate.commands.launch --config_file" in done.stdout

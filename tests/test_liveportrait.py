@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from pipeline.animators.liveportrait import checkpoints
-from pipeline.animators.liveportrait.config import LivePortraitConfig
-from pipeline.weights import WeightsFormatError
+from pipeline.backends.animators.liveportrait import checkpoints
+from pipeline.backends.animators.liveportrait.config import LivePortraitConfig
+from pipeline.weight_files.checks import WeightsFormatError
 from tests.liveportrait_keys import official
 
 
@@ -77,7 +77,7 @@ def test_random_checkpoints_load_strictly_and_missing_files_are_named(tmp_path):
 # --- keypoints and warping -----------------------------------------------------------------
 
 def test_pose_bins_decode_to_degrees_and_rotation_is_orthonormal():
-    from pipeline.animators.liveportrait.keypoints import bins_to_degrees, rotation_matrix
+    from pipeline.backends.animators.liveportrait.keypoints import bins_to_degrees, rotation_matrix
 
     logits = torch.full((2, 66), -1e4)
     logits[0, 10] = 0  # bin 10 -> 3 * 10 - 97.5
@@ -90,7 +90,7 @@ def test_pose_bins_decode_to_degrees_and_rotation_is_orthonormal():
 
 
 def test_relative_motion_of_an_unchanged_driver_is_the_source_and_changes_follow_the_driver():
-    from pipeline.animators.liveportrait.keypoints import Motion, relative_driving_keypoints, source_keypoints
+    from pipeline.backends.animators.liveportrait.keypoints import Motion, relative_driving_keypoints, source_keypoints
 
     g = torch.Generator().manual_seed(0)
 
@@ -112,7 +112,7 @@ def test_relative_motion_of_an_unchanged_driver_is_the_source_and_changes_follow
 
 
 def test_warp_flow_is_the_identity_when_source_and_driving_keypoints_agree():
-    from pipeline.animators.liveportrait.warping import WarpingNetwork, coordinate_grid
+    from pipeline.backends.animators.liveportrait.warping import WarpingNetwork, coordinate_grid
 
     cfg = LivePortraitConfig.tiny().warping
     torch.manual_seed(0)
@@ -151,7 +151,7 @@ def test_crop_then_paste_back_returns_the_face_in_place(neutral):
     import cv2
     import numpy as np
 
-    from pipeline.animators.liveportrait.crop import CropRule, FaceLandmarks, crop_square, face_square, paste_back, paste_mask
+    from pipeline.backends.animators.liveportrait.crop import CropRule, FaceLandmarks, crop_square, face_square, paste_back, paste_mask
     from pipeline.faces.mesh import FaceMeshDetector
 
     mesh = FaceMeshDetector(max_faces=1).detect_one(neutral)
@@ -173,7 +173,7 @@ def test_crop_then_paste_back_returns_the_face_in_place(neutral):
 
 @pytest.fixture(scope="module")
 def tiny_animator(tmp_path_factory):
-    from pipeline.animators.liveportrait import LivePortraitAnimator
+    from pipeline.backends.animators.liveportrait import LivePortraitAnimator
 
     folder = tmp_path_factory.mktemp("liveportrait")
     cfg = LivePortraitConfig.tiny()
@@ -222,7 +222,7 @@ def test_a_frame_without_a_face_is_rejected_where_a_face_is_looked_for(tiny_anim
     official default resizes a square driver clip whole, without looking for a face."""
     import numpy as np
 
-    from pipeline.stage import Reject
+    from pipeline.engine.stage import Reject
 
     blank = np.full((512, 512, 3), 127, np.uint8)
     with pytest.raises(Reject) as err:
@@ -238,7 +238,7 @@ def test_a_frame_without_a_face_is_rejected_where_a_face_is_looked_for(tiny_anim
 def test_full_size_batched_on_cuda(tmp_path, neutral):
     import numpy as np
 
-    from pipeline.animators.liveportrait import LivePortraitAnimator
+    from pipeline.backends.animators.liveportrait import LivePortraitAnimator
 
     from tests.liveportrait_landmarks import write_landmark_onnx
 

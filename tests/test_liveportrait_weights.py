@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.animators.liveportrait import checkpoints
-from pipeline.animators.liveportrait.config import LivePortraitConfig
-from pipeline.animators.liveportrait.crop import CropRule, FaceLandmarks, face_square, mean_square, square_matrix
+from pipeline.backends.animators.liveportrait import checkpoints
+from pipeline.backends.animators.liveportrait.config import LivePortraitConfig
+from pipeline.backends.animators.liveportrait.crop import CropRule, FaceLandmarks, face_square, mean_square, square_matrix
 from pipeline.config.animate import AnimateParams
-from pipeline.weights import WeightsFormatError
+from pipeline.weight_files.checks import WeightsFormatError
 from tests.liveportrait_landmarks import template_203, write_landmark_onnx
 
 
@@ -70,7 +70,7 @@ def test_lip_ratio_is_the_official_203_point_ratio():
 # --- landmark.onnx ------------------------------------------------------------------------------
 
 def test_landmark_onnx_places_the_crop(lp_folder, faces):
-    from pipeline.animators.liveportrait.landmarks import INPUT_SIZE, RUNNER_RULE, LandmarkModel
+    from pipeline.backends.animators.liveportrait.landmarks import INPUT_SIZE, RUNNER_RULE, LandmarkModel
     from pipeline.faces.mesh import FaceMeshDetector
 
     neutral, _ = faces
@@ -89,8 +89,8 @@ def test_landmark_onnx_places_the_crop(lp_folder, faces):
 
 @pytest.mark.slow  # ~35 s on 2 shared cores: two animations through the tiny networks at 512 px
 def test_the_animator_crops_from_landmark_onnx_when_present(lp_folder, faces):
-    from pipeline.animators.liveportrait import LivePortraitAnimator
-    from pipeline.animators.liveportrait.animator import DrivingOptions
+    from pipeline.backends.animators.liveportrait import LivePortraitAnimator
+    from pipeline.backends.animators.liveportrait.animator import DrivingOptions
 
     neutral, hopper = faces
     animator = LivePortraitAnimator(str(lp_folder), "cpu", config=LivePortraitConfig.tiny(),
@@ -115,8 +115,8 @@ def pickle_roundtrip(obj):
 
 
 def test_crop_mode_and_missing_landmark_file(tmp_path, lp_folder):
-    from pipeline.animators.liveportrait import LivePortraitAnimator
-    from pipeline.animators.liveportrait.animator import CropOptions
+    from pipeline.backends.animators.liveportrait import LivePortraitAnimator
+    from pipeline.backends.animators.liveportrait.animator import CropOptions
 
     assert LivePortraitAnimator(str(lp_folder), "cpu", crop=CropOptions(mode="mesh")).crop_source == "face_mesh"
     bare = tmp_path / "bare"
@@ -133,7 +133,7 @@ def test_crop_mode_and_missing_landmark_file(tmp_path, lp_folder):
     ("truncated", r"could not be read as ONNX"),
 ])
 def test_a_wrong_landmark_onnx_is_an_error_naming_the_file(tmp_path, kind, message):
-    from pipeline.animators.liveportrait.landmarks import LandmarkModel, inspect
+    from pipeline.backends.animators.liveportrait.landmarks import LandmarkModel, inspect
 
     path = tmp_path / "landmark.onnx"
     if kind == "truncated":
@@ -158,7 +158,7 @@ def test_params_defaults_are_the_official_command_line_defaults():
 
 
 def test_the_factory_passes_the_conventions_through(lp_folder):
-    from pipeline.animators.factory import build_animator
+    from pipeline.backends.animators.factory import build_animator
 
     params = dataclasses.replace(AnimateParams(), backend="liveportrait", liveportrait_dir=str(lp_folder),
                                  device="cpu", driving_option="pose-friendly", driving_multiplier=1.5,
@@ -170,7 +170,7 @@ def test_the_factory_passes_the_conventions_through(lp_folder):
 
 
 def test_expression_friendly_multiplier_is_the_hull_volume_ratio():
-    from pipeline.animators.liveportrait.animator import hull_multiplier
+    from pipeline.backends.animators.liveportrait.animator import hull_multiplier
 
     g = torch.Generator().manual_seed(0)
     x_s = torch.randn(1, 21, 3, generator=g)

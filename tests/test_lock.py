@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from pipeline.manifest import write_frame
+from pipeline.engine.manifest import write_frame
 from train.export import strip_version_stamps
 
 REPO = Path(__file__).resolve().parents[1]

@@ -12,7 +12,7 @@ from train.backbones import load_pretrained, save_components, tiny_components
 from train.conditioning import time_ids
 from train.layout import join
 from train.model import PiQModel, export_pipeline
-from train.pipeline import PiQPerfectPipeline
+from train.piq_pipeline import PiQPerfectPipeline
 
 
 # The tiny random model's intermediate floats (softmax, Adam's second moments) reach denormals,

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline.cli import main
+from pipeline.commands.piq import main
 from tests.published_layouts import (diffusers_fp16_folder, face_parsing_folder, llava_hf_folder, rename_key, reshape_key,
                                      truncate, weight_file)
 

@@ -15,7 +15,7 @@ from pipeline.config.ingest import PAPER_CATEGORIES, IngestParams
 from pipeline.config.runner import RunnerParams
 from pipeline.faces import mesh as fm
 from pipeline.faces.neutral import NeutralLimits, judge_expression
-from pipeline.runner import Runner
+from pipeline.engine.runner import Runner
 from stages.ingest import IngestStage, list_items
 from tests.real_clips import upscaled_frames, write_clip
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline.params import ParamsError, load_params
+from pipeline.config.params import ParamsError, load_params
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -22,8 +22,8 @@ def test_open_mouth_counts_its_widening_closed_mouth_its_corners() -> None:
 
 @pytest.fixture(scope="module")
 def animated():
-    from pipeline.animators import motion as mo
-    from pipeline.animators.mesh import MeshAnimator
+    from pipeline.backends.animators import motion as mo
+    from pipeline.backends.animators.mesh_animator import MeshAnimator
 
     rgb = np.ascontiguousarray(corpus_rgb("biden_portrait.jpg")[0:500, 50:550])
     animator = MeshAnimator()

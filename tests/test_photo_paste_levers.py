@@ -85,7 +85,7 @@ def test_replace_face_in_place_writes_photo_and_gives_the_same_result() -> None:
 def test_piq_replace_keeps_a_16_bit_pngs_depth_outside_the_face(tmp_path) -> None:
     """A 16-bit PNG is not pasted into in place (its writer adds result - photo.rgb to the full
     depth): the face changes, and every pixel whose 8-bit value the edit kept keeps all 16 bits."""
-    from pipeline.cli import main as piq
+    from pipeline.commands.piq import main as piq
     from tests.photo_fixtures import params_file, save_jpeg
 
     rng = np.random.default_rng(0)

@@ -1,6 +1,6 @@
 """The photo tool (issue 16): faces, replace, verify, file formats, provenance, bad input.
 
-Each command runs in-process through `pipeline.cli.main` (the models load once per session).
+Each command runs in-process through `pipeline.commands.piq.main` (the models load once per session).
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from facereplace.faces import find_faces
 from facereplace.methods import build_method
 from facereplace.photo_io import encode_photo, read_photo, write_photo
 from facereplace.replace import ReplaceConfig, replace_face
-from pipeline.cli import main as piq
+from pipeline.commands.piq import main as piq
 from pipeline.config.replace import ReplaceParams
 from tests.photo_fixtures import astronaut, astronaut_reference, group_photo, hopper, params_file, save_jpeg
 
@@ -169,7 +169,7 @@ def test_glasses_hats_and_hands_stay_in_front(monkeypatch) -> None:
     """The paste mask is the parsed inner face minus the parser's glasses / hat / hair and minus
     the hand model's hands (a hand stand-in here: no public-domain hand photo ships offline)."""
     from facereplace import replace as rp
-    from pipeline.labels import LABEL_IDS
+    from pipeline.faces.labels import LABEL_IDS
 
     labels = np.zeros((64, 64), np.uint8)
     labels[8:56, 8:56] = LABEL_IDS["skin"]

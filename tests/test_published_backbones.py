@@ -10,12 +10,12 @@ import torch
 from diffusers import UNet2DConditionModel
 from safetensors.torch import load_file
 
-from pipeline.hf_weights import find_weights
-from pipeline.weights import WeightsFormatError
+from pipeline.weight_files.hf_folders import find_weights
+from pipeline.weight_files.checks import WeightsFormatError
 from tests.published_layouts import diffusers_fp16_folder, rename_key, repo_params, reshape_key, truncate, weight_file
 from train.backbones import BackboneError, check, load_pretrained, tiny_components
 from train.model import PiQModel, export_pipeline
-from train.pipeline import PiQPerfectPipeline
+from train.piq_pipeline import PiQPerfectPipeline
 
 
 def _same_as_fp16(module: torch.nn.Module, reference: torch.nn.Module) -> bool:

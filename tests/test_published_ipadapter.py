@@ -14,7 +14,7 @@ from eval.baselines import build_method
 from eval.baselines.ipadapter import ADAPTERS, check
 from eval.data import Triplet
 from pipeline.config.evaluate import EvaluateParams
-from pipeline.weights import WeightsFormatError
+from pipeline.weight_files.checks import WeightsFormatError
 from tests.published_layouts import diffusers_fp16_folder, repo_params, truncate
 from tests.test_eval_ipadapter import make_weights, plus_adapter
 

@@ -7,9 +7,9 @@ import json
 import pytest
 from safetensors.torch import load_file, save_file
 
-from pipeline.captioners.llava import LlavaCaptioner, check
+from pipeline.backends.captioners.llava import LlavaCaptioner, check
 from pipeline.config.caption import CaptionParams
-from pipeline.weights import WeightsFormatError
+from pipeline.weight_files.checks import WeightsFormatError
 from tests.published_layouts import llava_hf_folder, repo_params, truncate
 from tests.relight_fixtures import portrait_crop
 

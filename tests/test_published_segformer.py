@@ -11,9 +11,9 @@ import pytest
 
 from pipeline.config.runner import RunnerParams
 from pipeline.config.segment import SegmentParams
-from pipeline.labels import LABEL_IDS
-from pipeline.parsers import build_parser
-from pipeline.weights import WeightsFormatError
+from pipeline.faces.labels import LABEL_IDS
+from pipeline.backends.parsers import build_parser
+from pipeline.weight_files.checks import WeightsFormatError
 from stages.segment import run
 from tests.published_layouts import (LEGACY_PROCESSOR, OLDEST_PROCESSOR, face_parsing_folder, rename_key, repo_params,
                                      reshape_key, truncate)
@@ -92,7 +92,7 @@ def test_bad_download_is_named_never_random(tmp_path, damage, match):
 
 
 def test_check_reports_the_published_folder(tmp_path):
-    from pipeline.parsers.segformer import check
+    from pipeline.backends.parsers.segformer import check
 
     folder = face_parsing_folder(tmp_path / "face-parsing")
     params = repo_params(segment=_params(folder))

@@ -12,8 +12,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from pipeline.animators.programs import EXPRESSIONS
-from pipeline.captioners.attributes import CAPTION_FOR_LABEL
+from pipeline.backends.animators.programs import EXPRESSIONS
+from pipeline.backends.captioners.attributes import CAPTION_FOR_LABEL
 
 REPO = Path(__file__).resolve().parents[1]
 LABELS = [name for name, _ in EXPRESSIONS if name != "neutral"]

@@ -7,8 +7,8 @@ import copy
 import json
 from pathlib import Path
 
-from pipeline.platform_id import differences, fingerprint
-from pipeline.release_digest import compare, digest, write
+from pipeline.commands.platform_record import differences, fingerprint
+from pipeline.release.digest import compare, digest, write
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -1,4 +1,4 @@
-"""The one reader (pipeline.release, on webdataset.WebDataset): local folders, file:/http:/pipe:
+"""The one reader (pipeline.release.reader, on webdataset.WebDataset): local folders, file:/http:/pipe:
 URLs and brace patterns give the same sets and the same training batches; a training pair decodes
 only the images it uses; exact resume through DataLoader workers."""
 from __future__ import annotations
@@ -15,8 +15,8 @@ import pytest
 import torch
 
 from pipeline.config.data import DataParams
-from pipeline.release import iter_sets, resolve_shards
-from pipeline.shards import LazySetSample, decode_sample, finished_shards, iter_raw_samples
+from pipeline.release.reader import iter_sets, resolve_shards
+from pipeline.release.shards import LazySetSample, decode_sample, finished_shards, iter_raw_samples
 from train.data import make_train_loader
 
 P = DataParams(resolution=32, pairs_per_set=4, shuffle_sets=2)
@@ -75,7 +75,7 @@ def test_training_batches_are_the_same_from_every_kind_of_source(tiny_shards: Pa
 
 
 def test_a_pair_decodes_only_the_images_it_uses(tiny_shards: Path, monkeypatch) -> None:
-    import pipeline.shards as shards_module
+    import pipeline.release.shards as shards_module
 
     calls: list[str] = []
     real = shards_module.decode_image

@@ -17,10 +17,10 @@ import pytest
 import yaml
 
 from pipeline.config.runner import RunnerParams
-from pipeline.removals import read_ledger, withhold
-from pipeline.shards import iter_raw_samples
-from pipeline.stage import Item
-from pipeline.verify import verify
+from pipeline.release.removals import read_ledger, withhold
+from pipeline.release.shards import iter_raw_samples
+from pipeline.engine.stage import Item
+from pipeline.release.verify import verify
 from stages.shard import build_release as build
 from tests.conftest import make_fake_ingest
 from tests.release_fixtures import build_release, shard_params
@@ -113,7 +113,7 @@ def test_remove_by_video_and_refuse_an_unknown_id(work: Path) -> None:
 
 @pytest.mark.slow
 def test_an_interrupted_removal_never_indexes_a_missing_sample_and_resumes(work: Path, built: Path, monkeypatch) -> None:
-    import pipeline.release_remove as rr
+    import pipeline.release.remove as rr
 
     clean = work.parent / "clean"
     shutil.copytree(built, clean)
@@ -144,7 +144,7 @@ def test_an_interrupted_removal_never_indexes_a_missing_sample_and_resumes(work:
 def rr_args(participant: str):
     import argparse
 
-    import pipeline.release_remove as rr
+    import pipeline.release.remove as rr
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--params", default="params.yaml")

@@ -15,11 +15,11 @@ import pytest
 from pipeline.config.relight import RelightParams
 from pipeline.config.runner import RunnerParams
 from tests.face_standins import label_map
-from pipeline.relighters import envmaps as E
+from pipeline.backends.relighters import envmaps as E
 from pipeline.faces.paste import composite, feather
-from pipeline.relighters.base import region_mask
-from pipeline.relighters.sh import SHRelighter
-from pipeline.runner import Runner
+from pipeline.backends.relighters.base import region_mask
+from pipeline.backends.relighters.sh import SHRelighter
+from pipeline.engine.runner import Runner
 from stages.relight import RelightStage, list_items, run, write_preview
 from tests.relight_fixtures import make_fake_annotate_inputs, portrait_crop
 
@@ -211,7 +211,7 @@ def test_piq_relight_command(tmp_path) -> None:
     """`piq relight` reads params.yaml's section, runs, writes the DVC metric and exits 0."""
     import yaml
 
-    from pipeline.cli import main
+    from pipeline.commands.piq import main
 
     animate, segment = make_fake_annotate_inputs(tmp_path / "in", size=256, faces=(("hopper", False),), images=1)
     root = Path(__file__).resolve().parents[1]
@@ -265,8 +265,8 @@ def test_neural_gaffer_loads_the_folder_and_relights_inside_the_mask(tmp_path, g
 def test_neural_gaffer_names_missing_parts(tmp_path, gaffer_dir) -> None:
     import shutil
 
-    from pipeline.relighters.neural_gaffer import NeuralGafferModel
-    from pipeline.weights import WeightsFormatError
+    from pipeline.backends.relighters.neural_gaffer import NeuralGafferModel
+    from pipeline.weight_files.checks import WeightsFormatError
 
     broken = tmp_path / "broken"
     shutil.copytree(gaffer_dir, broken)
@@ -288,7 +288,7 @@ def test_neural_gaffer_from_the_two_published_pieces(tmp_path, gaffer_release) -
     newest checkpoint-<step>/ is loaded into the widened UNet, and the stage relights with it."""
     import torch
 
-    from pipeline.relighters.neural_gaffer import NeuralGafferModel
+    from pipeline.backends.relighters.neural_gaffer import NeuralGafferModel
 
     base, ckpt_root, state = gaffer_release
     model = NeuralGafferModel.from_folder(base, device="cpu", dtype="fp32", checkpoint=ckpt_root)
@@ -304,7 +304,7 @@ def test_neural_gaffer_condition_latents_are_seeded_posterior_samples(gaffer_rel
     posterior SAMPLE of the image latent from the same generator -- not the mode."""
     import torch
 
-    from pipeline.relighters.neural_gaffer import NeuralGafferModel, item_generators
+    from pipeline.backends.relighters.neural_gaffer import NeuralGafferModel, item_generators
 
     base, ckpt_root, _ = gaffer_release
     model = NeuralGafferModel.from_folder(base, device="cpu", dtype="fp32", checkpoint=ckpt_root)
@@ -336,8 +336,8 @@ def test_neural_gaffer_bad_pieces_are_errors_naming_the_file(tmp_path, gaffer_re
 
     from safetensors.torch import load_file, save_file
 
-    from pipeline.relighters.neural_gaffer import NeuralGafferModel, check_neural_gaffer
-    from pipeline.weights import WeightsFormatError
+    from pipeline.backends.relighters.neural_gaffer import NeuralGafferModel, check_neural_gaffer
+    from pipeline.weight_files.checks import WeightsFormatError
 
     base0, ckpt0, _ = gaffer_release
     base, ckpt = shutil.copytree(base0, tmp_path / "zero123-xl"), shutil.copytree(ckpt0, tmp_path / "ckpt")
@@ -362,7 +362,7 @@ def test_neural_gaffer_bad_pieces_are_errors_naming_the_file(tmp_path, gaffer_re
 
 
 def test_neural_gaffer_models_check_on_the_published_pieces(gaffer_release) -> None:
-    from pipeline.relighters.neural_gaffer import check_neural_gaffer
+    from pipeline.backends.relighters.neural_gaffer import check_neural_gaffer
 
     base, ckpt, _ = gaffer_release
     relight = dataclasses.replace(RelightParams(), backend="neural_gaffer", neural_gaffer_dir=str(base),
@@ -386,7 +386,7 @@ def test_neural_gaffer_on_cuda(tmp_path, gaffer_dir) -> None:
 def test_neural_gaffer_map_frame(az, column) -> None:
     """NeuralGaffer's camera-aligned map: phi = 0 (centre) looks to image right, phi = -pi/2
     (three quarters) towards the camera, pi/2 (one quarter) behind the subject."""
-    from pipeline.relighters.neural_gaffer import gaffer_envmaps
+    from pipeline.backends.relighters.neural_gaffer import gaffer_envmaps
 
     hdr, ldr = gaffer_envmaps(lobe_light(0, az, sharpness=200.0), 64)
     row, col = np.unravel_index(np.argmax(hdr.sum(-1)), hdr.shape[:2])

@@ -14,9 +14,9 @@ import pandas as pd
 import pytest
 
 from pipeline.config.runner import RunnerParams
-from pipeline.runner import Runner
-from pipeline.stage import Item, item_seed
-from pipeline.state import StageState
+from pipeline.engine.runner import Runner
+from pipeline.engine.stage import Item, item_seed
+from pipeline.engine.state import StageState
 from tests.toy_stages import CALL_LOG_ENV, SquareStage, items
 
 REPO = Path(__file__).resolve().parents[1]
@@ -99,7 +99,7 @@ DRIVER = textwrap.dedent(
     """
     import sys
     from pipeline.config.runner import RunnerParams
-    from pipeline.runner import Runner
+    from pipeline.engine.runner import Runner
     from tests.toy_stages import SquareStage, items
     Runner(RunnerParams(workers=2, progress=False), seed=7).run(SquareStage(sleep_s=0.25), items(40), sys.argv[1])
     """

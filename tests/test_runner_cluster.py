@@ -15,9 +15,9 @@ import pandas as pd
 import pytest
 
 from pipeline.config.runner import RunnerParams
-from pipeline.runner import Runner
-from pipeline.stage import Item
-from pipeline.state import PARTS_DIR, StageState
+from pipeline.engine.runner import Runner
+from pipeline.engine.stage import Item
+from pipeline.engine.state import PARTS_DIR, StageState
 from tests.toy_stages import DyingStage, SquareStage, items
 
 REPO = Path(__file__).resolve().parents[1]

@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 
 from pipeline.config.runner import RunnerParams
-from pipeline.outdir import OutDir, OutDirError
-from pipeline.runner import Runner
-from pipeline.state import PARTS_DIR, RECORDS_TABLE, StageState
+from pipeline.engine.outdir import OutDir, OutDirError
+from pipeline.engine.runner import Runner
+from pipeline.engine.state import PARTS_DIR, RECORDS_TABLE, StageState
 from tests.toy_stages import CALL_LOG_ENV, SquareStage, items
 
 

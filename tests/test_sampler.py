@@ -9,7 +9,7 @@ from diffusers import EulerDiscreteScheduler
 
 from train.backbones import tiny_components
 from train.model import PiQModel
-from train.pipeline import PiQPerfectPipeline
+from train.piq_pipeline import PiQPerfectPipeline
 
 
 def make_pipe(family: str = "sdxl", concat: str = "spatial") -> PiQPerfectPipeline:

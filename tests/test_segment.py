@@ -12,7 +12,7 @@ import pytest
 
 from pipeline.config.runner import RunnerParams
 from pipeline.config.segment import SegmentParams
-from pipeline.labels import INNER_FACE, LABEL_IDS
+from pipeline.faces.labels import INNER_FACE, LABEL_IDS
 from stages.segment import run
 from tests.annotate_fixtures import animate_with_blank
 from tests.relight_fixtures import make_fake_annotate_inputs
@@ -105,9 +105,9 @@ def test_segformer_unmapped_label_is_an_error(tmp_path):
     order = CELEBAMASK[:-1] + ["sunglasses_strap"]
     _tiny_segformer(tmp_path / "segformer", order)
     params = SegmentParams(segformer_dir=str(tmp_path / "segformer"), backend="segformer", device="cpu")
-    from pipeline.parsers import build_parser
+    from pipeline.backends.parsers import build_parser
 
-    from pipeline.weights import WeightsFormatError
+    from pipeline.weight_files.checks import WeightsFormatError
 
     with pytest.raises(WeightsFormatError, match=r"config.json.*sunglasses_strap"):
         build_parser(params).setup()

@@ -33,7 +33,7 @@ from facereplace.compose import LoadedPhoto
 from facereplace.photo_io import Photo
 from pipeline.browse import http
 from pipeline.browse.server import serve as serve_browse
-from pipeline.params import load_params
+from pipeline.config.params import load_params
 
 REPO = Path(__file__).resolve().parents[1]
 BURST = REPO / "samples" / "burst"
@@ -260,7 +260,7 @@ def test_50_concurrent_uploads_are_answered_and_leave_nothing(app) -> None:
 
 def _subprocess_app(tmp: Path, *args: str) -> tuple[subprocess.Popen, str]:
     env = {**os.environ, "PYTHONPATH": str(REPO), "TMPDIR": str(tmp)}
-    proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "app", "--port", "0", *args], cwd=REPO, env=env,
+    proc = subprocess.Popen([sys.executable, "-m", "pipeline.commands.piq", "app", "--port", "0", *args], cwd=REPO, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lines = []
     while not any("token=" in line for line in lines):

@@ -13,10 +13,10 @@ import pyarrow.compute as pc
 import pytest
 
 from pipeline.config.runner import RunnerParams
-from pipeline.release import resolve_shards
-from pipeline.state import StageState
-from pipeline.shards import finished_shards
-from pipeline.splits import assign_split
+from pipeline.release.reader import resolve_shards
+from pipeline.engine.state import StageState
+from pipeline.release.shards import finished_shards
+from pipeline.release.splits import assign_split
 from stages.shard import build_release
 from tests.conftest import make_fake_ingest
 from tests.release_fixtures import make_upstream, shard_params
@@ -181,7 +181,7 @@ def test_shard_benchmark_runs_small() -> None:
 KILLED_WRITER = """
 import sys, time
 from pathlib import Path
-from pipeline.outdir import OutDir
+from pipeline.engine.outdir import OutDir
 from pipeline.config.runner import RunnerParams
 from stages.shard import build_release
 from tests.release_fixtures import shard_params

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.labels import INNER_FACE, LABEL_IDS
-from pipeline.shards import LazySetSample, ShardError, decode_sample, finished_shards, iter_raw_samples, tar_bytes
+from pipeline.faces.labels import INNER_FACE, LABEL_IDS
+from pipeline.release.shards import LazySetSample, ShardError, decode_sample, finished_shards, iter_raw_samples, tar_bytes
 
 
 def fields(n: int = 1) -> dict[str, bytes]:
@@ -66,7 +66,7 @@ def test_release_follows_the_schema(tiny_shards: Path) -> None:
 
 
 def test_lazy_sample_decodes_only_what_is_asked(tiny_shards: Path, monkeypatch) -> None:
-    import pipeline.shards as shards_module
+    import pipeline.release.shards as shards_module
 
     key, raw = next(iter_raw_samples(finished_shards(tiny_shards)[0]))
     eager = decode_sample(key, raw)

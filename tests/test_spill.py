@@ -1,4 +1,4 @@
-"""External sorting (pipeline/spill.py) and the runner's state at scale, shrunk: with runs, merge
+"""External sorting (pipeline/engine/spill.py) and the runner's state at scale, shrunk: with runs, merge
 steps, row groups, manifest batches and item chunks of a few dozen rows, a few hundred items go
 through every spilled path (several runs, a merge of merges, groups split across steps, a
 manifest of several batches) and must give what the in-memory path gives."""
@@ -14,27 +14,27 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-import pipeline.item_feed
-import pipeline.manifest
-import pipeline.spill
-import pipeline.state
+import pipeline.engine.item_feed
+import pipeline.engine.manifest
+import pipeline.engine.spill
+import pipeline.engine.state
 from pipeline.config.runner import RunnerParams
-from pipeline.runner import Runner
-from pipeline.spill import ExternalSort, dedup_last, rebatch
-from pipeline.stage import Item
-from pipeline.state import PARTS_DIR, RECORDS_TABLE, StageState
+from pipeline.engine.runner import Runner
+from pipeline.engine.spill import ExternalSort, dedup_last, rebatch
+from pipeline.engine.stage import Item
+from pipeline.engine.state import PARTS_DIR, RECORDS_TABLE, StageState
 from tests.toy_stages import CALL_LOG_ENV, SquareStage
 
 
 def shrink(monkeypatch) -> None:
     """Every bound of the driver's memory set to a few dozen rows."""
-    monkeypatch.setattr(pipeline.spill, "RUN_ROWS", 37)
-    monkeypatch.setattr(pipeline.spill, "MERGE_ROWS", 20)
-    monkeypatch.setattr(pipeline.spill, "SPILL_CHUNK", 8)
-    monkeypatch.setattr(pipeline.spill, "MAX_FANIN", 3)
-    monkeypatch.setattr(pipeline.state, "RECORDS_ROW_GROUP", 25)
-    monkeypatch.setattr(pipeline.manifest, "BATCH", 30)
-    monkeypatch.setattr(pipeline.item_feed, "CHUNK", 16)
+    monkeypatch.setattr(pipeline.engine.spill, "RUN_ROWS", 37)
+    monkeypatch.setattr(pipeline.engine.spill, "MERGE_ROWS", 20)
+    monkeypatch.setattr(pipeline.engine.spill, "SPILL_CHUNK", 8)
+    monkeypatch.setattr(pipeline.engine.spill, "MAX_FANIN", 3)
+    monkeypatch.setattr(pipeline.engine.state, "RECORDS_ROW_GROUP", 25)
+    monkeypatch.setattr(pipeline.engine.manifest, "BATCH", 30)
+    monkeypatch.setattr(pipeline.engine.item_feed, "CHUNK", 16)
 
 
 @pytest.fixture
@@ -49,7 +49,7 @@ def test_external_sort_merges_many_runs_and_dedup_picks_each_keys_winner(tiny) -
     with ExternalSort([("k", "ascending"), ("order", "ascending")]) as sorter:
         for t in rebatch([table], 23):
             sorter.add(t)
-        assert len(sorter._runs) > pipeline.spill.MAX_FANIN  # a merge of merges
+        assert len(sorter._runs) > pipeline.engine.spill.MAX_FANIN  # a merge of merges
         out = pa.concat_tables(list(sorter.sorted()))
         again = pa.concat_tables(list(sorter.sorted()))
     expected = table.take(pc.sort_indices(table, sort_keys=[("k", "ascending"), ("order", "ascending")]))
@@ -147,12 +147,12 @@ def test_merged_records_follow_the_rules_across_table_and_parts(tiny, tmp_path: 
     """A done record wins wherever it is (compacted table or part); else the latest record (parts
     after the table, parts in name order); many records of one item, split over merge steps,
     still give one."""
-    from pipeline.state import done_record, reject_record
+    from pipeline.engine.state import done_record, reject_record
 
     state = StageState(tmp_path)
     table = [reject_record("a", "stage_error", "x", 1), done_record("b", [{"v": 1}], ["b.txt"], 1),
              reject_record("c", "stage_error", "first", 1)]
-    state.compact_table(pa.Table.from_pylist(table, schema=pipeline.state.record_schema()))
+    state.compact_table(pa.Table.from_pylist(table, schema=pipeline.engine.state.record_schema()))
     (tmp_path / PARTS_DIR).mkdir(parents=True)
     parts = {
         "w1-000000": [done_record("a", [{"v": 2}], ["a.txt"], 2), reject_record("b", "worker_died", "late", 2)]

@@ -13,7 +13,7 @@ import torch
 
 from pipeline.config.data import DataParams
 from pipeline.config.train import TrainParams
-from pipeline.release import resolve_shards
+from pipeline.release.reader import resolve_shards
 from stages.latents import write_cache
 from train.backbones import tiny_components
 from train.conditioning import TextCache
@@ -43,7 +43,7 @@ def test_cache_holds_both_mirrors_of_every_image(cache, tiny_shards: Path) -> No
     refs = resolve_shards(tiny_shards)
     manifest = json.loads((root / CACHE_FILE).read_text())
     assert manifest["vae"] == vae_hash and manifest["resolution"] == 32 and not manifest["rejects"]
-    from pipeline.release import iter_sets
+    from pipeline.release.reader import iter_sets
 
     sample = next(iter_sets(tiny_shards))
     reader = open_cache(str(root), vae_hash, 32, refs)

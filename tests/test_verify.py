@@ -7,8 +7,8 @@ import shutil
 import tarfile
 from pathlib import Path
 
-from pipeline.cli import main as piq
-from pipeline.shards import tar_offsets
+from pipeline.commands.piq import main as piq
+from pipeline.release.shards import tar_offsets
 
 
 def test_a_good_release_verifies(tiny_release: Path, capsys) -> None:

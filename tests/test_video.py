@@ -1,4 +1,4 @@
-"""The one video reader (pipeline/video.py) on the real carphone clip as phones and tools write it
+"""The one video reader (pipeline/media/video.py) on the real carphone clip as phones and tools write it
 (tests/real_clips.py): upright frames, true times, every common codec and container, each clip
 decoded at most once, and a reason code that tells the truth for every bad file (#30)."""
 from __future__ import annotations
@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from pipeline import video as V
+from pipeline.media import video as V
 from tests import real_clips as rc
 
 N = 60  # 2 s of the clip: two GOPs of 30 frames, as phones write them
@@ -183,7 +183,7 @@ def test_frames_nothing_refers_to_are_skipped_on_the_way(tmp_path, codec, monkey
 
 
 def test_decoder_threads_follow_the_runner(variants, monkeypatch) -> None:
-    from pipeline.runner import _limit_threads
+    from pipeline.engine.runner import _limit_threads
 
     monkeypatch.setenv("OMP_NUM_THREADS", "")
     _limit_threads(1)  # what the runner does in each worker: runner.threads_per_worker

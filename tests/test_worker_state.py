@@ -1,5 +1,5 @@
 """Per-worker state (models, caches) never travels with a pickled stage or backend: one mechanism
-(pipeline/worker_state.py), not a `__getstate__` per class."""
+(pipeline/engine/worker_state.py), not a `__getstate__` per class."""
 from __future__ import annotations
 
 import ast
@@ -7,12 +7,12 @@ import collections
 import pickle
 from pathlib import Path
 
-from pipeline.captioners.attributes import AttributeCaptioner
+from pipeline.backends.captioners.attributes import AttributeCaptioner
 from pipeline.config.caption import CaptionParams
 from pipeline.config.relight import RelightParams
 from pipeline.faces.mesh import FaceMeshDetector
-from pipeline.relighters.sh import SHRelighter
-from pipeline.worker_state import WorkerLocal
+from pipeline.backends.relighters.sh import SHRelighter
+from pipeline.engine.worker_state import WorkerLocal
 from stages.caption import CaptionStage
 
 REPO = Path(__file__).resolve().parents[1]
@@ -68,4 +68,4 @@ def test_no_hand_written_getstate_left() -> None:
             for node in ast.walk(ast.parse(path.read_text())):
                 if isinstance(node, ast.FunctionDef) and node.name in ("__getstate__", "__setstate__"):
                     found.append(f"{path.relative_to(REPO)}:{node.lineno}")
-    assert found == ["pipeline/worker_state.py:24", "pipeline/worker_state.py:31"], found
+    assert found == ["pipeline/engine/worker_state.py:24", "pipeline/engine/worker_state.py:31"], found

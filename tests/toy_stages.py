@@ -7,7 +7,7 @@ import time
 from typing import ClassVar
 
 from pipeline.faces.detect import Face
-from pipeline.stage import Item, ItemContext, Output, Reject, Stage
+from pipeline.engine.stage import Item, ItemContext, Output, Reject, Stage
 
 CALL_LOG_ENV = "PIQ_TEST_CALL_LOG"
 

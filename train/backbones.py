@@ -7,7 +7,7 @@ small models of the same families in code, for CPU runs of the sample, the tests
 ablation plumbing; its tokenizer is a byte-level CLIP tokenizer with no merges.
 
 Weight files: each component's dtype variant is detected from the files present
-(`pipeline.hf_weights.find_weights`): plain `diffusion_pytorch_model.safetensors` /
+(`pipeline.weight_files.hf_folders.find_weights`): plain `diffusion_pytorch_model.safetensors` /
 `model.safetensors` when there, else the variant there, so the common SDXL download of
 `*.fp16.safetensors` only loads, and so does a folder mixing fp16 and full-precision
 components. The UNet is upcast to fp32 master weights either way. A missing, renamed or
@@ -23,8 +23,8 @@ import torch
 from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
-from pipeline.hf_weights import find_weights, inspect_folder, load_checked, read_config
-from pipeline.weights import ComponentCheck, WeightsFormatError, failed_check, offline_check, register_check
+from pipeline.weight_files.hf_folders import find_weights, inspect_folder, load_checked, read_config
+from pipeline.weight_files.checks import ComponentCheck, WeightsFormatError, failed_check, offline_check, register_check
 
 Family = Literal["sdxl", "sd15"]
 TINY_MAX_TOKENS = 32

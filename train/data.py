@@ -1,6 +1,6 @@
 """Training triplets streamed from the release shards (paper 3.2: pairs within a set).
 
-Shards are read through `pipeline.release.release_dataset` (webdataset), so `data.shards` may be
+Shards are read through `pipeline.release.reader.release_dataset` (webdataset), so `data.shards` may be
 a local split folder, an index, a brace pattern of paths or http(s) URLs, or `pipe:` commands.
 
 `PairStream` walks the shards epoch after epoch. In epoch e the shards are permuted by a
@@ -41,8 +41,8 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from pipeline.config.data import DataParams
-from pipeline.release import ShardRef, release_dataset, resolve_shards
-from pipeline.shards import SetSample
+from pipeline.release.reader import ShardRef, release_dataset, resolve_shards
+from pipeline.release.shards import SetSample
 from pipeline.faces.crop import resize_square
 from train.driving import driving_image
 from train.latents import LatentCache

@@ -17,9 +17,9 @@ from typing import Optional
 import torch
 from diffusers import EulerDiscreteScheduler, UNet2DConditionModel
 
-from pipeline.hf_weights import use_plain_names
+from pipeline.weight_files.hf_folders import use_plain_names
 from train.backbones import Components, model_parts
-from train.pipeline import PiQPerfectPipeline
+from train.piq_pipeline import PiQPerfectPipeline
 
 FROZEN = ("vae", "text_encoder", "text_encoder_2", "tokenizer", "tokenizer_2")
 

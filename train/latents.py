@@ -29,7 +29,7 @@ from typing import Any, Optional, Sequence
 
 import torch
 
-from pipeline.release import ShardRef
+from pipeline.release.reader import ShardRef
 
 CACHE_FILE = "cache.json"
 FORMAT = 1

@@ -14,7 +14,7 @@ import torch
 
 from pipeline.config.train import SampleParams
 from pipeline.device import device_name, resolve_dtype
-from train.pipeline import PiQPerfectPipeline
+from train.piq_pipeline import PiQPerfectPipeline
 from train.speed import enable_gpu_defaults, resolve_compile
 
 

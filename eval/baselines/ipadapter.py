@@ -15,7 +15,7 @@ Absent -> `Unavailable`, and the report lists the method with that reason. Prese
 (a truncated file, an adapter for another UNet or image encoder, a renamed key) ->
 `WeightsFormatError` naming the file, before anything reaches the GPU. The SDXL folder may hold
 `*.fp16.safetensors` only, or mix them with full-precision files: each component is loaded with
-the variant its files carry (`pipeline.hf_weights`), then handed to the img2img pipeline.
+the variant its files carry (`pipeline.weight_files.hf_folders`), then handed to the img2img pipeline.
 """
 from __future__ import annotations
 
@@ -27,8 +27,8 @@ import numpy as np
 
 from eval.baselines import Unavailable
 from eval.data import Triplet
-from pipeline.hf_weights import inspect_folder, load_checked, meta_model, read_config
-from pipeline.weights import (ComponentCheck, WeightsFormatError, compare_shapes, failed_check, register_check,
+from pipeline.weight_files.hf_folders import inspect_folder, load_checked, meta_model, read_config
+from pipeline.weight_files.checks import (ComponentCheck, WeightsFormatError, compare_shapes, failed_check, register_check,
                               tensor_shapes)
 
 ADAPTERS = ("ip-adapter-plus_sdxl_vit-h.safetensors", "ip-adapter-plus-face_sdxl_vit-h.safetensors")

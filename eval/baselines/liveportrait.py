@@ -8,7 +8,7 @@ motion the output is the source moved by the motion from the first frame (the so
 the second (the driving image). `settings = ("ID",)`: the evaluator lists the method as not
 applicable on other data sets.
 
-It runs through the animate stage's backend (pipeline/animators/liveportrait, built by
+It runs through the animate stage's backend (pipeline/backends/animators/liveportrait, built by
 `build_animator`): the same loader of the official `base_models/` and `retargeting_models/`
 files, with the backend's defaults (the official inference defaults), on `evaluate.device`.
 Weights: `evaluate.liveportrait_dir`, or `animate.liveportrait_dir` when that is not set; neither
@@ -24,7 +24,7 @@ import numpy as np
 
 from eval.baselines import Unavailable
 from eval.data import Triplet
-from pipeline.weights import WeightsFormatError
+from pipeline.weight_files.checks import WeightsFormatError
 
 LIVEPORTRAIT_FORMATS = ("LivePortrait pretrained_weights/liveportrait/ (base_models/*.pth, retargeting_models/stitching_retargeting_module.pth)",)
 
@@ -41,7 +41,7 @@ class LivePortraitBaseline:
             if not folder:
                 raise Unavailable("evaluate.liveportrait_dir (or animate.liveportrait_dir) is not set: a folder with "
                                   "LivePortrait's base_models/ and retargeting_models/")
-            from pipeline.animators.factory import build_animator
+            from pipeline.backends.animators.factory import build_animator
             from pipeline.config.animate import AnimateParams
 
             animator = build_animator(AnimateParams(backend="liveportrait", liveportrait_dir=folder,
@@ -55,7 +55,7 @@ class LivePortraitBaseline:
         self.animator = animator
 
     def run(self, batch: Sequence[Triplet]) -> list[np.ndarray | None]:
-        from pipeline.stage import Reject
+        from pipeline.engine.stage import Reject
 
         outs: list[np.ndarray | None] = []
         for t in batch:

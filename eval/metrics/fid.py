@@ -25,7 +25,7 @@ from eval.metrics import MetricResult, to_tensor, unavailable
 from eval.nets import fid_inception
 from eval.nets.formats import load_state_dict, strip_prefix, torch_file_kind
 from pipeline.device import device_name
-from pipeline.weights import ComponentCheck, WeightsFormatError, compare_shapes, register_check, tensor_shapes
+from pipeline.weight_files.checks import ComponentCheck, WeightsFormatError, compare_shapes, register_check, tensor_shapes
 
 
 def frechet_distance(mu1: np.ndarray, s1: np.ndarray, mu2: np.ndarray, s2: np.ndarray) -> float:

@@ -14,7 +14,7 @@ from eval.metrics import MetricResult, summarize, unavailable
 def load_encoder(kind: str = "auto", weights: str | None = None, device: str | None = None):
     """(encoder, None) or (None, why it is unavailable: the selected encoder needs something
     that is not configured or not installed). A configured file that is missing or not usable
-    raises `pipeline.weights.WeightsFormatError`: that is an error, not "unavailable"."""
+    raises `pipeline.weight_files.checks.WeightsFormatError`: that is an error, not "unavailable"."""
     try:
         return load_identity_encoder(kind, weights, device), None
     except (FileNotFoundError, ImportError) as err:

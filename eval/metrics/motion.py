@@ -34,7 +34,7 @@ from eval.nets import face_recon
 from eval.nets.formats import load_state_dict, strip_prefix, torch_file_kind
 from pipeline.faces import mesh as fm
 from pipeline.device import device_name
-from pipeline.weights import ComponentCheck, WeightsFormatError, compare_shapes, register_check, tensor_shapes
+from pipeline.weight_files.checks import ComponentCheck, WeightsFormatError, compare_shapes, register_check, tensor_shapes
 
 # Deep3DFaceRecon's 3D landmark template: the five points (image-left eye, image-right eye, nose,
 # mouth corners; x right, y up) it derives from BFM/similarity_Lm3D_all.mat (load_lm3d).

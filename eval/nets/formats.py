@@ -11,7 +11,7 @@ import zipfile
 from pathlib import Path
 from typing import Sequence
 
-from pipeline.weights import WeightsFormatError
+from pipeline.weight_files.checks import WeightsFormatError
 
 PICKLE_MAGIC = (b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05")
 

@@ -171,7 +171,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     import dataclasses
 
-    from pipeline.params import load_params
+    from pipeline.config.params import load_params
 
     setup_logging(args.verbose)
     params = load_params(args.params)

@@ -463,7 +463,7 @@ def add_server_arguments(parser, port: int) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only; "
                                                             "0.0.0.0 lets other machines in, with the token)")
     parser.add_argument("--port", type=int, default=port, help="port (0 = any free one)")
-    # `--verbose` is piq's own option on every command (pipeline/cli.py): for a server it also logs
+    # `--verbose` is piq's own option on every command (pipeline/commands/piq.py): for a server it also logs
     # every request and each refusal's full reason.
 
 

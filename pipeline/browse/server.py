@@ -3,7 +3,7 @@
 The server shared with `piq app` (pipeline/browse/http.py: Starlette on uvicorn, a token per
 run, the Host / Origin guard); the page
 (static/index.html, static/app.js, the shared static/common.css) loads nothing from outside. Shards are read lazily: the first request into a shard lists its members
-from the tar headers (`pipeline.shards.tar_offsets`, a few hundred KB read even for a 1 GB
+from the tar headers (`pipeline.release.shards.tar_offsets`, a few hundred KB read even for a 1 GB
 shard), and every image is then one seek and one read. Filtering uses each split's
 `sets.parquet` (one row per image), falling back to the sets' meta.json when it is absent.
 
@@ -31,10 +31,10 @@ from starlette.routing import BaseRoute, Route
 
 from pipeline.browse.http import (HTTPError, LocalServer, add_server_arguments, make_app, send_json, setup_logging,
                                   static_routes)
-from pipeline.labels import LABEL_NAMES
-from pipeline.release import INDEX_FILE
-from pipeline.shards import read_range, tar_offsets
-from pipeline.splits import SPLITS
+from pipeline.faces.labels import LABEL_NAMES
+from pipeline.release.reader import INDEX_FILE
+from pipeline.release.shards import read_range, tar_offsets
+from pipeline.release.splits import SPLITS
 
 STATIC = Path(__file__).parent / "static"
 POSES = ("all", "frontal", "left", "right", "up", "down")

@@ -1,1 +1,1 @@
-"""One typed dataclass per params.yaml section; `pipeline.params` assembles them."""
+"""One typed dataclass per params.yaml section; `pipeline.config.params` assembles them."""

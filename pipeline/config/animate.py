@@ -9,7 +9,7 @@ from pipeline.config.keys import runtime
 
 @dataclasses.dataclass(frozen=True)
 class DriversParams:
-    """The driving videos: rendered motion programs (pipeline/animators/programs.py) on a
+    """The driving videos: rendered motion programs (pipeline/backends/animators/programs.py) on a
     public-domain template face, plus an optional folder of real clips, each checked."""
 
     out_dir: str = runtime("data/drivers")

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import dataclasses
 
-from pipeline.labels import LABEL_IDS
+from pipeline.faces.labels import LABEL_IDS
 from pipeline.config.keys import runtime
 
-# The procedural environment maps `pipeline.relighters.envmaps` can draw.
+# The procedural environment maps `pipeline.backends.relighters.envmaps` can draw.
 PROCEDURAL_KINDS: tuple[str, ...] = ("sun_sky", "softbox", "rim", "split", "window")
 
 

@@ -23,7 +23,7 @@ from typing import Sequence
 import numpy as np
 
 from pipeline.quiet import native_stderr_filtered
-from pipeline.worker_state import WorkerLocal
+from pipeline.engine.worker_state import WorkerLocal
 
 N_POINTS = 478  # 468 face points + 2 x 5 iris points (refine_landmarks=True)
 

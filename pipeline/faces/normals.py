@@ -7,7 +7,7 @@ smooth (Gouraud) normals. Hair, ears and whatever the mesh does not cover get th
 ellipsoid fitted to the mask, which is what a head roughly is; the two are blended over a band
 at the mesh's border so no seam shows in the shading.
 
-Normals are in the camera frame of `pipeline.relighters.envmaps`: x image right, y up, z
+Normals are in the camera frame of `pipeline.backends.relighters.envmaps`: x image right, y up, z
 towards the camera.
 """
 from __future__ import annotations
