@@ -58,7 +58,7 @@ def evaluate(faces: dict[str, np.ndarray], variants: int = 5, seed: int = 0):
     from pipeline.config.relight import RelightParams
     from pipeline.config.segment import SegmentParams
     from pipeline.faces.paste import composite, feather
-    from pipeline.faces.labels import LABEL_IDS
+    from pipeline.labels import LABEL_IDS
     from pipeline.backends.parsers.mesh_parser import MeshParser
     from pipeline.backends.relighters.base import region_mask
     from pipeline.backends.relighters.envmaps import LUMA, draw_lights, irradiance

@@ -180,7 +180,7 @@ def write_report(out_dir: str | Path, results: dict[str, list[MethodReport]], ki
                  meta: dict[str, Any], headline_extra: dict[str, Any] | None = None) -> None:
     """Every file of the report. `headline_extra`: more sections of metrics.json (the training
     loss), so `dvc exp show` of an ablation reads one metrics file."""
-    from train.plots import write_grid
+    from pipeline.media.grids import write_grid
 
     out = Path(out_dir)
     (out / "plots").mkdir(parents=True, exist_ok=True)

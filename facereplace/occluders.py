@@ -10,11 +10,11 @@ import cv2
 import numpy as np
 
 from pipeline.faces.mesh import ieee_denormals
-from pipeline.faces.labels import LABEL_IDS
+from pipeline.labels import LABEL_IDS
 
 
 def label_occluders(labels: np.ndarray, names: tuple[str, ...]) -> np.ndarray:
-    """Bool mask of the parser labels named (canonical names, pipeline/faces/labels.py)."""
+    """Bool mask of the parser labels named (canonical names, pipeline/labels.py)."""
     return np.isin(labels, [LABEL_IDS[n] for n in names])
 
 

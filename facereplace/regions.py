@@ -2,7 +2,7 @@
 open tools offer it (FaceFusion's area masks) and as Best Take needs it (a blink: the eyes
 only; a smile: the mouth or the lower face).
 
-The region is cut from the source crop's face-parser labels (mapped by name, pipeline/faces/labels.py)
+The region is cut from the source crop's face-parser labels (mapped by name, pipeline/labels.py)
 and intersected with the paste mask (`replace.paste_mask`: the inner face minus occluders), so
 glasses, hair, hats and hands stay in front, and paste-back's erosion and inward feather still
 apply: pixels outside the region stay bit-identical.
@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 
 from facereplace.errors import PhotoError
-from pipeline.faces.labels import LABEL_IDS
+from pipeline.labels import LABEL_IDS
 
 REGIONS = ("face", "eyes", "mouth", "upper", "lower")
 EYES = ("l_eye", "r_eye", "l_brow", "r_brow")

@@ -31,7 +31,7 @@ from pipeline.config.replace import ReplaceParams
 from pipeline.config.segment import SegmentParams
 from pipeline.faces.crop import extract_crop, resize_square
 from pipeline.faces.paste import paste_back
-from pipeline.faces.labels import INNER_FACE, LABEL_IDS
+from pipeline.labels import INNER_FACE, LABEL_IDS
 from pipeline.engine.stage import Reject
 from train.driving import inner_face_mask
 

@@ -22,7 +22,8 @@ from pipeline.device import fix_cpu_threads
 from pipeline.engine.manifest import write_frame
 from pipeline.config.params import load_params
 from train.data import make_train_loader
-from train.plots import to_uint8, write_grid
+from pipeline.media.grids import write_grid
+from train.plots import to_uint8
 from train.sampler import load_sampler, model_folder, sampling_kwargs
 
 

@@ -2,7 +2,7 @@
 
 One item per image of `data/animate` (`<face_id>-<image>`). The parser named by
 `segment.backend` (the paper's SegFormer, or the offline dense-mesh parser) gives a one-channel
-8-bit map of canonical ids (pipeline/faces/labels.py), written as `sets/<face_id>/<image>.seg.png` at
+8-bit map of canonical ids (pipeline/labels.py), written as `sets/<face_id>/<image>.seg.png` at
 the image's size, so training can compose inner face, hair and neck and erode them later. Model
 backends get `segment.batch_size` images per call from the runner. `preview.jpg` overlays one
 face's maps on its images.
@@ -21,7 +21,7 @@ import numpy as np
 from pipeline.engine.annotate import ImageBatchStage, add_annotation_arguments, annotation_main, preview_images, run_annotation
 from pipeline.media.images import encode_png
 from pipeline.config.segment import SegmentParams
-from pipeline.faces.labels import LABEL_NAMES
+from pipeline.labels import LABEL_NAMES
 from pipeline.backends.parsers import build_parser
 from pipeline.engine.stage import Item, ItemContext, Output, Reject
 

@@ -33,7 +33,7 @@ import pandas as pd
 from pipeline.release.card import EXPRESSION, POSE, write_card
 from pipeline.config.runner import RunnerParams
 from pipeline.config.shard import ShardParams
-from pipeline.faces.labels import LABEL_NAMES
+from pipeline.labels import LABEL_NAMES
 from pipeline.engine.manifest import write_frame
 from pipeline.config.params import load_params
 from pipeline.release.removals import read_ledger

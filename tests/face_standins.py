@@ -6,7 +6,7 @@ them through `piq shard`: honest, visibly working, and labelled as such in each 
 `meta.json` backends.
 
 - re-posing: a landmark-driven expression warp (mouth corners, jaw) then a similarity transform;
-- label maps: ellipses and bands placed from the landmarks (canonical ids, pipeline/faces/labels.py);
+- label maps: ellipses and bands placed from the landmarks (canonical ids, pipeline/labels.py);
 - relighting: Lambertian shading of an ellipsoid fitted to the face, with a colour temperature;
 - captions: words for what was actually applied (expression, head roll).
 """
@@ -18,7 +18,7 @@ import math
 import cv2
 import numpy as np
 
-from pipeline.faces.labels import LABEL_IDS
+from pipeline.labels import LABEL_IDS
 
 L = LABEL_IDS
 

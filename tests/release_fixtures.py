@@ -16,7 +16,7 @@ import pandas as pd
 from pipeline.config.runner import RunnerParams
 from pipeline.config.shard import ShardParams
 from tests.face_standins import Light, Repose, label_map
-from pipeline.faces.labels import LABEL_NAMES
+from pipeline.labels import LABEL_NAMES
 from pipeline.engine.manifest import REJECT_COLUMNS
 
 BACKENDS = {"animate": "standin-warp", "caption": "standin-attributes", "segment": "standin-ellipses",

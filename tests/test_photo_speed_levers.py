@@ -101,7 +101,7 @@ def test_parse_at_parse_px_keeps_the_mask_edge() -> None:
     from facereplace.replace import parse
     from pipeline.config.segment import SegmentParams
     from pipeline.faces.crop import extract_crop
-    from pipeline.faces.labels import INNER_FACE, LABEL_IDS
+    from pipeline.labels import INNER_FACE, LABEL_IDS
 
     face = find_faces(group_photo(), ReplaceParams(detect_rotations=(), detect_upscale=1.0), measured=False)[0]
     ing = IngestParams()

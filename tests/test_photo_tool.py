@@ -169,7 +169,7 @@ def test_glasses_hats_and_hands_stay_in_front(monkeypatch) -> None:
     """The paste mask is the parsed inner face minus the parser's glasses / hat / hair and minus
     the hand model's hands (a hand stand-in here: no public-domain hand photo ships offline)."""
     from facereplace import replace as rp
-    from pipeline.faces.labels import LABEL_IDS
+    from pipeline.labels import LABEL_IDS
 
     labels = np.zeros((64, 64), np.uint8)
     labels[8:56, 8:56] = LABEL_IDS["skin"]

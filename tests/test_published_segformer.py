@@ -11,7 +11,7 @@ import pytest
 
 from pipeline.config.runner import RunnerParams
 from pipeline.config.segment import SegmentParams
-from pipeline.faces.labels import LABEL_IDS
+from pipeline.labels import LABEL_IDS
 from pipeline.backends.parsers import build_parser
 from pipeline.weight_files.checks import WeightsFormatError
 from stages.segment import run

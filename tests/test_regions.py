@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from facereplace.errors import PhotoError
-from pipeline.faces.labels import LABEL_IDS
+from pipeline.labels import LABEL_IDS
 
 CORPUS = Path(__file__).parent / "corpus"
 

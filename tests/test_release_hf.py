@@ -20,7 +20,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from pipeline.faces.labels import LABEL_NAMES
+from pipeline.labels import LABEL_NAMES
 from tests.conftest import make_fake_ingest
 from tests.release_fixtures import build_release
 

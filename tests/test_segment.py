@@ -12,7 +12,7 @@ import pytest
 
 from pipeline.config.runner import RunnerParams
 from pipeline.config.segment import SegmentParams
-from pipeline.faces.labels import INNER_FACE, LABEL_IDS
+from pipeline.labels import INNER_FACE, LABEL_IDS
 from stages.segment import run
 from tests.annotate_fixtures import animate_with_blank
 from tests.relight_fixtures import make_fake_annotate_inputs

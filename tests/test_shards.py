@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.faces.labels import INNER_FACE, LABEL_IDS
+from pipeline.labels import INNER_FACE, LABEL_IDS
 from pipeline.release.shards import LazySetSample, ShardError, decode_sample, finished_shards, iter_raw_samples, tar_bytes
 
 

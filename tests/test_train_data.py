@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from pipeline.config.data import DataParams
-from pipeline.faces.labels import INNER_FACE, LABEL_IDS
+from pipeline.labels import INNER_FACE, LABEL_IDS
 from pipeline.release.shards import decode_sample, finished_shards, iter_raw_samples
 from train.data import PairStream, make_train_loader
 from train.driving import driving_image

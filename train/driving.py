@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 
 from pipeline.config.data import DataParams
-from pipeline.faces.labels import INNER_FACE, LABEL_IDS
+from pipeline.labels import INNER_FACE, LABEL_IDS
 
 PAPER_SIZE = 1024  # erosion sizes in params are given at the paper's image size
 

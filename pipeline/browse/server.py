@@ -31,7 +31,7 @@ from starlette.routing import BaseRoute, Route
 
 from pipeline.browse.http import (HTTPError, LocalServer, add_server_arguments, make_app, send_json, setup_logging,
                                   static_routes)
-from pipeline.faces.labels import LABEL_NAMES
+from pipeline.labels import LABEL_NAMES
 from pipeline.release.reader import INDEX_FILE
 from pipeline.release.shards import read_range, tar_offsets
 from pipeline.release.splits import SPLITS

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from pipeline.faces.labels import LABEL_IDS
+from pipeline.labels import LABEL_IDS
 from pipeline.config.keys import runtime
 
 # The procedural environment maps `pipeline.backends.relighters.envmaps` can draw.

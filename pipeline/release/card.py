@@ -22,7 +22,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import yaml  # noqa: E402
 
-from pipeline.faces.labels import LABEL_NAMES  # noqa: E402
+from pipeline.labels import LABEL_NAMES  # noqa: E402
 from pipeline.release.splits import SPLITS  # noqa: E402
 from pipeline.engine.state import atomic_write_bytes  # noqa: E402
 
@@ -189,7 +189,7 @@ In `datasets`, `i00.seg.png` is an `Image` feature: `np.asarray(row["i00.seg.png
 
 ## Label maps
 
-Pixel values are canonical face-parsing ids (`pipeline/faces/labels.py`), the same in every sample;
+Pixel values are canonical face-parsing ids (`pipeline/labels.py`), the same in every sample;
 the names in this order are `meta.json`'s `label_names`, ready for
 `datasets.ClassLabel(names=meta["label_names"])`:
 

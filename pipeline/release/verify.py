@@ -22,7 +22,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from pipeline.faces.labels import LABEL_NAMES
+from pipeline.labels import LABEL_NAMES
 from pipeline.release.reader import INDEX_FILE
 from pipeline.release.shards import ShardError, check_sample, decode_image, sample_digest
 

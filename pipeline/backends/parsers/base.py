@@ -1,4 +1,4 @@
-"""The face-parser interface: RGB images in, label maps of canonical ids (pipeline/faces/labels.py) out."""
+"""The face-parser interface: RGB images in, label maps of canonical ids (pipeline/labels.py) out."""
 from __future__ import annotations
 
 import abc

@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 
 from pipeline.faces import mesh as fm
-from pipeline.faces.labels import LABEL_IDS as L
+from pipeline.labels import LABEL_IDS as L
 from pipeline.backends.parsers.base import FaceParser
 from pipeline.quiet import native_stderr_filtered
 from pipeline.engine.stage import Reject

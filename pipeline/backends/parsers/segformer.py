@@ -26,7 +26,7 @@ import numpy as np
 from pipeline.engine.annotate import pixel_batch
 from pipeline.device import resolve_device
 from pipeline.weight_files.hf_folders import TRANSFORMERS_FORMATS, inspect_folder, load_checked, read_config
-from pipeline.faces.labels import LABEL_NAMES, id_lookup
+from pipeline.labels import LABEL_NAMES, id_lookup
 from pipeline.backends.parsers.base import FaceParser
 from pipeline.engine.stage import Reject
 from pipeline.weight_files.checks import ComponentCheck, WeightsFormatError, failed_check, offline_check, register_check

@@ -11,7 +11,7 @@ from typing import ClassVar, Sequence
 
 import numpy as np
 
-from pipeline.faces.labels import LABEL_IDS
+from pipeline.labels import LABEL_IDS
 from pipeline.backends.relighters.envmaps import EnvLight
 from pipeline.engine.worker_state import WorkerLocal
 
