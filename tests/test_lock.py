@@ -46,7 +46,8 @@ def test_the_readme_and_ci_install_through_the_lock() -> None:
     readme = (REPO / "README.md").read_text()
     assert "pip install -c requirements.lock -e . && dvc repro" in readme
     assert "pip install -q -c requirements.lock -e '.[dev]' && pytest -q" in readme
-    assert "pip install -q -c requirements.lock -e '.[dev]' && pytest -q" in (REPO / ".ci" / "run").read_text()
+    ci = (REPO / ".ci" / "run").read_text()  # the same install and tests, the layer and lint checks first (#28)
+    assert "pip install -q -c requirements.lock -e '.[dev]' \\\n  && lint-imports && ruff check . && pytest -q" in ci
     assert REGENERATE in readme
 
 

@@ -6,9 +6,10 @@ and of the command's module, never a hand-kept list.
 """
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
-from pipeline.engine.codegraph import REPO, dependency_files
+from pipeline.engine.codegraph import REPO, dependency_files, direct_imports
 
 
 def code_roots(root: Path | None = None) -> frozenset[str]:
@@ -101,13 +102,46 @@ def write_deps(dvc_yaml: str | Path | None = None, root: Path | None = None) -> 
     return changed
 
 
+PACKAGES = ("pipeline", "stages", "train", "eval", "facereplace")
+
+
+def layer_of(module: str) -> str:
+    """The layer a module belongs to: `pipeline.<subpackage or module>`, or its top-level package."""
+    parts = module.split(".")
+    return ".".join(parts[:2]) if parts[0] == "pipeline" and len(parts) > 1 else parts[0]
+
+
+def layer_edges(root: Path | None = None) -> Counter:
+    """(importing layer, imported layer) -> number of module-level import edges between them, for
+    every module of the code packages under `root` (any checkout: `--root` shows an older tree)."""
+    root = Path(root or REPO)
+    edges: Counter = Counter()
+    for package in PACKAGES:
+        for path in sorted((root / package).rglob("*.py")):
+            rel = path.relative_to(root).with_suffix("")
+            name = ".".join(rel.parts[:-1] if rel.name == "__init__" else rel.parts)
+            for imported in direct_imports(name, root) - set(PACKAGES):  # a bare root: only its __init__ ran
+                a, b = layer_of(name), layer_of(imported)
+                if a != b and b.split(".")[0] in PACKAGES:
+                    edges[a, b] += 1
+    return edges
+
+
 def add_arguments(parser) -> None:
     parser.add_argument("--write", action="store_true", help="rewrite dvc.yaml's code deps from the import graph")
     parser.add_argument("--dvc-yaml", default="dvc.yaml")
+    parser.add_argument("--layers", action="store_true",
+                        help="print the import graph between layers (pipeline's subpackages and the top-level packages)")
+    parser.add_argument("--root", default=None, help="with --layers: the checkout to read (default: this one)")
 
 
 def main(args) -> int:
-    """`piq deps`: check (or, with --write, regenerate) dvc.yaml's code deps."""
+    """`piq deps`: check (or, with --write, regenerate) dvc.yaml's code deps; `--layers`: the
+    layer-to-layer import graph (the layering contracts themselves: `lint-imports`)."""
+    if args.layers:
+        for (a, b), n in sorted(layer_edges(args.root).items()):
+            print(f"{a} -> {b}  ({n})")
+        return 0
     if args.write:
         changed = write_deps(args.dvc_yaml)
         print(f"dvc.yaml: code deps rewritten for {', '.join(changed) or 'no stage'}")
