@@ -25,6 +25,7 @@ from matplotlib import cbook
 from PIL import Image
 from skimage import data
 
+from pipeline.device import is_cuda
 from pipeline.backends.animators.liveportrait import LivePortraitAnimator, LivePortraitConfig
 from pipeline.backends.animators.liveportrait.checkpoints import write_random_checkpoints
 
@@ -37,11 +38,11 @@ def portraits_1024() -> tuple[np.ndarray, np.ndarray]:
 
 
 def timed(fn) -> float:
-    if torch.cuda.is_available():
+    if is_cuda():
         torch.cuda.synchronize()
     start = time.perf_counter()
     fn()
-    if torch.cuda.is_available():
+    if is_cuda():
         torch.cuda.synchronize()
     return time.perf_counter() - start
 

@@ -28,6 +28,8 @@ from typing import Callable
 
 import torch
 
+from pipeline.device import is_cuda
+
 # component -> (folder or file under the root, as configs/paper.yaml names it)
 LAYOUT: dict[str, str] = {
     "animate": "liveportrait",
@@ -118,7 +120,7 @@ def write_paper_weights(root: str | Path, full: bool = False, only: list[str] | 
                 shutil.rmtree(t)
         t0 = time.perf_counter()
         writer(root, full)
-        if torch.cuda.is_available():
+        if is_cuda():
             torch.cuda.empty_cache()
         size = sum(_bytes(t) for t in targets if t.exists())
         done[name] = {"seconds": round(time.perf_counter() - t0, 1), "bytes": size}

@@ -23,6 +23,8 @@ from typing import Optional
 
 import torch
 
+from pipeline.device import is_cuda
+
 SDXL_INTERVAL = (0.28, 5.42)  # Kynkäänniemi et al. 2024, SDXL
 
 
@@ -93,7 +95,7 @@ def inputs(images: int, res: int):
 
 
 def timed(pipe, batch, kwargs) -> tuple[float, torch.Tensor]:
-    sync = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
+    sync = torch.cuda.synchronize if is_cuda() else (lambda: None)
     sync()
     t0 = time.perf_counter()
     out = pipe(*batch, generator=torch.Generator().manual_seed(0), output_type="pt",
@@ -116,7 +118,7 @@ def unet_floor(pipe, res: int, images: int, steps: int) -> tuple[float, float]:
     pooled = torch.randn(2 * images, pipe.unet.config.projection_class_embeddings_input_dim
                          - 6 * pipe.unet.config.addition_time_embed_dim, device=dev, dtype=dt)
     t = torch.tensor(500.0, device=dev)
-    sync = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
+    sync = torch.cuda.synchronize if is_cuda() else (lambda: None)
     with torch.no_grad():
         t0 = time.perf_counter()
         predict_target(net, "sdxl", x, x, x, t, embeds, pooled, res, "spatial")
@@ -148,7 +150,7 @@ def main() -> None:
                              "on-disk inductor cache (what a second `piq sample` pays)")
     parser.add_argument("--compile", default="auto", help="auto = full with CUDA graphs on a GPU, none on a CPU")
     args = parser.parse_args()
-    device = "cuda" if torch.cuda.is_available() and not args.tiny else "cpu"
+    device = "cuda" if is_cuda() and not args.tiny else "cpu"
     from train.speed import enable_gpu_defaults, resolve_compile
 
     if device == "cuda":

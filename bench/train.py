@@ -29,6 +29,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from pipeline.device import device_name, is_cuda
 from pipeline.config.data import DataParams
 from pipeline.config.train import TrainParams
 
@@ -81,7 +82,7 @@ def build_model(tiny: bool, resolution: int):
 
 def train_params(cfg: Config, tmp: Path, steps: int, effective: int, workers: int | None) -> TrainParams:
     return TrainParams(batch_size=cfg.batch, effective_batch=effective, max_steps=steps, lr=1e-5,
-                       mixed_precision="bf16" if torch.cuda.is_available() else "fp32",
+                       mixed_precision="bf16" if is_cuda() else "fp32",
                        gradient_checkpointing=cfg.checkpointing, compile=cfg.compile, fp8=cfg.fp8,
                        channels_last=cfg.channels_last, rng_device=cfg.rng_device, compile_mode=cfg.compile_mode,
                        encode_ahead=cfg.encode_ahead, checkpoint_every=10**9, keep_checkpoints=0, validate_every=10**9,
@@ -98,7 +99,7 @@ def make_cache(args, shards: Path, data: DataParams, root: Path) -> str:
     model = build_model(args.tiny, data.resolution)
     vae = model.comps.vae
     vae_hash = vae_fingerprint(vae)
-    if torch.cuda.is_available():
+    if is_cuda():
         vae.to(dtype=torch.bfloat16)
     t0 = time.perf_counter()
     manifest = write_cache(vae.eval(), vae_hash, resolve_shards(shards), data.resolution, root, batch=16)
@@ -112,7 +113,7 @@ def _free(*objs) -> None:
     """Release GPU memory between configurations (the caller drops its own references)."""
     del objs
     gc.collect()
-    if torch.cuda.is_available():
+    if is_cuda():
         torch._dynamo.reset()  # compiled graphs hold the old model; the on-disk Inductor cache stays
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
@@ -161,7 +162,7 @@ def loader_rate(args, shards: Path, data: DataParams, cache: tuple[Path, str] | 
 def unet_floor(model, cfg: Config, args, resolution: int) -> float:
     """samples/s of forward + backward of the same (compiled) UNet alone on random inputs, Adam
     once per effective batch: the end-to-end run's model, with the checkpointing it chose."""
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = device_name()
     unet = model.unet.train()
     opt = torch.optim.Adam(unet.parameters(), lr=1e-5, fused=device == "cuda")
     lat = resolution // 8 if not args.tiny else resolution // 4
@@ -203,7 +204,7 @@ def driving_encode_ms(model, cfg: Config, resolution: int, n: int = 5) -> float:
 
     device = model.device
     images = torch.rand(cfg.batch, 3, resolution, resolution, device=device) * 2 - 1
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    sync = torch.cuda.synchronize if is_cuda(device) else (lambda: None)
     encode_moments(model.comps.vae, images, model.vae_chunk)  # warm-up (compiled in the run already)
     sync()
     t0 = time.perf_counter()
@@ -214,7 +215,7 @@ def driving_encode_ms(model, cfg: Config, resolution: int, n: int = 5) -> float:
 
 
 def mfu(rate: float, checkpointing: bool) -> float:
-    if not torch.cuda.is_available():
+    if not is_cuda():
         return float("nan")
     name = torch.cuda.get_device_name()
     peak = next((v for k, v in PEAK_TFLOPS.items() if k in name), None)
@@ -240,7 +241,7 @@ def main() -> None:
     began = time.perf_counter()
     resolution = 64 if args.tiny else 576
     data = DataParams(resolution=resolution, pairs_per_set=64)
-    if torch.cuda.is_available():
+    if is_cuda():
         from train.speed import enable_gpu_defaults, enable_training_allocator
 
         enable_gpu_defaults()  # as `piq train` does (make_accelerator)
@@ -249,7 +250,7 @@ def main() -> None:
     if args.tiny:
         args.effective = 4
         configs = [dataclasses.replace(c, batch=2, compile="none", fp8=False) for c in configs[:2]]
-    name = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
+    name = torch.cuda.get_device_name() if is_cuda() else "cpu"
     print(f"device {name}, torch {torch.__version__}, {'tiny model 64 px' if args.tiny else 'SDXL architecture, 576 px'}; "
           f"effective batch {args.effective}; {args.steps} timed steps after 1 warm-up", flush=True)
     with tempfile.TemporaryDirectory() as tmp:

@@ -15,13 +15,22 @@ DTYPE_NAMES = ("bf16", "fp16", "fp32")
 def device_name(device: str | None = "auto") -> str:
     """`auto` or None -> "cuda" when a CUDA device is visible, else "cpu"; other names pass
     through after a check that a requested CUDA device exists."""
-    import torch
-
     if device in (None, "", "auto"):
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if str(device).startswith("cuda") and not torch.cuda.is_available():
+        return "cuda" if is_cuda() else "cpu"
+    if str(device).startswith("cuda") and not is_cuda():
         raise RuntimeError(f"device is {device} but no CUDA device is visible")
     return str(device)
+
+
+def is_cuda(device: Any = "auto") -> bool:
+    """Whether `device` is a CUDA device: a name (`cuda`, `cuda:1`) or a torch.device by its
+    type; `auto` or None by what `device_name` resolves it to on this machine (whether a CUDA
+    device is visible). Every "is this a GPU" check of the project asks here."""
+    import torch
+
+    if device is None or (isinstance(device, str) and device in ("", "auto")):
+        return torch.cuda.is_available()
+    return torch.device(device).type == "cuda"
 
 
 def fix_cpu_threads(threads: int) -> int:
@@ -36,7 +45,7 @@ def fix_cpu_threads(threads: int) -> int:
     same instruction set, loaded or not (measured: docs/BENCHMARKS.md)."""
     import torch
 
-    if torch.cuda.is_available():
+    if is_cuda():
         return 0
     torch.set_num_threads(threads)
     return threads

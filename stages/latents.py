@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from pipeline.device import resolve_device
+from pipeline.device import is_cuda, resolve_device
 from pipeline.config.params import load_params
 from pipeline.release.reader import empty_split_refusal, ShardRef, release_dataset, resolve_shards
 from pipeline.release.shards import ShardError
@@ -124,7 +124,7 @@ def main(args: argparse.Namespace) -> int:
     vae = build_vae(tp.backbone, tp.pretrained_dir, params.seed, tp.concat)
     vae_hash = vae_fingerprint(vae)  # of the weights as loaded, before the cast below
     vae = vae.to(device=device, dtype=dtype).eval()
-    if device.type == "cuda":
+    if is_cuda(device):
         vae.to(memory_format=torch.channels_last)
     refs = resolve_shards(dp.shards)
     t0 = time.perf_counter()

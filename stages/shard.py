@@ -1,7 +1,7 @@
 """`piq shard`: the released WebDataset shards, split by identity, with an index and a card.
 
 Reads the manifests of ingest, animate, caption, segment and relight (docs/DATA.md). The plan
-(pipeline/release/plan.py: main process, no image decoding) joins them into one record per identity set, refuses a set
+(pipeline/release/reader/plan.py: main process, no image decoding) joins them into one record per identity set, refuses a set
 that misses a required part (reason codes in docs/DATA.md), assigns every participant to
 train / test_id / test_ood (pipeline/release/splits.py), orders each split's sets by a seeded hash
 and packs them into shards of about `target_shard_bytes`. Each shard is then one runner item:
@@ -10,7 +10,7 @@ member metadata: byte-identical for the same inputs) and its stats; the runner w
 under a temporary name, renames it, then the stats, then its record. Refused sets are items
 too (they raise their `Reject`), so they land in rejects.parquet with their reason.
 
-After the shards (pipeline/release/index.py): per split `index.json` (names, keys, counts, bytes, sha256) and
+After the shards (pipeline/release/reader/index.py): per split `index.json` (names, keys, counts, bytes, sha256) and
 `sets.parquet` (one row per image: pose, expression, captions; for the card and the browser),
 the dataset card `README.md` with its histograms, and `stats.json` last.
 """

@@ -151,12 +151,12 @@ def test_crop_then_paste_back_returns_the_face_in_place(neutral):
     import cv2
     import numpy as np
 
-    from pipeline.backends.animators.liveportrait.crop import CropRule, FaceLandmarks, crop_square, face_square, paste_back, paste_mask
+    from pipeline.backends.animators.liveportrait.crop import CropRule, FaceLandmarks, crop_rotated, face_square, paste_back_rotated, paste_mask
     from pipeline.faces.mesh import FaceMeshDetector
 
     mesh = FaceMeshDetector(max_faces=1).detect_one(neutral)
     square = face_square(FaceLandmarks.from_mesh(mesh), CropRule().for_mesh(1.15, 0.05))
-    crop = crop_square(neutral, square, 256)
+    crop = crop_rotated(neutral, square, 256)
     # The face fills the crop's middle: the mesh box maps inside it with a margin.
     pts = cv2.transform(mesh.xy[None, :468].astype(np.float64), crop.matrix)[0]
     assert pts.min() > 256 * 0.1 and pts.max() < 256 * 0.9
@@ -164,7 +164,7 @@ def test_crop_then_paste_back_returns_the_face_in_place(neutral):
     assert mask[int(mesh.points[1, 1]), int(mesh.points[1, 0])] > 0.99  # nose tip
     assert mask[5, 5] == 0 and mask[1000, 1000] == 0
     # A decoder that returned the crop itself (at 512 px) pastes back to (nearly) the original.
-    back = paste_back(cv2.resize(crop.image, (512, 512), interpolation=cv2.INTER_CUBIC), crop, neutral, mask)
+    back = paste_back_rotated(cv2.resize(crop.image, (512, 512), interpolation=cv2.INTER_CUBIC), crop, neutral, mask)
     inside = mask > 0.5
     err = np.abs(back.astype(float) - neutral.astype(float))[inside].mean()
     assert err < 6, err  # the 1024 -> 256 -> 1024 round trip loses detail, not position

@@ -88,3 +88,32 @@ def test_benchmarks_run_tiny_on_cpu() -> None:
         assert done.returncode == 0, done.stderr
         assert "samples/s" in done.stdout or "s/image" in done.stdout
         assert "UNet-only" in done.stdout and "ratio" in done.stdout  # product figure beside its floor
+
+
+def test_replace_crops_is_the_pipeline_on_trainings_tensors_resized_back() -> None:
+    """uint8 crops of any size in, uint8 crops of each source's size out: the same as calling
+    the pipeline with training's tensors (`train.data.to_tensor`) and resizing the output back
+    by the project's one rule (what the photo tool and the evaluation did before)."""
+    from pipeline.faces.crop import resize_square
+    from train.data import to_tensor
+
+    pipe = make_pipe()
+    rng = np.random.default_rng(0)
+    sources = [rng.integers(0, 256, (n, n, 3), dtype=np.uint8) for n in (20, 48)]
+    drivings = [rng.integers(0, 256, (n, n, 3), dtype=np.uint8) for n in (64, 32)]
+    got = pipe.replace_crops(sources, drivings, ["a smile", ""], 7, num_inference_steps=2)
+    want = pipe(torch.stack([to_tensor(s, 32) for s in sources]), torch.stack([to_tensor(d, 32) for d in drivings]),
+                ["a smile", ""], num_inference_steps=2, generator=torch.Generator().manual_seed(7),
+                output_type="np").images
+    assert [g.shape for g in got] == [(20, 20, 3), (48, 48, 3)] and all(g.dtype == np.uint8 for g in got)
+    assert all(np.array_equal(g, resize_square(w, s.shape[0])) for g, w, s in zip(got, want, sources))
+
+
+def test_a_tensor_of_another_size_is_resized_by_the_one_rule() -> None:
+    from pipeline.faces.crop import resize_square
+    from train.piq_pipeline import to_model_input
+
+    for n in (16, 64):
+        x = torch.rand(1, 3, n, n, generator=torch.Generator().manual_seed(n)) * 2 - 1
+        want = resize_square(x[0].permute(1, 2, 0).numpy(), 32)
+        assert np.array_equal(to_model_input(x, 32)[0].permute(1, 2, 0).numpy(), np.clip(want, -1, 1))

@@ -12,6 +12,8 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
+from pipeline.device import is_cuda
+
 PREFIX = "step-"
 
 
@@ -92,7 +94,7 @@ def load(path: str | Path) -> dict[str, Any]:
 
 def rng_state(generator: torch.Generator) -> dict[str, Any]:
     return {"generator": generator.get_state(), "torch": torch.get_rng_state(), "numpy": np.random.get_state(),
-            "python": random.getstate(), "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
+            "python": random.getstate(), "cuda": torch.cuda.get_rng_state_all() if is_cuda() else None}
 
 
 def restore_rng(state: dict[str, Any], generator: torch.Generator) -> None:
@@ -100,7 +102,7 @@ def restore_rng(state: dict[str, Any], generator: torch.Generator) -> None:
     torch.set_rng_state(state["torch"])
     np.random.set_state(state["numpy"])
     random.setstate(state["python"])
-    if state.get("cuda") is not None and torch.cuda.is_available():
+    if state.get("cuda") is not None and is_cuda():
         torch.cuda.set_rng_state_all(state["cuda"])
 
 

@@ -15,6 +15,7 @@ from typing import Optional, Sequence
 
 import torch
 
+from pipeline.device import is_cuda
 from train.backbones import Components
 from train.layout import ConcatMode, join, target_part
 
@@ -37,7 +38,7 @@ def _tokens(tokenizer, captions: Sequence[str], device: torch.device) -> torch.T
     ids = tokenizer(
         list(captions), padding="max_length", max_length=tokenizer.model_max_length, truncation=True, return_tensors="pt"
     ).input_ids
-    if torch.device(device).type == "cuda":  # pinned: the copy does not wait for the GPU's queue
+    if is_cuda(device):  # pinned: the copy does not wait for the GPU's queue
         ids = ids.pin_memory()
     return ids.to(device, non_blocking=True)
 

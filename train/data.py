@@ -40,6 +40,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
+from pipeline.device import is_cuda
 from pipeline.config.data import DataParams
 from pipeline.release.reader import ShardRef, release_dataset, resolve_shards
 from pipeline.release.shards import SetSample
@@ -258,7 +259,7 @@ class ResumableLoader(DataLoader):
 def default_workers() -> int:
     """DataLoader workers when none are asked for: on a GPU machine, decoding runs beside the
     training step (up to 8 workers, one core left for the main process); on a CPU, in-process."""
-    if not torch.cuda.is_available():
+    if not is_cuda():
         return 0
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     return max(0, min(8, cores // max(torch.cuda.device_count(), 1) - 1))
@@ -285,7 +286,7 @@ def make_train_loader(params: DataParams, shards: str | Path | Sequence[Path | s
     stream.batch_size, stream.workers = batch_size, workers
     stream.load_state_dict(stream.state_dict())
     loader = ResumableLoader(stream, batch_size=batch_size, num_workers=workers, persistent_workers=False,
-                             pin_memory=torch.cuda.is_available(), worker_init_fn=_worker_init if workers else None,
+                             pin_memory=is_cuda(), worker_init_fn=_worker_init if workers else None,
                              prefetch_factor=4 if workers else None,
                              collate_fn=collate_triplets if latents is not None else None)
     return loader, stream

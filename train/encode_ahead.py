@@ -21,6 +21,7 @@ from typing import Any, Iterable, Iterator, Optional
 
 import torch
 
+from pipeline.device import is_cuda
 from train.latents import encode_moments
 
 
@@ -51,7 +52,7 @@ class DrivingAhead:
     def __init__(self, batches: Iterable[dict], model: Any, accumulation: int) -> None:
         self.batches, self.model, self.accumulation = batches, model, accumulation
         device = model.device
-        self.stream = torch.cuda.Stream(device) if device.type == "cuda" else None
+        self.stream = torch.cuda.Stream(device) if is_cuda(device) else None
         self.ahead = 0  # batches encoded ahead so far (reported)
 
     def _encode(self, batch: dict) -> None:

@@ -21,6 +21,7 @@ import torch
 from accelerate import Accelerator, PartialState
 from tqdm import tqdm
 
+from pipeline.device import is_cuda
 from pipeline.config.keys import output_params
 from pipeline.config.train import TrainParams
 from train import checkpoint
@@ -110,18 +111,18 @@ class Throughput:
         out = {"samples_per_s": round(self.samples_per_s, 3), "timed_steps": max(self.steps - self.warmup, 0),
                "steady_s": round(self.steady_s, 3), "first_step_s": round(self.first_step_s, 3)}
         out.update({f"{name}_s": round(spent, 3) for name, spent in sorted(self.excluded.items())})
-        if torch.cuda.is_available():
+        if is_cuda():
             out["peak_gpu_mem_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
         return out
 
 
 def _sync() -> None:
-    if torch.cuda.is_available():
+    if is_cuda():
         torch.cuda.synchronize()
 
 
 def _gpu_mem() -> str:
-    return f"{torch.cuda.max_memory_allocated() / 2**30:.1f}G" if torch.cuda.is_available() else "-"
+    return f"{torch.cuda.max_memory_allocated() / 2**30:.1f}G" if is_cuda() else "-"
 
 
 class OutOfMemory(RuntimeError):
@@ -139,7 +140,7 @@ def _oom_message(params: TrainParams, step: int) -> str:
 def make_accelerator(params: TrainParams) -> Accelerator:
     """An Accelerator whose accumulation keeps the effective batch for the number of processes
     the launcher started (1 without `accelerate launch`). Mixed precision only on a GPU."""
-    cpu = not torch.cuda.is_available()
+    cpu = not is_cuda()
     if cpu:  # denormal floats are ~50x slower on x86; torch's worker threads created after this inherit it
         torch.set_flush_denormal(True)
     else:
@@ -186,7 +187,7 @@ def train(
         model.unet.enable_gradient_checkpointing()
     trainable = [p for p in model.unet.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(trainable, lr=params.lr, betas=params.betas, weight_decay=params.weight_decay,
-                                 fused=torch.cuda.is_available())
+                                 fused=is_cuda())
     model.unet, optimizer = accelerator.prepare(model.unet, optimizer)
     ema = _make_ema(model, params)
     generator = torch.Generator(rng_device(params.rng_device, accelerator.device))

@@ -21,6 +21,7 @@ from typing import Any, Callable, ContextManager, Optional
 
 import torch
 
+from pipeline.device import is_cuda
 from train.model import PiQModel
 
 GIB = 2**30
@@ -140,7 +141,7 @@ def choose_checkpointing(model: PiQModel, setting: bool | str, batch: int, headr
     also measures the driving encode that train.encode_ahead keeps beside the step (`decide`)."""
     if setting is True or setting is False:
         return CheckpointingChoice(bool(setting), "set in params")
-    if model.device.type != "cuda":
+    if not is_cuda(model.device):
         return CheckpointingChoice(False, "auto on a CPU: off")
     capacity = torch.cuda.get_device_properties(model.device).total_memory
     try:

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from diffusers import UNet2DConditionModel
 
-from pipeline.device import resolve_dtype
+from pipeline.device import is_cuda, resolve_dtype
 from train.backbones import Components
 from train.conditioning import TextCache, predict_target
 from train.latents import encode_moments, sample_latents
@@ -90,7 +90,7 @@ class PiQModel(torch.nn.Module):
         dtype = resolve_dtype(frozen_dtype, device)
         for frozen in self.frozen_parts():
             frozen.to(dtype=dtype)
-        if torch.device(device).type == "cuda":  # NHWC convolutions: the VAE encodes 3 images per sample
+        if is_cuda(device):  # NHWC convolutions: the VAE encodes 3 images per sample
             self.comps.vae.to(memory_format=torch.channels_last)
         self._text = None
         return self

@@ -24,10 +24,12 @@ from diffusers import AutoencoderKL, DiffusionPipeline, UNet2DConditionModel
 from diffusers.utils import BaseOutput
 from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
+from pipeline.device import is_cuda
+from pipeline.faces.crop import resize_square
 from train.backbones import Components
 from train.conditioning import encode_text, predict_target
-from train.step_plan import make_plan
 from train.data import to_tensor
+from train.step_plan import make_plan
 
 ImageInput = Union[torch.Tensor, np.ndarray, PIL.Image.Image, Sequence[Union[np.ndarray, PIL.Image.Image]]]
 
@@ -38,16 +40,20 @@ class PiQPerfectOutput(BaseOutput):
 
 
 def to_model_input(images: ImageInput, resolution: int) -> torch.Tensor:
-    """PIL / uint8 HWC arrays / float tensors in [-1, 1] -> (B, 3, R, R) float in [-1, 1]."""
+    """PIL / uint8 HWC arrays / float tensors in [-1, 1] -> (B, 3, R, R) float in [-1, 1].
+    Images are converted as training converts them (`train.data.to_tensor`); a tensor of
+    another size is resized by the same rule (`resize_square`, on its float values)."""
     if isinstance(images, torch.Tensor):
         out = images if images.ndim == 4 else images[None]
+        if out.shape[-1] != resolution or out.shape[-2] != resolution:
+            hwc = out.permute(0, 2, 3, 1).float().cpu().numpy()
+            out = torch.stack([torch.from_numpy(np.ascontiguousarray(resize_square(x, resolution))) for x in hwc])
+            out = out.permute(0, 3, 1, 2).to(images.device, images.dtype)
     else:
         items = images if isinstance(images, (list, tuple)) else [images]
-        # training's resize rule (train.data.to_tensor): the model sees what it was trained on
+        # training's conversion (train.data.to_tensor): the model sees what it was trained on
         out = torch.stack([to_tensor(np.asarray(item.convert("RGB") if isinstance(item, PIL.Image.Image) else item,
                                                 np.uint8), resolution) for item in items])
-    if out.shape[-1] != resolution or out.shape[-2] != resolution:
-        out = torch.nn.functional.interpolate(out, size=(resolution, resolution), mode="bicubic", align_corners=False)
     return out.clamp(-1, 1)
 
 
@@ -90,7 +96,7 @@ class PiQPerfectPipeline(DiffusionPipeline):
             self.vae.to(memory_format=torch.channels_last)
         if fp8:
             enable_fp8_inference(self.unet)
-        graphs = cuda_graphs and self.device.type == "cuda"
+        graphs = cuda_graphs and is_cuda(self.device)
         if deep_cache:
             self._deep_cache = DeepCacheUNet(self.unet)
             if compile != "none":
@@ -111,6 +117,23 @@ class PiQPerfectPipeline(DiffusionPipeline):
             self._deep_cache = DeepCacheUNet(self.unet)
         return self._deep_cache
 
+    def preprocess(self, images: ImageInput) -> torch.Tensor:
+        """The model's own input conversion (`to_model_input` at its resolution): what every
+        source and driving image goes through before the VAE, as in training."""
+        return to_model_input(images, self.config.resolution)
+
+    def replace_crops(self, sources: Sequence[np.ndarray], drivings: Sequence[np.ndarray], prompts: Sequence[str],
+                      seed: int, **sampling) -> list[np.ndarray]:
+        """uint8 square crops in, uint8 crops out: the model's replacement of each source face
+        by its driving face, each result at its source crop's size (`resize_square` both ways,
+        training's rule). The one way the photo tool and the evaluation run the model;
+        `sampling`: `__call__`'s keyword arguments (steps, guidance, levers); the initial noise
+        comes from a CPU generator seeded with `seed`."""
+        generator = torch.Generator().manual_seed(seed)
+        out = self(list(sources), list(drivings), list(prompts), generator=generator, output_type="np",
+                   **sampling).images
+        return [resize_square(o, s.shape[0]) for o, s in zip(out, sources)]
+
     @torch.no_grad()
     def encode_images(self, images: torch.Tensor) -> torch.Tensor:
         images = images.to(device=self.device, dtype=self.vae.dtype)
@@ -126,7 +149,7 @@ class PiQPerfectPipeline(DiffusionPipeline):
         `guidance_every` and `deep_cache_interval` are the speed levers of `train/step_plan.py`.
         The initial noise depends on `generator` only, so every variant starts from the same noise."""
         res, concat = self.config.resolution, self.config.concat
-        src_px, drv_px = to_model_input(source, res), to_model_input(driving, res)
+        src_px, drv_px = self.preprocess(source), self.preprocess(driving)
         batch = src_px.shape[0]
         if drv_px.shape[0] != batch:
             raise ValueError(f"{batch} source image(s) but {drv_px.shape[0]} driving image(s)")

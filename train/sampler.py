@@ -7,13 +7,12 @@ levers of params); `fast` is the distilled student of `piq distill` (few steps, 
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
-import torch
-
 from pipeline.config.train import SampleParams
-from pipeline.device import device_name, resolve_dtype
+from pipeline.device import device_name, is_cuda, resolve_dtype
 from train.piq_pipeline import PiQPerfectPipeline
 from train.speed import enable_gpu_defaults, resolve_compile
 
@@ -31,6 +30,11 @@ def model_folder(sp: SampleParams) -> str:
     return sp.fast_model_dir if sp.mode == "fast" else sp.model_dir
 
 
+def is_pipeline_folder(folder: str | Path) -> bool:
+    """Whether `folder` holds a saved `PiQPerfectPipeline` (its model_index.json)."""
+    return (Path(folder) / "model_index.json").is_file()
+
+
 def sampling_kwargs(sp: SampleParams) -> dict:
     """`PiQPerfectPipeline.__call__` keyword arguments of the mode (steps, guidance, levers)."""
     if sp.mode == "fast":
@@ -45,10 +49,10 @@ def load_sampler(sp: SampleParams, device: str | None = None) -> PiQPerfectPipel
     shallow pass are compiled as two graphs)."""
     device = device_name(device)
     folder = model_folder(sp)
-    if not (Path(folder) / "model_index.json").is_file():
+    if not is_pipeline_folder(folder):
         hint = "piq distill" if sp.mode == "fast" else "piq train"
         raise FileNotFoundError(f"sample.mode {sp.mode}: no trained pipeline at {folder} (run `{hint}`)")
-    on_gpu = torch.device(device).type == "cuda"
+    on_gpu = is_cuda(device)
     if on_gpu:
         enable_gpu_defaults()
     use_compile_cache(sp.compile_cache_dir)
@@ -59,3 +63,11 @@ def load_sampler(sp: SampleParams, device: str | None = None) -> PiQPerfectPipel
                   fp8=sp.fp8 and on_gpu, deep_cache=sp.mode == "paper" and sp.deep_cache_interval > 1)
     pipe.set_progress_bar_config(disable=True)
     return pipe
+
+
+def load_replacer(model_dir: str | Path, device: str | None = None, sample: SampleParams | None = None) -> PiQPerfectPipeline:
+    """The trained pipeline of `model_dir` for replacing faces in uint8 crops
+    (`PiQPerfectPipeline.replace_crops`): the photo tool's and the evaluation's one way to
+    load the model, by `load_sampler` with `sample`'s dtype and speed levers (default
+    `SampleParams()`)."""
+    return load_sampler(dataclasses.replace(sample or SampleParams(), model_dir=str(model_dir)), device)

@@ -18,6 +18,8 @@ from typing import Literal, Optional
 
 import torch
 
+from pipeline.device import is_cuda
+
 CompileMode = Literal["auto", "none", "regional", "full"]
 FP8_MIN_FEATURES = 640  # linear layers narrower than this (SDXL's smallest attention width) stay bf16
 
@@ -26,7 +28,7 @@ def resolve_compile(mode: CompileMode, device: torch.device | str, on_gpu: str =
     """`auto` = `on_gpu` on CUDA (regional for training, full for sampling), none on a CPU
     (compiling the tiny CPU model costs more than it saves)."""
     if mode == "auto":
-        return on_gpu if torch.device(device).type == "cuda" else "none"
+        return on_gpu if is_cuda(device) else "none"
     return mode
 
 

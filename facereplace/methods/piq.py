@@ -1,10 +1,10 @@
 """The trained model: `PiQPerfectPipeline` from `replace.model_dir`, loaded as `piq sample` loads
-it (`train.sampler.load_sampler`: bf16, compiled, fused q/k/v, channels-last on a GPU; fp32
-eager on a CPU). Source and driving go in through training's resize rule (`train.data.to_tensor`)
-at the model's resolution; the output comes back to the crop's size by the same rule."""
+it (`train.sampler.load_replacer`: bf16, compiled, fused q/k/v, channels-last on a GPU; fp32
+eager on a CPU). The model does its own conversion of the uint8 crops
+(`PiQPerfectPipeline.replace_crops`: training's resize rule at the model's resolution, the
+output back to the crop's size by the same rule); this is the photo tool's adapter to it."""
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 from pathlib import Path
 
@@ -12,7 +12,6 @@ import numpy as np
 
 from facereplace.errors import PhotoError
 from pipeline.config.replace import ReplaceParams
-from pipeline.faces.crop import resize_square
 
 
 def weights_hash(model_dir: Path) -> str:
@@ -33,30 +32,18 @@ class PiQMethod:
     reads_driving = True  # the model takes REF's inner face cut with the training mask
 
     def __init__(self, params: ReplaceParams, sample=None, device: str | None = None) -> None:
-        import torch
-
-        from pipeline.config.train import SampleParams
-        from train.sampler import load_sampler
+        from train.sampler import is_pipeline_folder, load_replacer
 
         model_dir = Path(params.model_dir)
-        if not (model_dir / "model_index.json").is_file():
+        if not is_pipeline_folder(model_dir):
             raise PhotoError("no_model", f"no trained model at {model_dir} (replace.model_dir; run `piq train`), "
                                          f"or use --method classical")
-        sp = dataclasses.replace(sample or SampleParams(), model_dir=str(model_dir),
-                                 num_inference_steps=params.num_inference_steps, guidance_scale=params.guidance_scale)
-        self.pipe = load_sampler(sp, device or params.device)
+        self.pipe = load_replacer(model_dir, device or params.device, sample)
         self.steps, self.guidance, self.seed = params.num_inference_steps, params.guidance_scale, params.seed
         self.model_hash = weights_hash(model_dir)
-        self._torch = torch
 
     def make_face(self, source: np.ndarray, reference: np.ndarray, driving: np.ndarray,
                   caption: str = "") -> tuple[np.ndarray, np.ndarray | None]:
-        from train.data import to_tensor
-
-        torch = self._torch
-        res = self.pipe.config.resolution
-        gen = torch.Generator().manual_seed(self.seed)
-        out = self.pipe(to_tensor(source, res)[None], to_tensor(driving, res)[None], [caption],
-                        num_inference_steps=self.steps, guidance_scale=self.guidance, generator=gen,
-                        output_type="np").images[0]
-        return resize_square(np.asarray(out, np.uint8), source.shape[0]), None
+        (out,) = self.pipe.replace_crops([source], [driving], [caption], self.seed,
+                                         num_inference_steps=self.steps, guidance_scale=self.guidance)
+        return out, None

@@ -30,7 +30,7 @@ from typing import Sequence
 import numpy as np
 
 from pipeline.engine.annotate import pixel_batch
-from pipeline.device import resolve_device
+from pipeline.device import is_cuda, resolve_device
 from pipeline.backends.captioners.base import Caption, Captioner
 from pipeline.weight_files.hf_folders import TRANSFORMERS_FORMATS, inspect_folder, load_checked, read_config
 from pipeline.engine.stage import Reject
@@ -131,7 +131,7 @@ class LlavaCaptioner(Captioner):
         p, model = self.params, self._model
         n = len(images)
         batch = list(images)
-        if self._static and model.device.type == "cuda" and n < p.batch_size:
+        if self._static and is_cuda(model.device) and n < p.batch_size:
             batch += [images[0]] * (p.batch_size - n)  # one shape for the compiled decode step
         with torch.inference_mode():
             pixels = pixel_batch(batch, self._processor.image_processor, model.device, model.dtype)

@@ -24,7 +24,7 @@ from typing import Sequence
 import numpy as np
 
 from pipeline.engine.annotate import pixel_batch
-from pipeline.device import resolve_device
+from pipeline.device import is_cuda, resolve_device
 from pipeline.weight_files.hf_folders import TRANSFORMERS_FORMATS, inspect_folder, load_checked, read_config
 from pipeline.labels import LABEL_NAMES, id_lookup
 from pipeline.backends.parsers.base import FaceParser
@@ -113,7 +113,7 @@ class SegformerParser(FaceParser):
         for src, dst in lookup.items():
             lut[src] = dst
         self._lut = torch.as_tensor(lut, device=model.device)
-        if model.device.type == "cuda":
+        if is_cuda(model.device):
             torch.backends.cudnn.benchmark = True
             if self.params.compile:
                 model.forward = torch.compile(model.forward, dynamic=False)

@@ -47,6 +47,7 @@ import numpy as np
 from pipeline.device import resolve_device
 from pipeline.config.relight import RelightParams
 from pipeline.faces.crop import resize_square
+from pipeline.faces.geometry import SquareCrop, square_crop
 from pipeline.backends.relighters.base import Relighter
 from pipeline.backends.relighters.envmaps import EnvLight, sample
 from pipeline.weight_files.checks import ComponentCheck, WeightsFormatError, compare_shapes, register_check, tensor_shapes
@@ -359,35 +360,39 @@ def gaffer_envmaps(light: EnvLight, size: int) -> tuple[np.ndarray, np.ndarray]:
     return (hdr / max(float(hdr.max()), 1e-6)).astype(np.float32), ldr.astype(np.float32)
 
 
-def square_box(mask: np.ndarray, margin: float) -> tuple[int, int, int]:
-    """(x0, y0, side) of a square around the mask's box grown by `margin` per side (may leave
-    the image)."""
+def square_box(mask: np.ndarray, margin: float) -> SquareCrop:
+    """The square around the mask's box grown by `margin` per side, at least 8 px (may leave
+    the image): the project's square crop rule (`pipeline.faces.geometry.square_crop`, paper
+    B.2) of the mask's box at scale 1 + 2 x margin."""
     ys, xs = np.nonzero(mask)
-    x0, x1, y0, y1 = xs.min(), xs.max() + 1, ys.min(), ys.max() + 1
-    side = int(round(max(x1 - x0, y1 - y0) * (1 + 2 * margin)))
-    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
-    return int(round(cx - side / 2)), int(round(cy - side / 2)), max(side, 8)
+    box = square_crop((xs.min(), ys.min(), xs.max() + 1, ys.max() + 1), 1 + 2 * margin)
+    return dataclasses.replace(box, size=max(box.size, 8))
 
 
-def crop_white(image: np.ndarray, mask: np.ndarray, box: tuple[int, int, int]) -> np.ndarray:
-    """The square crop with everything outside the mask (and outside the image) white."""
-    x0, y0, side = box
-    h, w = mask.shape
-    out = np.full((side, side, 3), 255, np.uint8)
-    sx0, sy0, sx1, sy1 = max(x0, 0), max(y0, 0), min(x0 + side, w), min(y0 + side, h)
-    region = image[sy0:sy1, sx0:sx1]
-    keep = mask[sy0:sy1, sx0:sx1]
-    out[sy0 - y0 : sy1 - y0, sx0 - x0 : sx1 - x0][keep] = region[keep]
+def _overlap(box: SquareCrop, h: int, w: int) -> tuple[tuple[slice, slice], tuple[slice, slice]]:
+    """(image window, crop window) of the part of `box` that lies inside an h x w image."""
+    sx0, sy0, sx1, sy1 = max(box.x0, 0), max(box.y0, 0), min(box.x0 + box.size, w), min(box.y0 + box.size, h)
+    return (np.s_[sy0:sy1, sx0:sx1], np.s_[sy0 - box.y0 : sy1 - box.y0, sx0 - box.x0 : sx1 - box.x0])
+
+
+def crop_white(image: np.ndarray, mask: np.ndarray, box: SquareCrop) -> np.ndarray:
+    """The square crop with everything outside the mask (and outside the image) white
+    (NeuralGaffer's input: an object on white; `extract_crop` pads with image pixels instead)."""
+    out = np.full((box.size, box.size, 3), 255, np.uint8)
+    inside, window = _overlap(box, *mask.shape)
+    keep = mask[inside]
+    out[window][keep] = image[inside][keep]
     return out
 
 
-def paste(image: np.ndarray, crop: np.ndarray, box: tuple[int, int, int]) -> np.ndarray:
-    """`image` with the part of the square `crop` that lies inside it replaced."""
-    x0, y0, side = box
-    h, w = image.shape[:2]
+def uncrop(image: np.ndarray, crop: np.ndarray, box: SquareCrop) -> np.ndarray:
+    """`image` with the part of the square `crop` that lies inside it replaced, unblended: the
+    inverse of `crop_white`'s window. Not `pipeline.faces.paste`'s paste-back (a feathered
+    blend under a mask): the relight stage blends the relit face itself afterwards, with that
+    module's `composite` and `feather`."""
     out = image.copy()
-    sx0, sy0, sx1, sy1 = max(x0, 0), max(y0, 0), min(x0 + side, w), min(y0 + side, h)
-    out[sy0:sy1, sx0:sx1] = crop[sy0 - y0 : sy1 - y0, sx0 - x0 : sx1 - x0]
+    inside, window = _overlap(box, *image.shape[:2])
+    out[inside] = crop[window]
     return out
 
 
@@ -425,7 +430,7 @@ class NeuralGafferRelighter(Relighter):
         out = self.model.sample(img, hdr, ldr, steps=p.num_inference_steps, guidance=p.guidance_scale,
                                 generator=item_generators(seed, len(lights), self.model.device))
         relit = (out.permute(0, 2, 3, 1).cpu().numpy() * 255).round().astype(np.uint8)
-        return [paste(image, resize_square(r, box[2]), box) for r in relit]
+        return [uncrop(image, resize_square(r, box.size), box) for r in relit]
 
 
 def item_generators(seed: int, n: int, device) -> list:

@@ -18,6 +18,7 @@ import cv2
 import numpy as np
 import torch
 
+from pipeline.device import is_cuda
 from pipeline.backends.animators.base import AnimatedImage, Animator
 from pipeline.faces.mesh import LIP_LOWER_INNER, LIP_UPPER_INNER, MOUTH_L, MOUTH_R, FaceMeshDetector, Mesh
 from pipeline.engine.stage import Reject
@@ -26,7 +27,7 @@ from pipeline.weight_files.checks import WeightsFormatError
 from . import keypoints as kpt
 from .checkpoints import LivePortraitModels, fold_spectral_norm, load_models
 from .config import LivePortraitConfig
-from .crop import (CropRule, FaceCrop, FaceLandmarks, crop_square, face_square, mean_square, paste_back,
+from .crop import (CropRule, FaceCrop, FaceLandmarks, crop_rotated, face_square, mean_square, paste_back_rotated,
                    paste_mask)
 from .landmarks import ACCEPTED, LANDMARK_FILE, LandmarkModel
 
@@ -154,7 +155,7 @@ class LivePortraitAnimator(Animator):
     # --- helpers ---------------------------------------------------------------------------
 
     def _autocast(self):
-        if torch.device(self.device).type == "cuda" and self.bf16:
+        if is_cuda(self.device) and self.bf16:
             return torch.autocast("cuda", dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
@@ -188,7 +189,7 @@ class LivePortraitAnimator(Animator):
     def _source(self, neutral: np.ndarray) -> _Source:
         mesh = self._mesh(neutral, "neutral image")
         face = self._face(neutral, mesh)
-        crop = crop_square(neutral, face_square(face, self._rule(self.crop.source)), self.config.input_size)
+        crop = crop_rotated(neutral, face_square(face, self._rule(self.crop.source)), self.config.input_size)
         x = self._tensor([crop.image])
         with self._autocast():
             feature = self.models.appearance_feature_extractor(x).float()
@@ -218,7 +219,7 @@ class LivePortraitAnimator(Animator):
         rule = self._rule(self.crop.driving)
         faces = [self._face(f, self._mesh(f, f"driver {k} {what} frame")) for f, what in zip(pair, ("first", "last"))]
         box = mean_square([face_square(face, rule) for face in faces])
-        return [crop_square(f, box, size, cv2.INTER_LINEAR).image for f in pair]
+        return [crop_rotated(f, box, size, cv2.INTER_LINEAR).image for f in pair]
 
     def _driver_motions(self, drivers: Sequence[tuple[np.ndarray, np.ndarray]]) -> tuple[kpt.Motion, list[str]]:
         """Motion of every driver frame, in order (first, last, first, last, ...): cached frames
@@ -282,7 +283,7 @@ class LivePortraitAnimator(Animator):
             outputs.append((image.float().clamp(0, 1) * 255 + 0.5).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy())
         decoded = np.concatenate(outputs)
         pose_change = (last.pose - first.pose).cpu().numpy()
-        return [AnimatedImage(paste_back(decoded[j], src.crop, neutral, src.mask),
+        return [AnimatedImage(paste_back_rotated(decoded[j], src.crop, neutral, src.mask),
                               {"backend": self.name, "crop": self.crop_source, "driver_crop": framing[j],
                                "keypoint_motion": float(moved[j]), "motion_multiplier": float(multiplier[j]),
                                "driver_pose_change_deg": [float(v) for v in pose_change[j]],

@@ -1,5 +1,7 @@
-"""Where LivePortrait looks: the square, roll-aligned face crop the networks see, and pasting the
-decoded crop back into the full image under a feathered face mask.
+"""Where LivePortrait looks: the square, roll-aligned face crop the networks see (`crop_rotated`),
+and pasting the decoded crop back into the full image under a feathered face mask
+(`paste_back_rotated`). Both are LivePortrait's own rotated-square warps, kept apart from the
+project's axis-aligned crop and paste-back (`pipeline/faces/crop.py`, `pipeline/faces/paste.py`).
 
 The crop rule is the official one (KwaiVGI/LivePortrait `src/utils/crop.py`, re-derived here):
 the face's vertical axis runs from the centre of the eyes to the centre of the mouth corners;
@@ -133,9 +135,13 @@ def warp(image: np.ndarray, matrix: np.ndarray, size: int) -> np.ndarray:
                           borderValue=0)
 
 
-def crop_square(image: np.ndarray, square: Square, size: int, interpolation: int = cv2.INTER_AREA) -> FaceCrop:
-    """The official two-step crop: warp to 512 px, resize to `size` (area for the source, the
-    official driving crop uses bilinear)."""
+def crop_rotated(image: np.ndarray, square: Square, size: int, interpolation: int = cv2.INTER_AREA) -> FaceCrop:
+    """The official two-step crop of a rotated square: warp to 512 px, resize to `size` (area
+    for the source, the official driving crop uses bilinear). Not `pipeline.faces.crop`'s
+    `extract_crop`: that one cuts an axis-aligned `SquareCrop` and pads outside the frame by
+    reflection, where LivePortrait's networks were trained on this roll-aligned, bilinear
+    warp with black outside the image (the official `crop_image`; test_liveportrait_weights
+    pins the rule)."""
     big = warp(image, square_matrix(square, OFFICIAL_CROP_PX), OFFICIAL_CROP_PX)
     small = big if size == OFFICIAL_CROP_PX else cv2.resize(big, (size, size), interpolation=interpolation)
     return FaceCrop(small, square_matrix(square, size), size)
@@ -164,9 +170,15 @@ def paste_mask(mesh: Mesh, crop: FaceCrop, shape: tuple[int, int], dilate: float
     return mask
 
 
-def paste_back(decoded: np.ndarray, crop: FaceCrop, original: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Blend a decoded crop (any size: it covers the same square as `crop`) into `original`.
-    Only the mask's bounding box is resampled and blended (the rest is copied)."""
+def paste_back_rotated(decoded: np.ndarray, crop: FaceCrop, original: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Blend a decoded crop (any size: it covers the same square as `crop`) into `original`
+    under `mask`, a soft alpha already in the image's frame (`paste_mask`): the official
+    `paste_back` (the crop warped back bilinearly through the inverse of its rotated affine,
+    `mask * crop + (1 - mask) * original`), rounded to nearest. Only the mask's bounding box
+    is resampled and blended (the rest is copied). Not `pipeline.faces.paste.paste_back`:
+    that one maps an axis-aligned `SquareCrop` back (area-averaged when shrinking) and erodes,
+    colour-matches and feathers a hard mask given in the crop's frame; a rotated crop and the
+    animator's own feathered image-frame mask are a different computation."""
     out = original.copy()
     ys, xs = np.nonzero(mask.max(axis=1) > 0)[0], np.nonzero(mask.max(axis=0) > 0)[0]
     if ys.size == 0:
