@@ -30,9 +30,9 @@ import cv2
 import numpy as np
 
 from pipeline.config.data import DataParams
+from pipeline.driving import driving_image
 from pipeline.images import read_rgb
 from pipeline.faces.crop import resize_square
-from train.driving import driving_image
 
 if TYPE_CHECKING:  # pipeline.shards / pipeline.release import webdataset: only where shards are read
     from pipeline.shards import SetSample
@@ -146,7 +146,7 @@ def build_test_set(shards: str | Path | Sequence[str | Path], out_dir: str | Pat
                    data: DataParams, resolution: int) -> Path:
     """Materialise a replacement-ID / -OOD test set as a triplet folder. Done once: a folder
     whose index.json matches the plan is kept. The driving input is made exactly as in
-    training (train.driving.driving_image with the data params), from a generator seeded by
+    training (pipeline.driving.driving_image with the data params), from a generator seeded by
     the pair, so a test set is a pure function of (shards, kind, num_pairs, seed, params)."""
     out_dir = Path(out_dir)
     meta = list(iter_test_meta(shards))

@@ -182,7 +182,7 @@ def test_classical_replace_parses_ref_only_when_its_driving_is_asked_for(monkeyp
     and `Result.driving` still gives that cut when asked (what the trained model is given)."""
     import facereplace.replace as rep
     from facereplace.methods import build_method
-    from train.driving import inner_face_mask
+    from pipeline.faces.inner_face import inner_face_mask
 
     p = ReplaceParams(detect_rotations=(), detect_upscale=1.0)
     photo, ref = group_photo(), astronaut_reference()

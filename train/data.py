@@ -44,7 +44,7 @@ from pipeline.config.data import DataParams
 from pipeline.release import ShardRef, release_dataset, resolve_shards
 from pipeline.shards import SetSample
 from pipeline.faces.crop import resize_square
-from train.driving import driving_image
+from pipeline.driving import driving_image
 from train.latents import LatentCache
 
 
