@@ -8,14 +8,14 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from eval.identity import face_mesh
+from pipeline.faces.identity import face_mesh
 from pipeline.faces.mesh import Mesh, regions
 from pipeline.faces.paste import erode
 
 
 def mesh(rgb: np.ndarray) -> Mesh | None:
     """The largest face of an RGB uint8 image (cached by content, shared with the identity
-    encoders: eval/identity.py)."""
+    encoders: pipeline/faces/identity.py)."""
     return face_mesh(rgb)
 
 

@@ -22,7 +22,7 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from facereplace.errors import PhotoError
-from facereplace.identity import distance
+from facereplace.identity_match import distance
 
 
 class FaceLike(Protocol):

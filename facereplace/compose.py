@@ -14,7 +14,7 @@ import numpy as np
 
 from facereplace.errors import PhotoError
 from facereplace.faces import Face, find_faces
-from facereplace.identity import IdentityMatcher
+from facereplace.identity_match import IdentityMatcher
 from facereplace.photo_io import Photo, encode_photo
 from facereplace.provenance import EditRecord, build_xmp, mark_faces
 from facereplace.replace import ReplaceConfig, replace_face

@@ -1,4 +1,4 @@
-"""ArcFace from the files its users download (eval/identity.py, eval/nets/iresnet.py):
+"""ArcFace from the files its users download (pipeline/faces/identity.py, pipeline/faces/iresnet.py):
 arcface_torch `backbone.pth`, insightface ONNX, TorchScript; insightface's alignment; a bad or
 mistyped file is a `WeightsFormatError` naming it, never a silent dlib fallback."""
 from __future__ import annotations
@@ -11,9 +11,9 @@ import pytest
 import torch
 from skimage import data
 
-from eval.identity import (ARCFACE_TEMPLATE, ArcFaceEncoder, align_arcface, check_identity, least_squares_similarity,
+from pipeline.faces.identity import (ARCFACE_TEMPLATE, ArcFaceEncoder, align_arcface, check_identity, least_squares_similarity,
                            load_identity_encoder)
-from eval.nets import iresnet
+from pipeline.faces import iresnet
 from pipeline.config.evaluate import EvaluateParams
 from pipeline.weights import WeightsFormatError
 from tests import eval_weight_specs as specs

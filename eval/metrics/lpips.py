@@ -17,7 +17,7 @@ from typing import Sequence
 import numpy as np
 
 from eval.metrics import MetricResult, summarize, to_tensor, unavailable
-from eval.nets.formats import load_state_dict, torch_file_kind
+from pipeline.weight_formats import load_state_dict, torch_file_kind
 from pipeline.device import device_name
 from pipeline.weights import ComponentCheck, WeightsFormatError, compare_shapes, register_check, tensor_shapes
 

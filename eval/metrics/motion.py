@@ -31,7 +31,7 @@ import numpy as np
 from eval import faces
 from eval.metrics import MetricResult, summarize
 from eval.nets import face_recon
-from eval.nets.formats import load_state_dict, strip_prefix, torch_file_kind
+from pipeline.weight_formats import load_state_dict, strip_prefix, torch_file_kind
 from pipeline.faces import mesh as fm
 from pipeline.device import device_name
 from pipeline.weights import ComponentCheck, WeightsFormatError, compare_shapes, register_check, tensor_shapes

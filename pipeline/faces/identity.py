@@ -10,7 +10,7 @@
 Backends:
 - ArcFace (the paper's encoder) from a local file in a published format (`ARCFACE_FORMATS`):
   insightface's ONNX (w600k_r50.onnx, glintr100.onnx) through onnxruntime, arcface_torch's
-  `backbone.pth` (an iresnet state dict, loaded into eval/nets/iresnet.py), or TorchScript
+  `backbone.pth` (an iresnet state dict, loaded into pipeline/faces/iresnet.py), or TorchScript
   taking (B, 3, 112, 112) RGB in [-1, 1]. The face is aligned as insightface aligns it: the
   least-squares similarity of the five points to its 112 px template. The file is inspected on
   the CPU first; a file in no accepted format raises `WeightsFormatError` naming it.
@@ -34,9 +34,9 @@ from typing import Protocol, Sequence
 import cv2
 import numpy as np
 
-from eval.nets import iresnet
-from eval.nets.formats import load_state_dict, strip_prefix, torch_file_kind
 from pipeline.device import device_name
+from pipeline.faces import iresnet
+from pipeline.weight_formats import load_state_dict, strip_prefix, torch_file_kind
 from pipeline.weights import ComponentCheck, WeightsFormatError, compare_shapes, register_check, tensor_shapes
 
 # Standard ArcFace 112x112 alignment template (insightface), MTCNN order: image-left eye,

