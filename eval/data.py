@@ -216,7 +216,7 @@ def list_pairs(folder: str | Path) -> list[str]:
 def inner_face_input(rgb: np.ndarray) -> np.ndarray:
     """A model driving input for user data without label maps: the face-mesh oval, eroded a
     little, everything else zero (the training input is the parsed inner face)."""
-    from eval.faces import face_mask
+    from pipeline.faces.mesh_masks import face_mask
 
     mask = face_mask(rgb, erode_frac=0.05)
     return rgb * mask[..., None].astype(np.uint8) if mask is not None else np.zeros_like(rgb)
