@@ -26,7 +26,7 @@ from facereplace.identity_match import distance
 
 
 class FaceLike(Protocol):
-    """What grouping reads of a found face (facereplace.faces.Face)."""
+    """What grouping reads of a found face (pipeline.faces.detect.Face)."""
 
     index: int
     box: tuple[float, float, float, float]

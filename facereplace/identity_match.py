@@ -17,10 +17,10 @@ import functools
 import numpy as np
 
 from facereplace.errors import PhotoError
-from facereplace.faces import Face
 from pipeline.config.ingest import IngestParams
 from pipeline.config.replace import ReplaceParams
 from pipeline.faces.crop import crop_matrix, extract_crop
+from pipeline.faces.detect import Face
 
 EMBED_CROP = 384  # px: the face box is half of it, ~190 px, above dlib's 150 px chip
 

@@ -22,7 +22,6 @@ import cv2
 import numpy as np
 
 from facereplace.errors import PhotoError
-from facereplace.faces import Face
 from facereplace.methods.base import FaceMethod
 from facereplace.occluders import hand_mask, label_occluders
 from facereplace.regions import region_mask
@@ -30,6 +29,7 @@ from pipeline.config.ingest import IngestParams
 from pipeline.config.replace import ReplaceParams
 from pipeline.config.segment import SegmentParams
 from pipeline.faces.crop import extract_crop, resize_square
+from pipeline.faces.detect import Face
 from pipeline.faces.inner_face import inner_face_mask
 from pipeline.faces.paste import paste_back
 from pipeline.labels import INNER_FACE, LABEL_IDS
