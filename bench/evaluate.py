@@ -45,7 +45,7 @@ def load_encoder_or_raise(encoder, reason: str | None):
 
 def timed(fn, pairs: int, sync) -> float:
     """Pairs/s of fn, starting with an empty face-mesh cache (each metric pays for its meshes)."""
-    from eval.identity import _MESH_CACHE
+    from pipeline.faces.identity import _MESH_CACHE
 
     _MESH_CACHE.clear()
     sync()
@@ -83,7 +83,7 @@ def run(args: argparse.Namespace, tmp: Path) -> None:
     from eval.baselines import build_method
     from eval.data import Triplet
     from eval.metrics.fid import FID, load_features
-    from eval.metrics.identity import CSIM, load_encoder
+    from eval.metrics.csim import CSIM, load_encoder
     from eval.metrics.lpips import LPIPS, load_net
     from eval.metrics.motion import MotionMetrics
     from eval.metrics.pixel import PixelMetrics

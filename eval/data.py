@@ -30,9 +30,9 @@ import cv2
 import numpy as np
 
 from pipeline.config.data import DataParams
+from pipeline.faces.driving_image import driving_image
 from pipeline.media.images import read_rgb
 from pipeline.faces.crop import resize_square
-from train.driving import driving_image
 
 if TYPE_CHECKING:  # pipeline.release.shards / pipeline.release.reader import webdataset: only where shards are read
     from pipeline.release.shards import SetSample
@@ -146,7 +146,7 @@ def build_test_set(shards: str | Path | Sequence[str | Path], out_dir: str | Pat
                    data: DataParams, resolution: int) -> Path:
     """Materialise a replacement-ID / -OOD test set as a triplet folder. Done once: a folder
     whose index.json matches the plan is kept. The driving input is made exactly as in
-    training (train.driving.driving_image with the data params), from a generator seeded by
+    training (pipeline.faces.driving_image.driving_image with the data params), from a generator seeded by
     the pair, so a test set is a pure function of (shards, kind, num_pairs, seed, params)."""
     out_dir = Path(out_dir)
     meta = list(iter_test_meta(shards))
@@ -216,7 +216,7 @@ def list_pairs(folder: str | Path) -> list[str]:
 def inner_face_input(rgb: np.ndarray) -> np.ndarray:
     """A model driving input for user data without label maps: the face-mesh oval, eroded a
     little, everything else zero (the training input is the parsed inner face)."""
-    from eval.faces import face_mask
+    from pipeline.faces.mesh_masks import face_mask
 
     mask = face_mask(rgb, erode_frac=0.05)
     return rgb * mask[..., None].astype(np.uint8) if mask is not None else np.zeros_like(rgb)

@@ -21,7 +21,7 @@ from eval.baselines import Unavailable, build_method
 from eval.data import batched, iter_triplets, resize_square
 from eval.metrics import MetricResult
 from eval.metrics.fid import FID, load_features
-from eval.metrics.identity import CSIM, load_encoder
+from eval.metrics.csim import CSIM, load_encoder
 from eval.metrics.lpips import LPIPS, load_net
 from eval.metrics.motion import MotionMetrics, load_3dmm
 from eval.metrics.pixel import PixelMetrics
@@ -49,7 +49,7 @@ def preflight(p) -> list[str]:
     """Every configured metric file inspected on the CPU (nothing loaded onto a GPU): one line
     per file that is missing or in no accepted format. Run before any backend is loaded, so a
     bad file stops `piq evaluate` before any GPU memory is taken, with every problem listed."""
-    from eval.identity import inspect_arcface
+    from pipeline.faces.identity import inspect_arcface
     from eval.metrics.fid import inspect_inception
     from eval.metrics.lpips import inspect_alexnet
     from eval.metrics.motion import inspect_3dmm

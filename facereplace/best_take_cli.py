@@ -25,7 +25,7 @@ from facereplace.best_take import Plan, choose_plan, fix_region, read_plan, scor
 from facereplace.burst import Shot, check_sizes, group_people
 from facereplace.compose import Composite, LoadedPhoto, Swap, load_faces, replace_many
 from facereplace.errors import PhotoError, guarded
-from facereplace.identity import distance
+from facereplace.identity_match import distance
 
 SUFFIX_FORMAT = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG"}
 
@@ -70,7 +70,7 @@ def sign_picture(data: bytes, path: str, take: BestTake, credentials) -> bytes:
 def load_burst(paths: list[str], params) -> tuple[list[LoadedPhoto], str]:
     """Every photo read and checked (names, sizes) before minutes of detection, then its faces
     found and embedded. Returns the shots and the identity encoder's name."""
-    from facereplace.identity import IdentityMatcher
+    from facereplace.identity_match import IdentityMatcher
     from facereplace.photo_io import read_photo
 
     names = [Path(p).name for p in paths]

@@ -22,11 +22,11 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from facereplace.errors import PhotoError
-from facereplace.identity import distance
+from facereplace.identity_match import distance
 
 
 class FaceLike(Protocol):
-    """What grouping reads of a found face (facereplace.faces.Face)."""
+    """What grouping reads of a found face (pipeline.faces.detect.Face)."""
 
     index: int
     box: tuple[float, float, float, float]

@@ -13,11 +13,12 @@ from typing import Sequence
 import numpy as np
 
 from facereplace.errors import PhotoError
-from facereplace.faces import Face, find_faces
-from facereplace.identity import IdentityMatcher
+from facereplace.faces import find_faces
+from facereplace.identity_match import IdentityMatcher
 from facereplace.photo_io import Photo, encode_photo
 from facereplace.provenance import EditRecord, build_xmp, mark_faces
 from facereplace.replace import ReplaceConfig, replace_face
+from pipeline.faces.detect import Face
 
 
 @dataclasses.dataclass

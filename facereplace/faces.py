@@ -21,47 +21,12 @@ from pipeline.config.ingest import IngestParams
 from pipeline.config.replace import ReplaceParams
 from pipeline.faces import mesh as fm
 from pipeline.faces.crop import crop_matrix, extract_crop, sharpness
-from pipeline.faces.detect import Face as Detection
-from pipeline.faces.detect import FaceDetector
-from pipeline.faces.geometry import SquareCrop, square_crop
+from pipeline.faces.detect import Face, FaceDetector, fit_factor, scaled_copy
+from pipeline.faces.geometry import square_crop
 
 MTCNN_MIN_FACE = 20  # px: MTCNN's min_face_size (its pyramid starts where such a face fills P-net's 12 px window)
 ONET_SIZE = 48  # px: MTCNN's O-net regresses each box and its points on a resample of this side
 MESH_SIZE = 512  # the face mesh runs on the face's crop at this size (mediapipe works at 192-256 px inside)
-
-
-@dataclasses.dataclass(frozen=True)
-class Face:
-    """One face of a photo, in the photo's pixels (as shown: EXIF orientation applied)."""
-
-    index: int                                  # 0-based, left to right by box centre
-    box: tuple[float, float, float, float]      # x0, y0, x1, y1
-    score: float                                # MTCNN probability
-    landmarks: np.ndarray                       # (5, 2) MTCNN order: image-left eye, image-right eye, nose, mouth corners
-    mesh: fm.Mesh | None = None                 # 478 face-mesh points in photo pixels, None when the mesh found nothing
-    yaw: float | None = None                    # degrees (pipeline/faces/mesh.py conventions)
-    pitch: float | None = None
-    roll: float | None = None
-    eyes_open: float | None = None              # eye opening / eye width, the eyes weighted by how much of each is seen (~0.25-0.35 open, < 0.1 shut)
-    smile: float | None = None                  # mouth-corner lift over the lip centre, head frame, per interocular
-    gaze: tuple[float, float] | None = None     # iris in the eye opening, (0, 0) = looking ahead
-    sharpness: float = 0.0                      # variance of the Laplacian of the box at 256 px
-
-    @property
-    def short_side(self) -> float:
-        return min(self.box[2] - self.box[0], self.box[3] - self.box[1])
-
-    def crop(self, ingest: IngestParams) -> SquareCrop:
-        """Ingest's square crop of this face (box x `box_scale` around its midpoint)."""
-        return square_crop(self.box, ingest.box_scale)
-
-    def as_dict(self) -> dict:
-        """JSON-ready summary (`piq faces --json`, best-take plans)."""
-        r = lambda v: None if v is None else round(float(v), 4)  # noqa: E731
-        return {"face": self.index, "box": [round(v, 1) for v in self.box], "score": r(self.score),
-                "yaw": r(self.yaw), "pitch": r(self.pitch), "roll": r(self.roll), "eyes_open": r(self.eyes_open),
-                "smile": r(self.smile), "gaze": None if self.gaze is None else [r(g) for g in self.gaze],
-                "sharpness": r(self.sharpness)}
 
 
 @functools.lru_cache(maxsize=2)
@@ -86,7 +51,7 @@ def _rotate(rgb: np.ndarray, deg: float) -> tuple[np.ndarray, np.ndarray]:
     return out, cv2.invertAffineTransform(m)
 
 
-def _map_detection(d: Detection, back: np.ndarray) -> Detection:
+def _map_detection(d: Face, back: np.ndarray) -> Face:
     """A detection of a transformed copy in the original's pixels: landmarks through the
     matrix, the box as the square-ish hull of the mapped box corners shrunk to the box's area
     (a rotated box's hull is larger than the face)."""
@@ -96,7 +61,7 @@ def _map_detection(d: Detection, back: np.ndarray) -> Detection:
     cx, cy = corners.mean(0)
     scale = math.sqrt(abs(np.linalg.det(back[:, :2])))
     hw, hh = (x1 - x0) * scale / 2, (y1 - y0) * scale / 2
-    return Detection((cx - hw, cy - hh, cx + hw, cy + hh), d.prob, pts)
+    return Face((cx - hw, cy - hh, cx + hw, cy + hh), d.prob, pts)
 
 
 def _iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
@@ -110,7 +75,7 @@ def _iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
 RETRIES = ("auto", "always", "if_none", "never")
 
 
-def _covers(d: Detection, q: tuple[float, float, float], shape: tuple[int, int]) -> bool:
+def _covers(d: Face, q: tuple[float, float, float], shape: tuple[int, int]) -> bool:
     """Whether detection `d` (photo pixels) is BlazeFace's proposal `q` (fractions of a photo
     of `shape`): the proposal's centre inside the box."""
     h, w = shape
@@ -138,7 +103,7 @@ def rotated_proposals(rgb: np.ndarray) -> list[tuple[float, float, float, float]
 
 
 def _rotated_in_regions(small: np.ndarray, to_photo: np.ndarray, missed: list[tuple[float, float, float, float]],
-                        p: ReplaceParams) -> list[Detection]:
+                        p: ReplaceParams) -> list[Face]:
     """MTCNN on the squares around proposals no upright face covers (a tilted head), rotated by
     the angle BlazeFace found each at (upright ones: by `p.detect_rotations`), in the photo's
     pixels."""
@@ -163,21 +128,16 @@ def detection_factor(shape: tuple[int, int], p: ReplaceParams, replaceable_only:
     is run (12 MP, min_face_px 64: one 1250 px copy instead of 1024 px + 2048 px; a 1600 px REF:
     500 px instead of 1024 px). Where that copy is smaller than the listing's, `detect_all`
     keeps its boxes only for faces O-net sees at full precision there (`ONET_SIZE`)."""
-    listing = min(1.0, p.detect_max_side / max(shape))
+    listing = fit_factor(shape, p.detect_max_side)
     return min(1.0, MTCNN_MIN_FACE / p.min_face_px) if replaceable_only else listing
 
 
 def _scaled_copy(rgb: np.ndarray, factor: float) -> tuple[np.ndarray, np.ndarray]:
     """(rgb resized by `factor`, 2x3 matrix back to rgb's pixels)."""
-    h, w = rgb.shape[:2]
-    if factor == 1.0:
-        return rgb, np.array([[1.0, 0, 0], [0, 1.0, 0]], np.float64)
-    size = (max(1, round(w * factor)), max(1, round(h * factor)))
-    small = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
-    return small, np.array([[1 / factor, 0, 0], [0, 1 / factor, 0]], np.float64)
+    return scaled_copy(rgb, factor), np.array([[1 / factor, 0, 0], [0, 1 / factor, 0]], np.float64)
 
 
-def detect_all(rgb: np.ndarray, p: ReplaceParams, retry: str = "always", replaceable_only: bool = False) -> list[Detection]:
+def detect_all(rgb: np.ndarray, p: ReplaceParams, retry: str = "always", replaceable_only: bool = False) -> list[Face]:
     """MTCNN on a copy of `detection_factor`, then on rotated copies and on an upscaled copy
     (`retry`: "always"; "auto": the rotated copies only where the first pass finds no face, and
     otherwise only on squares around faces BlazeFace proposes that no upright detection covers;
@@ -263,13 +223,13 @@ def proposal_regions(found: list[tuple[float, float, float]], shape: tuple[int, 
 
 
 def _detect_in_regions(small: np.ndarray, to_photo: np.ndarray, found: list[tuple[float, float, float]],
-                       p: ReplaceParams) -> list[Detection]:
+                       p: ReplaceParams) -> list[Face]:
     """MTCNN on the proposals' squares of `small` (a copy of the photo; `to_photo` its matrix
     back), in the photo's pixels; a detection touching its square's edge inside the image (a
     neighbour's cut face) is dropped."""
     h, w = small.shape[:2]
     det = _detector(MTCNN_MIN_FACE)
-    out: list[Detection] = []
+    out: list[Face] = []
     for x0, y0, x1, y1 in proposal_regions(found, (h, w), p.proposal_pad):
         if x1 - x0 < MTCNN_MIN_FACE:  # holds no face MTCNN can find (and its pyramid would be empty)
             continue
@@ -284,7 +244,7 @@ def _detect_in_regions(small: np.ndarray, to_photo: np.ndarray, found: list[tupl
     return _merge(out, p.min_face_prob)
 
 
-def detect_proposed(rgb: np.ndarray, p: ReplaceParams) -> list[Detection]:
+def detect_proposed(rgb: np.ndarray, p: ReplaceParams) -> list[Face]:
     """The replaceable faces where BlazeFace proposes them: MTCNN on each proposal's square
     (`proposal_regions`) of the copy `detect_all` uses for replaceable faces
     (`detection_factor`), so every box is MTCNN's at that resolution, looking there for faces
@@ -307,15 +267,15 @@ def detect_proposed(rgb: np.ndarray, p: ReplaceParams) -> list[Detection]:
     return kept
 
 
-def _merge(found: list[Detection], min_prob: float) -> list[Detection]:
-    kept: list[Detection] = []
+def _merge(found: list[Face], min_prob: float) -> list[Face]:
+    kept: list[Face] = []
     for d in sorted((d for d in found if d.prob >= min_prob), key=lambda d: -d.prob):
         if all(_iou(d.box, k.box) < 0.3 for k in kept):
             kept.append(d)
     return kept
 
 
-def measure(rgb: np.ndarray, d: Detection, index: int, ingest: IngestParams) -> Face:
+def measure(rgb: np.ndarray, d: Face, index: int, ingest: IngestParams) -> Face:
     """The face mesh's measures of one detection, run on its crop (the one face near the
     crop's centre), points mapped back to the photo."""
     crop = square_crop(d.box, ingest.box_scale)
@@ -323,7 +283,7 @@ def measure(rgb: np.ndarray, d: Detection, index: int, ingest: IngestParams) -> 
     meshes = _mesher().detect(patch)
     centre = np.array([MESH_SIZE / 2, MESH_SIZE / 2])
     meshes = [m for m in meshes if np.linalg.norm(m.xy[:468].mean(0) - centre) < MESH_SIZE / 4]
-    face = Face(index, tuple(float(v) for v in d.box), float(d.prob), np.asarray(d.landmarks, np.float64),
+    face = Face(tuple(float(v) for v in d.box), float(d.prob), np.asarray(d.landmarks, np.float64), index=index,
                 sharpness=sharpness(rgb, d.box))
     if not meshes:
         return face
@@ -377,7 +337,7 @@ def is_face(face: Face, p: ReplaceParams) -> bool:
     scored 0.994 by MTCNN, a car-seat texture 0.972): the face mesh finds it, or, where the mesh
     cannot take it (a head turned far, a small face), MTCNN is surer than
     `replace.unverified_min_prob` and its five points are arranged as a face's."""
-    return mesh_agrees(face) or (face.score >= p.unverified_min_prob and landmarks_plausible(face))
+    return mesh_agrees(face) or (face.prob >= p.unverified_min_prob and landmarks_plausible(face))
 
 
 UNMEASURED = dict(mesh=None, yaw=None, pitch=None, roll=None, eyes_open=None, smile=None, gaze=None)
@@ -402,7 +362,7 @@ def find_faces(image: np.ndarray, params: ReplaceParams | None = None, ingest: I
     if p.verify_faces or measured:
         faces = [measure(image, d, i, ing) for i, d in enumerate(dets)]
     else:
-        faces = [Face(i, tuple(float(v) for v in d.box), float(d.prob), np.asarray(d.landmarks, np.float64),
+        faces = [Face(tuple(float(v) for v in d.box), float(d.prob), np.asarray(d.landmarks, np.float64), index=i,
                       sharpness=sharpness(image, d.box)) for i, d in enumerate(dets)]
     if p.verify_faces:
         faces = [f for f in faces if is_face(f, p)]

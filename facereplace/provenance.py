@@ -89,13 +89,13 @@ def mark_params(p) -> "MarkParams":
 
 
 def composite_mesh(image: np.ndarray, face, ingest=None):
-    """The face mesh of `face` (a `facereplace.faces.Face`) as the composite shows it: the mark
-    is laid in the frame the decoder will find there, not in the replaced face's frame."""
+    """The face mesh of `face` (a photo's `pipeline.faces.detect.Face`) as the composite shows
+    it: the mark is laid in the frame the decoder will find there, not in the replaced face's
+    frame."""
     from facereplace.faces import measure
     from pipeline.config.ingest import IngestParams
-    from pipeline.faces.detect import Face as Detection
 
-    found = measure(image, Detection(face.box, face.score, face.landmarks), face.index, ingest or IngestParams())
+    found = measure(image, face, face.index, ingest or IngestParams())
     return found.mesh if found.mesh is not None else face.mesh
 
 

@@ -3,7 +3,7 @@
 1. the face to replace is cut exactly as training cut its faces: ingest's square crop (box x
    `ingest.box_scale` around its midpoint) at `ingest.out_size` (1024 px), padded as ingest pads;
 2. REF's face is cut the same way, parsed, and its inner face kept with training's mask
-   (train/driving.inner_face_mask: no augmentation at replace time), for a method that reads
+   (pipeline/faces/inner_face.py: no augmentation at replace time), for a method that reads
    it (`reads_driving`: the trained model; the classical method aligns REF's whole crop);
 3. the method (classical or the trained model) makes the new face in the source crop's frame;
 4. it is pasted back at full resolution through the inverse of the crop's affine, under the
@@ -22,7 +22,6 @@ import cv2
 import numpy as np
 
 from facereplace.errors import PhotoError
-from facereplace.faces import Face
 from facereplace.methods.base import FaceMethod
 from facereplace.occluders import hand_mask, label_occluders
 from facereplace.regions import region_mask
@@ -30,10 +29,11 @@ from pipeline.config.ingest import IngestParams
 from pipeline.config.replace import ReplaceParams
 from pipeline.config.segment import SegmentParams
 from pipeline.faces.crop import extract_crop, resize_square
+from pipeline.faces.detect import Face
+from pipeline.faces.inner_face import inner_face_mask
 from pipeline.faces.paste import paste_back
 from pipeline.labels import INNER_FACE, LABEL_IDS
 from pipeline.engine.stage import Reject
-from train.driving import inner_face_mask
 
 
 @dataclasses.dataclass(frozen=True)

@@ -22,11 +22,12 @@ import time
 import numpy as np
 
 from facereplace.errors import PhotoError
-from facereplace.faces import Face, find_faces
-from facereplace.identity import Choice, IdentityMatcher, choose_face
+from facereplace.faces import find_faces
+from facereplace.identity_match import Choice, IdentityMatcher, choose_face
 from facereplace.replace import ReplaceConfig, check_face
 from pipeline.config.ingest import IngestParams
 from pipeline.config.replace import ReplaceParams
+from pipeline.faces.detect import Face
 
 
 @dataclasses.dataclass(frozen=True)

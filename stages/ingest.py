@@ -17,13 +17,12 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, ClassVar
 
-import cv2
 import numpy as np
 import pandas as pd
 
 from pipeline.config.ingest import IngestParams
 from pipeline.faces.crop import extract_crop, sharpness
-from pipeline.faces.detect import Face, FaceDetector
+from pipeline.faces.detect import Face, FaceDetector, fit_factor, scaled_copy
 from pipeline.faces.geometry import frontal_angles, frontal_reject_code, square_crop
 from pipeline.faces.mesh import FaceMeshDetector
 from pipeline.faces.neutral import Neutrality, limits_of, neutrality
@@ -174,9 +173,8 @@ class IngestStage(Stage):
         """A Candidate, or the frame-level reject code."""
         p = self.params
         h, w = rgb.shape[:2]
-        factor = min(1.0, p.detect_max_side / max(h, w))
-        small = rgb if factor == 1.0 else cv2.resize(rgb, (round(w * factor), round(h * factor)), interpolation=cv2.INTER_AREA)
-        faces = [f.scaled(1.0 / factor) for f in self.detector.detect(small)]
+        factor = fit_factor(rgb.shape, p.detect_max_side)
+        faces = [f.scaled(1.0 / factor) for f in self.detector.detect(scaled_copy(rgb, factor))]
         faces = [f for f in faces if f.prob >= min(p.min_face_prob, p.second_face_prob)]
         main = [f for f in faces if f.prob >= p.min_face_prob]
         if not main:

@@ -18,6 +18,8 @@ import numpy as np
 import pandas as pd
 import torch
 
+from eval.metrics import to_tensor
+from eval.metrics.pixel import psnr_batch
 from pipeline.device import fix_cpu_threads
 from pipeline.engine.manifest import write_frame
 from pipeline.config.params import load_params
@@ -25,11 +27,6 @@ from train.data import make_train_loader
 from pipeline.media.grids import write_grid
 from train.plots import to_uint8
 from train.sampler import load_sampler, model_folder, sampling_kwargs
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
-    return float("inf") if mse == 0 else float(10 * np.log10(255.0**2 / mse))
 
 
 def main(args: argparse.Namespace) -> int:
@@ -59,10 +56,11 @@ def main(args: argparse.Namespace) -> int:
             print(f"sample: first batch {time.perf_counter() - start:.1f} s (includes compiling; compiled code is "
                   f"cached in {sp.compile_cache_dir})", flush=True)
         src, drv, tgt = to_uint8(batch["source"]), to_uint8(batch["driving"]), to_uint8(batch["target"])
+        psnrs = psnr_batch(to_tensor(list(out), "cpu"), to_tensor(list(tgt), "cpu"))  # evaluation's PSNR
         for b in range(len(out)):
             rows.append({"set_id": batch["set_id"][b], "source_index": batch["source_index"][b],
                          "target_index": batch["target_index"][b], "caption": batch["caption"][b],
-                         "psnr": psnr(out[b], tgt[b])})
+                         "psnr": float(psnrs[b])})
         for col, arr in zip(columns, (src, drv, out, tgt)):
             col.append(arr)
         if len(rows) >= sp.num_pairs:

@@ -91,7 +91,7 @@ def test_pixels_far_from_the_face_are_unchanged(animator) -> None:
 
 
 def test_identity_is_kept(animator) -> None:
-    from eval.identity import load_identity_encoder
+    from pipeline.faces.identity import load_identity_encoder
 
     enc = load_identity_encoder()
     neutral, other = hopper(), astronaut()

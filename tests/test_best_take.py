@@ -20,7 +20,7 @@ ALICE, BOB, CAROL = np.eye(8)[0], np.eye(8)[1], np.eye(8)[2]
 
 @dataclasses.dataclass
 class FakeFace:
-    """The fields of facereplace.faces.Face that best take reads."""
+    """The fields of a photo's Face (pipeline/faces/detect.py) that best take reads."""
 
     index: int
     box: tuple[float, float, float, float]

@@ -6,11 +6,12 @@ import numpy as np
 import pytest
 from skimage import data
 
-from eval import faces
 from eval.baselines import METHODS, Unavailable, build_method
 from eval.baselines.paste import AlignedPaste
 from eval.data import Triplet
 from pipeline.config.evaluate import EvaluateParams
+from pipeline.faces.identity import face_mesh
+from pipeline.faces.mesh_masks import oval_mask
 from samples.make_sample import turn_head
 
 
@@ -39,7 +40,7 @@ def test_every_offline_baseline_keeps_the_size_and_changes_the_image(triplet):
 @pytest.mark.parametrize("blend", ["none", "poisson"])
 def test_paste_differs_from_source_inside_the_face_only(triplet, blend):
     out = AlignedPaste(blend=blend, landmarks="mesh").apply(triplet)
-    face = faces.oval_mask(faces.mesh(triplet.source))
+    face = oval_mask(face_mesh(triplet.source))
     near_face = cv2.dilate(face.astype(np.uint8), np.ones((9, 9), np.uint8)).astype(bool)
     changed = np.any(out != triplet.source, axis=2)
     assert changed[face].mean() > 0.3  # the face was replaced

@@ -1,4 +1,4 @@
-"""Identity encoders (eval/identity.py): the offline dlib default and the ArcFace file path."""
+"""Identity encoders (pipeline/faces/identity.py): the offline dlib default and the ArcFace file path."""
 from __future__ import annotations
 
 import numpy as np
@@ -6,7 +6,7 @@ import pytest
 import torch
 from skimage import data
 
-from eval.identity import ARCFACE_SIZE, ArcFaceEncoder, load_identity_encoder
+from pipeline.faces.identity import ARCFACE_SIZE, ArcFaceEncoder, load_identity_encoder
 from pipeline.weight_files.checks import WeightsFormatError
 
 
@@ -52,7 +52,7 @@ def test_arcface_missing_file_is_an_error_not_a_silent_fallback(tmp_path):
 
 
 def test_dlib_models_folder_can_be_given(tmp_path):
-    from eval.identity import dlib_models_dir
+    from pipeline.faces.identity import dlib_models_dir
 
     assert load_identity_encoder("dlib", str(dlib_models_dir())).name == "dlib_resnet_v1"
     with pytest.raises(WeightsFormatError, match="dlib_face_recognition_resnet_model_v1.dat is missing"):

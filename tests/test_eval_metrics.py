@@ -12,13 +12,13 @@ from matplotlib import cbook
 from PIL import Image
 from skimage import data
 
-from eval.identity import load_identity_encoder
 from eval.metrics import sem, summarize
 from eval.metrics.fid import FID, frechet_distance, load_features
-from eval.metrics.identity import CSIM, load_encoder
+from eval.metrics.csim import CSIM, load_encoder
 from eval.metrics.lpips import LPIPS, load_net
 from eval.metrics.motion import MotionMetrics, load_3dmm
 from eval.metrics.pixel import PixelMetrics
+from pipeline.faces.identity import load_identity_encoder
 from pipeline.weight_files.checks import WeightsFormatError
 from samples.make_sample import turn_head
 

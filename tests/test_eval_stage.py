@@ -175,7 +175,7 @@ def test_piq_evaluate_with_the_published_weights_names_the_paper_models(tiny_sha
     import torch
     import torchvision
 
-    from eval.nets import iresnet
+    from pipeline.faces import iresnet
     from tests import eval_weight_specs as specs
 
     specs.write_arcface_backbone(tmp_path / "backbone.pth", iresnet.DEPTHS["iresnet18"])

@@ -1,4 +1,4 @@
-"""ArcFace from the files its users download (eval/identity.py, eval/nets/iresnet.py):
+"""ArcFace from the files its users download (pipeline/faces/identity.py, pipeline/faces/iresnet.py):
 arcface_torch `backbone.pth`, insightface ONNX, TorchScript; insightface's alignment; a bad or
 mistyped file is a `WeightsFormatError` naming it, never a silent dlib fallback."""
 from __future__ import annotations
@@ -11,10 +11,10 @@ import pytest
 import torch
 from skimage import data
 
-from eval.identity import (ARCFACE_TEMPLATE, ArcFaceEncoder, align_arcface, check_identity, least_squares_similarity,
-                           load_identity_encoder)
-from eval.nets import iresnet
 from pipeline.config.evaluate import EvaluateParams
+from pipeline.faces import iresnet
+from pipeline.faces.geometry import similarity
+from pipeline.faces.identity import ARCFACE_TEMPLATE, ArcFaceEncoder, align_arcface, check_identity, load_identity_encoder
 from pipeline.weight_files.checks import WeightsFormatError
 from tests import eval_weight_specs as specs
 
@@ -135,10 +135,10 @@ def test_alignment_is_insightfaces_least_squares_similarity():
     angle, scale, shift = np.radians(12), 2.5, np.array([140.0, 90.0])
     rot = scale * np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
     five = ARCFACE_TEMPLATE @ rot.T + shift
-    m = least_squares_similarity(five, ARCFACE_TEMPLATE)
+    m = similarity(five, ARCFACE_TEMPLATE)
     np.testing.assert_allclose(np.c_[five, np.ones(5)] @ m.T, ARCFACE_TEMPLATE, atol=1e-3)
     noisy = five + rng.normal(0, 3, five.shape)
-    ours = least_squares_similarity(noisy, ARCFACE_TEMPLATE)
+    ours = similarity(noisy, ARCFACE_TEMPLATE)
     lmeds, _ = cv2.estimateAffinePartial2D(noisy.astype(np.float32), ARCFACE_TEMPLATE, method=cv2.LMEDS)
 
     def sse(mat):

@@ -288,7 +288,7 @@ def test_full_size_evaluation_networks_agree_on_cuda_and_cpu(tmp_path, pytorch_f
     weights in their published layouts, on CUDA against the CPU."""
     if not torch.cuda.is_available():
         pytest.skip("needs CUDA")
-    from eval.identity import ArcFaceEncoder
+    from pipeline.faces.identity import ArcFaceEncoder
 
     backbone = specs.write_arcface_backbone(tmp_path / "backbone.pth", specs.IRESNET100)
     crops = np.stack([np.asarray(Image.fromarray(hopper).resize((112, 112)))] * 4)

@@ -114,9 +114,8 @@ def test_poisson_on_the_mask_box_is_the_whole_frames(centre) -> None:
 def test_classical_transfer_on_the_mask_box_is_the_whole_frames() -> None:
     """transfer_appearance on the mask's box against the same steps on the whole frame, on
     the portraits' crops (the photo tool's classical method; the evaluation's baseline)."""
-    from eval.baselines.classical import reinhard, shading_ratio, transfer_appearance
-    from eval.baselines.paste import align_faces
-    from eval.faces import oval_mask
+    from pipeline.faces.classical_swap import align_faces, reinhard, shading_ratio, transfer_appearance
+    from pipeline.faces.mesh_masks import oval_mask
     from pipeline.faces.crop import extract_crop
     from pipeline.faces.geometry import square_crop
 
@@ -182,7 +181,7 @@ def test_classical_replace_parses_ref_only_when_its_driving_is_asked_for(monkeyp
     and `Result.driving` still gives that cut when asked (what the trained model is given)."""
     import facereplace.replace as rep
     from facereplace.methods import build_method
-    from train.driving import inner_face_mask
+    from pipeline.faces.inner_face import inner_face_mask
 
     p = ReplaceParams(detect_rotations=(), detect_upscale=1.0)
     photo, ref = group_photo(), astronaut_reference()

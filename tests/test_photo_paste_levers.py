@@ -41,8 +41,7 @@ def test_dst_poisson_is_seamlessclone_within_a_level(centre) -> None:
 def test_dst_poisson_on_the_classical_methods_faces() -> None:
     """The classical method's own inputs: REF's face aligned and colour-transferred onto the
     group photo's first face crop, blended by both solvers."""
-    from eval.baselines.classical import transfer_appearance
-    from eval.baselines.paste import align_faces
+    from pipeline.faces.classical_swap import align_faces, transfer_appearance
     from pipeline.faces.crop import extract_crop
     from pipeline.faces.geometry import square_crop
 

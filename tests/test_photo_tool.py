@@ -50,7 +50,7 @@ def test_faces_numbered_left_to_right_with_measures(group_faces) -> None:
     (a, g) = group_faces
     assert a.index == 0 and g.index == 1 and a.box[2] < g.box[0]
     for f in group_faces:
-        assert f.score > 0.95 and f.landmarks.shape == (5, 2) and f.mesh is not None
+        assert f.prob > 0.95 and f.landmarks.shape == (5, 2) and f.mesh is not None
         assert abs(f.yaw) < 25 and abs(f.roll) < 15
         assert 0.15 < f.eyes_open < 0.6 and f.sharpness > 0
     assert a.smile > g.smile  # the astronaut smiles, Grace Hopper does not

@@ -12,7 +12,7 @@ from pipeline.config.data import DataParams
 from pipeline.labels import INNER_FACE, LABEL_IDS
 from pipeline.release.shards import decode_sample, finished_shards, iter_raw_samples
 from train.data import PairStream, make_train_loader
-from train.driving import driving_image
+from pipeline.faces.driving_image import driving_image
 
 P = DataParams(resolution=64, pairs_per_set=4)
 

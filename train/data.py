@@ -45,7 +45,7 @@ from pipeline.config.data import DataParams
 from pipeline.release.reader import ShardRef, release_dataset, resolve_shards
 from pipeline.release.shards import SetSample
 from pipeline.faces.crop import resize_square
-from train.driving import driving_image
+from pipeline.faces.driving_image import driving_image
 from train.latents import LatentCache
 
 

@@ -1,56 +1,17 @@
-"""A classical face replacement pipeline in the spirit of Bitouk et al. 2008 ("Face swapping:
-automatically replacing faces in photographs"): align, adjust colour and lighting, blend.
-
-1. align the driving face to the source by a similarity on the face-mesh landmarks;
-2. colour: match the mean and spread of the driving face to the source face in Lab
-   (Reinhard et al. 2001), skin region against skin region;
-3. lighting: multiply by the ratio of the two faces' low-frequency luminance (a smooth shading
-   ratio; Bitouk relight with spherical harmonics, this keeps their idea without a 3D model);
-4. blend with a feathered alpha (distance to the mask edge), as their boundary blending, through
-   the project's one paste-back (pipeline/faces/paste.py).
+"""The classical baseline: the classical face swap of pipeline/faces/classical_swap.py (Bitouk
+et al. 2008 in spirit: align, Lab colour and low-frequency lighting transfer) blended with a
+feathered alpha, as their boundary blending, through the project's one paste-back
+(pipeline/faces/paste.py).
 """
 from __future__ import annotations
 
-import cv2
 import numpy as np
 
 from eval.baselines import PerPair
 from eval.baselines.paste import aligned_driving
 from eval.data import Triplet
-from eval.faces import oval_mask
-from pipeline.faces.mesh import Mesh
-from pipeline.faces.paste import composite, feather, mask_window
-
-
-def reinhard(fg: np.ndarray, bg: np.ndarray, mask_fg: np.ndarray, mask_bg: np.ndarray) -> np.ndarray:
-    """fg with its Lab statistics inside mask_fg moved to bg's inside mask_bg."""
-    a = cv2.cvtColor(fg, cv2.COLOR_RGB2LAB).astype(np.float32)
-    b = cv2.cvtColor(bg, cv2.COLOR_RGB2LAB).astype(np.float32)
-    ma, sa = a[mask_fg].mean(0), a[mask_fg].std(0) + 1e-3
-    mb, sb = b[mask_bg].mean(0), b[mask_bg].std(0) + 1e-3
-    out = (a - ma) * (sb / sa) + mb
-    return cv2.cvtColor(np.clip(out, 0, 255).astype(np.uint8), cv2.COLOR_LAB2RGB)
-
-
-def shading_scale(sigma: float) -> float:
-    """The downscale `shading_ratio` works at: where its blur's sigma is ~8 px."""
-    return max(1.0, sigma / 8.0)
-
-
-def shading_ratio(fg: np.ndarray, bg: np.ndarray, mask: np.ndarray, sigma: float) -> np.ndarray:
-    """Smooth luminance ratio bg/fg over the face (masked, normalised blur), (H, W, 1). Low
-    frequencies only, so it is computed at a scale where sigma is ~8 px and upsampled."""
-    h, w = mask.shape
-    scale = shading_scale(sigma)
-    small = (max(8, int(round(w / scale))), max(8, int(round(h / scale))))
-    m = cv2.resize(mask.astype(np.float32), small, interpolation=cv2.INTER_AREA)
-
-    def smooth_lum(img: np.ndarray) -> np.ndarray:
-        lum = cv2.resize(cv2.cvtColor(img, cv2.COLOR_RGB2GRAY).astype(np.float32) + 1.0, small, interpolation=cv2.INTER_AREA)
-        return cv2.GaussianBlur(lum * m, (0, 0), sigma / scale) / (cv2.GaussianBlur(m, (0, 0), sigma / scale) + 1e-6)
-
-    ratio = np.clip(smooth_lum(bg) / np.maximum(smooth_lum(fg), 1e-3), 0.5, 2.0)
-    return cv2.resize(ratio, (w, h), interpolation=cv2.INTER_LINEAR)[..., None]
+from pipeline.faces.classical_swap import transfer_appearance
+from pipeline.faces.paste import composite, feather
 
 
 class Classical(PerPair):
@@ -68,26 +29,3 @@ class Classical(PerPair):
             return None
         fg = transfer_appearance(warped, t.source, mask, ms)
         return composite(t.source, fg, feather(mask, ms.interocular * 0.25))
-
-
-def transfer_appearance(warped: np.ndarray, source: np.ndarray, mask: np.ndarray, ms: Mesh) -> np.ndarray:
-    """Steps 2 and 3: the aligned driving face with the source face's colour statistics and
-    low-frequency shading (the photo tool's classical method calls this too).
-
-    Only pixels under `mask` are ever read (the feathered composite and seamlessClone take the
-    foreground under the mask alone), so the transfer runs on the mask's bounding box grown by
-    one cell of the shading ratio's grid (what that grid's area-averaging reads of the result);
-    there it is what it would be on the whole frame, bit for bit (statistics over the same
-    pixels; the ratio still on the frame's grid); beyond that box the result is `warped`."""
-    src_face = oval_mask(ms, 0.08) & mask
-    if src_face.sum() < 16:
-        src_face = mask
-    sigma = ms.interocular * 0.5
-    fg = warped.copy()
-    box = mask_window(mask, int(np.ceil(shading_scale(sigma))) + 2)
-    if box is None:
-        return fg
-    fg[box] = reinhard(warped[box], source[box], mask[box], src_face[box])
-    ratio = shading_ratio(fg, source, src_face, sigma)
-    fg[box] = np.clip(fg[box].astype(np.float32) * ratio[box] + 0.5, 0, 255).astype(np.uint8)
-    return fg

@@ -23,8 +23,8 @@ import numpy as np
 
 from eval.metrics import MetricResult, to_tensor, unavailable
 from eval.nets import fid_inception
-from eval.nets.formats import load_state_dict, strip_prefix, torch_file_kind
 from pipeline.device import device_name
+from pipeline.weight_files.formats import load_state_dict, strip_prefix, torch_file_kind
 from pipeline.weight_files.checks import ComponentCheck, WeightsFormatError, compare_shapes, register_check, tensor_shapes
 
 

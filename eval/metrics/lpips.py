@@ -17,8 +17,8 @@ from typing import Sequence
 import numpy as np
 
 from eval.metrics import MetricResult, summarize, to_tensor, unavailable
-from eval.nets.formats import load_state_dict, torch_file_kind
 from pipeline.device import device_name
+from pipeline.weight_files.formats import load_state_dict, torch_file_kind
 from pipeline.weight_files.checks import ComponentCheck, WeightsFormatError, compare_shapes, register_check, tensor_shapes
 
 SLICES = ((0, 2), (2, 5), (5, 8), (8, 10), (10, 12))  # relu1 .. relu5 of torchvision's AlexNet features

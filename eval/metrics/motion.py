@@ -28,12 +28,12 @@ from typing import Sequence
 
 import numpy as np
 
-from eval import faces
 from eval.metrics import MetricResult, summarize
 from eval.nets import face_recon
-from eval.nets.formats import load_state_dict, strip_prefix, torch_file_kind
-from pipeline.faces import mesh as fm
 from pipeline.device import device_name
+from pipeline.faces import mesh as fm
+from pipeline.faces.identity import face_mesh
+from pipeline.weight_files.formats import load_state_dict, strip_prefix, torch_file_kind
 from pipeline.weight_files.checks import ComponentCheck, WeightsFormatError, compare_shapes, register_check, tensor_shapes
 
 # Deep3DFaceRecon's 3D landmark template: the five points (image-left eye, image-right eye, nose,
@@ -235,7 +235,7 @@ class MotionMetrics:
         out: list[dict | None] = []
         crops, slots = [], []
         for i, rgb in enumerate(images):
-            m = faces.mesh(rgb)
+            m = face_mesh(rgb)
             if m is None:
                 out.append(None)
                 continue

@@ -24,7 +24,7 @@ import numpy as np
 from facereplace.app.folders import session_folder
 from facereplace.compose import Composite, LoadedPhoto, Swap, load_faces, replace_many
 from facereplace.errors import PhotoError
-from facereplace.identity import distance
+from facereplace.identity_match import distance
 
 
 @dataclasses.dataclass
@@ -74,7 +74,7 @@ class Session:
     @property
     def matcher(self):
         if self._matcher is None:
-            from facereplace.identity import IdentityMatcher
+            from facereplace.identity_match import IdentityMatcher
 
             self._matcher = IdentityMatcher(self.params.replace, self.params.ingest)
         return self._matcher

@@ -1,7 +1,7 @@
 """Face makers, one file per backend behind one interface (`base.FaceMethod`):
 
 - `classical` (offline default): similarity alignment on the face mesh, Lab colour and
-  low-frequency lighting transfer (eval/baselines/classical.py), Poisson blend;
+  low-frequency lighting transfer (pipeline/faces/classical_swap.py), Poisson blend;
 - `piq`: the trained PiQPerfect pipeline from `replace.model_dir` (paper A.1: 50 steps,
   guidance 1.5), loaded by `train.sampler.load_sampler` with `sample`'s speed levers.
 """

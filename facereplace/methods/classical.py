@@ -1,16 +1,15 @@
-"""The offline default: a classical face replacement (Bitouk et al. 2008 in spirit), reusing the
-evaluation's classical baseline (eval/baselines/classical.py): similarity alignment of REF's face
-onto the source on the 468 face-mesh points, Lab colour and low-frequency lighting transfer,
+"""The offline default: a classical face replacement (Bitouk et al. 2008 in spirit), the classical
+face swap that evaluation's baseline uses too (pipeline/faces/classical_swap.py): similarity
+alignment of REF's face onto the source on the 468 face-mesh points, Lab colour and low-frequency lighting transfer,
 then a Poisson blend into the source crop (OpenCV's seamlessClone, or its equations solved by a
 DST: `replace.blend`)."""
 from __future__ import annotations
 
 import numpy as np
 
-from eval.baselines.classical import transfer_appearance
-from eval.baselines.paste import align_faces
 from facereplace.errors import PhotoError
 from pipeline.config.replace import ReplaceParams
+from pipeline.faces.classical_swap import align_faces, transfer_appearance
 from pipeline.faces.paste import poisson
 
 

@@ -29,7 +29,7 @@ CHECK_MODULES: tuple[str, ...] = (
     "pipeline.backends.parsers.segformer",                    # segment.segformer
     "pipeline.backends.relighters.neural_gaffer",             # relight.neural_gaffer
     "train.backbones",                               # train.backbone (SDXL / SD1.5)
-    "eval.identity",                                 # evaluate.identity (ArcFace)
+    "pipeline.faces.identity",                       # evaluate.identity (ArcFace)
     "eval.metrics.fid",                              # evaluate.fid (Inception)
     "eval.metrics.lpips",                            # evaluate.lpips (AlexNet)
     "eval.metrics.motion",                           # evaluate.motion (3DMM)

@@ -20,7 +20,7 @@ class ReplaceParams:
     guidance_scale: float = 1.5                    # paper A.1: 1.5
     seed: int = 0
     device: str | None = None                      # null: cuda when there is one
-    identity_encoder: Literal["auto", "arcface", "dlib"] = "auto"   # evaluation's encoder (eval/identity.py)
+    identity_encoder: Literal["auto", "arcface", "dlib"] = "auto"   # evaluation's encoder (pipeline/faces/identity.py)
     identity_weights: str | None = None
     max_identity_distance: float = 0.08            # 1 - cosine of the identity embeddings (dlib: its 0.6 Euclidean)
     min_face_px: int = 64                          # shorter side of the face box, photo pixels

@@ -1,4 +1,5 @@
-"""Face detection with MTCNN (facenet-pytorch), whose P/R/O-net weights ship in the wheel.
+"""Face detection with MTCNN (facenet-pytorch), whose P/R/O-net weights ship in the wheel, and
+the one `Face` record of the project (a detection; a photo's numbered, measured face).
 
 The paper (B.2) extracts "facial landmarks and bounding boxes using FaceNet (Esler)", i.e.
 facenet-pytorch's MTCNN: boxes, probabilities and five landmarks per face.
@@ -6,17 +7,37 @@ facenet-pytorch's MTCNN: boxes, probabilities and five landmarks per face.
 from __future__ import annotations
 
 import dataclasses
+from typing import TYPE_CHECKING
 
+import cv2
 import numpy as np
+
+from pipeline.faces.geometry import SquareCrop, square_crop
+
+if TYPE_CHECKING:
+    from pipeline.config.ingest import IngestParams
+    from pipeline.faces.mesh import Mesh
 
 
 @dataclasses.dataclass(frozen=True)
 class Face:
-    """One detection in the coordinates of the image passed to `detect`."""
+    """One face: MTCNN's detection in the coordinates of the image passed to `detect` (box,
+    probability, five points); the photo tool (facereplace/faces.py) adds its number and the
+    face mesh's measures on its crop, in the photo's pixels (as shown: EXIF orientation applied).
+    """
 
-    box: tuple[float, float, float, float]  # x0, y0, x1, y1
-    prob: float
-    landmarks: np.ndarray  # (5, 2): left eye, right eye, nose, left / right mouth corner
+    box: tuple[float, float, float, float]      # x0, y0, x1, y1
+    prob: float                                 # MTCNN probability
+    landmarks: np.ndarray                       # (5, 2) MTCNN order: image-left eye, image-right eye, nose, mouth corners
+    index: int = 0                              # the photo tool's number: 0-based, left to right by box centre
+    mesh: Mesh | None = None                    # 478 face-mesh points in photo pixels, None when the mesh found nothing
+    yaw: float | None = None                    # degrees (pipeline/faces/mesh.py conventions)
+    pitch: float | None = None
+    roll: float | None = None
+    eyes_open: float | None = None              # eye opening / eye width, the eyes weighted by how much of each is seen (~0.25-0.35 open, < 0.1 shut)
+    smile: float | None = None                  # mouth-corner lift over the lip centre, head frame, per interocular
+    gaze: tuple[float, float] | None = None     # iris in the eye opening, (0, 0) = looking ahead
+    sharpness: float = 0.0                      # variance of the Laplacian of the box at 256 px
 
     @property
     def short_side(self) -> float:
@@ -24,8 +45,34 @@ class Face:
         return min(x1 - x0, y1 - y0)
 
     def scaled(self, factor: float) -> "Face":
-        """The same face in an image `factor` times larger."""
+        """The same detection in an image `factor` times larger."""
         return Face(tuple(float(v) * factor for v in self.box), self.prob, self.landmarks * factor)
+
+    def crop(self, ingest: IngestParams) -> SquareCrop:
+        """Ingest's square crop of this face (box x `box_scale` around its midpoint)."""
+        return square_crop(self.box, ingest.box_scale)
+
+    def as_dict(self) -> dict:
+        """JSON-ready summary (`piq faces --json`, best-take plans)."""
+        r = lambda v: None if v is None else round(float(v), 4)  # noqa: E731
+        return {"face": self.index, "box": [round(v, 1) for v in self.box], "score": r(self.prob),
+                "yaw": r(self.yaw), "pitch": r(self.pitch), "roll": r(self.roll), "eyes_open": r(self.eyes_open),
+                "smile": r(self.smile), "gaze": None if self.gaze is None else [r(g) for g in self.gaze],
+                "sharpness": r(self.sharpness)}
+
+
+def fit_factor(shape: tuple[int, ...], max_side: int) -> float:
+    """The downscale that brings an image of `shape` to at most `max_side` px on its longer side
+    (1.0 for one that is smaller): the copy the detector runs on (ingest, the photo tool)."""
+    return min(1.0, max_side / max(shape[:2]))
+
+
+def scaled_copy(rgb: np.ndarray, factor: float) -> np.ndarray:
+    """`rgb` resized by `factor` (area-averaged, at least 1 px a side); `rgb` itself at 1.0."""
+    if factor == 1.0:
+        return rgb
+    h, w = rgb.shape[:2]
+    return cv2.resize(rgb, (max(1, round(w * factor)), max(1, round(h * factor))), interpolation=cv2.INTER_AREA)
 
 
 def _as_float_array(value: object) -> np.ndarray:

