@@ -24,7 +24,8 @@ import numpy as np
 from pipeline.media import video as V
 from pipeline.config.ingest import PAPER_CATEGORIES
 from pipeline.config.params import load_params
-from pipeline.engine.stage import Item, ItemContext, Reject, item_seed
+from pipeline.rejection import Reject
+from pipeline.engine.stage import Item, ItemContext, item_seed
 from stages.ingest import IngestStage
 from tests import real_clips as rc
 

@@ -76,7 +76,7 @@ def threshold(n_bits: int, rate: float = 1e-6, tries: int = 1) -> int:
 
 def replaced_photos() -> list[dict]:
     """The composites: image, paste alpha, the face replaced (its mesh in the composite)."""
-    from facereplace.errors import PhotoError
+    from pipeline.rejection import Reject
     from facereplace.faces import find_faces
     from facereplace.methods import build_method
     from facereplace.replace import ReplaceConfig, replace_face
@@ -102,7 +102,7 @@ def replaced_photos() -> list[dict]:
         ref_face = max(ref_faces, key=lambda f: f.short_side)
         try:
             result = replace_face(photo, faces, target, ref, ref_face, method, cfg)
-        except PhotoError as err:  # said, not hidden: the table's n counts the photos that were replaced
+        except Reject as err:  # said, not hidden: the table's n counts the photos that were replaced
             print(f"{name}: not replaced ({err})", flush=True)
             continue
         out.append({"name": name, "original": photo, "image": result.image, "alpha": result.alpha, "face": result.face})

@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from facereplace.burst import Person, complete_shots
-from facereplace.errors import PhotoError
 from pipeline.config.best_take import BestTakeParams
+from pipeline.rejection import Reject
 
 MEASURES = ("eyes_open", "smile", "gaze", "sharpness", "frontal")
 
@@ -119,7 +119,7 @@ def choose_plan(candidates: Sequence[Sequence[Candidate]], n_shots: int, people:
     """The base needing the fewest, then smallest replacements, then with the best total."""
     bases = complete_shots(people, n_shots)
     if not bases:
-        raise PhotoError("no_complete_shot", "no photo of the burst shows every person (each needs a base shot)")
+        raise Reject("no_complete_shot", "no photo of the burst shows every person (each needs a base shot)")
 
     def cost(base: int) -> tuple[int, float, float, int]:
         picks = picks_for_base(base, candidates, p)
@@ -158,32 +158,32 @@ def read_plan(path: str | Path, names: Sequence[str], candidates: Sequence[Seque
     try:
         data = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as err:
-        raise PhotoError("bad_plan", f"{path}: not a readable JSON plan ({err})") from err
+        raise Reject("bad_plan", f"{path}: not a readable JSON plan ({err})") from err
     if not isinstance(data, dict) or set(data) - {"base", "people", "scores", "regions"}:
-        raise PhotoError("bad_plan", f"{path}: expected {{\"base\": shot, \"people\": {{person: shot}}}}")
+        raise Reject("bad_plan", f"{path}: expected {{\"base\": shot, \"people\": {{person: shot}}}}")
     lookup = {n: i for i, n in enumerate(names)} | {Path(n).name: i for i, n in enumerate(names)}
 
     def shot(value: Any, what: str) -> int:
         if not isinstance(value, str) or value not in lookup:
-            raise PhotoError("bad_plan", f"{path}: {what} is {value!r}, not one of the burst's photos {list(names)}")
+            raise Reject("bad_plan", f"{path}: {what} is {value!r}, not one of the burst's photos {list(names)}")
         return lookup[value]
 
     base = shot(data.get("base"), "base") if "base" in data else None
     wanted = data.get("people", {})
     if not isinstance(wanted, dict):
-        raise PhotoError("bad_plan", f"{path}: \"people\" must map person numbers to photos")
+        raise Reject("bad_plan", f"{path}: \"people\" must map person numbers to photos")
     for key in wanted:
         if not (isinstance(key, str) and key.isdigit() and int(key) < len(people)):
-            raise PhotoError("bad_plan", f"{path}: person {key!r} is not one of 0..{len(people) - 1}")
+            raise Reject("bad_plan", f"{path}: person {key!r} is not one of 0..{len(people) - 1}")
     if base is None:
         base = choose_plan(candidates, len(names), people, p).base
     if base not in complete_shots(people, len(names)):
         missing = [q.number for q in people if base not in q.faces]
-        raise PhotoError("bad_plan", f"{path}: base {names[base]} lacks person(s) {missing}; a base must show everyone")
+        raise Reject("bad_plan", f"{path}: base {names[base]} lacks person(s) {missing}; a base must show everyone")
     picks, automatic = picks_for_base(base, candidates, p), [True] * len(people)
     for key, value in wanted.items():
         n, s = int(key), shot(value, f"person {key}'s photo")
         if s not in people[n].faces:
-            raise PhotoError("bad_plan", f"{path}: person {n} is not found in {names[s]}")
+            raise Reject("bad_plan", f"{path}: person {n} is not found in {names[s]}")
         picks[n], automatic[n] = s, False
     return Plan(base, picks, automatic)

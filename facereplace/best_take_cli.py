@@ -24,8 +24,9 @@ import numpy as np
 from facereplace.best_take import Plan, choose_plan, fix_region, read_plan, score_people
 from facereplace.burst import Shot, check_sizes, group_people
 from facereplace.compose import Composite, LoadedPhoto, Swap, load_faces, replace_many
-from facereplace.errors import PhotoError, guarded
+from facereplace.errors import guarded
 from facereplace.identity_match import distance
+from pipeline.rejection import Reject
 
 SUFFIX_FORMAT = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG"}
 
@@ -47,7 +48,7 @@ def _encode(rgb: np.ndarray, path: str) -> bytes:
     ok, enc = cv2.imencode(ext if ext in (".png", ".jpg", ".jpeg") else ".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR),
                            [cv2.IMWRITE_JPEG_QUALITY, 90])
     if not ok:
-        raise PhotoError("encode_failed", f"could not encode {path}")
+        raise Reject("encode_failed", f"could not encode {path}")
     return enc.tobytes()
 
 
@@ -75,7 +76,7 @@ def load_burst(paths: list[str], params) -> tuple[list[LoadedPhoto], str]:
 
     names = [Path(p).name for p in paths]
     if len(set(names)) != len(names):
-        raise PhotoError("duplicate_names", f"the burst's photos need distinct file names (plans name them): {names}")
+        raise Reject("duplicate_names", f"the burst's photos need distinct file names (plans name them): {names}")
     photos = [read_photo(p, params.replace.max_pixels) for p in paths]
     check_sizes([Shot(n, ph.size, []) for n, ph in zip(names, photos)])
     matcher = IdentityMatcher(params.replace, params.ingest)
@@ -127,12 +128,12 @@ def plan_regions(path: str, n_people: int) -> dict[int, str]:
     data = json.loads(Path(path).read_text())   # read_plan has checked it is a readable plan
     got = data.get("regions", {}) if isinstance(data, dict) else {}
     if not isinstance(got, dict):
-        raise PhotoError("bad_plan", f"{path}: \"regions\" must map person numbers to regions {list(REGIONS)}")
+        raise Reject("bad_plan", f"{path}: \"regions\" must map person numbers to regions {list(REGIONS)}")
     out = {}
     for key, value in got.items():
         if not (isinstance(key, str) and key.isdigit() and int(key) < n_people) or value not in REGIONS:
-            raise PhotoError("bad_plan", f"{path}: region {key!r}: {value!r} (expected person 0..{n_people - 1}: "
-                                         f"one of {list(REGIONS)})")
+            raise Reject("bad_plan", f"{path}: region {key!r}: {value!r} (expected person 0..{n_people - 1}: "
+                                     f"one of {list(REGIONS)})")
         out[int(key)] = value
     return out
 
@@ -173,10 +174,10 @@ def main(args: argparse.Namespace) -> int:
     try:
         out = Path(args.output)
         if out.suffix.lower() not in SUFFIX_FORMAT:
-            raise PhotoError("wrong_output_format", f"{out}: name the output .jpg or .png, as the photos")
+            raise Reject("wrong_output_format", f"{out}: name the output .jpg or .png, as the photos")
         written = [Path(p).resolve() for p in (args.output, args.save_plan, args.sheet, args.before_after) if p]
         if set(written) & {Path(p).resolve() for p in args.photos}:
-            raise PhotoError("output_is_input", "write the outputs to new files, not over a photo of the burst")
+            raise Reject("output_is_input", "write the outputs to new files, not over a photo of the burst")
         from facereplace.credentials import load_signer
 
         credentials = load_signer(params.provenance)  # a bad pair is refused before any work
@@ -185,8 +186,8 @@ def main(args: argparse.Namespace) -> int:
                               credentials=credentials)
         base = take.shots[take.plan.base]
         if SUFFIX_FORMAT[out.suffix.lower()] != base.photo.format:
-            raise PhotoError("wrong_output_format", f"{out}: the base photo {base.name} is {base.photo.format}; "
-                                                    f"the output keeps its format")
+            raise Reject("wrong_output_format", f"{out}: the base photo {base.name} is {base.photo.format}; "
+                                                f"the output keeps its format")
         files = {args.output: take.composite.data if take.composite else Path(args.photos[take.plan.base]).read_bytes()}
         if args.save_plan:
             files[args.save_plan] = (json.dumps(take.plan_json, indent=1, sort_keys=True) + "\n").encode()
@@ -195,7 +196,7 @@ def main(args: argparse.Namespace) -> int:
         if args.before_after:
             files[args.before_after] = sign_picture(_encode(take.before_after, args.before_after), args.before_after,
                                                     take, credentials)
-    except PhotoError as err:
+    except Reject as err:
         print(f"piq: error: {err}", file=sys.stderr)
         return 2
     for path, data in files.items():

@@ -21,8 +21,8 @@ from typing import Protocol, Sequence
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from facereplace.errors import PhotoError
 from facereplace.identity_match import distance
+from pipeline.rejection import Reject
 
 
 class FaceLike(Protocol):
@@ -68,19 +68,19 @@ def check_sizes(shots: Sequence[Shot]) -> None:
     sizes = {s.size for s in shots}
     if len(sizes) > 1:
         listing = ", ".join(f"{s.name} {s.size[0]}x{s.size[1]}" for s in shots)
-        raise PhotoError("burst_sizes_differ", f"the photos of a burst must have one size; got {listing}")
+        raise Reject("burst_sizes_differ", f"the photos of a burst must have one size; got {listing}")
 
 
 def group_people(shots: Sequence[Shot], max_shift: float, max_identity_distance: float) -> list[Person]:
     """Assign every face of every shot to a person of the reference shot (see the module doc).
-    Raises PhotoError `no_face` for a shot without faces, `different_people` for a face that
+    Raises Reject `no_face` for a shot without faces, `different_people` for a face that
     matches no one (naming shot, face, and the distances that failed)."""
     if len(shots) < 2:
-        raise PhotoError("burst_too_short", f"a burst needs at least 2 photos, got {len(shots)}")
+        raise Reject("burst_too_short", f"a burst needs at least 2 photos, got {len(shots)}")
     check_sizes(shots)
     for s in shots:
         if not s.faces:
-            raise PhotoError("no_face", f"{s.name}: no face found")
+            raise Reject("no_face", f"{s.name}: no face found")
     ref_i = max(range(len(shots)), key=lambda i: (len(shots[i].faces), -i))
     ref = shots[ref_i]
     people = [Person(n, {ref_i: f.index}) for n, f in enumerate(ref.faces)]
@@ -104,8 +104,8 @@ def group_people(shots: Sequence[Shot], max_shift: float, max_identity_distance:
                 why = (f"nearest is person {a} of {ref.name}: shift {shift[a, b]:.2f} face sizes (max {max_shift}), "
                        f"identity distance {ident[a, b]:.3f} (max {max_identity_distance})" if check_identity else
                        f"nearest is person {a} of {ref.name}: shift {shift[a, b]:.2f} face sizes (max {max_shift})")
-                raise PhotoError("different_people", f"{shot.name}: face {face.index} at box "
-                                 f"{[round(v) for v in face.box]} is no one of {ref.name} ({why})")
+                raise Reject("different_people", f"{shot.name}: face {face.index} at box "
+                             f"{[round(v) for v in face.box]} is no one of {ref.name} ({why})")
             people[matched[b]].faces[si] = face.index
     return people
 

@@ -1,6 +1,6 @@
 """`piq faces`, `piq replace`, `piq verify`: the photo tool's command line.
 
-Every bad input is a `PhotoError`: one line on stderr naming the file and what was wrong, exit
+Every bad input is a `Reject`: one line on stderr naming the file and what was wrong, exit
 code 2 (verify: 1 for an unmarked image), and no output file (writes are atomic).
 """
 from __future__ import annotations
@@ -12,10 +12,11 @@ import time
 import types
 from pathlib import Path
 
-from facereplace.errors import PhotoError, guarded, index_arg
+from facereplace.errors import guarded, index_arg
+from pipeline.rejection import Reject
 
 
-def _fail(err: PhotoError) -> int:
+def _fail(err: Reject) -> int:
     print(f"piq: error: {err}", file=sys.stderr)
     return 2
 
@@ -45,9 +46,9 @@ def faces_main(args: argparse.Namespace) -> int:
             ok, enc = cv2.imencode(ext if ext in (".png", ".jpg", ".jpeg") else ".jpg",
                                    cv2.cvtColor(draw_faces(photo.rgb, found), cv2.COLOR_RGB2BGR))
             if not ok:
-                raise PhotoError("encode_failed", f"could not encode {args.preview}")
+                raise Reject("encode_failed", f"could not encode {args.preview}")
             write_atomic(args.preview, enc.tobytes())
-    except PhotoError as err:
+    except Reject as err:
         return _fail(err)
     if args.json:
         print(json.dumps({"photo": str(args.photo), "size": list(photo.size), "faces": [f.as_dict() for f in found]}))
@@ -98,8 +99,8 @@ def run_replace(args: argparse.Namespace, params, method=None) -> dict:
     photo = read_photo(args.photo, p.max_pixels)
     ref = read_photo(args.driving, p.max_pixels)
     if ref.sha256 == photo.sha256 and not getattr(args, "allow_cross_identity", False):  # one person's face onto itself: nothing to do
-        raise PhotoError("same_file", f"REF {args.driving} is the same picture as PHOTO {args.photo}: REF is another "
-                                      f"photo of the person, with the face wanted")
+        raise Reject("same_file", f"REF {args.driving} is the same picture as PHOTO {args.photo}: REF is another "
+                                  f"photo of the person, with the face wanted")
     times["decode"] = time.perf_counter() - t
     target = find_target(photo.rgb, ref.rgb, p, params.ingest, args.face, args.driving_face, args.allow_cross_identity,
                          (args.photo, args.driving), times)
@@ -159,20 +160,20 @@ def replace_main(args: argparse.Namespace) -> int:
     out = Path(args.output)
     want = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG"}.get(out.suffix.lower())
     if want is None:
-        return _fail(PhotoError("wrong_output_format", f"{out}: name the output .jpg or .png, as PHOTO"))
+        return _fail(Reject("wrong_output_format", f"{out}: name the output .jpg or .png, as PHOTO"))
     if Path(args.photo).resolve() == Path(args.driving).resolve() and not getattr(args, "allow_cross_identity", False):
-        return _fail(PhotoError("same_file", f"REF {args.driving} is PHOTO {args.photo}: REF is another photo of "
-                                             f"the person, with the face wanted (swapping two people of one photo: --allow-cross-identity)"))
+        return _fail(Reject("same_file", f"REF {args.driving} is PHOTO {args.photo}: REF is another photo of "
+                                         f"the person, with the face wanted (swapping two people of one photo: --allow-cross-identity)"))
     if out.resolve() in (Path(args.photo).resolve(), Path(args.driving).resolve()):
-        return _fail(PhotoError("output_is_input", f"{out}: write the result to a new file, not over an input"))
+        return _fail(Reject("output_is_input", f"{out}: write the result to a new file, not over an input"))
     try:
         from facereplace.photo_io import photo_format
 
         fmt = photo_format(args.photo)  # its header only: run_replace decodes it (and names what is wrong with it)
         if fmt is not None and fmt != want:
-            raise PhotoError("wrong_output_format", f"{out}: the output keeps PHOTO's format; use PHOTO's suffix")
+            raise Reject("wrong_output_format", f"{out}: the output keeps PHOTO's format; use PHOTO's suffix")
         run_replace(args, params)
-    except PhotoError as err:
+    except Reject as err:
         return _fail(err)
     return 0
 
@@ -192,7 +193,7 @@ def verify_main(args: argparse.Namespace) -> int:
     params = load_params(args.params)
     try:
         v = verify(args.image, params.replace.watermark_px, params.replace.max_pixels, params.replace)
-    except PhotoError as err:
+    except Reject as err:
         return _fail(err)
     c2pa = read_credentials(args.image)
     if args.json:

@@ -12,13 +12,13 @@ from typing import Sequence
 
 import numpy as np
 
-from facereplace.errors import PhotoError
 from facereplace.faces import find_faces
 from facereplace.identity_match import IdentityMatcher
 from facereplace.photo_io import Photo, encode_photo
 from facereplace.provenance import EditRecord, build_xmp, mark_faces
 from facereplace.replace import ReplaceConfig, replace_face
 from pipeline.faces.detect import Face
+from pipeline.rejection import Reject
 
 
 @dataclasses.dataclass
@@ -72,7 +72,7 @@ def replace_many(base: LoadedPhoto, swaps: Sequence[Swap], method, params, tool:
     (`facereplace.credentials.load_signer`'s): the file is signed, `base` its parent ingredient
     and each other photo a face came from a component."""
     if not swaps:
-        raise PhotoError("nothing_to_replace", f"{base.name}: no face to replace")
+        raise Reject("nothing_to_replace", f"{base.name}: no face to replace")
     cfg = ReplaceConfig.from_params(params)
     image, faces, boxes, edits = base.photo.rgb, [], [], []
     for s in swaps:

@@ -12,7 +12,7 @@ the certificate and key named in params (`provenance.*`):
   parent ingredient, so the history reads on.
 
 `load_signer` checks the pair before any work: a missing file, a certificate outside its
-validity, or a key that is not the certificate's is a `PhotoError`, and nothing is written.
+validity, or a key that is not the certificate's is a `Reject`, and nothing is written.
 `read_credentials` reads and validates a file's manifest with c2pa's Reader (`piq verify`).
 
 The pair `piq provenance init` makes is local: a self-signed root and a signing certificate it
@@ -29,8 +29,8 @@ import json
 from pathlib import Path
 from typing import Sequence
 
-from facereplace.errors import PhotoError
 from pipeline.config.provenance import ProvenanceParams
+from pipeline.rejection import Reject
 
 IPTC = "http://cv.iptc.org/newscodes/digitalsourcetype/"
 SOURCE_TYPES = {"classical": IPTC + "compositeCapture", "piq": IPTC + "compositeWithTrainedAlgorithmicMedia"}
@@ -61,7 +61,7 @@ class Credentials:
 
 
 def load_signer(p: ProvenanceParams, now: datetime.datetime | None = None) -> Credentials | None:
-    """The pair named in params, checked; None where params name none. `PhotoError` for a
+    """The pair named in params, checked; None where params name none. `Reject` for a
     missing or unreadable file, a certificate not valid now, or a key that is not its key."""
     if p.certificate is None:
         return None
@@ -73,27 +73,27 @@ def load_signer(p: ProvenanceParams, now: datetime.datetime | None = None) -> Cr
         try:
             files[what] = Path(path).read_bytes()
         except OSError as err:
-            raise PhotoError("no_certificate", f"provenance.{what.replace(' ', '_')} {path}: {err.strerror or err} "
-                                               f"(`piq provenance init --dir DIR` makes a local pair)") from err
+            raise Reject("no_certificate", f"provenance.{what.replace(' ', '_')} {path}: {err.strerror or err} "
+                                           f"(`piq provenance init --dir DIR` makes a local pair)") from err
     try:
         chain = x509.load_pem_x509_certificates(files["certificate"])
     except ValueError as err:
-        raise PhotoError("bad_certificate", f"{p.certificate} holds no PEM certificate ({err})") from err
+        raise Reject("bad_certificate", f"{p.certificate} holds no PEM certificate ({err})") from err
     try:
         key = serialization.load_pem_private_key(files["private key"], password=None)
     except (ValueError, TypeError) as err:
-        raise PhotoError("bad_certificate", f"{p.private_key} holds no unencrypted PEM private key ({err})") from err
+        raise Reject("bad_certificate", f"{p.private_key} holds no unencrypted PEM private key ({err})") from err
     cert = chain[0]
     now = now or datetime.datetime.now(datetime.timezone.utc)
     if not cert.not_valid_before_utc <= now <= cert.not_valid_after_utc:
-        raise PhotoError("certificate_expired", f"{p.certificate}: the certificate is valid from "
-                                                f"{cert.not_valid_before_utc:%Y-%m-%d} to {cert.not_valid_after_utc:%Y-%m-%d}, "
-                                                f"not now ({now:%Y-%m-%d}); nothing was written")
+        raise Reject("certificate_expired", f"{p.certificate}: the certificate is valid from "
+                                            f"{cert.not_valid_before_utc:%Y-%m-%d} to {cert.not_valid_after_utc:%Y-%m-%d}, "
+                                            f"not now ({now:%Y-%m-%d}); nothing was written")
     pub = serialization.PublicFormat.SubjectPublicKeyInfo
     if (key.public_key().public_bytes(serialization.Encoding.DER, pub)
             != cert.public_key().public_bytes(serialization.Encoding.DER, pub)):
-        raise PhotoError("key_mismatch", f"{p.private_key} is not the key of the certificate {p.certificate}; "
-                                         f"nothing was written")
+        raise Reject("key_mismatch", f"{p.private_key} is not the key of the certificate {p.certificate}; "
+                                     f"nothing was written")
     return Credentials(files["certificate"], key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                                                serialization.NoEncryption()),
                        p.algorithm, cert.subject.rfc4514_string(), p.timestamp_url)
@@ -147,7 +147,7 @@ def sign(data: bytes, fmt: str, title: str, photo: Ingredient, refs: Sequence[In
     try:
         builder.sign(credentials.signer(), MIME[fmt], io.BytesIO(data), out)
     except c2pa.C2paError as err:
-        raise PhotoError("signing_failed", f"{title}: C2PA signing failed ({err})") from err
+        raise Reject("signing_failed", f"{title}: C2PA signing failed ({err})") from err
     return out.getvalue()
 
 
@@ -207,7 +207,7 @@ def init_pair(folder: Path, days: int = 730, force: bool = False) -> tuple[Path,
 
     cert_path, key_path = folder / "signer.pem", folder / "signer.key"
     if not force and (cert_path.exists() or key_path.exists()):
-        raise PhotoError("exists", f"{folder} already holds a pair (signer.pem / signer.key); --force replaces it")
+        raise Reject("exists", f"{folder} already holds a pair (signer.pem / signer.key); --force replaces it")
     now = datetime.datetime.now(datetime.timezone.utc)
 
     def name(cn: str) -> x509.Name:

@@ -1,16 +1,8 @@
-"""The photo tool's one error type: bad input named with what was wrong (the CLI prints it and
-exits non-zero; nothing is written)."""
+"""The photo commands' error handling: bad input is a `pipeline.rejection.Reject` named with what
+was wrong (the CLI prints it and exits non-zero; nothing is written)."""
 from __future__ import annotations
 
-
-class PhotoError(ValueError):
-    """A photo, face or reference the tool cannot use. `code` is a short machine-readable
-    reason (no_face, face_too_small, crop_out_of_frame, unreadable_image, too_many_pixels,
-    several_faces, bad_face_index, identity_mismatch, ...); the message says which file."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(f"{code}: {message}")
-        self.code = code
+from pipeline.rejection import Reject
 
 
 def index_arg(value: str) -> int:
@@ -39,7 +31,7 @@ def _cache_outside_tmp() -> None:
 
 
 def guarded(main):
-    """A photo command's `main` that never ends in a traceback: a `PhotoError` is its one line
+    """A photo command's `main` that never ends in a traceback: a `Reject` is its one line
     and exit 2 (the command's own handling), anything else one line naming the command and
     the failure, exit 1 (`--verbose` shows the traceback), and Ctrl-C exit 130."""
     import functools
@@ -50,7 +42,7 @@ def guarded(main):
         _cache_outside_tmp()
         try:
             return main(args)
-        except PhotoError as err:
+        except Reject as err:
             print(f"piq: error: {err}", file=sys.stderr)
             return 2
         except KeyboardInterrupt:

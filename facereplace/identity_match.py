@@ -16,11 +16,11 @@ import functools
 
 import numpy as np
 
-from facereplace.errors import PhotoError
 from pipeline.config.ingest import IngestParams
 from pipeline.config.replace import ReplaceParams
 from pipeline.faces.crop import crop_matrix, extract_crop
 from pipeline.faces.detect import Face
+from pipeline.rejection import Reject
 
 EMBED_CROP = 384  # px: the face box is half of it, ~190 px, above dlib's 150 px chip
 
@@ -81,18 +81,18 @@ def choose_face(distances: list[float], face: int | None, max_distance: float, a
     """`face` when given, else the face nearest REF's identity; refused (`identity_mismatch`,
     naming both distances) when it is further than `max_distance` unless `allow_cross`."""
     if face is not None and not 0 <= face < len(distances):
-        raise PhotoError("bad_face_index", f"--face {face}: the photo has faces 0..{len(distances) - 1}")
+        raise Reject("bad_face_index", f"--face {face}: the photo has faces 0..{len(distances) - 1}")
     index = int(np.argmin(distances)) if face is None else face
     d = distances[index]
     if not np.isfinite(d) and not allow_cross:
-        raise PhotoError("identity_unknown", f"the identity encoder ({encoder}) found no face in face {index}'s crop; "
-                                             f"pass --allow-cross-identity to replace it anyway")
+        raise Reject("identity_unknown", f"the identity encoder ({encoder}) found no face in face {index}'s crop; "
+                                         f"pass --allow-cross-identity to replace it anyway")
     if d > max_distance and not allow_cross:
         others = [x for i, x in enumerate(distances) if i != index and np.isfinite(x)]  # --face N: only N is embedded
         nearest = f" (nearest other face: {min(others):.3f})" if others else ""
-        raise PhotoError("identity_mismatch",
-                         f"REF's face is at identity distance {d:.3f} from face {index}{nearest}, "
-                         f"over replace.max_identity_distance {max_distance:.3f} ({encoder}); "
-                         f"this tool replaces a face with the same person's. --allow-cross-identity overrides "
-                         f"(recorded in the output's provenance)")
+        raise Reject("identity_mismatch",
+                     f"REF's face is at identity distance {d:.3f} from face {index}{nearest}, "
+                     f"over replace.max_identity_distance {max_distance:.3f} ({encoder}); "
+                     f"this tool replaces a face with the same person's. --allow-cross-identity overrides "
+                     f"(recorded in the output's provenance)")
     return Choice(index, float(d), tuple(float(x) for x in distances), bool(d > max_distance or not np.isfinite(d)))

@@ -28,7 +28,7 @@ import cv2
 import numpy as np
 from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 
-from facereplace.errors import PhotoError
+from pipeline.rejection import Reject
 
 FORMATS = ("JPEG", "PNG")
 ORIENTATION = 0x0112
@@ -135,37 +135,37 @@ def _header(path: Path, data: bytes, max_pixels: int) -> Image.Image:
     (an MPO, the multi-picture JPEG of cameras and phones, is its first picture, a JPEG)
     within `max_pixels`."""
     if not data:
-        raise PhotoError("unreadable_image", f"{path} is empty (0 bytes)")
+        raise Reject("unreadable_image", f"{path} is empty (0 bytes)")
     kind = sniff(data)
     if kind is None:
-        raise PhotoError("unreadable_image", f"{path} is not an image: its first bytes are no JPEG or PNG signature")
+        raise Reject("unreadable_image", f"{path} is not an image: its first bytes are no JPEG or PNG signature")
     if kind not in FORMATS:
-        raise PhotoError("unsupported_format", f"{path} is {kind} image; the tool reads and writes JPEG and PNG "
-                                               f"(convert it to one of them first)")
+        raise Reject("unsupported_format", f"{path} is {kind} image; the tool reads and writes JPEG and PNG "
+                                           f"(convert it to one of them first)")
     with _own_pixel_cap():
         try:
             im = Image.open(io.BytesIO(data))
             w, h = im.size
         except (UnidentifiedImageError, OSError, SyntaxError, ValueError, struct.error) as err:
-            raise PhotoError("unreadable_image", f"{path} is a damaged {kind} ({clean_message(err)})") from err
+            raise Reject("unreadable_image", f"{path} is a damaged {kind} ({clean_message(err)})") from err
     if w * h > max_pixels:
-        raise PhotoError("too_many_pixels", f"{path} is {w}x{h} = {w * h / 1e6:.0f} MP, over the tool's limit of "
-                                            f"{max_pixels / 1e6:.0f} MP (replace.max_pixels {max_pixels}); "
-                                            f"it is not decoded")
+        raise Reject("too_many_pixels", f"{path} is {w}x{h} = {w * h / 1e6:.0f} MP, over the tool's limit of "
+                                        f"{max_pixels / 1e6:.0f} MP (replace.max_pixels {max_pixels}); "
+                                        f"it is not decoded")
     if w < 1 or h < 1:
-        raise PhotoError("unreadable_image", f"{path} is a damaged {kind} (its header says {w}x{h} pixels)")
+        raise Reject("unreadable_image", f"{path} is a damaged {kind} (its header says {w}x{h} pixels)")
     return im
 
 
 def read_photo(path: str | Path, max_pixels: int = 100_000_000) -> Photo:
-    """The photo at `path`; `PhotoError` for a missing, empty, unreadable, truncated,
+    """The photo at `path`; `Reject` for a missing, empty, unreadable, truncated,
     unsupported or too large file, one line naming the file (the size is checked from the
     header, before anything is decoded)."""
     path = Path(path)
     try:
         data = path.read_bytes()
     except OSError as err:
-        raise PhotoError("unreadable_image", f"{path}: {err.strerror or clean_message(err)}") from err
+        raise Reject("unreadable_image", f"{path}: {err.strerror or clean_message(err)}") from err
     im = _header(path, data, max_pixels)
     fmt = "JPEG" if im.format == "MPO" else im.format
     xmp = im.info.get("xmp") or im.info.get("XML:com.adobe.xmp")
@@ -187,7 +187,7 @@ def read_photo(path: str | Path, max_pixels: int = 100_000_000) -> Photo:
             else:
                 _decode_jpeg(photo, data, im, orientation)
         except (OSError, SyntaxError, ValueError, struct.error, cv2.error) as err:
-            raise PhotoError("unreadable_image", f"{path} is damaged or truncated ({clean_message(err)})") from err
+            raise Reject("unreadable_image", f"{path} is damaged or truncated ({clean_message(err)})") from err
     if not photo.rgb.flags.writeable:  # the face is pasted into these pixels in place
         photo.rgb = photo.rgb.copy()
     return photo
@@ -297,7 +297,7 @@ def _png_bytes(photo: Photo, rgb: np.ndarray, xmp: bytes | None) -> bytes:
         bgr = np.dstack([bgr, alpha])
     ok, enc = cv2.imencode(".png", bgr, [cv2.IMWRITE_PNG_COMPRESSION, 6])
     if not ok:
-        raise PhotoError("encode_failed", f"PNG encoding failed for {photo.path}")
+        raise Reject("encode_failed", f"PNG encoding failed for {photo.path}")
     png = enc.tobytes()
     extra = b""
     if photo.icc_profile:
@@ -366,6 +366,6 @@ def write_photo(photo: Photo, rgb: np.ndarray, path: str | Path, quality: int = 
     path = Path(path)
     want = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG"}.get(path.suffix.lower())
     if want != photo.format:
-        raise PhotoError("wrong_output_format", f"{path}: the output keeps the input's format ({photo.format}); "
-                                                f"name it {'.jpg' if photo.format == 'JPEG' else '.png'}")
+        raise Reject("wrong_output_format", f"{path}: the output keeps the input's format ({photo.format}); "
+                                            f"name it {'.jpg' if photo.format == 'JPEG' else '.png'}")
     write_atomic(path, encode_photo(photo, rgb, quality, xmp))

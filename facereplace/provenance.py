@@ -58,10 +58,10 @@ def embed_watermark(rgb: np.ndarray, side: int = 1024, copy: bool = True) -> np.
 
     x0, y0, x1, y1 = mark_region(rgb.shape[:2], side)
     if x1 - x0 < 256:
-        from facereplace.errors import PhotoError
+        from pipeline.rejection import Reject
 
-        raise PhotoError("too_small_to_mark", f"a {rgb.shape[1]}x{rgb.shape[0]} image cannot carry the invisible "
-                                              f"watermark (it needs 256 px on each side)")
+        raise Reject("too_small_to_mark", f"a {rgb.shape[1]}x{rgb.shape[0]} image cannot carry the invisible "
+                                          f"watermark (it needs 256 px on each side)")
     bits = [int(b) % 2 for b in watermark_bits()]  # as WatermarkEncoder.set_watermark("bits", ...) keeps them
     out = rgb.copy() if copy else rgb
     bgr = np.ascontiguousarray(rgb[y0:y1, x0:x1, ::-1])
@@ -103,16 +103,16 @@ def mark_faces(image: np.ndarray, edits: list[tuple[object, np.ndarray]], p, ing
                copy: bool = True) -> np.ndarray:
     """`image` with the face mark in each edited face: `edits` holds (face, paste alpha) pairs
     (`Result.face`, `Result.alpha`). Pixels outside every alpha > 0 grown by the margin stay
-    `image`'s. A face without a mesh cannot carry it: `PhotoError`."""
+    `image`'s. A face without a mesh cannot carry it: `Reject`."""
     from facereplace import facemark
-    from facereplace.errors import PhotoError
+    from pipeline.rejection import Reject
 
     out = image.copy() if copy else image
     bits = [int(b) % 2 for b in watermark_bits()]
     meshes = [composite_mesh(image, face, ingest) for face, _ in edits]  # all read before any is marked
     for (face, alpha), mesh in zip(edits, meshes):
         if mesh is None:
-            raise PhotoError("no_face_mesh", f"face {face.index}: no face mesh in the composite to lay the mark in")
+            raise Reject("no_face_mesh", f"face {face.index}: no face mesh in the composite to lay the mark in")
         facemark.embed(image, mesh, alpha > 0, bits, mark_params(p), out=out)
     return out
 

@@ -7,7 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from facereplace.errors import PhotoError
+from pipeline.rejection import Reject
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -26,7 +26,7 @@ def main(args: argparse.Namespace) -> int:
         return 2
     try:
         cert, key = init_pair(Path(args.dir), args.days, args.force)
-    except PhotoError as err:
+    except Reject as err:
         print(f"piq: error: {err}", file=sys.stderr)
         return 2
     print(f"{cert}: signing certificate (issued by the local root {Path(args.dir) / 'root.pem'}), key {key}")

@@ -22,8 +22,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from facereplace.errors import PhotoError
 from pipeline.labels import LABEL_IDS
+from pipeline.rejection import Reject
 
 REGIONS = ("face", "eyes", "mouth", "upper", "lower")
 EYES = ("l_eye", "r_eye", "l_brow", "r_brow")
@@ -50,8 +50,8 @@ def _need(labels: np.ndarray, names: tuple[str, ...], what: str, region: str, wh
     if found.sum() < MIN_FRACTION * labels.size:
         hidden = _labelled(labels, ("eye_g",)).sum() if what == "eyes" else 0
         why = " (glasses cover them)" if hidden > MIN_FRACTION * labels.size else ""
-        raise PhotoError("region_not_found", f"{who}: --region {region} needs the {what}, and the face parser "
-                                             f"finds none{why}; choose another region or --region face")
+        raise Reject("region_not_found", f"{who}: --region {region} needs the {what}, and the face parser "
+                                         f"finds none{why}; choose another region or --region face")
     return found
 
 

@@ -21,7 +21,6 @@ from collections.abc import Callable
 import cv2
 import numpy as np
 
-from facereplace.errors import PhotoError
 from facereplace.methods.base import FaceMethod
 from facereplace.occluders import hand_mask, label_occluders
 from facereplace.regions import region_mask
@@ -33,7 +32,7 @@ from pipeline.faces.detect import Face
 from pipeline.faces.inner_face import inner_face_mask
 from pipeline.faces.paste import paste_back
 from pipeline.labels import INNER_FACE, LABEL_IDS
-from pipeline.engine.stage import Reject
+from pipeline.rejection import Reject
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,7 +85,7 @@ def face_parser(segment: SegmentParams):
 
 
 def parse(segment: SegmentParams, crop: np.ndarray, what: str, size: int) -> np.ndarray:
-    """Label map of a face crop, or `PhotoError` naming `what` when the parser finds no face.
+    """Label map of a face crop, or `Reject` naming `what` when the parser finds no face.
     The parser sees the crop at `size` px (`replace.parse_px`) and its labels are brought back
     to the crop's side (nearest): the paste mask's edge is then within a pixel of a
     full-size parse, far inside what its erosion and feather (`mask_erode_px`, `feather_px`)
@@ -94,7 +93,7 @@ def parse(segment: SegmentParams, crop: np.ndarray, what: str, size: int) -> np.
     side = crop.shape[0]
     got = face_parser(segment).parse([resize_square(crop, min(size, side))])[0]
     if isinstance(got, Reject):
-        raise PhotoError("no_face_parse", f"{what}: the face parser ({segment.backend}) found no face in its crop ({got})")
+        raise Reject("no_face_parse", f"{what}: the face parser ({segment.backend}) found no face in its crop ({got})")
     if got.shape[0] == side:
         return got
     return cv2.resize(got, (side, side), interpolation=cv2.INTER_NEAREST)
@@ -106,19 +105,19 @@ def check_face(face: Face, shape: tuple[int, int], cfg: ReplaceConfig, what: str
     part outside is padded with ingest's `pad_mode`, as training padded its crops; ingest's
     stricter `max_pad_fraction` curates a data set, it does not refuse users' portraits)."""
     if face.short_side < cfg.replace.min_face_px:
-        raise PhotoError("face_too_small", f"{what}: face {face.index} is {face.short_side:.0f} px, below "
-                                           f"replace.min_face_px {cfg.replace.min_face_px}")
+        raise Reject("face_too_small", f"{what}: face {face.index} is {face.short_side:.0f} px, below "
+                                       f"replace.min_face_px {cfg.replace.min_face_px}")
     x0, y0, x1, y1 = face.box
     inside = max(0.0, min(x1, shape[1]) - max(x0, 0.0)) * max(0.0, min(y1, shape[0]) - max(y0, 0.0))
     cut = 1.0 - inside / max((x1 - x0) * (y1 - y0), 1e-6)
     if cut > cfg.replace.max_face_outside:
-        raise PhotoError("face_cut_by_edge", f"{what}: {cut:.0%} of face {face.index} lies outside the image, over "
-                                             f"replace.max_face_outside {cfg.replace.max_face_outside:.0%}")
+        raise Reject("face_cut_by_edge", f"{what}: {cut:.0%} of face {face.index} lies outside the image, over "
+                                         f"replace.max_face_outside {cfg.replace.max_face_outside:.0%}")
     pad = face.crop(cfg.ingest).pad_fraction(shape[1], shape[0])
     if pad > cfg.replace.max_pad_fraction:
-        raise PhotoError("crop_out_of_frame", f"{what}: face {face.index}'s crop is {pad:.0%} outside the image, over "
-                                              f"replace.max_pad_fraction {cfg.replace.max_pad_fraction:.0%} (the face is "
-                                              f"too near the edge to be padded as training padded its crops)")
+        raise Reject("crop_out_of_frame", f"{what}: face {face.index}'s crop is {pad:.0%} outside the image, over "
+                                          f"replace.max_pad_fraction {cfg.replace.max_pad_fraction:.0%} (the face is "
+                                          f"too near the edge to be padded as training padded its crops)")
 
 
 def paste_mask(labels: np.ndarray, source_crop: np.ndarray, valid: np.ndarray | None, p: ReplaceParams) -> np.ndarray:
@@ -142,7 +141,7 @@ def replace_face(photo: np.ndarray, faces: list[Face], target_index: int, refere
     cfg = cfg or ReplaceConfig()
     p, ing = cfg.replace, cfg.ingest
     if not 0 <= target_index < len(faces):
-        raise PhotoError("bad_face_index", f"face {target_index} does not exist; the photo has faces 0..{len(faces) - 1}")
+        raise Reject("bad_face_index", f"face {target_index} does not exist; the photo has faces 0..{len(faces) - 1}")
     face = faces[target_index]
     check_face(face, photo.shape[:2], cfg, "PHOTO")
     check_face(reference_face, reference.shape[:2], cfg, "REF")
@@ -176,8 +175,8 @@ def replace_face(photo: np.ndarray, faces: list[Face], target_index: int, refere
     if part is not None:
         mask &= part
     if mask.sum() < 64:
-        raise PhotoError("no_face_mask", f"PHOTO face {face.index}: nothing of the face is left to replace "
-                                         f"(occluded or not parsed)")
+        raise Reject("no_face_mask", f"PHOTO face {face.index}: nothing of the face is left to replace "
+                                     f"(occluded or not parsed)")
     image, alpha = paste_back(photo, crop, new_crop, mask, p.feather_px, p.rim_px, p.mask_erode_px,
                               out=photo if in_place else None)
     times["paste"] = time.perf_counter() - t

@@ -21,13 +21,13 @@ import time
 
 import numpy as np
 
-from facereplace.errors import PhotoError
 from facereplace.faces import find_faces
 from facereplace.identity_match import Choice, IdentityMatcher, choose_face
 from facereplace.replace import ReplaceConfig, check_face
 from pipeline.config.ingest import IngestParams
 from pipeline.config.replace import ReplaceParams
 from pipeline.faces.detect import Face
+from pipeline.rejection import Reject
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,13 +43,13 @@ class Target:
 def reference_face(faces: list[Face], index: int | None, path: str) -> Face:
     """REF's face: the only one, or `--driving-face N`."""
     if not faces:
-        raise PhotoError("no_face", f"REF {path}: no face found")
+        raise Reject("no_face", f"REF {path}: no face found")
     if index is None:
         if len(faces) > 1:
-            raise PhotoError("several_faces", f"REF {path} shows {len(faces)} faces: choose one with --driving-face 0..{len(faces) - 1}")
+            raise Reject("several_faces", f"REF {path} shows {len(faces)} faces: choose one with --driving-face 0..{len(faces) - 1}")
         return faces[0]
     if not 0 <= index < len(faces):
-        raise PhotoError("bad_face_index", f"--driving-face {index}: REF {path} has faces 0..{len(faces) - 1}")
+        raise Reject("bad_face_index", f"--driving-face {index}: REF {path} has faces 0..{len(faces) - 1}")
     return faces[index]
 
 
@@ -85,7 +85,7 @@ def replaceable(face: Face, shape: tuple[int, int], p: ReplaceParams, ing: Inges
     as far as padding allows)."""
     try:
         check_face(face, shape, ReplaceConfig(p, ing), "PHOTO")
-    except PhotoError:
+    except Reject:
         return False
     return True
 
@@ -99,10 +99,10 @@ def find_target(photo: np.ndarray, reference: np.ndarray, p: ReplaceParams, ing:
     t = time.perf_counter()
     faces = photo_faces(photo, p, ing, "listing")
     if not faces:
-        raise PhotoError("no_face", f"PHOTO {names[0]}: no face found")
+        raise Reject("no_face", f"PHOTO {names[0]}: no face found")
     if face is not None and face >= len(faces):  # before REF's detection and any identity work
-        raise PhotoError("bad_face_index", f"--face {face}: PHOTO {names[0]} has {len(faces)} face(s), "
-                                           f"0..{len(faces) - 1} (as piq faces lists them)")
+        raise Reject("bad_face_index", f"--face {face}: PHOTO {names[0]} has {len(faces)} face(s), "
+                                       f"0..{len(faces) - 1} (as piq faces lists them)")
     ref_face = reference_face(_reference_faces(reference, p, ing, driving_face), driving_face, names[1])
     times["detect"] = times.get("detect", 0.0) + time.perf_counter() - t
 
@@ -110,8 +110,8 @@ def find_target(photo: np.ndarray, reference: np.ndarray, p: ReplaceParams, ing:
     matcher = IdentityMatcher(p, ing)
     ref_emb = matcher.embed(reference, ref_face)
     if ref_emb is None and not allow_cross:
-        raise PhotoError("identity_unknown", f"REF {names[1]}: the identity encoder ({matcher.name}) finds no face in "
-                                             f"REF's face crop")
+        raise Reject("identity_unknown", f"REF {names[1]}: the identity encoder ({matcher.name}) finds no face in "
+                                         f"REF's face crop")
 
     def distances(found: list[Face], skip_unreplaceable: bool) -> list[float]:
         """REF's distance to each face; inf where not embedded: faces other than `face` when it

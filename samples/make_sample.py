@@ -253,7 +253,8 @@ def verify(out: Path, frames_per_clip: int = 4) -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from pipeline.faces.detect import FaceDetector
     from pipeline.faces.geometry import frontal_angles, square_crop
-    from pipeline.media.video import Clip, VideoError
+    from pipeline.rejection import Reject
+    from pipeline.media.video import Clip
 
     detector = FaceDetector()
     for clip in clips():
@@ -262,7 +263,7 @@ def verify(out: Path, frames_per_clip: int = 4) -> None:
             with Clip(path) as video:
                 picks = np.linspace(0, video.info.frames - 1, frames_per_clip).astype(int).tolist()
                 rgbs = [f.rgb for f in video.read(picks)]
-        except VideoError as err:
+        except Reject as err:
             print(f"{clip.file:24} {clip.expected:18} -> {err.code}")
             continue
         seen = []

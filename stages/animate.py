@@ -30,7 +30,7 @@ from pipeline.config.animate import AnimateParams
 from pipeline.faces import mesh as fm
 from pipeline.media.images import encode_jpeg, read_rgb
 from pipeline.config.params import load_params
-from pipeline.engine.runner import Runner
+from pipeline.engine.runner import Runner, end_main
 from pipeline.engine.stage import Item, ItemContext, Output, Stage
 from pipeline.media.video import first_last
 
@@ -195,12 +195,13 @@ def main(args: argparse.Namespace) -> int:
         runner_params = dataclasses.replace(runner_params, workers=workers)
     summary = run(all_params.animate, runner_params, all_params.seed)
     s = summary.stats
-    print(f"animate ({all_params.animate.backend}): {s['items']} faces, {s['done']} animated ({s['rows']} images), "
-          f"{s['rejected']} refused {s['reject_codes']}, {summary.skipped} already done -> {all_params.animate.out_dir}")
+    notes = []
     manifest = Path(all_params.animate.out_dir) / "manifest.parquet"
     if manifest.is_file():
         ok = pd.read_parquet(manifest, columns=["label_ok"])["label_ok"].dropna()
         if len(ok):
-            print(f"animate: {int(ok.sum())} of {len(ok)} variants show their driver's label by the face mesh; "
-                  f"the others are marked label_ok=false with what they miss (label_misses)")
-    return 0 if s["complete"] else 1
+            notes.append(f"animate: {int(ok.sum())} of {len(ok)} variants show their driver's label by the face mesh; "
+                         f"the others are marked label_ok=false with what they miss (label_misses)")
+    return end_main(s, f"animate ({all_params.animate.backend}): {s['items']} faces, {s['done']} animated "
+                       f"({s['rows']} images), {s['rejected']} refused {s['reject_codes']}, {summary.skipped} already "
+                       f"done -> {all_params.animate.out_dir}", notes=notes)

@@ -20,7 +20,8 @@ import numpy as np
 from pipeline.engine.annotate import ImageBatchStage, add_annotation_arguments, annotation_main, preview_images, run_annotation
 from pipeline.backends.captioners import Caption, build_captioner
 from pipeline.config.caption import CaptionParams
-from pipeline.engine.stage import Item, ItemContext, Output, Reject
+from pipeline.rejection import Reject
+from pipeline.engine.stage import Item, ItemContext, Output
 
 # Measured attributes the offline backend adds to the manifest (NaN for a model backend).
 ATTRIBUTES = ("smile", "mouth_open", "eye_open", "brow_raise", "yaw", "pitch", "roll", "gaze_x", "gaze_y",

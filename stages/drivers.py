@@ -27,9 +27,10 @@ from pipeline.backends.animators.programs import programs
 from pipeline.config.animate import DriversParams
 from pipeline.faces import mesh as fm
 from pipeline.config.params import load_params
-from pipeline.engine.runner import Runner
-from pipeline.engine.stage import Item, ItemContext, Output, Reject, Stage
-from pipeline.media.video import Clip, VideoError
+from pipeline.rejection import Reject
+from pipeline.engine.runner import Runner, end_main
+from pipeline.engine.stage import Item, ItemContext, Output, Stage
+from pipeline.media.video import Clip
 
 CLIP_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
 
@@ -128,15 +129,12 @@ class DriversStage(Stage):
         the one video reader, each with one face whose pose is within the limits. Returns those
         frames and the clip's frame count."""
         p = self.params
-        try:
-            with Clip(path) as clip:
-                n = clip.info.frames
-                if n < p.min_frames:
-                    raise Reject("too_short", f"{path.name}: {n} frames, fewer than drivers.min_frames {p.min_frames}")
-                picks = np.unique(np.linspace(0, n - 1, p.check_frames).round().astype(int)).tolist()
-                frames = {f.index: f.rgb for f in clip.read(picks)}
-        except VideoError as err:
-            raise Reject(err.code, err.detail) from err
+        with Clip(path) as clip:
+            n = clip.info.frames
+            if n < p.min_frames:
+                raise Reject("too_short", f"{path.name}: {n} frames, fewer than drivers.min_frames {p.min_frames}")
+            picks = np.unique(np.linspace(0, n - 1, p.check_frames).round().astype(int)).tolist()
+            frames = {f.index: f.rgb for f in clip.read(picks)}
         if len(frames) < len(picks):
             missing = sorted(set(picks) - set(frames))
             raise Reject("unreadable_video", f"{path.name}: frames {missing} do not decode")
@@ -174,6 +172,5 @@ def main(args: argparse.Namespace) -> int:
     all_params = load_params(args.params)
     summary = run(all_params.drivers, all_params.runner, all_params.seed)
     s = summary.stats
-    print(f"drivers: {s['items']} clips, {s['done']} kept, {s['rejected']} refused {s['reject_codes']}, "
-          f"{summary.skipped} already done -> {all_params.drivers.out_dir}")
-    return 0 if s["complete"] else 1
+    return end_main(s, f"drivers: {s['items']} clips, {s['done']} kept, {s['rejected']} refused {s['reject_codes']}, "
+                       f"{summary.skipped} already done -> {all_params.drivers.out_dir}")

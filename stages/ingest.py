@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 from collections import Counter
 from pathlib import Path
 from typing import Any, ClassVar
@@ -28,10 +27,11 @@ from pipeline.faces.mesh import FaceMeshDetector
 from pipeline.faces.neutral import Neutrality, limits_of, neutrality
 from pipeline.media.images import encode_jpeg
 from pipeline.config.params import load_params
+from pipeline.rejection import Reject
 from pipeline.release.removals import withhold
-from pipeline.engine.runner import Runner
-from pipeline.engine.stage import Item, ItemContext, Output, Reject, Stage
-from pipeline.media.video import Clip, Frame, VideoError, VideoInfo, parse_segments
+from pipeline.engine.runner import Runner, end_main
+from pipeline.engine.stage import Item, ItemContext, Output, Stage
+from pipeline.media.video import Clip, Frame, VideoInfo, parse_segments
 
 METADATA_COLUMNS = ("video_id", "participant_id", "file", "category")
 VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg"})
@@ -138,21 +138,18 @@ class IngestStage(Stage):
         if row["category"] not in p.keep_categories:
             raise Reject("wrong_category", f"category {row['category']!r} is not kept")
         path = Path(item.data["path"])
-        try:
-            with Clip(path) as clip:  # one pass: the packets' index, then only the GOPs of the candidates
-                segments = parse_segments(row.get("camera_segments"), clip.times, clip.info.duration_s)
-                indices = self._candidate_frames(segments, ctx.seed)
-                candidates, codes, frames = [], Counter(), {}
-                for frame in clip.read(indices):
-                    verdict = self._judge(frame.rgb)
-                    if isinstance(verdict, str):
-                        codes[verdict] += 1
-                    else:
-                        candidates.append(dataclasses.replace(verdict, frame=frame.index))
-                        frames[frame.index] = frame
-                info, undecodable = clip.info, len(clip.undecodable)
-        except VideoError as err:
-            raise Reject(err.code, err.detail) from err
+        with Clip(path) as clip:  # one pass: the packets' index, then only the GOPs of the candidates
+            segments = parse_segments(row.get("camera_segments"), clip.times, clip.info.duration_s)
+            indices = self._candidate_frames(segments, ctx.seed)
+            candidates, codes, frames = [], Counter(), {}
+            for frame in clip.read(indices):
+                verdict = self._judge(frame.rgb)
+                if isinstance(verdict, str):
+                    codes[verdict] += 1
+                else:
+                    candidates.append(dataclasses.replace(verdict, frame=frame.index))
+                    frames[frame.index] = frame
+            info, undecodable = clip.info, len(clip.undecodable)
         if not candidates:
             self._refuse(codes, len(indices), undecodable, info)
         kept = self._rank(candidates)[: p.keep_per_video]
@@ -266,18 +263,12 @@ def main(args: argparse.Namespace) -> int:
     runner_params = params.runner if args.workers is None else dataclasses.replace(params.runner, workers=args.workers)
     summary = Runner(runner_params, params.seed).run(IngestStage(ingest), items, ingest.out_dir)
     stats = summary.stats
-    report = Path(args.report)
-    report.parent.mkdir(parents=True, exist_ok=True)
-    report.write_text(json.dumps(stats, indent=1, sort_keys=True) + "\n")
-    print(
-        f"ingest: {stats['items']} clips, {stats['done']} with faces ({stats['rows']} faces), "
-        f"{stats['rejected']} refused {stats['reject_codes']}, {summary.skipped} already done -> {ingest.out_dir}"
-    )
     flagged = _not_neutral(ingest.out_dir)
-    if flagged:
-        print(f"ingest: warning: {flagged} kept face(s) are not neutral by the face mesh (kept because "
-              f"ingest.neutral_filter is flag; refuse drops them)")
-    return 0 if stats["complete"] else 1
+    notes = [f"ingest: warning: {flagged} kept face(s) are not neutral by the face mesh (kept because "
+             f"ingest.neutral_filter is flag; refuse drops them)"] if flagged else []
+    return end_main(stats, f"ingest: {stats['items']} clips, {stats['done']} with faces ({stats['rows']} faces), "
+                           f"{stats['rejected']} refused {stats['reject_codes']}, {summary.skipped} already done -> "
+                           f"{ingest.out_dir}", args.report, notes)
 
 
 def _not_neutral(out_dir: str) -> int:

@@ -24,12 +24,13 @@ from pipeline.engine.annotate import default_workers, gpu_resources
 from pipeline.media.images import encode_jpeg, read_rgb
 from pipeline.config.relight import RelightParams
 from pipeline.config.params import load_params
+from pipeline.rejection import Reject
 from pipeline.backends.relighters import build_relighter
 from pipeline.faces.paste import composite, feather
 from pipeline.backends.relighters.base import Relighter, region_mask
 from pipeline.backends.relighters.envmaps import draw_lights, list_envmaps
-from pipeline.engine.runner import Runner
-from pipeline.engine.stage import Item, ItemContext, Output, Reject, Stage
+from pipeline.engine.runner import Runner, end_main
+from pipeline.engine.stage import Item, ItemContext, Output, Stage
 
 
 def list_items(params: RelightParams) -> list[Item]:
@@ -160,14 +161,9 @@ def main(args: argparse.Namespace) -> int:
     runner_params = dataclasses.replace(all_params.runner, workers=workers)
     summary = run(p, runner_params, all_params.seed)
     stats = summary.stats
-    report = Path(args.report)
-    report.parent.mkdir(parents=True, exist_ok=True)
-    report.write_text(json.dumps(stats, indent=1, sort_keys=True) + "\n")
-    print(
-        f"relight ({p.backend}): {stats['items']} images, {stats['done']} relit ({stats['rows']} variants), "
-        f"{stats['rejected']} refused {stats['reject_codes']}, {summary.skipped} already done -> {p.out_dir}"
-    )
-    return 0 if stats["complete"] else 1
+    return end_main(stats, f"relight ({p.backend}): {stats['items']} images, {stats['done']} relit ({stats['rows']} "
+                           f"variants), {stats['rejected']} refused {stats['reject_codes']}, {summary.skipped} already "
+                           f"done -> {p.out_dir}", args.report)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -23,7 +23,8 @@ from pipeline.media.images import encode_png
 from pipeline.config.segment import SegmentParams
 from pipeline.labels import LABEL_NAMES
 from pipeline.backends.parsers import build_parser
-from pipeline.engine.stage import Item, ItemContext, Output, Reject
+from pipeline.rejection import Reject
+from pipeline.engine.stage import Item, ItemContext, Output
 
 # Overlay colours of the preview, one per canonical id (background black = untouched).
 PALETTE = np.array([

@@ -31,11 +31,12 @@ from pipeline.release.card import write_card
 from pipeline.config.runner import RunnerParams
 from pipeline.config.shard import ShardParams
 from pipeline.config.params import load_params
+from pipeline.rejection import Reject
 from pipeline.release.removals import read_ledger
-from pipeline.engine.runner import Runner
+from pipeline.engine.runner import Runner, end_main
 from pipeline.release.shards import sample_digest, shard_stats, tar_bytes
 from pipeline.release.splits import SPLITS
-from pipeline.engine.stage import Item, ItemContext, Output, Reject, Stage
+from pipeline.engine.stage import Item, ItemContext, Output, Stage
 from pipeline.engine.state import atomic_write_json
 from pipeline.release.index import index_keys, write_indexes
 from pipeline.release.plan import plan_release
@@ -104,8 +105,7 @@ def main(args: argparse.Namespace) -> int:
     report.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(Path(params.shard.out_dir) / "stats.json", report)
     per_split = ", ".join(f"{k} {v['sets']} sets / {v['shards']} shards" for k, v in stats["splits"].items())
-    print(f"shard: {per_split}; sets refused: {stats['sets_refused']} -> {params.shard.out_dir}")
-    return 0 if stats["complete"] else 1
+    return end_main(stats, f"shard: {per_split}; sets refused: {stats['sets_refused']} -> {params.shard.out_dir}")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -12,9 +12,9 @@ from facereplace.app.session import Entry, Session
 from facereplace.best_take import Candidate, Plan
 from facereplace.compose import LoadedPhoto
 from facereplace.contact_sheet import CHOSEN, HEAD_H, SIDE_W, before_after, contact_sheet
-from facereplace.errors import PhotoError
 from facereplace.photo_io import Photo
 from pipeline.config.params import load_params
+from pipeline.rejection import Reject
 from tests.test_best_take import FakeFace
 
 REPO = Path(__file__).resolve().parents[1]
@@ -49,15 +49,15 @@ def test_people_are_grouped_by_identity_whatever_their_place() -> None:
         cands = s.candidates("p1", 0)
         assert [(c["photo"], c["face"]) for c in cands] == [("p2", 1)] and cands[0]["distance"] < 0.01
         assert s.candidates("p3", 0) == []
-        with pytest.raises(PhotoError, match="identity_mismatch: b.jpg face 0 .* not the same person"):
+        with pytest.raises(Reject, match="identity_mismatch: b.jpg face 0 .* not the same person"):
             s.replace("p1", 0, "p2", 0)
-        with pytest.raises(PhotoError, match="same_photo"):
+        with pytest.raises(Reject, match="same_photo"):
             s.replace("p1", 0, "p1", 1)
-        with pytest.raises(PhotoError, match="bad_face_index"):
+        with pytest.raises(Reject, match="bad_face_index"):
             s.candidates("p1", 5)
-        with pytest.raises(PhotoError, match="unknown_photo"):
+        with pytest.raises(Reject, match="unknown_photo"):
             s.entry("p9")
-        with pytest.raises(PhotoError, match="not_edited"):
+        with pytest.raises(Reject, match="not_edited"):
             s.result_file("p1")
         assert s.entries["p1"].download_name == "a_piq.jpg"
     finally:

@@ -11,8 +11,8 @@ import pytest
 
 from facereplace.best_take import choose_plan, measure_scores, read_plan, score_people, total_score
 from facereplace.burst import Shot, complete_shots, group_people
-from facereplace.errors import PhotoError
 from pipeline.config.best_take import BestTakeParams, ScoreWeights
+from pipeline.rejection import Reject
 
 P = BestTakeParams()
 ALICE, BOB, CAROL = np.eye(8)[0], np.eye(8)[1], np.eye(8)[2]
@@ -60,7 +60,7 @@ def test_two_people_leaning_past_each_other_are_told_apart_by_identity() -> None
 def test_a_stranger_is_a_clear_refusal_naming_shot_face_and_distances() -> None:
     shots = [shot("a.jpg", [face(0, 100), face(1, 500)], [ALICE, BOB]),
              shot("b.jpg", [face(0, 100), face(1, 500)], [ALICE, CAROL])]
-    with pytest.raises(PhotoError) as err:
+    with pytest.raises(Reject) as err:
         group_people(shots, P.max_shift, 0.12)
     assert err.value.code == "different_people"
     assert "b.jpg: face 1" in str(err.value) and "identity distance" in str(err.value) and "max 0.12" in str(err.value)
@@ -68,16 +68,16 @@ def test_a_stranger_is_a_clear_refusal_naming_shot_face_and_distances() -> None:
 
 def test_a_face_far_from_everyone_is_a_refusal_even_without_embeddings() -> None:
     shots = [Shot("a.jpg", (800, 400), [face(0, 100)]), Shot("b.jpg", (800, 400), [face(0, 600)])]
-    with pytest.raises(PhotoError, match=r"b.jpg: face 0 .* shift 4.56 face sizes \(max 1.0\)"):
+    with pytest.raises(Reject, match=r"b.jpg: face 0 .* shift 4.56 face sizes \(max 1.0\)"):
         group_people(shots, P.max_shift, 0.12)
 
 
 def test_sizes_short_bursts_and_faceless_shots_are_refused() -> None:
-    with pytest.raises(PhotoError, match=r"burst_sizes_differ: .*a.jpg 800x400, b.jpg 640x480"):
+    with pytest.raises(Reject, match=r"burst_sizes_differ: .*a.jpg 800x400, b.jpg 640x480"):
         group_people([shot("a.jpg", [face(0, 100)], [ALICE]), shot("b.jpg", [face(0, 100)], [ALICE], size=(640, 480))], 1, 0.12)
-    with pytest.raises(PhotoError, match="burst_too_short"):
+    with pytest.raises(Reject, match="burst_too_short"):
         group_people([shot("a.jpg", [face(0, 100)], [ALICE])], 1, 0.12)
-    with pytest.raises(PhotoError, match="no_face: b.jpg"):
+    with pytest.raises(Reject, match="no_face: b.jpg"):
         group_people([shot("a.jpg", [face(0, 100)], [ALICE]), shot("b.jpg", [], [])], 1, 0.12)
 
 
@@ -141,10 +141,10 @@ def test_user_plan_chooses_per_person_and_is_checked(tmp_path: Path) -> None:
     for bad, message in (({"base": "z.jpg"}, "base is 'z.jpg', not one of"), ({"people": {"7": "a.jpg"}}, "person '7'"),
                          ({"people": [1]}, "must map person numbers"), ({"cheese": 1}, "expected")):
         plan_file.write_text(json.dumps(bad))
-        with pytest.raises(PhotoError, match=message):
+        with pytest.raises(Reject, match=message):
             read_plan(plan_file, names, cands, people, P)
     plan_file.write_text("{not json")
-    with pytest.raises(PhotoError, match="not a readable JSON plan"):
+    with pytest.raises(Reject, match="not a readable JSON plan"):
         read_plan(plan_file, names, cands, people, P)
 
 
@@ -156,5 +156,5 @@ def test_a_user_plan_cannot_pick_a_shot_without_that_person(tmp_path: Path) -> N
     for bad, message in (({"people": {"0": "b.jpg"}}, "person 0 is not found in b.jpg"),
                          ({"base": "b.jpg"}, r"base b.jpg lacks person\(s\) \[0\]")):
         plan_file.write_text(json.dumps(bad))
-        with pytest.raises(PhotoError, match=message):
+        with pytest.raises(Reject, match=message):
             read_plan(plan_file, ["a.jpg", "b.jpg"], cands, people, P)

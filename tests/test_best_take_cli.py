@@ -13,11 +13,11 @@ from PIL import Image
 
 from facereplace.best_take_cli import load_burst, make_best_take
 from facereplace.compose import load_faces
-from facereplace.errors import PhotoError
 from facereplace.photo_io import Photo
 from facereplace.provenance import digital_source_type, verify
 from pipeline.commands.piq import main as piq
 from pipeline.config.params import load_params
+from pipeline.rejection import Reject
 
 REPO = Path(__file__).resolve().parents[1]
 PARAMS = REPO / "params.yaml"
@@ -124,7 +124,7 @@ def test_different_people_are_refused(shots, params) -> None:
     mirrored = shots[0].photo.rgb[:, ::-1].copy()
     photo = Photo(Path("mirrored.jpg"), mirrored, "JPEG", "0" * 64)
     other = load_faces(photo, "mirrored.jpg", params)
-    with pytest.raises(PhotoError) as err:
+    with pytest.raises(Reject) as err:
         make_best_take([shots[0], other], params)
     assert err.value.code == "different_people" and "mirrored.jpg: face" in str(err.value)
 

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from facereplace.errors import PhotoError
 from pipeline.commands.piq import main as piq
 from pipeline.config.provenance import ProvenanceParams
+from pipeline.rejection import Reject
 
 REPO = Path(__file__).resolve().parents[1]
 CORPUS = REPO / "tests" / "corpus"
@@ -44,12 +44,12 @@ def test_a_bad_pair_is_refused_before_anything_is_written(pair, tmp_path, capsys
     root, cert, key = pair
     assert load_signer(ProvenanceParams()) is None                       # none named: unsigned, said on stderr
     assert load_signer(ProvenanceParams(str(cert), str(key))).subject.startswith("O=PiQPerfect")
-    with pytest.raises(PhotoError, match="certificate_expired"):
+    with pytest.raises(Reject, match="certificate_expired"):
         load_signer(ProvenanceParams(str(cert), str(key)), now=datetime.datetime(2100, 1, 1, tzinfo=datetime.timezone.utc))
     _, other_key = init_pair(tmp_path / "other")
-    with pytest.raises(PhotoError, match="key_mismatch"):
+    with pytest.raises(Reject, match="key_mismatch"):
         load_signer(ProvenanceParams(str(cert), str(other_key)))
-    with pytest.raises(PhotoError, match="exists"):
+    with pytest.raises(Reject, match="exists"):
         init_pair(tmp_path / "other")
     out = tmp_path / "out.jpg"
     for bad_cert, bad_key, code in ((tmp_path / "missing.pem", key, "no_certificate"), (cert, other_key, "key_mismatch")):

@@ -12,8 +12,9 @@ import pytest
 
 from pipeline.config.ingest import PAPER_CATEGORIES, IngestParams
 from pipeline.config.runner import RunnerParams
+from pipeline.rejection import Reject
 from pipeline.engine.runner import Runner
-from pipeline.engine.stage import Item, ItemContext, Reject
+from pipeline.engine.stage import Item, ItemContext
 from stages.ingest import IngestStage, list_items
 from tests import real_clips as rc
 

@@ -222,7 +222,7 @@ def test_a_frame_without_a_face_is_rejected_where_a_face_is_looked_for(tiny_anim
     official default resizes a square driver clip whole, without looking for a face."""
     import numpy as np
 
-    from pipeline.engine.stage import Reject
+    from pipeline.rejection import Reject
 
     blank = np.full((512, 512, 3), 127, np.uint8)
     with pytest.raises(Reject) as err:

@@ -138,7 +138,7 @@ def test_jpeg_decoded_by_opencv_gives_pils_pixels_and_refuses_truncation(kw, tmp
 
     from PIL import Image
 
-    from facereplace.errors import PhotoError
+    from pipeline.rejection import Reject
     from facereplace.photo_io import jpeg_complete, read_photo
 
     exif = Image.Exif()
@@ -154,7 +154,7 @@ def test_jpeg_decoded_by_opencv_gives_pils_pixels_and_refuses_truncation(kw, tmp
     assert np.array_equal(got.rgb, np.ascontiguousarray(np.swapaxes(want, 0, 1)[:, ::-1]))  # PIL's, shown upright
     assert jpeg_complete(data) and not any(jpeg_complete(data[:n]) for n in (len(data) // 2, len(data) - 1))
     path.write_bytes(data[: len(data) - 100])
-    with pytest.raises(PhotoError, match="truncated"):
+    with pytest.raises(Reject, match="truncated"):
         read_photo(path)
 
 

@@ -13,13 +13,13 @@ import numpy as np
 import pytest
 from PIL import Image, ImageCms
 
-from facereplace.errors import PhotoError
 from facereplace.faces import find_faces
 from facereplace.methods import build_method
 from facereplace.photo_io import encode_photo, read_photo, write_photo
 from facereplace.replace import ReplaceConfig, replace_face
 from pipeline.commands.piq import main as piq
 from pipeline.config.replace import ReplaceParams
+from pipeline.rejection import Reject
 from tests.photo_fixtures import astronaut, astronaut_reference, group_photo, hopper, params_file, save_jpeg
 
 FAST = dict(detect_rotations=[], detect_upscale=1.0)  # no retries where the test is not about them
@@ -395,7 +395,7 @@ def test_atomic_write_gets_the_mode_a_plain_write_gets(tmp_path, umask) -> None:
 
 def test_output_must_keep_the_format(tmp_path) -> None:
     photo = read_photo(save_jpeg(tmp_path / "a.jpg", astronaut()))
-    with pytest.raises(PhotoError, match="wrong_output_format"):
+    with pytest.raises(Reject, match="wrong_output_format"):
         write_photo(photo, photo.rgb, tmp_path / "a.png")
 
 
@@ -449,7 +449,7 @@ def test_piq_method_sees_trainings_preprocessing_and_is_recorded(files, tiny_mod
 
 
 def test_piq_method_without_a_model_is_a_clear_error(tmp_path) -> None:
-    with pytest.raises(PhotoError, match="no_model.*--method classical"):
+    with pytest.raises(Reject, match="no_model.*--method classical"):
         build_method("piq", ReplaceParams(model_dir=str(tmp_path / "none")))
 
 
@@ -465,7 +465,7 @@ def test_watermark_round_trip_and_its_place() -> None:
     psnr = 10 * np.log10(255**2 / np.mean((marked[y0:y1, x0:x1].astype(float) - photo[y0:y1, x0:x1]) ** 2))
     assert psnr > 35
     assert decode_watermark(marked, 512) == 48 and decode_watermark(photo, 512) < MIN_MATCH
-    with pytest.raises(PhotoError, match="too_small_to_mark"):
+    with pytest.raises(Reject, match="too_small_to_mark"):
         embed_watermark(photo[:200, :200], 512)
 
 

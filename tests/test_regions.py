@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from facereplace.errors import PhotoError
 from pipeline.labels import LABEL_IDS
+from pipeline.rejection import Reject
 
 CORPUS = Path(__file__).parent / "corpus"
 
@@ -39,11 +39,11 @@ def test_region_masks_follow_the_labels() -> None:
     assert mouth[185, 128] and not mouth[100, 90]
     upper, lower = region_mask(lab, "upper"), region_mask(lab, "lower")
     assert (upper ^ lower).all() and upper[100, 90] and lower[185, 128] and upper[115, 128]
-    with pytest.raises(PhotoError, match="region_not_found.*glasses cover them"):
+    with pytest.raises(Reject, match="region_not_found.*glasses cover them"):
         region_mask(_face_labels(glasses=True), "eyes")
     no_mouth = _face_labels()
     no_mouth[170:190] = LABEL_IDS["skin"]
-    with pytest.raises(PhotoError, match="needs the mouth"):
+    with pytest.raises(Reject, match="needs the mouth"):
         region_mask(no_mouth, "lower")
 
 

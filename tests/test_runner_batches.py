@@ -10,8 +10,9 @@ import pandas as pd
 import pytest
 
 from pipeline.config.runner import RunnerParams
+from pipeline.rejection import Reject
 from pipeline.engine.runner import Runner
-from pipeline.engine.stage import Item, ItemContext, Output, Reject, item_seed
+from pipeline.engine.stage import Item, ItemContext, Output, item_seed
 from tests.toy_stages import SquareStage
 
 

@@ -31,8 +31,8 @@ def frames_of(path: Path, picks=PICKS) -> dict[int, V.Frame]:
         return {f.index: f for f in clip.read(picks)}
 
 
-def code_of(path: Path) -> V.VideoError:
-    with pytest.raises(V.VideoError) as err:
+def code_of(path: Path) -> V.Reject:
+    with pytest.raises(V.Reject) as err:
         V.Clip(path).close()
     return err.value
 

@@ -7,7 +7,8 @@ import time
 from typing import ClassVar
 
 from pipeline.faces.detect import Face
-from pipeline.engine.stage import Item, ItemContext, Output, Reject, Stage
+from pipeline.rejection import Reject
+from pipeline.engine.stage import Item, ItemContext, Output, Stage
 
 CALL_LOG_ENV = "PIQ_TEST_CALL_LOG"
 

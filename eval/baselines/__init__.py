@@ -10,18 +10,20 @@ data sets of those settings and is listed as not applicable on the others.
 from __future__ import annotations
 
 import warnings
-from typing import Callable, Protocol, Sequence
+from typing import Protocol, Sequence, runtime_checkable
 
 import cv2
 import numpy as np
 
 from eval.data import Triplet
+from pipeline.registry import Registry
 
 
 class Unavailable(RuntimeError):
     """A method that cannot run here (its weights are absent); the message is the reason."""
 
 
+@runtime_checkable
 class Method(Protocol):
     name: str
 
@@ -49,41 +51,19 @@ class PerPair:
             return None
 
 
-def _ipadapter(params) -> Method:
-    from eval.baselines.ipadapter import IPAdapterBaseline
-
-    return IPAdapterBaseline(params)
-
-
-def _piq(params) -> Method:
-    from eval.baselines.piq import PiQMethod
-
-    return PiQMethod(params)
-
-
-def _liveportrait(params) -> Method:
-    from eval.baselines.liveportrait import LivePortraitBaseline
-
-    return LivePortraitBaseline(params)
+BASELINES: Registry[Method] = Registry("evaluate method", Method, {
+    "source": "eval.baselines.paste:source_unchanged",
+    "paste": "eval.baselines.paste:hard_paste",
+    "poisson": "eval.baselines.paste:poisson_paste",
+    "classical": "eval.baselines.classical:from_params",
+    "ipadapter": "eval.baselines.ipadapter:IPAdapterBaseline",
+    "liveportrait": "eval.baselines.liveportrait:LivePortraitBaseline",
+    "piq": "eval.baselines.piq:PiQMethod",
+})
+METHODS = BASELINES.names()
 
 
 def build_method(name: str, params) -> Method:
     """The method called `name`, configured from the `evaluate` params section. Raises
     `Unavailable` when its weights are absent."""
-    from eval.baselines import classical, paste
-
-    factories: dict[str, Callable[[], Method]] = {
-        "source": lambda: paste.SourceUnchanged(),
-        "paste": lambda: paste.AlignedPaste(blend="none", landmarks=params.align_landmarks),
-        "poisson": lambda: paste.AlignedPaste(blend="poisson", landmarks=params.align_landmarks),
-        "classical": lambda: classical.Classical(landmarks=params.align_landmarks),
-        "ipadapter": lambda: _ipadapter(params),
-        "piq": lambda: _piq(params),
-        "liveportrait": lambda: _liveportrait(params),
-    }
-    if name not in factories:
-        raise ValueError(f"unknown method {name!r}; known: {sorted(factories)}")
-    return factories[name]()
-
-
-METHODS = ("source", "paste", "poisson", "classical", "ipadapter", "liveportrait", "piq")
+    return BASELINES.build(name, params)

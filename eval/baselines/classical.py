@@ -29,3 +29,8 @@ class Classical(PerPair):
             return None
         fg = transfer_appearance(warped, t.source, mask, ms)
         return composite(t.source, fg, feather(mask, ms.interocular * 0.25))
+
+
+def from_params(params) -> Classical:
+    """The baseline `classical` of the evaluation's registry (eval/baselines/__init__.py)."""
+    return Classical(landmarks=params.align_landmarks)

@@ -55,7 +55,7 @@ class LivePortraitBaseline:
         self.animator = animator
 
     def run(self, batch: Sequence[Triplet]) -> list[np.ndarray | None]:
-        from pipeline.engine.stage import Reject
+        from pipeline.rejection import Reject
 
         outs: list[np.ndarray | None] = []
         for t in batch:

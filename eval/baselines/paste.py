@@ -48,3 +48,17 @@ class AlignedPaste(PerPair):
             out[mask] = warped[mask]
             return out
         return poisson(warped, t.source, mask)
+
+
+# builders the evaluation's registry names (eval/baselines/__init__.py), from the `evaluate` params
+
+def source_unchanged(params) -> SourceUnchanged:
+    return SourceUnchanged()
+
+
+def hard_paste(params) -> AlignedPaste:
+    return AlignedPaste(blend="none", landmarks=params.align_landmarks)
+
+
+def poisson_paste(params) -> AlignedPaste:
+    return AlignedPaste(blend="poisson", landmarks=params.align_landmarks)

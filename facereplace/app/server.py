@@ -34,9 +34,9 @@ from starlette.routing import BaseRoute, Route
 
 from facereplace.app.folders import remove_stale
 from facereplace.app.session import Session
-from facereplace.errors import PhotoError
 from pipeline.browse.http import (HTTPError, LocalServer, add_server_arguments, make_app, read_body, read_json,
                                   send_json, setup_logging, static_routes)
+from pipeline.rejection import Reject
 
 log = logging.getLogger("piq.app")
 STATIC = Path(__file__).parent / "static"
@@ -48,7 +48,7 @@ READ_REASONS = {"unreadable_image": "not a JPEG or PNG this tool can read, or da
 REPLACE_FIELDS = {"photo": str, "face": int, "source": str, "source_face": int}
 
 
-def public_error(err: PhotoError, name: str) -> HTTPError:
+def public_error(err: Reject, name: str) -> HTTPError:
     """What the page is told of a refused photo: its name as uploaded and the reason, never a
     server path or a Python repr (the full message goes to the log)."""
     if err.code in READ_REASONS:
@@ -65,13 +65,13 @@ def check_header(path: Path, name: str, max_pixels: int) -> None:
             with Image.open(path) as im:
                 fmt, (w, h) = im.format, im.size
         except Image.DecompressionBombError:
-            raise PhotoError("too_many_pixels", name) from None
+            raise Reject("too_many_pixels", name) from None
         except (UnidentifiedImageError, OSError, ValueError):
-            raise PhotoError("unreadable_image", name) from None
+            raise Reject("unreadable_image", name) from None
     if fmt not in ("JPEG", "PNG"):
-        raise PhotoError("unsupported_format", name)
+        raise Reject("unsupported_format", name)
     if w * h > max_pixels:
-        raise PhotoError("too_many_pixels", f"{name}: {w}x{h}")
+        raise Reject("too_many_pixels", f"{name}: {w}x{h}")
 
 
 def routes(session: Session) -> list[BaseRoute]:
@@ -98,7 +98,7 @@ def routes(session: Session) -> list[BaseRoute]:
                 described = await run_in_threadpool(session.add, name, path, role)
             except BaseException as err:
                 path.unlink(missing_ok=True)  # a refused upload is deleted at once
-                if isinstance(err, PhotoError):
+                if isinstance(err, Reject):
                     log.info("refused upload %r: %s", name, err)
                     raise public_error(err, Path(name).name) from None
                 raise
@@ -159,7 +159,7 @@ def fields(req: Any, schema: dict[str, type]) -> dict[str, Any]:
 
 def serve(session: Session, host: str = "127.0.0.1", port: int = 0, verbose: bool = False) -> LocalServer:
     """A server bound to (host, port) (port 0: a free one); `start()` it (a thread) or `run()` it."""
-    return LocalServer(lambda guard: make_app(routes(session), guard, {PhotoError: lambda err: public_error(err, "")}),
+    return LocalServer(lambda guard: make_app(routes(session), guard, {Reject: lambda err: public_error(err, "")}),
                        host, port, verbose)
 
 

@@ -23,8 +23,8 @@ import numpy as np
 
 from facereplace.app.folders import session_folder
 from facereplace.compose import Composite, LoadedPhoto, Swap, load_faces, replace_many
-from facereplace.errors import PhotoError
 from facereplace.identity_match import distance
+from pipeline.rejection import Reject
 
 
 @dataclasses.dataclass
@@ -81,7 +81,7 @@ class Session:
 
     def entry(self, photo_id: str) -> Entry:
         if photo_id not in self.entries:
-            raise PhotoError("unknown_photo", f"no photo {photo_id!r} in this session")
+            raise Reject("unknown_photo", f"no photo {photo_id!r} in this session")
         return self.entries[photo_id]
 
     def describe(self, e: Entry) -> dict[str, Any]:
@@ -103,12 +103,12 @@ class Session:
         from facereplace.photo_io import read_photo
 
         if role not in ("photo", "reference"):
-            raise PhotoError("bad_role", f"role {role!r}: photo or reference")
+            raise Reject("bad_role", f"role {role!r}: photo or reference")
         safe = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(name).name) or "photo"
         with self.lock:
             if len(self.entries) >= self.params.app.max_photos:
-                raise PhotoError("too_many_photos", f"{safe}: a session opens at most app.max_photos "
-                                                    f"{self.params.app.max_photos} photos")
+                raise Reject("too_many_photos", f"{safe}: a session opens at most app.max_photos "
+                                                f"{self.params.app.max_photos} photos")
             photo_id = f"p{len(self.entries) + 1}-{self.tag}"
             photo = read_photo(upload, self.params.replace.max_pixels)
             photo.path = Path(safe)
@@ -119,7 +119,7 @@ class Session:
             else:
                 loaded = dataclasses.replace(loaded, name=safe)
             if not loaded.faces:
-                raise PhotoError("no_face", f"{safe}: no face found")
+                raise Reject("no_face", f"{safe}: no face found")
             entry = Entry(photo_id, role, loaded, [self._person_of(e) for e in loaded.embeddings])
             self.entries[photo_id] = entry
             return self.describe(entry)
@@ -159,14 +159,14 @@ class Session:
             self._check_face(e, face)
             self._check_face(src, source_face)
             if src.id == e.id:
-                raise PhotoError("same_photo", "choose a face of another photo or a reference")
+                raise Reject("same_photo", "choose a face of another photo or a reference")
             a, b = e.loaded.embeddings[face], src.loaded.embeddings[source_face]
             d = distance(a, b) if a is not None and b is not None else float("inf")
             limit = self.params.replace.max_identity_distance
             if d > limit:
-                raise PhotoError("identity_mismatch", f"{src.loaded.name} face {source_face} is at identity distance "
-                                                      f"{d:.3f} from {e.loaded.name} face {face}, over "
-                                                      f"replace.max_identity_distance {limit:.3f}: not the same person")
+                raise Reject("identity_mismatch", f"{src.loaded.name} face {source_face} is at identity distance "
+                                                  f"{d:.3f} from {e.loaded.name} face {face}, over "
+                                                  f"replace.max_identity_distance {limit:.3f}: not the same person")
             swaps = {**e.swaps, face: Swap(face, src.loaded, source_face, d)}
             inputs = {e.loaded.name: e.loaded.photo.sha256} | {s.source.name: s.source.photo.sha256 for s in swaps.values()}
             e.composite = replace_many(e.loaded, [swaps[k] for k in sorted(swaps)], self.method, self.params, "piq app",
@@ -183,7 +183,7 @@ class Session:
     @staticmethod
     def _check_face(e: Entry, face: int) -> None:
         if not 0 <= face < len(e.loaded.faces):
-            raise PhotoError("bad_face_index", f"{e.loaded.name} has faces 0..{len(e.loaded.faces) - 1}, not {face}")
+            raise Reject("bad_face_index", f"{e.loaded.name} has faces 0..{len(e.loaded.faces) - 1}, not {face}")
 
     # --- pictures ------------------------------------------------------------------------
 
@@ -195,14 +195,14 @@ class Session:
         """The edit for the page (the marked pixels); the download is `result_file`."""
         e = self.entry(photo_id)
         if e.composite is None:
-            raise PhotoError("not_edited", f"{e.loaded.name}: no face replaced yet")
+            raise Reject("not_edited", f"{e.loaded.name}: no face replaced yet")
         return _jpeg(e.composite.image)
 
     def result_file(self, photo_id: str) -> tuple[bytes, str]:
         """The edited photo's file (input's format, metadata, watermark, provenance) and its name."""
         e = self.entry(photo_id)
         if e.composite is None:
-            raise PhotoError("not_edited", f"{e.loaded.name}: no face replaced yet")
+            raise Reject("not_edited", f"{e.loaded.name}: no face replaced yet")
         return e.composite.data, e.download_name
 
     def face_jpeg(self, photo_id: str, face: int) -> bytes:

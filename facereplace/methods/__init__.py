@@ -8,19 +8,16 @@
 from __future__ import annotations
 
 from facereplace.methods.base import FaceMethod
+from pipeline.registry import Registry
 
-METHODS = ("classical", "piq")
+FACE_METHODS: Registry[FaceMethod] = Registry("method", FaceMethod, {
+    "classical": "facereplace.methods.classical:from_params",
+    "piq": "facereplace.methods.piq:PiQMethod",
+})
+METHODS = FACE_METHODS.names()
 
 
 def build_method(name: str, params, sample=None, device: str | None = None) -> FaceMethod:
     """The method `name` configured from `params` (ReplaceParams) and `sample` (SampleParams:
     dtype and speed levers of the piq pipeline)."""
-    if name == "classical":
-        from facereplace.methods.classical import ClassicalMethod
-
-        return ClassicalMethod(params)
-    if name == "piq":
-        from facereplace.methods.piq import PiQMethod
-
-        return PiQMethod(params, sample, device)
-    raise ValueError(f"unknown method {name!r}; known: {list(METHODS)}")
+    return FACE_METHODS.build(name, params, sample, device)

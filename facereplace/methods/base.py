@@ -1,11 +1,12 @@
 """The face-maker interface: a source crop and a reference in, a new face in the source's crop out."""
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
 
+@runtime_checkable
 class FaceMethod(Protocol):
     name: str
     model_hash: str | None   # sha256 of the weights that made the face (provenance); None for classical
@@ -18,5 +19,5 @@ class FaceMethod(Protocol):
         (black elsewhere), what the model was trained to take (None for a method that does not
         read it, `reads_driving` False). Returns (new S x S crop in the
         source's frame, bool mask of the pixels it defines or None for all); raises
-        `PhotoError` when it cannot make one (no face mesh to align to)."""
+        `Reject` when it cannot make one (no face mesh to align to)."""
         ...

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from facereplace.errors import PhotoError
 from pipeline.config.replace import ReplaceParams
 from pipeline.faces.classical_swap import align_faces, transfer_appearance
 from pipeline.faces.paste import poisson
+from pipeline.rejection import Reject
 
 
 POISSON_BLENDS = {"poisson": "opencv", "poisson_dst": "dst"}  # replace.blend -> pipeline.faces.paste.poisson's solver
@@ -28,11 +28,17 @@ class ClassicalMethod:
                   caption: str = "") -> tuple[np.ndarray, np.ndarray | None]:
         got = align_faces(source, reference, "mesh")
         if got is None:
-            raise PhotoError("no_face_mesh", "the face mesh found no face in the photo's or REF's face crop to align")
+            raise Reject("no_face_mesh", "the face mesh found no face in the photo's or REF's face crop to align")
         warped, mask, ms = got
         if mask.sum() < 64:
-            raise PhotoError("no_face_mesh", "REF's face does not overlap the photo's face after alignment")
+            raise Reject("no_face_mesh", "REF's face does not overlap the photo's face after alignment")
         fg = transfer_appearance(warped, source, mask, ms)
         if self.blend in POISSON_BLENDS:
             fg = poisson(fg, source, mask, POISSON_BLENDS[self.blend])
         return fg, mask
+
+
+def from_params(params: ReplaceParams, sample=None, device: str | None = None) -> ClassicalMethod:
+    """The method `classical` (facereplace/methods/__init__.py): it reads `replace` only; the
+    sampler's levers and the device are the piq method's."""
+    return ClassicalMethod(params)

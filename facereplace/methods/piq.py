@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from facereplace.errors import PhotoError
 from pipeline.config.replace import ReplaceParams
+from pipeline.rejection import Reject
 
 
 def weights_hash(model_dir: Path) -> str:
@@ -36,8 +36,8 @@ class PiQMethod:
 
         model_dir = Path(params.model_dir)
         if not is_pipeline_folder(model_dir):
-            raise PhotoError("no_model", f"no trained model at {model_dir} (replace.model_dir; run `piq train`), "
-                                         f"or use --method classical")
+            raise Reject("no_model", f"no trained model at {model_dir} (replace.model_dir; run `piq train`), "
+                                     f"or use --method classical")
         self.pipe = load_replacer(model_dir, device or params.device, sample)
         self.steps, self.guidance, self.seed = params.num_inference_steps, params.guidance_scale, params.seed
         self.model_hash = weights_hash(model_dir)

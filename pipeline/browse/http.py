@@ -297,7 +297,7 @@ def static_routes(static: Path) -> list[BaseRoute]:
 def make_app(routes: list[BaseRoute], guard: Guard,
              errors: dict[type[Exception], Callable[[Exception], HTTPError]] | None = None) -> Any:
     """A Starlette app of `routes` behind the guard. `errors` maps an exception of the page's
-    own (a PhotoError) to an answer; anything else is a 500 whose detail goes to the log only."""
+    own (a Reject) to an answer; anything else is a 500 whose detail goes to the log only."""
 
     async def http_error(request: Request, err: HTTPError) -> Response:
         return error_response(request.url.path, err.status, str(err))

@@ -14,7 +14,8 @@ import numpy as np
 import pandas as pd
 
 from pipeline.media.images import read_rgb
-from pipeline.engine.stage import Item, ItemContext, Output, Reject, Stage
+from pipeline.rejection import Reject
+from pipeline.engine.stage import Item, ItemContext, Output, Stage
 
 
 def animate_items(input_dir: str) -> list[Item]:
@@ -204,9 +205,9 @@ def run_annotation(stage: ImageBatchStage, runner_params: Any, seed: int, previe
 def annotation_main(args: Any, section: str, stage_cls: type, preview: Callable[[Any], Any], made: str) -> int:
     """`piq caption` / `piq segment`: params, workers, run, stats report, one summary line."""
     import dataclasses
-    import json
 
     from pipeline.config.params import load_params
+    from pipeline.engine.runner import end_main
 
     all_params = load_params(args.params)
     p = getattr(all_params, section)
@@ -214,12 +215,9 @@ def annotation_main(args: Any, section: str, stage_cls: type, preview: Callable[
         p.workers, p.backend == stage_cls.offline_backend, p.device, p.num_gpus, all_params.runner.workers)
     summary = run_annotation(stage_cls(p), dataclasses.replace(all_params.runner, workers=workers), all_params.seed, preview)
     stats = summary.stats
-    report = Path(args.report)
-    report.parent.mkdir(parents=True, exist_ok=True)
-    report.write_text(json.dumps(stats, indent=1, sort_keys=True) + "\n")
-    print(f"{section} ({p.backend}): {stats['items']} images, {stats['done']} {made}, {stats['rejected']} refused "
-          f"{stats['reject_codes']}, {summary.skipped} already done -> {p.out_dir}")
-    return 0 if stats["complete"] else 1
+    return end_main(stats, f"{section} ({p.backend}): {stats['items']} images, {stats['done']} {made}, "
+                           f"{stats['rejected']} refused {stats['reject_codes']}, {summary.skipped} already done -> "
+                           f"{p.out_dir}", args.report)
 
 
 def add_annotation_arguments(parser: Any, section: str) -> None:

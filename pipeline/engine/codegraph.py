@@ -4,8 +4,9 @@ Two things must follow the code a stage really runs, not a list kept by hand: th
 fingerprint (finished items made by other code are stale) and dvc.yaml's deps (DVC reruns a
 stage whose code changed; `piq deps`, pipeline/commands/code_deps.py). Both come from here. The graph is read statically (`ast`, nothing is
 imported): every `import x` / `from x import y` of a module of this project, at any depth
-(function-level imports included, so lazily imported backends count), transitively, with the
-`__init__.py` of every package on the way (Python runs them on import).
+(function-level imports included, so lazily imported backends count) and every "module:attribute"
+entry of a backend `Registry` (pipeline/registry.py: built by name, imported when chosen),
+transitively, with the `__init__.py` of every package on the way (Python runs them on import).
 
 The digest hashes each module's syntax tree without docstrings, so editing a comment or a
 docstring does not wipe a finished stage. The runner's own bookkeeping modules (`MACHINERY`)
@@ -72,6 +73,8 @@ def _direct_imports(name: str, root_s: str, path_s: str, _mtime: int, _size: int
         elif isinstance(node, ast.ImportFrom):
             base = _resolve(node, name, path.name == "__init__.py")
             candidates = [base] + [f"{base}.{alias.name}" for alias in node.names]
+        elif _is_registry(node):
+            candidates = _registry_modules(node)
         else:
             continue
         for cand in candidates:
@@ -83,6 +86,21 @@ def _direct_imports(name: str, root_s: str, path_s: str, _mtime: int, _size: int
                     found.add(sub)
     found.discard(name)
     return frozenset(found)
+
+
+def _is_registry(node: ast.AST) -> bool:
+    """A `Registry(...)` call (pipeline/registry.py): its entries are imports by name."""
+    if not isinstance(node, ast.Call):
+        return False
+    func = node.func
+    return (func.id if isinstance(func, ast.Name) else getattr(func, "attr", None)) == "Registry"
+
+
+def _registry_modules(node: ast.Call) -> list[str]:
+    """The modules a registry's "module:attribute" entries name: a backend built by name is
+    code its family runs, as if imported in a function."""
+    return [sub.value.partition(":")[0] for sub in ast.walk(node)
+            if isinstance(sub, ast.Constant) and isinstance(sub.value, str) and ":" in sub.value]
 
 
 def closure(modules: str | tuple[str, ...] | list[str], root: Path | None = None, skip: frozenset[str] = frozenset()) -> list[str]:

@@ -14,6 +14,7 @@ the attempt. Timings go to `<runner.reports_dir>/<stage>/timing.json`, outside t
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import sys
 import time
@@ -30,7 +31,8 @@ from pipeline.config.runner import RunnerParams
 from pipeline.engine.item_feed import ItemFeed
 from pipeline.engine.manifest import consolidate, up_to_date
 from pipeline.engine.outdir import OutDir, OutDirError
-from pipeline.engine.stage import Item, ItemContext, Output, Reject, Stage, item_seed
+from pipeline.rejection import Reject
+from pipeline.engine.stage import Item, ItemContext, Output, Stage, item_seed
 from pipeline.engine.state import RecordWriter, StageState, done_record, reject_record, without_local_paths
 from pipeline.engine.timing import write_timing
 
@@ -189,6 +191,20 @@ class RunSummary:
     nodes: dict[str, int] = dataclasses.field(default_factory=dict)  # items recorded per node
     seconds: float = 0.0
 
+
+
+def end_main(stats: dict[str, Any], line: str, report: str | Path | None = None, notes: Iterable[str] = ()) -> int:
+    """How an item-parallel stage's `main` ends: its stats (without timings) copied to `report`
+    where the stage has one (a DVC metric), its one summary line and any notes printed, and its
+    exit code: 0 when every item is finished (made or refused), 1 when some are still to do."""
+    if report is not None:
+        path = Path(report)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(stats, indent=1, sort_keys=True) + "\n")
+    print(line)
+    for note in notes:
+        print(note)
+    return 0 if stats["complete"] else 1
 
 class _TaskSizer:
     """Items per task: whole batches, grown until one task takes about `target` seconds (few

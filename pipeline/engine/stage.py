@@ -20,16 +20,8 @@ import hashlib
 from typing import Any, ClassVar
 
 from pipeline.config.keys import output_params
+from pipeline.rejection import Reject
 from pipeline.engine.worker_state import WorkerLocal
-
-
-class Reject(Exception):
-    """Bad input: recorded in the rejects table with `code`, never retried."""
-
-    def __init__(self, code: str, detail: str = "") -> None:
-        super().__init__(f"{code}: {detail}" if detail else code)
-        self.code = code
-        self.detail = detail
 
 
 @dataclasses.dataclass(frozen=True)

@@ -11,7 +11,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from pipeline.engine.stage import Reject
+from pipeline.rejection import Reject
 
 
 class ImageError(ValueError):

@@ -36,7 +36,7 @@ import av
 import numpy as np
 from av.video.reformatter import ColorPrimaries, ColorTrc
 
-from pipeline.engine.stage import Reject
+from pipeline.rejection import Reject
 
 HDR_TRANSFERS = frozenset({ColorTrc.SMPTE2084, ColorTrc.ARIB_STD_B67})  # PQ, HLG
 UNSPECIFIED_COLORSPACE = 2  # AVCOL_SPC_UNSPECIFIED
@@ -47,15 +47,6 @@ MAX_SEEK_RETRIES = 3  # keyframes further back tried when a seek lands after the
 SKIP_NONREF_CODECS = frozenset({"h264", "hevc"})
 
 _decoder_threads: int | None = None
-
-
-class VideoError(Exception):
-    """A clip that cannot be used. `code` is a reject reason code (docs/DATA.md)."""
-
-    def __init__(self, code: str, detail: str) -> None:
-        super().__init__(f"{code}: {detail}")
-        self.code = code
-        self.detail = detail
 
 
 def set_decoder_threads(threads: int | None) -> None:
@@ -140,11 +131,11 @@ def orientation(matrix: Sequence[int] | None) -> tuple[int, bool]:
     a, b, c, d = (matrix[i] / 65536.0 for i in (0, 1, 3, 4))
     det = a * d - b * c
     if not np.isfinite(det) or abs(abs(det) - 1.0) > 1e-3:
-        raise VideoError("bad_rotation", f"display matrix {[a, b, c, d]} scales or shears the frame")
+        raise Reject("bad_rotation", f"display matrix {[a, b, c, d]} scales or shears the frame")
     ints = [round(v) for v in (a, b, c, d)]
     if any(abs(v - i) > 1e-3 for v, i in zip((a, b, c, d), ints)):
         angle = np.degrees(np.arctan2(b, a))
-        raise VideoError("bad_rotation", f"display matrix turns the frame by {angle:.1f} deg, not a multiple of 90")
+        raise Reject("bad_rotation", f"display matrix turns the frame by {angle:.1f} deg, not a multiple of 90")
     a, b, c, d = ints
     mirrored = det < 0
     if mirrored:  # shown = mirror(rotate(stored)): undo the mirror of the shown x
@@ -171,16 +162,16 @@ class Clip:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         if not self.path.is_file():
-            raise VideoError("missing_file", f"{self.path} does not exist")
+            raise Reject("missing_file", f"{self.path} does not exist")
         if self.path.stat().st_size == 0:
-            raise VideoError("empty_video", f"{self.path.name} is 0 bytes")
+            raise Reject("empty_video", f"{self.path.name} is 0 bytes")
         try:
             self._container = av.open(str(self.path))
         except (av.FFmpegError, UnicodeDecodeError) as err:
             if _mp4_without_index(self.path):
-                raise VideoError("truncated_video", f"{self.path.name} ends before its 'moov' index box (an MP4 / MOV "
-                                 "upload or copy cut off, or a recording never finalised)") from err
-            raise VideoError("unreadable_video", f"FFmpeg cannot open {self.path.name}: {_reason(err)}") from err
+                raise Reject("truncated_video", f"{self.path.name} ends before its 'moov' index box (an MP4 / MOV "
+                              "upload or copy cut off, or a recording never finalised)") from err
+            raise Reject("unreadable_video", f"FFmpeg cannot open {self.path.name}: {_reason(err)}") from err
         self._iter: Iterator[av.VideoFrame] | None = None
         self._last_pts: int | None = None  # pts of the last frame decoded since the last seek
         self._decoded_upto: int | None = None  # ... before the last seek
@@ -219,20 +210,20 @@ class Clip:
         streams = self._container.streams
         if not streams.video:
             kinds = ", ".join(sorted({s.type for s in streams})) or "nothing"
-            raise VideoError("no_video_stream", f"{self.path.name} holds no video stream ({kinds})")
+            raise Reject("no_video_stream", f"{self.path.name} holds no video stream ({kinds})")
         # the largest picture of several (a camera's preview track, an editor's proxy); cover art is
         # a picture attached to the file, not video
         moving = [s for s in streams.video if not s.disposition & av.stream.Disposition.attached_pic] or streams.video
         stream = max(moving, key=lambda s: (s.codec_context.width * s.codec_context.height) if s.codec_context else 0)
         ctx = stream.codec_context
         if ctx is None:
-            raise VideoError("unsupported_codec", f"{self.path.name}: codec {_unknown_codec(self.path)!r} is unknown to "
-                             f"FFmpeg {av.ffmpeg_version_info}")
+            raise Reject("unsupported_codec", f"{self.path.name}: codec {_unknown_codec(self.path)!r} is unknown to "
+                          f"FFmpeg {av.ffmpeg_version_info}")
         try:
             av.codec.Codec(ctx.name, "r")
         except (av.FFmpegError, ValueError) as err:
-            raise VideoError("unsupported_codec", f"{self.path.name}: no decoder for codec {_codec_name(stream)!r} in "
-                             f"FFmpeg {av.ffmpeg_version_info}") from err
+            raise Reject("unsupported_codec", f"{self.path.name}: no decoder for codec {_codec_name(stream)!r} in "
+                          f"FFmpeg {av.ffmpeg_version_info}") from err
         ctx.thread_count = decoder_threads()
         ctx.thread_type = "AUTO"
         return stream
@@ -253,21 +244,21 @@ class Clip:
         name, header = self.path.name, self._stream.frames
         if not pts:
             if ended_early:
-                raise VideoError("unreadable_video", f"{name}: no packet can be read ({ended_early})")
-            raise VideoError("empty_video", f"{name}: the video stream holds no frame")
+                raise Reject("unreadable_video", f"{name}: no packet can be read ({ended_early})")
+            raise Reject("empty_video", f"{name}: the video stream holds no frame")
         if header and len(pts) < header and (ended_early or _data_ends_early(self._container, self._stream, len(pts))):
-            raise VideoError("truncated_video", f"{name} holds {len(pts)} of the {header} frames its header lists: "
-                             "the file ends early (an interrupted upload or copy)")
+            raise Reject("truncated_video", f"{name} holds {len(pts)} of the {header} frames its header lists: "
+                          "the file ends early (an interrupted upload or copy)")
         if any(p is None for p in pts):
-            raise VideoError("bad_timestamps", f"{name}: {sum(p is None for p in pts)} frames have no timestamp")
+            raise Reject("bad_timestamps", f"{name}: {sum(p is None for p in pts)} frames have no timestamp")
         order = np.argsort(np.asarray(pts, dtype=np.int64), kind="stable")
         sorted_pts = np.asarray(pts, dtype=np.int64)[order]
         if np.any(np.diff(sorted_pts) == 0):
             dup = int(np.sum(np.diff(sorted_pts) == 0))
-            raise VideoError("bad_timestamps", f"{name}: {dup} frames share another frame's timestamp")
+            raise Reject("bad_timestamps", f"{name}: {dup} frames share another frame's timestamp")
         key_idx = [i for i in order if keys[i]]
         if not key_idx:
-            raise VideoError("unreadable_video", f"{name}: no keyframe: no frame can be decoded on its own")
+            raise Reject("unreadable_video", f"{name}: no keyframe: no frame can be decoded on its own")
         key_pts = np.asarray([pts[i] for i in key_idx], dtype=np.int64)
         return PacketIndex(sorted_pts, key_pts, float(self._stream.time_base), last_duration)
 
@@ -281,8 +272,8 @@ class Clip:
                 self._last_pts = frame.pts
                 self._first_index = int(np.searchsorted(self.index.pts, frame.pts))
                 return frame
-        raise VideoError("unreadable_video", f"{self.path.name}: the {_codec_name(self._stream)} stream does "
-                         "not decode (corrupt data)")
+        raise Reject("unreadable_video", f"{self.path.name}: the {_codec_name(self._stream)} stream does "
+                      "not decode (corrupt data)")
 
     def _info(self, first: av.VideoFrame) -> VideoInfo:
         stream, times = self._stream, self.times
@@ -429,14 +420,14 @@ def parse_segments(spec: str | float | None, times: np.ndarray, duration_s: floa
         try:
             start_s, end_s = (float(v) for v in part.split("-"))
         except ValueError as err:
-            raise VideoError("bad_segments", f"cannot parse segment {part!r} (want start-end in seconds)") from err
+            raise Reject("bad_segments", f"cannot parse segment {part!r} (want start-end in seconds)") from err
         if end_s <= start_s or start_s < 0:
-            raise VideoError("bad_segments", f"segment {part!r} is empty or negative")
+            raise Reject("bad_segments", f"segment {part!r} is empty or negative")
         if start_s >= duration_s:
-            raise VideoError("bad_segments", f"segment {part!r} starts after the clip ends ({duration_s:.2f} s)")
+            raise Reject("bad_segments", f"segment {part!r} starts after the clip ends ({duration_s:.2f} s)")
         segments.append(np.flatnonzero((times >= start_s - 1e-9) & (times < end_s - 1e-9)))
     if not segments:
-        raise VideoError("bad_segments", f"no segment in {spec!r}")
+        raise Reject("bad_segments", f"no segment in {spec!r}")
     return segments
 
 
@@ -445,13 +436,10 @@ def parse_segments(spec: str | float | None, times: np.ndarray, duration_s: floa
 def clip_frames(path: str | Path, indices: Sequence[int] | None = None) -> list[np.ndarray]:
     """Frames of a clip (all, or the given indices; negative ones count from the end), upright
     RGB. An unusable file is a Reject with the reader's reason code."""
-    try:
-        with Clip(path) as clip:
-            n = clip.info.frames
-            wanted = None if indices is None else [i % n for i in indices]
-            frames = {f.index: f.rgb for f in clip.read(wanted)}
-    except VideoError as err:
-        raise Reject(err.code, err.detail) from err
+    with Clip(path) as clip:
+        n = clip.info.frames
+        wanted = None if indices is None else [i % n for i in indices]
+        frames = {f.index: f.rgb for f in clip.read(wanted)}
     order = range(n) if wanted is None else wanted
     return [frames[i] for i in order if i in frames]
 

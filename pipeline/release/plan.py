@@ -24,7 +24,8 @@ from pipeline.labels import LABEL_NAMES
 from pipeline.release.removals import read_ledger
 from pipeline.release.shards import shard_name
 from pipeline.release.splits import SPLITS, split_all
-from pipeline.engine.stage import Item, Reject
+from pipeline.engine.stage import Item
+from pipeline.rejection import Reject
 
 UPSTREAM = ("ingest", "animate", "caption", "segment", "relight")
 TAR_BLOCK, TAR_RECORD = 512, 10240  # a member is a header block + its data padded to blocks; a tar ends on a record

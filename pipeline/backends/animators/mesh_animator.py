@@ -18,8 +18,9 @@ import numpy as np
 from pipeline.backends.animators import motion as mo
 from pipeline.backends.animators.base import AnimatedImage, Animator
 from pipeline.backends.animators.warp import paint_lashes, paint_mouth, warp
+from pipeline.config.animate import AnimateParams
 from pipeline.faces import mesh as fm
-from pipeline.engine.stage import Reject
+from pipeline.rejection import Reject
 
 
 def _key(image: np.ndarray) -> str:
@@ -111,3 +112,9 @@ def render_program(template: np.ndarray, controls: mo.Controls, frames: int, ani
         motion = mo.program_motion(base, controls.scaled(float(ease)))
         out.append(template.copy() if ease == 0 else animator.apply(template, base, motion).image)
     return out
+
+
+def from_params(params: AnimateParams) -> MeshAnimator:
+    """The animator `animate.backend: mesh` names (pipeline/backends/animators/factory.py); it takes no
+    settings from the `animate` params section."""
+    return MeshAnimator()

@@ -6,19 +6,17 @@ local folder) and the offline captioner that writes what it measures on the face
 from __future__ import annotations
 
 from pipeline.backends.captioners.base import Caption, Captioner
+from pipeline.registry import Registry
+
+CAPTIONERS: Registry[Captioner] = Registry("caption.backend", Captioner, {
+    "attributes": "pipeline.backends.captioners.attributes:AttributeCaptioner",
+    "llava": "pipeline.backends.captioners.llava:LlavaCaptioner",
+})
 
 
 def build_captioner(params) -> Captioner:
     """The backend named by `params.backend` (a `CaptionParams`), not yet set up."""
-    if params.backend == "attributes":
-        from pipeline.backends.captioners.attributes import AttributeCaptioner
-
-        return AttributeCaptioner(params)
-    if params.backend == "llava":
-        from pipeline.backends.captioners.llava import LlavaCaptioner
-
-        return LlavaCaptioner(params)
-    raise ValueError(f"unknown caption backend {params.backend!r}")
+    return CAPTIONERS.build(params.backend, params)
 
 
-__all__ = ["Caption", "Captioner", "build_captioner"]
+__all__ = ["CAPTIONERS", "Caption", "Captioner", "build_captioner"]

@@ -18,7 +18,7 @@ from pipeline.backends.animators import signatures as sig
 from pipeline.backends.animators.signatures import change
 from pipeline.backends.captioners.base import Caption, Captioner
 from pipeline.faces import mesh as fm
-from pipeline.engine.stage import Reject
+from pipeline.rejection import Reject
 
 # Thresholds on the mesh measures (ratios of the interocular distance; neutral faces of the
 # test portraits: smile -0.01, mouth_open 0.00, eye_open 0.27, brow_raise 0.18).

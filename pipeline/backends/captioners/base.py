@@ -7,7 +7,7 @@ from typing import Any, ClassVar, Sequence
 
 import numpy as np
 
-from pipeline.engine.stage import Reject
+from pipeline.rejection import Reject
 from pipeline.engine.worker_state import WorkerLocal
 
 

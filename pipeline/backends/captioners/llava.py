@@ -33,7 +33,7 @@ from pipeline.engine.annotate import pixel_batch
 from pipeline.device import is_cuda, resolve_device
 from pipeline.backends.captioners.base import Caption, Captioner
 from pipeline.weight_files.hf_folders import TRANSFORMERS_FORMATS, inspect_folder, load_checked, read_config
-from pipeline.engine.stage import Reject
+from pipeline.rejection import Reject
 from pipeline.weight_files.checks import ComponentCheck, WeightsFormatError, failed_check, offline_check, register_check
 
 # LLaVA-1.5's conversation format, for processors saved without a chat template.

@@ -6,16 +6,14 @@ labels, mapped to ours by name) and the offline dense-mesh parser. The stage nev
 from __future__ import annotations
 
 from pipeline.backends.parsers.base import FaceParser
+from pipeline.registry import Registry
+
+PARSERS: Registry[FaceParser] = Registry("segment.backend", FaceParser, {
+    "mesh": "pipeline.backends.parsers.mesh_parser:MeshParser",
+    "segformer": "pipeline.backends.parsers.segformer:SegformerParser",
+})
 
 
 def build_parser(params) -> FaceParser:
     """The backend named by `params.backend` (a `SegmentParams`), not yet set up."""
-    if params.backend == "mesh":
-        from pipeline.backends.parsers.mesh_parser import MeshParser
-
-        return MeshParser(params)
-    if params.backend == "segformer":
-        from pipeline.backends.parsers.segformer import SegformerParser
-
-        return SegformerParser(params)
-    raise ValueError(f"unknown segment backend {params.backend!r}")
+    return PARSERS.build(params.backend, params)

@@ -6,7 +6,7 @@ from typing import ClassVar, Sequence
 
 import numpy as np
 
-from pipeline.engine.stage import Reject
+from pipeline.rejection import Reject
 from pipeline.engine.worker_state import WorkerLocal
 
 

@@ -22,7 +22,7 @@ from pipeline.faces import mesh as fm
 from pipeline.labels import LABEL_IDS as L
 from pipeline.backends.parsers.base import FaceParser
 from pipeline.quiet import native_stderr_filtered
-from pipeline.engine.stage import Reject
+from pipeline.rejection import Reject
 
 
 def _arc(loop: Sequence[int], a: int, b: int, through: int) -> list[int]:

@@ -28,7 +28,7 @@ from pipeline.device import is_cuda, resolve_device
 from pipeline.weight_files.hf_folders import TRANSFORMERS_FORMATS, inspect_folder, load_checked, read_config
 from pipeline.labels import LABEL_NAMES, id_lookup
 from pipeline.backends.parsers.base import FaceParser
-from pipeline.engine.stage import Reject
+from pipeline.rejection import Reject
 from pipeline.weight_files.checks import ComponentCheck, WeightsFormatError, failed_check, offline_check, register_check
 
 PROCESSOR_TYPES = ("SegformerImageProcessor", "SegformerImageProcessorFast", "SegformerFeatureExtractor")

@@ -7,17 +7,15 @@ which backend runs.
 """
 from __future__ import annotations
 
+from pipeline.registry import Registry
 from pipeline.backends.relighters.base import Relighter
+
+RELIGHTERS: Registry[Relighter] = Registry("relight.backend", Relighter, {
+    "sh": "pipeline.backends.relighters.sh:SHRelighter",
+    "neural_gaffer": "pipeline.backends.relighters.neural_gaffer:NeuralGafferRelighter",
+})
 
 
 def build_relighter(params) -> Relighter:
     """The backend named by `params.backend` (a `RelightParams`), not yet set up."""
-    if params.backend == "sh":
-        from pipeline.backends.relighters.sh import SHRelighter
-
-        return SHRelighter(params)
-    if params.backend == "neural_gaffer":
-        from pipeline.backends.relighters.neural_gaffer import NeuralGafferRelighter
-
-        return NeuralGafferRelighter(params)
-    raise ValueError(f"unknown relight backend {params.backend!r}")
+    return RELIGHTERS.build(params.backend, params)

@@ -23,9 +23,9 @@ import numpy as np
 from pipeline.config.relight import RelightParams
 from pipeline.faces.mesh import FaceMeshDetector, Mesh
 from pipeline.faces.normals import head_normals
+from pipeline.rejection import Reject
 from pipeline.backends.relighters.base import Relighter
 from pipeline.backends.relighters.envmaps import LUMA, EnvLight, irradiance, linear_to_srgb, sh_basis, srgb_to_linear
-from pipeline.engine.stage import Reject
 
 _SRGB_TO_LINEAR = srgb_to_linear(np.arange(256) / 255.0).astype(np.float32)
 _LINEAR_STEPS = 16383  # linear -> 8-bit sRGB through a table: < 0.3 code values of error near black

@@ -20,8 +20,9 @@ import torch
 
 from pipeline.device import is_cuda
 from pipeline.backends.animators.base import AnimatedImage, Animator
+from pipeline.config.animate import AnimateParams
 from pipeline.faces.mesh import LIP_LOWER_INNER, LIP_UPPER_INNER, MOUTH_L, MOUTH_R, FaceMeshDetector, Mesh
-from pipeline.engine.stage import Reject
+from pipeline.rejection import Reject
 from pipeline.weight_files.checks import WeightsFormatError
 
 from . import keypoints as kpt
@@ -294,3 +295,22 @@ class LivePortraitAnimator(Animator):
     def animate(self, neutral: np.ndarray, driver_first: np.ndarray, driver_last: np.ndarray, *,
                 seed: int = 0) -> AnimatedImage:
         return self.animate_batch(neutral, [(driver_first, driver_last)], seeds=[seed])[0]
+
+
+def from_params(params: AnimateParams) -> LivePortraitAnimator:
+    """The animator `animate.backend: liveportrait` names (pipeline/backends/animators/factory.py): its
+    driving and crop options as the `animate` params section spells them."""
+    if not params.liveportrait_dir:
+        raise ValueError("animate.backend is liveportrait but animate.liveportrait_dir is not set "
+                         "(a folder with the official base_models/ and retargeting_models/ checkpoints)")
+    from pipeline.device import device_name
+
+    p = params
+    device = device_name(p.device)
+    driving = DrivingOptions(p.driving_option, p.driving_multiplier, p.normalize_lip, p.lip_normalize_threshold,
+                             p.stitching)
+    crop = CropOptions(mode=p.liveportrait_crop, source=CropRule(p.crop_scale, p.crop_vx_ratio, p.crop_vy_ratio),
+                       driving=CropRule(p.driving_crop_scale, 0.0, p.driving_crop_vy_ratio, rotate=False),
+                       crop_driving=p.crop_driving, mesh_box_ratio=p.mesh_box_ratio,
+                       mesh_center_shift=p.mesh_center_shift)
+    return LivePortraitAnimator(p.liveportrait_dir, device, batch_size=p.batch_size, driving=driving, crop=crop)
