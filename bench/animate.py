@@ -31,7 +31,7 @@ def mesh_figures(drivers: int, faces: int) -> None:
     from pipeline.engine.stage import ItemContext
     from stages.animate import AnimateStage, list_items
     from stages.drivers import DriversStage, list_items as driver_items, template_face
-    from tests.conftest import make_fake_ingest
+    from tests.fixtures.portraits import make_fake_ingest
 
     cv2.setNumThreads(1)
     animator = MeshAnimator()

@@ -45,7 +45,7 @@ def bench_cpu(images: int = 6, size: int = 1024, workers: Sequence[int] = (0,), 
     from pipeline.config.segment import SegmentParams
     from pipeline.engine.runner import init_ray
     from stages import caption, segment
-    from tests.relight_fixtures import make_fake_annotate_inputs
+    from tests.fixtures.relight_inputs import make_fake_annotate_inputs
 
     results: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -93,7 +93,7 @@ def _portraits(n: int, size: int) -> list[np.ndarray]:
     """The two public-domain portraits at `size` px, alternating (random pixels where the
     packages that ship them are missing, as on a bare GPU image: the cost is the same)."""
     try:
-        from tests.relight_fixtures import portrait_crop
+        from tests.fixtures.relight_inputs import portrait_crop
 
         base = [portrait_crop("astronaut", size)[0], portrait_crop("hopper", size)[0]]
     except (ImportError, FileNotFoundError, OSError):
@@ -106,7 +106,7 @@ def bench_llava(batches: Sequence[int], modes: Sequence[str], new_tokens: int, s
     import torch
 
     from pipeline.backends.captioners.llava import LlavaCaptioner
-    from tests.llava_random import build_random_llava
+    from tests.fixtures.llava_random import build_random_llava
     from pipeline.config.caption import CaptionParams
 
     cuda = not tiny
@@ -250,7 +250,7 @@ def bench_segment_stage(model, image_processor, images: int, size: int, batch: i
     from pipeline.config.runner import RunnerParams
     from pipeline.config.segment import SegmentParams
     from stages.segment import run
-    from tests.relight_fixtures import make_fake_annotate_inputs
+    from tests.fixtures.relight_inputs import make_fake_annotate_inputs
 
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)

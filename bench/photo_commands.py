@@ -5,11 +5,11 @@ second time inside one process (warm: the work alone), on 1 core and on 2 cores.
     python -m bench.photo_commands                    # markdown table (docs/BENCHMARKS.md)
     python -m bench.photo_commands --cores 1 --photos 1mp --commands faces verify
 
-Photos: the corpus group photo (tests/corpus_fixtures.group_photo: four real people composed
+Photos: the corpus group photo (tests/fixtures/corpus.group_photo: four real people composed
 side by side, 1280 x 886, 1.1 MP) and the same at 4200 x 2907 (12.2 MP); REF: obama_lectern.jpg
 from the corpus (Obama is face 0 of the group). Commands: `piq faces`, `piq replace` by identity
 and with `--face 0` (`--method classical`), `piq verify` (on that replace's output), `piq
-best-take` on 3 shots (the corpus burst: tests/corpus_fixtures.blink_burst, 1 MP only).
+best-take` on 3 shots (the corpus burst: tests/fixtures/corpus.blink_burst, 1 MP only).
 Cores: `taskset -c 0` / `-c 0,1`. Wall clock, and the CPU seconds of the process (its children's
 rusage) beside it: on a shared machine the wall clock includes waiting for a core.
 """
@@ -38,7 +38,7 @@ def _piq() -> list[str]:
 
 
 def make_inputs(root: Path) -> dict[str, Path]:
-    from tests.corpus_fixtures import CORPUS, blink_burst, group_photo
+    from tests.fixtures.corpus import CORPUS, blink_burst, group_photo
 
     out = {"ref": CORPUS / "obama_lectern.jpg"}
     for name, width in (("1mp", 1280), ("12mp", 4200)):

@@ -8,7 +8,7 @@ Sets (each image with its true faces, and where they are: a region each face's b
 fall in):
 - corpus: the 4 photos as they are, 0.9x, mirrored and grey (16 images; photos.csv's counts,
   `optional_faces` neither required nor false);
-- collage 1 MP / 12 MP: the 4-person group photo (tests/corpus_fixtures.group_photo) at 1280 px
+- collage 1 MP / 12 MP: the 4-person group photo (tests/fixtures/corpus.group_photo) at 1280 px
   and at 4200 px, plus 0.9x and mirrored copies of the 1 MP one;
 - small faces: the group photo's tiles scaled so each face is ~40 px (its box side), eight of
   them spread over a 12 MP canvas;
@@ -27,7 +27,7 @@ import numpy as np
 
 from facereplace.faces import find_faces
 from pipeline.config.replace import ReplaceParams
-from tests.corpus_fixtures import GROUP_TILES, corpus, corpus_rgb, group_photo, shown
+from tests.fixtures.corpus import GROUP_TILES, corpus, corpus_rgb, group_photo, shown
 
 Region = tuple[float, float, float, float]
 

@@ -332,8 +332,8 @@ def _concurrent(srv: Server) -> None:
 
 
 def probe_browse() -> None:
-    from tests.conftest import make_fake_ingest
-    from tests.release_fixtures import build_release
+    from tests.fixtures.portraits import make_fake_ingest
+    from tests.fixtures.release import build_release
 
     root = Path(tempfile.mkdtemp(prefix="probe-browse-"))
     ingest = make_fake_ingest(root / "ingest")

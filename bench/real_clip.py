@@ -52,7 +52,7 @@ def write_params(root: Path, overrides: dict) -> Path:
 
 
 def write_clip(root: Path, frames: tuple[int, int] | None = None) -> None:
-    from tests.real_clips import upscaled_frames, write_clip as encode
+    from tests.fixtures.real_clips import upscaled_frames, write_clip as encode
 
     clip = upscaled_frames(frames[1] if frames else None)[frames[0] if frames else 0 :]
     encode(root / "videos" / "carphone.mp4", clip)

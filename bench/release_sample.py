@@ -1,7 +1,7 @@
 """Release-schema shards at a chosen size from the two public-domain portraits, for the GPU
 test and the training benchmark: the loader then decodes, masks and augments real JPEGs of the
 release's size, as it does in a real run. Uses the test suite's fake ingest (three faces),
-upstream outputs made with the classical stand-ins (`tests/release_fixtures.py`) and the real
+upstream outputs made with the classical stand-ins (`tests/fixtures/release.py`) and the real
 `shard` stage; returns the train split folder (one set per shard)."""
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from pathlib import Path
 
 
 def make_release_shards(root: Path, image_size: int = 1024, n_expressive: int = 4, n_relit: int = 5) -> Path:
-    from tests.conftest import make_fake_ingest
-    from tests.release_fixtures import build_release
+    from tests.fixtures.portraits import make_fake_ingest
+    from tests.fixtures.release import build_release
 
     root = Path(root)
     ingest = make_fake_ingest(root / "ingest", size=image_size)

@@ -36,7 +36,7 @@ def bench_cpu(images: int = 6, variants: int = 5, size: int = 1024, workers: Seq
     ("in-process", "ray xN"); prints one line each. bench/annotate.py can call this."""
     from pipeline.engine.runner import init_ray
     from stages.relight import run
-    from tests.relight_fixtures import make_fake_annotate_inputs
+    from tests.fixtures.relight_inputs import make_fake_annotate_inputs
 
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -76,7 +76,7 @@ def bench_gpu(steps: int = 50, batches: Sequence[int] = (1, 5, 10, 20, 40), reso
     import torch
 
     from pipeline.backends.relighters.neural_gaffer import NeuralGafferModel
-    from tests.neural_gaffer_random import build_random_components
+    from tests.fixtures.neural_gaffer_random import build_random_components
 
     cuda = not tiny
     device, dt = ("cuda", torch.bfloat16) if cuda else ("cpu", torch.float32)
@@ -122,9 +122,9 @@ def bench_gpu(steps: int = 50, batches: Sequence[int] = (1, 5, 10, 20, 40), reso
 
 def bench_gpu_stage(images: int, variants: int, size: int, resolution: int, steps: int, cuda: bool) -> float:
     """The product path: a saved random folder loaded by the stage, 1024 px images in, JPEGs out."""
-    from tests.neural_gaffer_random import save_random_folder
+    from tests.fixtures.neural_gaffer_random import save_random_folder
     from stages.relight import run
-    from tests.relight_fixtures import make_fake_annotate_inputs
+    from tests.fixtures.relight_inputs import make_fake_annotate_inputs
 
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)

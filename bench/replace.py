@@ -9,11 +9,11 @@ wall clock includes waiting for the core; CPU time is what an idle core would ta
 The identity encoder is params' (`replace.identity_encoder`: dlib's ResNet by default) or, with
 `--identity random-arcface` (the default on cuda: dlib and its 100 MB of models do not travel
 to the device), ArcFace from an arcface_torch iresnet50 `backbone.pth` in the published layout
-with random values (tests/eval_weight_specs.py); random weights carry no identity, so the
+with random values (tests/fixtures/eval_weight_specs.py); random weights carry no identity, so the
 same-identity guard is set to let any face through (`max_identity_distance` 2) and the face is
 the nearest by that random embedding: the timing is the same work.
 
-The photo: the two public-domain portraits side by side (tests/photo_fixtures.py) enlarged onto
+The photo: the two public-domain portraits side by side (tests/fixtures/photos.py) enlarged onto
 a 4000 x 3000 canvas (12 MP, faces ~450 px); REF: another "photo" of the astronaut at 1600 px.
 The run goes through the product's entry point (`facereplace.cli.run_replace`, what `piq
 replace` runs); one warm-up run (model loading, compiling) is not counted. For piq, the
@@ -38,7 +38,7 @@ PARTS = ("decode", "detect", "identity", "crop", "parse", "model", "paste", "wat
 
 
 def make_inputs(root: Path) -> tuple[Path, Path]:
-    from tests.photo_fixtures import astronaut_reference, group_photo, save_jpeg
+    from tests.fixtures.photos import astronaut_reference, group_photo, save_jpeg
 
     group = group_photo()
     scale = 3000 / group.shape[0]
@@ -72,7 +72,7 @@ def build_piq_folder(root: Path, tiny: bool = False) -> Path:
 
 def random_arcface(root: Path, rp):
     """`rp` (ReplaceParams) with ArcFace from a random arcface_torch iresnet50 backbone.pth."""
-    from tests.eval_weight_specs import IRESNET50, write_arcface_backbone
+    from tests.fixtures.eval_weight_specs import IRESNET50, write_arcface_backbone
 
     path = write_arcface_backbone(root / "backbone.pth", IRESNET50)
     return dataclasses.replace(rp, identity_encoder="arcface", identity_weights=str(path), max_identity_distance=2.0)

@@ -34,8 +34,8 @@ from pipeline.config.runner import RunnerParams  # noqa: E402
 from pipeline.release.reader import release_dataset, resolve_shards  # noqa: E402
 from pipeline.release.shards import decode_sample, tar_offsets, read_range  # noqa: E402
 from stages.shard import build_release  # noqa: E402
-from tests.conftest import make_fake_ingest  # noqa: E402
-from tests.release_fixtures import make_upstream, shard_params  # noqa: E402
+from tests.fixtures.portraits import make_fake_ingest  # noqa: E402
+from tests.fixtures.release import make_upstream, shard_params  # noqa: E402
 from train.data import make_train_loader  # noqa: E402
 
 STAGES = ("animate", "caption", "segment", "relight")

@@ -81,7 +81,7 @@ def replaced_photos() -> list[dict]:
     from facereplace.methods import build_method
     from facereplace.replace import ReplaceConfig, replace_face
     from pipeline.config.params import load_params
-    from tests.photo_fixtures import astronaut, hopper
+    from tests.fixtures.photos import astronaut, hopper
 
     params = load_params(REPO / "params.yaml")
     # the lectern photo's face sits near the top edge: its crop is ~25 % outside the frame

@@ -2,7 +2,7 @@
 
     python samples/make_before_after.py --out docs/photo_before_after.jpg
 
-PHOTO: the astronaut and Grace Hopper side by side (tests/photo_fixtures.group_photo); REF:
+PHOTO: the astronaut and Grace Hopper side by side (tests/fixtures/photos.group_photo); REF:
 another "photo" of the astronaut (mirrored, smaller, warmer). `piq replace --method classical`
 picks the astronaut by identity and replaces her face; the picture shows the photo, REF, the
 result and the result's difference to the photo (x4: zero outside the pasted face), plus the
@@ -36,7 +36,7 @@ def main() -> None:
     ap.add_argument("--out", default=str(REPO / "docs" / "photo_before_after.jpg"))
     args = ap.parse_args()
     sys.path.insert(0, str(REPO))
-    from tests.photo_fixtures import astronaut_reference, group_photo, save_jpeg
+    from tests.fixtures.photos import astronaut_reference, group_photo, save_jpeg
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)

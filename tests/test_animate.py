@@ -143,7 +143,7 @@ def test_bad_driving_clips_are_refused_with_their_reason(library: Path) -> None:
 
 
 def test_animate_stage_writes_sets_and_resumes(library: Path, tmp_path: Path) -> None:
-    from tests.conftest import make_fake_ingest
+    from tests.fixtures.portraits import make_fake_ingest
 
     ingest = make_fake_ingest(tmp_path / "ingest", size=384)
     params = AnimateParams(ingest_dir=str(ingest), drivers_dir=str(library), out_dir=str(tmp_path / "animate"),

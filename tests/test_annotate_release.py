@@ -16,8 +16,8 @@ from pipeline.config.segment import SegmentParams
 from pipeline.release.reader import iter_sets
 from stages import caption, segment
 from stages.shard import build_release
-from tests.conftest import make_fake_ingest
-from tests.release_fixtures import make_upstream, shard_params
+from tests.fixtures.portraits import make_fake_ingest
+from tests.fixtures.release import make_upstream, shard_params
 
 RUN = RunnerParams(workers=0, progress=False)
 

@@ -20,7 +20,7 @@ from facereplace.app.session import Session
 from facereplace.provenance import verify
 from pipeline.browse.http import LocalServer
 from pipeline.config.params import load_params
-from tests.chrome import chrome, layout_breaks, output_dir, require_chromium
+from tests.fixtures.chrome import chrome, layout_breaks, output_dir, require_chromium
 
 REPO = Path(__file__).resolve().parents[1]
 BURST = REPO / "samples" / "burst"

@@ -15,7 +15,7 @@ from facereplace.contact_sheet import CHOSEN, HEAD_H, SIDE_W, before_after, cont
 from facereplace.photo_io import Photo
 from pipeline.config.params import load_params
 from pipeline.rejection import Reject
-from tests.test_best_take import FakeFace
+from tests.fixtures.fake_faces import FakeFace, FakeAppFace
 
 REPO = Path(__file__).resolve().parents[1]
 ALICE, BOB = np.eye(8)[0], np.eye(8)[1]
@@ -27,15 +27,10 @@ def _loaded(name: str, who: list[np.ndarray], xs: list[float]) -> LoadedPhoto:
                        [FakeFace(i, (x, 50.0, x + 100, 170.0)) for i, x in enumerate(xs)], who)
 
 
-class _Faces(FakeFace):
-    def as_dict(self) -> dict:
-        return {"face": self.index, "box": list(self.box), "eyes_open": self.eyes_open, "smile": self.smile}
-
-
 def _session(photos: list[LoadedPhoto]) -> Session:
     s = Session(load_params(REPO / "params.yaml"))
     for n, loaded in enumerate(photos, 1):
-        loaded.faces = [_Faces(**vars(f)) for f in loaded.faces]
+        loaded.faces = [FakeAppFace(**vars(f)) for f in loaded.faces]
         s.entries[f"p{n}"] = Entry(f"p{n}", "photo", loaded, [s._person_of(e) for e in loaded.embeddings])
     return s
 

@@ -13,23 +13,10 @@ from facereplace.best_take import choose_plan, measure_scores, read_plan, score_
 from facereplace.burst import Shot, complete_shots, group_people
 from pipeline.config.best_take import BestTakeParams, ScoreWeights
 from pipeline.rejection import Reject
+from tests.fixtures.fake_faces import FakeFace
 
 P = BestTakeParams()
 ALICE, BOB, CAROL = np.eye(8)[0], np.eye(8)[1], np.eye(8)[2]
-
-
-@dataclasses.dataclass
-class FakeFace:
-    """The fields of a photo's Face (pipeline/faces/detect.py) that best take reads."""
-
-    index: int
-    box: tuple[float, float, float, float]
-    eyes_open: float | None = 0.3
-    smile: float | None = 0.05
-    gaze: tuple[float, float] | None = (0.0, 0.0)
-    yaw: float | None = 0.0
-    pitch: float | None = 0.0
-    sharpness: float = 100.0
 
 
 def face(index: int, x: float, **kw) -> FakeFace:

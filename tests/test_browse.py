@@ -16,7 +16,7 @@ import pytest
 from pipeline.browse.http import LocalServer
 from pipeline.browse.server import Release, serve
 from pipeline.release.shards import iter_raw_samples
-from tests.chrome import chrome, layout_breaks, output_dir, require_chromium
+from tests.fixtures.chrome import chrome, layout_breaks, output_dir, require_chromium
 
 
 def _serving(root: Path):
@@ -130,8 +130,8 @@ def test_without_sets_parquet_filters_read_meta_json(tiny_release: Path, tmp_pat
 def relit_release(tmp_path_factory) -> Path:
     """One set whose 5 relit variants are 4x the original's pixel size and whose envmaps have
     long file names (one unbreakable token): what made the lighting panel overflow."""
-    from tests.conftest import make_fake_ingest
-    from tests.release_fixtures import build_release
+    from tests.fixtures.portraits import make_fake_ingest
+    from tests.fixtures.release import build_release
 
     root = tmp_path_factory.mktemp("relit")
     ingest = make_fake_ingest(root / "ingest")

@@ -11,8 +11,8 @@ import pytest
 from pipeline.config.caption import PAPER_INSTRUCTION, CaptionParams
 from pipeline.config.runner import RunnerParams
 from stages.caption import ATTRIBUTES, run
-from tests.annotate_fixtures import animate_with_blank
-from tests.relight_fixtures import make_fake_annotate_inputs
+from tests.fixtures.annotate_inputs import animate_with_blank
+from tests.fixtures.relight_inputs import make_fake_annotate_inputs
 
 LOCAL = RunnerParams(workers=0, progress=False)
 
@@ -61,8 +61,8 @@ def test_no_face_refused_and_preview_written(attribute_run):
 @pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)])
 def test_llava_random_model_through_the_real_path(tmp_path, device):
     from pipeline.backends.captioners.llava import LlavaCaptioner
-    from tests.llava_random import save_random_llava
-    from tests.relight_fixtures import portrait_crop
+    from tests.fixtures.llava_random import save_random_llava
+    from tests.fixtures.relight_inputs import portrait_crop
 
     folder = save_random_llava(tmp_path / "llava")
     animate, _ = make_fake_annotate_inputs(tmp_path, size=64, images=3, with_labels=False)
@@ -88,7 +88,7 @@ def test_pixel_batch_matches_the_hf_image_processors():
     from transformers import CLIPImageProcessor, SegformerImageProcessor
 
     from pipeline.engine.annotate import pixel_batch
-    from tests.relight_fixtures import portrait_crop
+    from tests.fixtures.relight_inputs import portrait_crop
 
     images = [portrait_crop("astronaut", 400)[0], portrait_crop("hopper", 300)[0]]
     for ip in (SegformerImageProcessor(size={"height": 128, "width": 128}),
@@ -100,8 +100,8 @@ def test_pixel_batch_matches_the_hf_image_processors():
 
 def test_llava_static_cache_failure_falls_back_to_the_dynamic_cache(tmp_path):
     from pipeline.backends.captioners.llava import LlavaCaptioner
-    from tests.llava_random import save_random_llava
-    from tests.relight_fixtures import portrait_crop
+    from tests.fixtures.llava_random import save_random_llava
+    from tests.fixtures.relight_inputs import portrait_crop
 
     folder = save_random_llava(tmp_path / "llava")
     params = CaptionParams(backend="llava", llava_dir=str(folder), device="cpu", max_new_tokens=6, static_cache=True)

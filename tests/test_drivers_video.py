@@ -13,7 +13,7 @@ from pipeline.config.runner import RunnerParams
 from pipeline.engine.runner import Runner
 from stages.drivers import DriversStage, list_items
 from pipeline.media.video import first_last
-from tests import real_clips as rc
+from tests.fixtures import real_clips as rc
 
 
 @pytest.fixture(scope="module")

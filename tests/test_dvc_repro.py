@@ -5,50 +5,19 @@ Runs on a copy of the working tree (a fresh git repo) so the checkout's own data
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import cv2
 import pandas as pd
 import pytest
 
+from tests.fixtures.dvc_copy import sh
+
 REPO = Path(__file__).resolve().parents[1]
 
 
-def sh(args: list[str], cwd: Path, env: dict) -> str:
-    done = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=1500)
-    assert done.returncode == 0, f"{' '.join(args)} failed:\n{done.stdout}\n{done.stderr}"
-    return done.stdout + done.stderr
-
-
-def fresh_copy(dest: Path) -> tuple[Path, dict]:
-    """The working tree's files (tracked and not ignored) as a new git repository at `dest`."""
-    files = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"], cwd=REPO, capture_output=True, check=True
-    ).stdout.decode().split("\0")
-    for rel in filter(None, files):
-        src = REPO / rel
-        if src.is_file():
-            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, dest / rel)
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    env.update(GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@t", GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@t",
-               PYTHONPATH=str(dest))  # the copy's own code
-    sh(["git", "init", "-q"], dest, env)
-    sh(["git", "add", "-A"], dest, env)
-    sh(["git", "commit", "-qm", "copy"], dest, env)
-    return dest, env
-
-
-@pytest.fixture(scope="module")
-def clone(tmp_path_factory) -> tuple[Path, dict]:
-    return fresh_copy(tmp_path_factory.mktemp("clone"))
-
-
 @pytest.mark.slow
+@pytest.mark.timeout(3600)  # two `dvc repro ingest`, each allowed 1500 s by `sh`
 def test_repro_ingests_the_sample_then_does_nothing(clone) -> None:
     root, env = clone
     first = sh(["dvc", "repro", "ingest"], root, env)
@@ -75,6 +44,7 @@ def test_repro_ingests_the_sample_then_does_nothing(clone) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)  # two `dvc repro` (the first ~14 min on 2 cores), each allowed 1500 s by `sh`
 def test_full_repro_on_the_sample_then_nothing_to_do(clone) -> None:
     """The whole pipeline on the embedded sample: ingest -> drivers -> animate -> caption /
     segment / relight -> shard (verified) -> train -> sample -> evaluate; a second run does

@@ -8,8 +8,6 @@ import numpy as np
 import pytest
 import torch
 import torchvision
-from matplotlib import cbook
-from PIL import Image
 from skimage import data
 
 from eval.metrics import sem, summarize
@@ -21,11 +19,6 @@ from eval.metrics.pixel import PixelMetrics
 from pipeline.faces.identity import load_identity_encoder
 from pipeline.weight_files.checks import WeightsFormatError
 from samples.make_sample import turn_head
-
-
-@pytest.fixture(scope="module")
-def hopper() -> np.ndarray:
-    return np.array(Image.open(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)).convert("RGB"))
 
 
 def test_identical_images_psnr_inf_ssim_one_csim_one():

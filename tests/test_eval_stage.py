@@ -176,7 +176,7 @@ def test_piq_evaluate_with_the_published_weights_names_the_paper_models(tiny_sha
     import torchvision
 
     from pipeline.faces import iresnet
-    from tests import eval_weight_specs as specs
+    from tests.fixtures import eval_weight_specs as specs
 
     specs.write_arcface_backbone(tmp_path / "backbone.pth", iresnet.DEPTHS["iresnet18"])
     torch.save(torchvision.models.alexnet().state_dict(), tmp_path / "alexnet-owt-7be5be79.pth")

@@ -16,7 +16,7 @@ from pipeline.faces import iresnet
 from pipeline.faces.geometry import similarity
 from pipeline.faces.identity import ARCFACE_TEMPLATE, ArcFaceEncoder, align_arcface, check_identity, load_identity_encoder
 from pipeline.weight_files.checks import WeightsFormatError
-from tests import eval_weight_specs as specs
+from tests.fixtures import eval_weight_specs as specs
 
 
 @pytest.fixture(scope="module")

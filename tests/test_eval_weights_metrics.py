@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 import torch
 import torchvision
-from matplotlib import cbook
 from PIL import Image
 from skimage import data
 
@@ -23,7 +22,7 @@ from eval.nets import face_recon, fid_inception
 from pipeline.config.evaluate import EvaluateParams
 from pipeline.weight_files.checks import WeightsFormatError
 from samples.make_sample import turn_head
-from tests import eval_weight_specs as specs
+from tests.fixtures import eval_weight_specs as specs
 
 
 def _params(**kw):
@@ -34,13 +33,8 @@ _spread_batch_norms = specs.spread_batch_norms
 
 
 @pytest.fixture(scope="module")
-def hopper() -> np.ndarray:
-    return np.array(Image.open(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)).convert("RGB"))
-
-
-@pytest.fixture(scope="module")
 def pytorch_fid_file(tmp_path_factory):
-    """`pt_inception-2015-12-05-6726825d.pth` in pytorch-fid's layout (tests/eval_weight_specs.py)."""
+    """`pt_inception-2015-12-05-6726825d.pth` in pytorch-fid's layout (tests/fixtures/eval_weight_specs.py)."""
     return specs.write_pytorch_fid_inception(tmp_path_factory.mktemp("fid") / "pt_inception-2015-12-05-6726825d.pth")
 
 

@@ -17,8 +17,8 @@ from pipeline.config.runner import RunnerParams
 from pipeline.config.params import Params, load_params
 from pipeline.engine.runner import Runner
 from stages.caption import CaptionStage
-from tests.relight_fixtures import make_fake_annotate_inputs
-from tests.toy_stages import BoxStage, items
+from tests.fixtures.relight_inputs import make_fake_annotate_inputs
+from tests.fixtures.toy_stages import BoxStage, items
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -83,8 +83,8 @@ def test_changing_an_imported_module_redoes_the_stage(tmp_path: Path, monkeypatc
     redo the items of a stage that imports it; a docstring edit or an unrelated module must not."""
     copy = tmp_path / "repo"
     shutil.copytree(REPO / "pipeline", copy / "pipeline", ignore=shutil.ignore_patterns("__pycache__"))
-    (copy / "tests").mkdir()
-    for name in ("__init__.py", "toy_stages.py"):
+    (copy / "tests" / "fixtures").mkdir(parents=True)
+    for name in ("__init__.py", "fixtures/__init__.py", "fixtures/toy_stages.py"):
         shutil.copy(REPO / "tests" / name, copy / "tests" / name)
     monkeypatch.setattr(codegraph, "REPO", copy)
     out = tmp_path / "out"

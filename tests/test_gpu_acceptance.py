@@ -97,6 +97,7 @@ def test_the_progress_bars_last_figure_is_read_from_a_stage_log():
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)  # its subprocess may take 3000 s (17 min seen under load)
 def test_the_acceptance_run_on_this_cpu_with_tiny_models(tmp_path):
     """The whole script, three phases, on tiny random weights in the published layouts (LivePortrait's
     at its one size): every stage of dvc.yaml but the demo runs through `dvc repro -s`, the JSON

@@ -25,8 +25,8 @@ pytestmark = pytest.mark.gpu
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory) -> Path:
     from bench.replace import build_piq_folder
-    from tests.eval_weight_specs import IRESNET50, write_arcface_backbone
-    from tests.photo_fixtures import astronaut_reference, group_photo, params_file, save_jpeg
+    from tests.fixtures.eval_weight_specs import IRESNET50, write_arcface_backbone
+    from tests.fixtures.photos import astronaut_reference, group_photo, params_file, save_jpeg
 
     root = tmp_path_factory.mktemp("gpu_photo")
     model = build_piq_folder(root)

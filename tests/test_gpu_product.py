@@ -15,7 +15,7 @@ import pytest
 import torch
 import yaml
 
-pytestmark = pytest.mark.gpu
+pytestmark = [pytest.mark.gpu, pytest.mark.timeout(2700)]  # three `piq` runs, each allowed 900 s
 REPO = Path(__file__).resolve().parents[1]
 
 

@@ -16,7 +16,7 @@ from pipeline.rejection import Reject
 from pipeline.engine.runner import Runner
 from pipeline.engine.stage import Item, ItemContext
 from stages.ingest import IngestStage, list_items
-from tests import real_clips as rc
+from tests.fixtures import real_clips as rc
 
 N = 60
 SAME_ID = "cp-0001"

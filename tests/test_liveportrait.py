@@ -8,7 +8,8 @@ import torch
 from pipeline.backends.animators.liveportrait import checkpoints
 from pipeline.backends.animators.liveportrait.config import LivePortraitConfig
 from pipeline.weight_files.checks import WeightsFormatError
-from tests.liveportrait_keys import official
+from tests.fixtures.liveportrait_keys import official
+from tests.fixtures.portraits import face_1024
 
 
 def test_full_size_keys_and_shapes_match_the_official_architecture():
@@ -132,19 +133,9 @@ def test_warp_flow_is_the_identity_when_source_and_driving_keypoints_agree():
 
 # --- crop, paste back, the animator on CPU -------------------------------------------------
 
-def _face_1024(name: str = "astronaut") -> "np.ndarray":
-    import cv2
-
-    from tests.conftest import PORTRAITS, _portrait
-
-    _, (x0, y0, side) = PORTRAITS[name]
-    crop = _portrait(name)[y0: y0 + side, x0: x0 + side]
-    return cv2.resize(crop, (1024, 1024), interpolation=cv2.INTER_CUBIC)
-
-
 @pytest.fixture(scope="module")
 def neutral():
-    return _face_1024("astronaut")
+    return face_1024("astronaut")
 
 
 def test_crop_then_paste_back_returns_the_face_in_place(neutral):
@@ -186,7 +177,7 @@ def tiny_animator(tmp_path_factory):
 def test_animator_makes_a_1024_image_that_changes_the_face_only(tiny_animator, neutral):
     import numpy as np
 
-    hopper = _face_1024("hopper")
+    hopper = face_1024("hopper")
     out = tiny_animator.animate_batch(neutral, [(neutral, neutral), (neutral, hopper)], seeds=[0, 1])
     assert [o.image.shape for o in out] == [(1024, 1024, 3)] * 2 and out[0].image.dtype == np.uint8
     # Identical first / last driver frames: the driving keypoints are the source's.
@@ -240,12 +231,12 @@ def test_full_size_batched_on_cuda(tmp_path, neutral):
 
     from pipeline.backends.animators.liveportrait import LivePortraitAnimator
 
-    from tests.liveportrait_landmarks import write_landmark_onnx
+    from tests.fixtures.liveportrait_landmarks import write_landmark_onnx
 
     checkpoints.write_random_checkpoints(tmp_path, seed=0)
     write_landmark_onnx(tmp_path / "landmark.onnx")  # the official crop from the release's landmark model
     animator = LivePortraitAnimator(str(tmp_path), "cuda", bf16=True, batch_size=4)
-    hopper = _face_1024("hopper")
+    hopper = face_1024("hopper")
     drivers = [(neutral, neutral), (neutral, hopper)] * 3
     out = animator.animate_batch(neutral, drivers, seeds=list(range(6)))
     assert len(out) == 6 and all(o.image.shape == (1024, 1024, 3) for o in out)

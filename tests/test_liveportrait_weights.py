@@ -17,7 +17,7 @@ from pipeline.backends.animators.liveportrait.config import LivePortraitConfig
 from pipeline.backends.animators.liveportrait.crop import CropRule, FaceLandmarks, face_square, mean_square, square_matrix
 from pipeline.config.animate import AnimateParams
 from pipeline.weight_files.checks import WeightsFormatError
-from tests.liveportrait_landmarks import template_203, write_landmark_onnx
+from tests.fixtures.liveportrait_landmarks import template_203, write_landmark_onnx
 
 
 @pytest.fixture(scope="module")
@@ -30,9 +30,9 @@ def lp_folder(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def faces():
-    from tests.test_liveportrait import _face_1024
+    from tests.fixtures.portraits import face_1024
 
-    return _face_1024("astronaut"), _face_1024("hopper")
+    return face_1024("astronaut"), face_1024("hopper")
 
 
 # --- the official crop rule --------------------------------------------------------------------

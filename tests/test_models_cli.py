@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from pipeline.commands.piq import main
-from tests.published_layouts import (diffusers_fp16_folder, face_parsing_folder, llava_hf_folder, rename_key, reshape_key,
+from tests.fixtures.published_layouts import (diffusers_fp16_folder, face_parsing_folder, llava_hf_folder, rename_key, reshape_key,
                                      truncate, weight_file)
 
 REPO = Path(__file__).resolve().parents[1]

@@ -17,7 +17,7 @@ from pipeline.faces import mesh as fm
 from pipeline.faces.neutral import NeutralLimits, judge_expression
 from pipeline.engine.runner import Runner
 from stages.ingest import IngestStage, list_items
-from tests.real_clips import upscaled_frames, write_clip
+from tests.fixtures.real_clips import upscaled_frames, write_clip
 
 CORPUS = Path(__file__).parent / "corpus"
 # carphone frames 76-99: talking (mouth 0.07-0.24 of the interocular distance) around two

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from tests.corpus_fixtures import CORPUS, run_piq
+from tests.fixtures.corpus import CORPUS, run_piq
 
 REPO = CORPUS.parents[1]
 

@@ -12,7 +12,7 @@ import pytest
 from facereplace.faces import detect_all, detection_factor, find_faces
 from pipeline.config.ingest import IngestParams
 from pipeline.config.replace import ReplaceParams
-from tests.photo_fixtures import astronaut, astronaut_reference, group_photo
+from tests.fixtures.photos import astronaut, astronaut_reference, group_photo
 
 
 @pytest.mark.parametrize("make", [lambda: cv2.resize(group_photo(), None, fx=2.5, fy=2.5, interpolation=cv2.INTER_CUBIC),
@@ -165,7 +165,7 @@ def test_piq_replace_checks_the_output_suffix_from_the_header_without_decoding(t
     import facereplace.photo_io as photo_io
     from facereplace.cli import replace_main
     from facereplace.photo_io import photo_format
-    from tests.photo_fixtures import save_jpeg
+    from tests.fixtures.photos import save_jpeg
 
     photo = save_jpeg(tmp_path / "a.jpg", group_photo())
     assert photo_format(photo) == "JPEG" and photo_format(tmp_path / "missing.jpg") is None

@@ -1,7 +1,7 @@
 """Every image a camera, phone or editor writes (issue 24, item 2 and the bad-input list): read as
 shown, or refused with one line naming the file and what is wrong, exit 2, no traceback, no
 Python object's repr, nothing written. Variants are made from the real-photo corpus
-(tests/corpus_fixtures.py); the commands run as a user runs them, each in a fresh process.
+(tests/fixtures/corpus.py); the commands run as a user runs them, each in a fresh process.
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from facereplace.photo_io import read_photo, write_photo
-from tests.corpus_fixtures import (BAD_VARIANTS, CORPUS, SHOWN_VARIANTS, corpus_rgb, run_piq, shown, tiny_and_thin,
+from tests.fixtures.corpus import (BAD_VARIANTS, CORPUS, SHOWN_VARIANTS, corpus_rgb, run_piq, shown, tiny_and_thin,
                                    write_variant)
 
 PORTRAIT = CORPUS / "obama_portrait.jpg"

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from pipeline.faces import mesh as fm
-from tests.corpus_fixtures import BURST_SHOTS, blink_burst, corpus_rgb, run_piq
+from tests.fixtures.corpus import BURST_SHOTS, blink_burst, corpus_rgb, run_piq
 
 
 def test_open_mouth_counts_its_widening_closed_mouth_its_corners() -> None:

@@ -9,7 +9,7 @@ import json
 import pytest
 from PIL import Image
 
-from tests.corpus_fixtures import CORPUS, group_with_small_face, run_piq
+from tests.fixtures.corpus import CORPUS, group_with_small_face, run_piq
 
 REF = CORPUS / "obama_lectern.jpg"
 

@@ -11,7 +11,7 @@ from facereplace.faces import find_faces
 from pipeline.config.ingest import IngestParams
 from pipeline.config.replace import ReplaceParams
 from pipeline.faces.paste import paste_back, poisson
-from tests.photo_fixtures import astronaut_reference, group_photo
+from tests.fixtures.photos import astronaut_reference, group_photo
 
 
 def _blob(shape=(300, 320), centre=(150, 170), axes=(40, 55)) -> np.ndarray:
@@ -85,7 +85,7 @@ def test_piq_replace_keeps_a_16_bit_pngs_depth_outside_the_face(tmp_path) -> Non
     """A 16-bit PNG is not pasted into in place (its writer adds result - photo.rgb to the full
     depth): the face changes, and every pixel whose 8-bit value the edit kept keeps all 16 bits."""
     from pipeline.commands.piq import main as piq
-    from tests.photo_fixtures import params_file, save_jpeg
+    from tests.fixtures.photos import params_file, save_jpeg
 
     rng = np.random.default_rng(0)
     deep = np.clip(group_photo().astype(np.int64) * 257 + rng.integers(0, 200, group_photo().shape), 0, 65535).astype(np.uint16)

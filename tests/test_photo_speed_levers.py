@@ -12,7 +12,7 @@ import pytest
 from facereplace.faces import MTCNN_MIN_FACE, detection_factor, find_faces
 from pipeline.config.ingest import IngestParams
 from pipeline.config.replace import ReplaceParams
-from tests.photo_fixtures import astronaut, astronaut_reference, group_photo
+from tests.fixtures.photos import astronaut, astronaut_reference, group_photo
 
 FAST = dict(detect_rotations=(), detect_upscale=1.0)
 

@@ -20,7 +20,7 @@ from facereplace.replace import ReplaceConfig, replace_face
 from pipeline.commands.piq import main as piq
 from pipeline.config.replace import ReplaceParams
 from pipeline.rejection import Reject
-from tests.photo_fixtures import astronaut, astronaut_reference, group_photo, hopper, params_file, save_jpeg
+from tests.fixtures.photos import astronaut, astronaut_reference, group_photo, hopper, params_file, save_jpeg
 
 FAST = dict(detect_rotations=[], detect_upscale=1.0)  # no retries where the test is not about them
 

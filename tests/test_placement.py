@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.test_train_loop import DATA, params
+from tests.fixtures.training import DATA, params
 from train import checkpoint
 from train.backbones import BackboneError, check_pretrained, load_pretrained, save_components, tiny_components
 from train.data import make_train_loader

@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 
 from pipeline.weight_files.hf_folders import find_weights
 from pipeline.weight_files.checks import WeightsFormatError
-from tests.published_layouts import diffusers_fp16_folder, rename_key, repo_params, reshape_key, truncate, weight_file
+from tests.fixtures.published_layouts import diffusers_fp16_folder, rename_key, repo_params, reshape_key, truncate, weight_file
 from train.backbones import BackboneError, check, load_pretrained, tiny_components
 from train.model import PiQModel, export_pipeline
 from train.piq_pipeline import PiQPerfectPipeline

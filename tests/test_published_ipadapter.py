@@ -15,8 +15,8 @@ from eval.baselines.ipadapter import ADAPTERS, check
 from eval.data import Triplet
 from pipeline.config.evaluate import EvaluateParams
 from pipeline.weight_files.checks import WeightsFormatError
-from tests.published_layouts import diffusers_fp16_folder, repo_params, truncate
-from tests.test_eval_ipadapter import make_weights, plus_adapter
+from tests.fixtures.published_layouts import diffusers_fp16_folder, repo_params, truncate
+from tests.fixtures.ipadapter_weights import make_weights, plus_adapter
 
 
 def _folders(tmp_path, plain=()):

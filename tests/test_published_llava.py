@@ -10,8 +10,8 @@ from safetensors.torch import load_file, save_file
 from pipeline.backends.captioners.llava import LlavaCaptioner, check
 from pipeline.config.caption import CaptionParams
 from pipeline.weight_files.checks import WeightsFormatError
-from tests.published_layouts import llava_hf_folder, repo_params, truncate
-from tests.relight_fixtures import portrait_crop
+from tests.fixtures.published_layouts import llava_hf_folder, repo_params, truncate
+from tests.fixtures.relight_inputs import portrait_crop
 
 
 def _params(folder) -> CaptionParams:
@@ -20,7 +20,7 @@ def _params(folder) -> CaptionParams:
 
 
 def test_published_shards_caption_like_the_model_that_wrote_them(tmp_path):
-    from tests.llava_random import save_random_llava
+    from tests.fixtures.llava_random import save_random_llava
 
     folder = llava_hf_folder(tmp_path / "llava-1.5-7b-hf")
     keys = json.loads((folder / "model.safetensors.index.json").read_text())["weight_map"]

@@ -15,9 +15,9 @@ from pipeline.labels import LABEL_IDS
 from pipeline.backends.parsers import build_parser
 from pipeline.weight_files.checks import WeightsFormatError
 from stages.segment import run
-from tests.published_layouts import (LEGACY_PROCESSOR, OLDEST_PROCESSOR, face_parsing_folder, rename_key, repo_params,
+from tests.fixtures.published_layouts import (LEGACY_PROCESSOR, OLDEST_PROCESSOR, face_parsing_folder, rename_key, repo_params,
                                      reshape_key, truncate)
-from tests.relight_fixtures import make_fake_annotate_inputs
+from tests.fixtures.relight_inputs import make_fake_annotate_inputs
 
 LOCAL = RunnerParams(workers=0, progress=False)
 

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from pipeline import quiet
-from tests import real_clips as rc
+from tests.fixtures import real_clips as rc
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -20,6 +20,7 @@ LABELS = [name for name, _ in EXPRESSIONS if name != "neutral"]
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1200)  # its subprocess may take 900 s
 def test_real_clip_profile_end_to_end(tmp_path: Path) -> None:
     root, report = tmp_path / "data", tmp_path / "report"
     done = subprocess.run(

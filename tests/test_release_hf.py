@@ -21,8 +21,8 @@ import yaml
 from PIL import Image
 
 from pipeline.labels import LABEL_NAMES
-from tests.conftest import make_fake_ingest
-from tests.release_fixtures import build_release
+from tests.fixtures.portraits import make_fake_ingest
+from tests.fixtures.release import build_release
 
 REPO = Path(__file__).resolve().parents[1]
 SPLIT_SEED = 0  # with test_ood_fraction 0.5: pastronaut (two clips) -> test_ood, phopper -> train, test_id empty

@@ -22,8 +22,8 @@ from pipeline.release.shards import iter_raw_samples
 from pipeline.engine.stage import Item
 from pipeline.release.verify import verify
 from stages.shard import build_release as build
-from tests.conftest import make_fake_ingest
-from tests.release_fixtures import build_release, shard_params
+from tests.fixtures.portraits import make_fake_ingest
+from tests.fixtures.release import build_release, shard_params
 
 REPO = Path(__file__).resolve().parents[1]
 GONE = "phopper"  # one clip (v0001), sharing its shard with one of pastronaut's two clips

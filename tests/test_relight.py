@@ -14,14 +14,14 @@ import pytest
 
 from pipeline.config.relight import RelightParams
 from pipeline.config.runner import RunnerParams
-from tests.face_standins import label_map
+from tests.fixtures.face_standins import label_map
 from pipeline.backends.relighters import envmaps as E
 from pipeline.faces.paste import composite, feather
 from pipeline.backends.relighters.base import region_mask
 from pipeline.backends.relighters.sh import SHRelighter
 from pipeline.engine.runner import Runner
 from stages.relight import RelightStage, list_items, run, write_preview
-from tests.relight_fixtures import make_fake_annotate_inputs, portrait_crop
+from tests.fixtures.relight_inputs import make_fake_annotate_inputs, portrait_crop
 
 SIZE = 512
 
@@ -235,7 +235,7 @@ def test_list_items_needs_the_animate_manifest(tmp_path) -> None:
 
 @pytest.fixture(scope="module")
 def gaffer_dir(tmp_path_factory) -> Path:
-    from tests.neural_gaffer_random import save_random_folder
+    from tests.fixtures.neural_gaffer_random import save_random_folder
 
     return save_random_folder(tmp_path_factory.mktemp("gaffer") / "neural_gaffer")
 
@@ -278,7 +278,7 @@ def test_neural_gaffer_names_missing_parts(tmp_path, gaffer_dir) -> None:
 
 @pytest.fixture(scope="module")
 def gaffer_release(tmp_path_factory):
-    from tests.neural_gaffer_release import write_release
+    from tests.fixtures.neural_gaffer_release import write_release
 
     return write_release(tmp_path_factory.mktemp("gaffer_release"))
 
@@ -395,6 +395,7 @@ def test_neural_gaffer_map_frame(az, column) -> None:
     assert hdr.max() == pytest.approx(1.0) and 0 <= ldr.min() and ldr.max() <= 1
 
 
+@pytest.mark.slow  # 24 s on the 2-core machine under load
 def test_benchmark_runs_on_cpu() -> None:
     """bench/relight.py: the sh figure through the stage, and the NeuralGaffer code with --tiny (not timed)."""
     import subprocess
@@ -414,8 +415,8 @@ def test_relight_output_feeds_the_shard_stage(tmp_path) -> None:
     import tarfile
 
     from stages.shard import build_release
-    from tests.conftest import make_fake_ingest
-    from tests.release_fixtures import make_upstream, shard_params
+    from tests.fixtures.portraits import make_fake_ingest
+    from tests.fixtures.release import make_upstream, shard_params
 
     ingest = make_fake_ingest(tmp_path / "ingest", size=256)
     (ingest / "stats.json").write_text(json.dumps({"complete": True}))

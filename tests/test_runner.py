@@ -17,7 +17,7 @@ from pipeline.config.runner import RunnerParams
 from pipeline.engine.runner import Runner
 from pipeline.engine.stage import Item, item_seed
 from pipeline.engine.state import StageState
-from tests.toy_stages import CALL_LOG_ENV, SquareStage, items
+from tests.fixtures.toy_stages import CALL_LOG_ENV, SquareStage, items
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -100,7 +100,7 @@ DRIVER = textwrap.dedent(
     import sys
     from pipeline.config.runner import RunnerParams
     from pipeline.engine.runner import Runner
-    from tests.toy_stages import SquareStage, items
+    from tests.fixtures.toy_stages import SquareStage, items
     Runner(RunnerParams(workers=2, progress=False), seed=7).run(SquareStage(sleep_s=0.25), items(40), sys.argv[1])
     """
 )

@@ -13,7 +13,7 @@ from pipeline.config.runner import RunnerParams
 from pipeline.rejection import Reject
 from pipeline.engine.runner import Runner
 from pipeline.engine.stage import Item, ItemContext, Output, item_seed
-from tests.toy_stages import SquareStage
+from tests.fixtures.toy_stages import SquareStage
 
 
 @dataclasses.dataclass

@@ -18,7 +18,7 @@ from pipeline.config.runner import RunnerParams
 from pipeline.engine.runner import Runner
 from pipeline.engine.stage import Item
 from pipeline.engine.state import PARTS_DIR, StageState
-from tests.toy_stages import DyingStage, SquareStage, items
+from tests.fixtures.toy_stages import DyingStage, SquareStage, items
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow

@@ -13,7 +13,7 @@ from pipeline.config.runner import RunnerParams
 from pipeline.engine.outdir import OutDir, OutDirError
 from pipeline.engine.runner import Runner
 from pipeline.engine.state import PARTS_DIR, RECORDS_TABLE, StageState
-from tests.toy_stages import CALL_LOG_ENV, SquareStage, items
+from tests.fixtures.toy_stages import CALL_LOG_ENV, SquareStage, items
 
 
 def local(**kw) -> Runner:

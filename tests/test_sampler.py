@@ -4,31 +4,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
-from diffusers import EulerDiscreteScheduler
 
-from train.backbones import tiny_components
-from train.model import PiQModel
+from tests.fixtures.tiny_sampler import images, make_pipe, sample
 from train.piq_pipeline import PiQPerfectPipeline
-
-
-def make_pipe(family: str = "sdxl", concat: str = "spatial") -> PiQPerfectPipeline:
-    comps = tiny_components(family, seed=2)
-    PiQModel(comps, concat, 32)  # widens conv_in for channel mode
-    pipe = PiQPerfectPipeline(comps.unet, comps.vae, comps.text_encoder, comps.tokenizer,
-                              EulerDiscreteScheduler.from_config(comps.scheduler.config), comps.text_encoder_2,
-                              comps.tokenizer_2, concat=concat, resolution=32)
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
-
-
-def images(n: int = 2) -> torch.Tensor:
-    return torch.rand(n, 3, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1
-
-
-def sample(pipe: PiQPerfectPipeline, seed: int, **kw) -> np.ndarray:
-    kw.setdefault("num_inference_steps", 3)
-    return pipe(images(), images().flip(0), "a smile", generator=torch.Generator().manual_seed(seed), output_type="np", **kw).images
 
 
 def test_seed_decides_the_output() -> None:
@@ -75,6 +55,7 @@ def test_save_and_load_give_the_same_images(tmp_path: Path) -> None:
         assert np.array_equal(sample(pipe, 4), sample(loaded, 4)), family
 
 
+@pytest.mark.slow  # 66 s on the 2-core machine under load
 def test_benchmarks_run_tiny_on_cpu() -> None:
     """The GPU benchmark scripts exercise the same code here with a tiny UNet (not timed)."""
     import subprocess

@@ -14,8 +14,8 @@ from pipeline.config.runner import RunnerParams
 from pipeline.config.segment import SegmentParams
 from pipeline.labels import INNER_FACE, LABEL_IDS
 from stages.segment import run
-from tests.annotate_fixtures import animate_with_blank
-from tests.relight_fixtures import make_fake_annotate_inputs
+from tests.fixtures.annotate_inputs import animate_with_blank
+from tests.fixtures.relight_inputs import make_fake_annotate_inputs
 
 LOCAL = RunnerParams(workers=0, progress=False)
 CELEBAMASK = ["background", "skin", "nose", "eye_g", "l_eye", "r_eye", "l_brow", "r_brow", "l_ear", "r_ear",

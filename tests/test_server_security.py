@@ -72,10 +72,10 @@ def files_in(folder: Path, settle_s: float = 5.0) -> list[str]:
 
 def _fake_photo(name: str) -> LoadedPhoto:
     """A photo already opened (no detection): the id, picture and cache routes need no face model."""
-    from tests.test_app_session import _Faces
+    from tests.fixtures.fake_faces import FakeAppFace
 
     rgb = np.full((120, 160, 3), 90, np.uint8)
-    return LoadedPhoto(name, Photo(Path(name), rgb, "JPEG", "0" * 64), [_Faces(0, (10.0, 10.0, 60.0, 60.0))], [None])
+    return LoadedPhoto(name, Photo(Path(name), rgb, "JPEG", "0" * 64), [FakeAppFace(0, (10.0, 10.0, 60.0, 60.0))], [None])
 
 
 @pytest.fixture()
@@ -445,7 +445,7 @@ def test_in_chromium_the_token_opens_the_page_and_another_site_cannot_drive_it(a
     breaks no rule of its CSP."""
     import http.server
 
-    from tests.chrome import chrome, require_chromium
+    from tests.fixtures.chrome import chrome, require_chromium
 
     require_chromium()
     from selenium.webdriver.support.ui import WebDriverWait

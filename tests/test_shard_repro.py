@@ -7,14 +7,14 @@ import json
 
 import pytest
 
-from tests.conftest import make_fake_ingest
-from tests.release_fixtures import make_upstream
-from tests.test_dvc_repro import clone, sh  # noqa: F401 - `clone` is a fixture
+from tests.fixtures.portraits import make_fake_ingest
+from tests.fixtures.release import make_upstream
+from tests.fixtures.dvc_copy import sh
 
 pytestmark = pytest.mark.slow
 
 
-def test_repro_shard_then_verify_then_nothing(clone) -> None:  # noqa: F811
+def test_repro_shard_then_verify_then_nothing(clone) -> None:
     root, env = clone
     ingest = make_fake_ingest(root / "data" / "ingest", size=64)
     (ingest / "stats.json").write_text(json.dumps({"complete": True}))

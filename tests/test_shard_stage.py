@@ -18,8 +18,8 @@ from pipeline.engine.state import StageState
 from pipeline.release.shards import finished_shards
 from pipeline.release.splits import assign_split
 from stages.shard import build_release
-from tests.conftest import make_fake_ingest
-from tests.release_fixtures import make_upstream, shard_params
+from tests.fixtures.portraits import make_fake_ingest
+from tests.fixtures.release import make_upstream, shard_params
 
 RUN = RunnerParams(workers=0, progress=False, reports_dir="")
 
@@ -184,7 +184,7 @@ from pathlib import Path
 from pipeline.engine.outdir import OutDir
 from pipeline.config.runner import RunnerParams
 from stages.shard import build_release
-from tests.release_fixtures import shard_params
+from tests.fixtures.release import shard_params
 
 real = OutDir.write_bytes
 

@@ -23,7 +23,7 @@ from pipeline.engine.runner import Runner
 from pipeline.engine.spill import ExternalSort, dedup_last, rebatch
 from pipeline.engine.stage import Item
 from pipeline.engine.state import PARTS_DIR, RECORDS_TABLE, StageState
-from tests.toy_stages import CALL_LOG_ENV, SquareStage
+from tests.fixtures.toy_stages import CALL_LOG_ENV, SquareStage
 
 
 def shrink(monkeypatch) -> None:

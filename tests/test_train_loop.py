@@ -14,20 +14,7 @@ from train.backbones import tiny_components
 from train.data import make_train_loader
 from train.loop import TrainingDiverged, accumulation_steps, config_fingerprint, make_accelerator, train
 from train.model import PiQModel
-
-# The tiny random model's intermediate floats (softmax, Adam's second moments) reach denormals,
-# ~50x slower on x86 CPUs. Flushing them is a per-thread CPU flag that torch's worker threads
-# inherit when they are created, so it is set at import (collection), before any test computes.
-torch.set_flush_denormal(True)
-
-DATA = DataParams(resolution=32, pairs_per_set=2)
-
-
-def params(tmp: Path, **kw) -> TrainParams:
-    base = TrainParams(batch_size=2, effective_batch=4, max_steps=6, lr=1e-3, mixed_precision="fp32",
-                       gradient_checkpointing=False, checkpoint_every=3, log_every=1, validate_every=1000,
-                       checkpoint_dir=str(tmp / "ckpt"), reports_dir=str(tmp / "reports"))
-    return dataclasses.replace(base, **kw)
+from tests.fixtures.training import DATA, params  # imported: the CPU's denormals flushed (see there)
 
 
 def run(tp: TrainParams, shards: Path, max_steps: int | None = None, concat: str = "spatial", data: DataParams = DATA):

@@ -1,5 +1,5 @@
 """The one video reader (pipeline/media/video.py) on the real carphone clip as phones and tools write it
-(tests/real_clips.py): upright frames, true times, every common codec and container, each clip
+(tests/fixtures/real_clips.py): upright frames, true times, every common codec and container, each clip
 decoded at most once, and a reason code that tells the truth for every bad file (#30)."""
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from pipeline.media import video as V
-from tests import real_clips as rc
+from tests.fixtures import real_clips as rc
 
 N = 60  # 2 s of the clip: two GOPs of 30 frames, as phones write them
 PICKS = [0, 7, 29, 30, 31, 44, 59]
