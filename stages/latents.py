@@ -30,7 +30,7 @@ from pipeline.device import is_cuda, resolve_device
 from pipeline.config.params import load_params
 from pipeline.release.reader import empty_split_refusal, ShardRef, release_dataset, resolve_shards
 from pipeline.release.shards import ShardError
-from pipeline.engine.state import atomic_write_json
+from pipeline.engine.outdir import atomic_write_json
 from train.backbones import build_vae
 from train.data import to_tensor
 from train.latents import (CACHE_FILE, STORE_DTYPE, encode_moments, entry_key, identity, shard_file,

@@ -37,7 +37,7 @@ from pipeline.engine.runner import Runner, end_main
 from pipeline.release.shards import sample_digest, shard_stats, tar_bytes
 from pipeline.release.splits import SPLITS
 from pipeline.engine.stage import Item, ItemContext, Output, Stage
-from pipeline.engine.state import atomic_write_json
+from pipeline.engine.outdir import atomic_write_json
 from pipeline.release.index import index_keys, write_indexes
 from pipeline.release.plan import plan_release
 

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import os
 import uuid
+from pathlib import Path
 from typing import IO, Any, Iterator
 
 from pipeline.engine.worker_state import WorkerLocal
@@ -179,3 +181,23 @@ class OutDir(WorkerLocal):
         elif self.fs.exists(path):
             self.fs.rm(path, recursive=True)
         self._made = {d for d in self._made if not d.startswith(path)}
+
+
+# --- atomic writes of one local file (the card, indexes, reports: files outside a stage's records) ---
+
+def json_default(obj: Any) -> Any:
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    if hasattr(obj, "item"):
+        return obj.item()
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def atomic_write_bytes(path: Any, data: bytes) -> None:
+    """Write `data` to local `path` so that readers see the old file or the whole new one."""
+    path = Path(path)
+    OutDir(path.parent).write_bytes(path.name, data)
+
+
+def atomic_write_json(path: Any, obj: Any) -> None:
+    atomic_write_bytes(path, json.dumps(obj, indent=1, sort_keys=True, default=json_default).encode())

@@ -34,7 +34,7 @@ import uuid
 import warnings
 from typing import Any, Iterable, Iterator
 
-from pipeline.engine.outdir import OutDir
+from pipeline.engine.outdir import OutDir, json_default
 from pipeline.engine.spill import ExternalSort, dedup_last, merge_sorted, rebatch
 
 STATE_DIR = "_state"
@@ -61,28 +61,8 @@ def record_schema() -> Any:
     return pa.schema([(c, pa.int64() if c == "attempts" else pa.string()) for c in RECORD_COLUMNS])
 
 
-def json_default(obj: Any) -> Any:
-    if hasattr(obj, "tolist"):
-        return obj.tolist()
-    if hasattr(obj, "item"):
-        return obj.item()
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
-
-
 def dumps(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, default=json_default, separators=(",", ":"))
-
-
-def atomic_write_bytes(path: Any, data: bytes) -> None:
-    """Write `data` to local `path` so that readers see the old file or the whole new one."""
-    from pathlib import Path
-
-    path = Path(path)
-    OutDir(path.parent).write_bytes(path.name, data)
-
-
-def atomic_write_json(path: Any, obj: Any) -> None:
-    atomic_write_bytes(path, json.dumps(obj, indent=1, sort_keys=True, default=json_default).encode())
 
 
 def fingerprint_digest(fingerprint: dict[str, Any]) -> str:

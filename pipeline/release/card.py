@@ -24,7 +24,7 @@ import yaml  # noqa: E402
 
 from pipeline.labels import LABEL_NAMES  # noqa: E402
 from pipeline.release.splits import SPLITS  # noqa: E402
-from pipeline.engine.state import atomic_write_bytes  # noqa: E402
+from pipeline.engine.outdir import atomic_write_bytes  # noqa: E402
 
 POSE = ("yaw", "pitch", "roll")
 EXPRESSION = ("mouth_open", "smile", "eye_open", "brow_raise")

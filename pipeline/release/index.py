@@ -12,7 +12,7 @@ import pandas as pd
 
 from pipeline.engine.manifest import write_frame
 from pipeline.release.splits import SPLITS
-from pipeline.engine.state import atomic_write_bytes, atomic_write_json
+from pipeline.engine.outdir import atomic_write_bytes, atomic_write_json
 
 from pipeline.release.plan import IMAGE_COLUMNS, ReleasePlan
 

@@ -38,7 +38,7 @@ from pipeline.release.reader import INDEX_FILE
 from pipeline.release.removals import LedgerError, append_entry, read_ledger
 from pipeline.release.shards import iter_raw_samples, sample_digest, shard_stats, tar_bytes
 from pipeline.release.splits import SPLITS
-from pipeline.engine.state import atomic_write_bytes, atomic_write_json
+from pipeline.engine.outdir import atomic_write_bytes, atomic_write_json
 
 JOURNAL = ".removal.json"
 
