@@ -95,9 +95,20 @@ class MeshAnimator(Animator):
         # stretched by the warp, which keeps its own teeth
         if before_x.mouth_open < 0.05 and after_x.mouth_open > 0.06:
             image = paint_mouth(image, target[:, :2], after_x.mouth_open, iod)
-        if closing:
-            image = paint_lashes(image, target[:, :2], iod, closing, base.xy)
+        if closing:  # the open eyes' pixels went where the head's motion took them, lids aside
+            image = paint_lashes(image, target[:, :2], iod, closing, opened_eyes(base, motion))
         return AnimatedImage(image, {"motion_magnitude": motion.magnitude, "moved_fraction": float(moved.mean())})
+
+
+def opened_eyes(base: fm.Mesh, motion: mo.Motion) -> np.ndarray:
+    """Where the warp put the source's open eyes: the landmarks (478, 2) under the same head
+    rotation and expression with the eye loops' own offsets (the lids) left out. Painting the
+    source's eye positions instead missed a turned or nodding head's eyes (#24: a blink at a
+    20-degree nod read open)."""
+    reg = fm.regions()
+    still = motion.offsets.copy()
+    still[list(reg["r_eye"]) + list(reg["l_eye"])] = 0.0
+    return mo.apply(base, mo.Motion(motion.rotation, still))[:, :2]
 
 
 def render_program(template: np.ndarray, controls: mo.Controls, frames: int, animator: MeshAnimator | None = None,
