@@ -16,11 +16,25 @@ from tests.fixtures.dvc_copy import sh
 REPO = Path(__file__).resolve().parents[1]
 
 
+@pytest.fixture(scope="module")
+def ingested(clone) -> str:
+    """`dvc repro ingest` on the fresh copy, first of all (whatever order the tests run in)."""
+    root, env = clone
+    return sh(["dvc", "repro", "ingest"], root, env)
+
+
+@pytest.fixture(scope="module")
+def repro(clone, ingested) -> str:
+    """The whole `dvc repro` on the same copy, once, after the ingest alone."""
+    root, env = clone
+    return sh(["dvc", "repro"], root, env)
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(3600)  # two `dvc repro ingest`, each allowed 1500 s by `sh`
-def test_repro_ingests_the_sample_then_does_nothing(clone) -> None:
+def test_repro_ingests_the_sample_then_does_nothing(clone, ingested) -> None:
     root, env = clone
-    first = sh(["dvc", "repro", "ingest"], root, env)
+    first = ingested
     assert "Running stage 'ingest'" in first
     out = root / "data" / "ingest"
     expected = pd.read_csv(root / "samples" / "expected.csv", dtype=str)
@@ -45,12 +59,12 @@ def test_repro_ingests_the_sample_then_does_nothing(clone) -> None:
 
 @pytest.mark.slow
 @pytest.mark.timeout(3600)  # two `dvc repro` (the first ~14 min on 2 cores), each allowed 1500 s by `sh`
-def test_full_repro_on_the_sample_then_nothing_to_do(clone) -> None:
+def test_full_repro_on_the_sample_then_nothing_to_do(clone, repro) -> None:
     """The whole pipeline on the embedded sample: ingest -> drivers -> animate -> caption /
     segment / relight -> shard (verified) -> train -> sample -> evaluate; a second run does
-    nothing. (Runs after the ingest test on the same copy.)"""
+    nothing. (The same copy as the ingest test: the `repro` fixture runs after `ingested`.)"""
     root, env = clone
-    sh(["dvc", "repro"], root, env)
+    assert "Running stage 'drivers'" in repro and "Running stage 'ingest'" not in repro, repro
     data = root / "data"
     faces = pd.read_parquet(data / "ingest" / "manifest.parquet")
     animate = pd.read_parquet(data / "animate" / "manifest.parquet")
@@ -89,8 +103,9 @@ def loss_curve(path: Path) -> dict[int, float]:
 
 
 @pytest.mark.slow
-def test_a_fresh_repro_writes_the_committed_release(clone) -> None:
-    """After the full repro above (same copy, another path): on any CPU, the release means what
+@pytest.mark.timeout(3600)  # the full `dvc repro` when this test is the first to need it
+def test_a_fresh_repro_writes_the_committed_release(clone, repro) -> None:
+    """After the full repro (the `repro` fixture, same copy): on any CPU, the release means what
     the committed one means (pipeline/release/digest.py: the same clips accepted and refused
     with the same codes, the same sets, images, drivers and splits, captions and label maps
     equal, images within 1 level) and the sample model's loss curve is within LOSS_RTOL; where
