@@ -34,5 +34,5 @@ def main(args: argparse.Namespace) -> int:
     print("provenance:")
     print(f"  certificate: {cert.resolve()}")
     print(f"  private_key: {key.resolve()}")
-    print("readers validate the signature as Valid, not Trusted: see README, 'Content credentials'")
+    print("readers validate the signature as Valid, not Trusted: see docs/PHOTO_TOOL.md, 'Content credentials'")
     return 0

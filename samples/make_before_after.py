@@ -1,4 +1,4 @@
-"""The README's before/after picture of the photo tool, from the public-domain portraits.
+"""docs/PHOTO_TOOL.md's before/after picture of the photo tool, from the public-domain portraits.
 
     python samples/make_before_after.py --out docs/photo_before_after.jpg
 

@@ -7,7 +7,7 @@ Sources: the two public-domain portraits that pip packages ship, scikit-image's 
 smooth 2D head motion (translation, scale, a few degrees of in-plane rotation) over a
 synthetic room, and `metadata.csv` files it under one of the paper's categories (B.2). Some
 clips are made to be refused; `expected.csv` says what ingest must make of every clip (tests
-and the README read it, ingest never does). Same code, same bytes of metadata, same frames.
+and docs/STAGES.md read it, ingest never does). Same code, same bytes of metadata, same frames.
 """
 from __future__ import annotations
 

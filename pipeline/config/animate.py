@@ -46,7 +46,7 @@ class AnimateParams:
     batch_size: int = runtime(8)            # liveportrait: drivers per warp/decode batch
     num_gpus: float = runtime(1.0)          # GPUs per Ray actor for the liveportrait backend
     # --- liveportrait conventions: the official command line's defaults (KwaiVGI/LivePortrait
-    # src/config/argument_config.py, crop_config.py, inference_config.py); see README ---------
+    # src/config/argument_config.py, crop_config.py, inference_config.py); see docs/STAGES.md ---
     liveportrait_crop: Literal["auto", "landmarks", "mesh"] = "auto"  # auto: liveportrait_dir/landmark.onnx if present
     crop_scale: float = 2.3                 # official scale 2.3
     crop_vx_ratio: float = 0.0              # official vx_ratio 0

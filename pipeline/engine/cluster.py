@@ -5,7 +5,7 @@ Ray 2.60's `ray start --head` turns token authentication on: a client must then 
 `RAY_AUTH_MODE=token` and the cluster's token (in `~/.ray/auth_token`, the file named by
 `RAY_AUTH_TOKEN_PATH`, or `RAY_AUTH_TOKEN`). Before `ray.init` joins, one gRPC call to the head's
 GCS (its health check, answered in milliseconds) tells whether the head is there and whether
-it takes this process's token; the README's "Running on a Ray cluster" says what to set.
+it takes this process's token; docs/SCALE.md, "Running on a Ray cluster", says what to set.
 """
 from __future__ import annotations
 

@@ -3,7 +3,7 @@
 Written after `piq shard` (dvc.yaml), it holds what must be the same on any machine that runs
 the pipeline, so a fresh `dvc repro` on another CPU can be compared with the committed one by
 meaning when its bytes cannot match (OpenCV, mediapipe and torch pick SIMD code paths per CPU:
-README, "What may differ across machines"):
+docs/INSTALL.md, "What may differ across machines"):
 
 - ingest: every clip's outcome (`accept` or its reject code) and the faces kept;
 - the sets of each split, each set's participant, clip and images, each image's driver;
