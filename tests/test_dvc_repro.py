@@ -94,7 +94,7 @@ def out_hashes(lock_file: Path) -> dict[str, dict[str, str]]:
     return {stage: {o["path"]: o.get("md5") for o in entry.get("outs", [])} for stage, entry in lock.items()}
 
 
-LOSS_RTOL = 0.02  # the sample model's loss per logged step, across CPUs (see README, "What may differ across machines")
+LOSS_RTOL = 0.02  # the sample model's loss per logged step, across CPUs (docs/INSTALL.md, "What may differ across machines")
 
 
 def loss_curve(path: Path) -> dict[int, float]:
