@@ -85,6 +85,11 @@ def digest(release: Path, ingest_dir: Path | None) -> dict[str, Any]:
     return out
 
 
+def changed(a: dict[str, Any], b: dict[str, Any], fields: tuple[str, ...]) -> list[str]:
+    """The `fields` whose values differ between two records of the digest."""
+    return [field for field in fields if a[field] != b[field]]
+
+
 def compare(committed: dict[str, Any], fresh: dict[str, Any]) -> list[str]:
     """Every difference in meaning between two digests ([] when they agree)."""
     problems = []
@@ -97,17 +102,14 @@ def compare(committed: dict[str, Any], fresh: dict[str, Any]) -> list[str]:
         problems.append(f"splits differ: {committed['splits']} -> {fresh['splits']}")
     for key in sorted(set(committed["sets"]) & set(fresh["sets"])):
         a, b = committed["sets"][key], fresh["sets"][key]
-        for field in ("participant", "video", "split"):
-            if a[field] != b[field]:
-                problems.append(f"{key}: {field} {a[field]} -> {b[field]}")
+        problems += [f"{key}: {field} {a[field]} -> {b[field]}" for field in changed(a, b, ("participant", "video", "split"))]
         if sorted(a["images"]) != sorted(b["images"]):
             problems.append(f"{key}: images {sorted(a['images'])} -> {sorted(b['images'])}")
             continue
         for i in sorted(a["images"]):
             x, y = a["images"][i], b["images"][i]
-            for field in ("driver", "caption", "labels"):
-                if x[field] != y[field]:
-                    problems.append(f"{key}/{i}: {field} differs ({x[field]!r} -> {y[field]!r})")
+            problems += [f"{key}/{i}: {field} differs ({x[field]!r} -> {y[field]!r})"
+                         for field in changed(x, y, ("driver", "caption", "labels"))]
             if len(x["relit"]) != len(y["relit"]):
                 problems.append(f"{key}/{i}: {len(x['relit'])} relit variants -> {len(y['relit'])}")
                 continue
