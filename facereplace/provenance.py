@@ -34,11 +34,15 @@ MIN_MATCH = 41  # of 48 bits (face mark): a random face matches >= 41 with p ~3e
 LEGACY_MIN_MATCH = 44  # of 48 bits: the earlier dwtDct square mark
 
 
-def watermark_bits() -> list[int]:
-    """The 48-bit message diffusers' SDXL pipeline embeds (Stability AI's)."""
-    from diffusers.pipelines.stable_diffusion_xl.watermark import WATERMARK_BITS
+# The 48-bit message diffusers' SDXL pipeline embeds (Stability AI's; diffusers'
+# pipelines/stable_diffusion_xl/watermark.py WATERMARK_MESSAGE, checked equal in
+# tests/test_facemark.py). Written here: importing diffusers for it cost `piq verify` 2.6 s.
+WATERMARK_MESSAGE = 0b101100111110110010010000011110111011000110011110
 
-    return list(WATERMARK_BITS)
+
+def watermark_bits() -> list[int]:
+    """The message as the 48 bits invisible-watermark embeds, most significant first."""
+    return [int(bit) for bit in bin(WATERMARK_MESSAGE)[2:]]
 
 
 def mark_region(shape: tuple[int, int], side: int) -> tuple[int, int, int, int]:
