@@ -191,9 +191,7 @@ def unet_floor(model, cfg: Config, args, resolution: int) -> float:
     for _ in range(args.floor_steps):
         step()
     sync()
-    rate = b * accum * args.floor_steps / (time.perf_counter() - t0)
-    del opt, x, target, kw
-    return rate
+    return b * accum * args.floor_steps / (time.perf_counter() - t0)
 
 
 def driving_encode_ms(model, cfg: Config, resolution: int, n: int = 5) -> float:

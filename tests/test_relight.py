@@ -19,7 +19,6 @@ from pipeline.backends.relighters import envmaps as E
 from pipeline.faces.paste import composite, feather
 from pipeline.backends.relighters.base import region_mask
 from pipeline.backends.relighters.sh import SHRelighter
-from pipeline.engine.runner import Runner
 from stages.relight import RelightStage, list_items, run, write_preview
 from tests.fixtures.relight_inputs import make_fake_annotate_inputs, portrait_crop
 
