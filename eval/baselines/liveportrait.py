@@ -62,6 +62,6 @@ class LivePortraitBaseline:
             try:
                 outs.append(self.animator.animate(t.source, t.source, t.driving, seed=0).image)
             except Reject as err:  # no face in the source or the driving image: a method failure
-                warnings.warn(f"liveportrait: pair {t.pair_id}: {err}")
+                warnings.warn(f"liveportrait: pair {t.pair_id}: {err}", stacklevel=2)
                 outs.append(None)
         return outs
