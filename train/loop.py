@@ -260,7 +260,8 @@ def train(
         if step >= max_steps:
             break
     bar.close()
-    figures = {**speed.summary(), **choice.as_metrics(), "checkpointing_trial_s": round(trial_s, 3), "compile_s": round(max(compile_seconds() - compiled_before, 0.0), 3),
+    figures = {**speed.summary(), **choice.as_metrics(), "checkpointing_trial_s": round(trial_s, 3),
+               "compile_s": round(max(compile_seconds() - compiled_before, 0.0), 3),
                "latent_cache_hits": model.latent_hits, "latent_cache_misses": model.latent_misses,
                "driving_encoded_ahead": 0 if ahead is None else ahead.ahead}
     if model._text is not None:

@@ -26,7 +26,8 @@ from eval.baselines import Unavailable
 from eval.data import Triplet
 from pipeline.weight_files.checks import WeightsFormatError
 
-LIVEPORTRAIT_FORMATS = ("LivePortrait pretrained_weights/liveportrait/ (base_models/*.pth, retargeting_models/stitching_retargeting_module.pth)",)
+LIVEPORTRAIT_FORMATS = ("LivePortrait pretrained_weights/liveportrait/ "
+                        "(base_models/*.pth, retargeting_models/stitching_retargeting_module.pth)",)
 
 
 class LivePortraitBaseline:

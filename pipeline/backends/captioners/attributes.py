@@ -242,7 +242,8 @@ def phrases(a: dict[str, float], ref: dict[str, float] | None = None) -> dict[st
 
     yaw, pitch, roll = a["yaw"], a["pitch"], a["roll"]
     if abs(yaw) >= YAW_TURNED:
-        out["head"].append([f"the head is turned well to their {_side(yaw)}", f"the face is seen in three-quarter view, turned to their {_side(yaw)}"])
+        out["head"].append([f"the head is turned well to their {_side(yaw)}",
+                            f"the face is seen in three-quarter view, turned to their {_side(yaw)}"])
     elif abs(yaw) >= YAW_SLIGHT:
         out["head"].append([f"the head is turned slightly to their {_side(yaw)}", f"the face is angled a little to their {_side(yaw)}"])
     else:
@@ -259,7 +260,8 @@ def phrases(a: dict[str, float], ref: dict[str, float] | None = None) -> dict[st
         lit = "right" if a["side_light"] > 0 else "left"
         dark = "left" if lit == "right" else "right"
         out["light"].append([f"light falling from the image {lit} that leaves the {dark} side of the face in shadow",
-                             f"directional side lighting from the {lit} of the frame", f"light from the {lit} and a shadowed {dark} side of the face"])
+                             f"directional side lighting from the {lit} of the frame",
+                             f"light from the {lit} and a shadowed {dark} side of the face"])
     else:
         out["light"].append(["soft, even lighting on the face", "even light with gentle shadows", "diffuse, even light"])
     if a["brightness"] < DIM:
