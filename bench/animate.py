@@ -18,11 +18,9 @@ import time
 from pathlib import Path
 
 import cv2
-import numpy as np
 
 
 def mesh_figures(drivers: int, faces: int) -> None:
-    from pipeline.backends.animators import motion as mo
     from pipeline.backends.animators.mesh_animator import MeshAnimator, render_program
     from pipeline.backends.animators.programs import programs
     from pipeline.config.animate import AnimateParams, DriversParams

@@ -143,7 +143,8 @@ def bench_llava(batches: Sequence[int], modes: Sequence[str], new_tokens: int, s
                     torch.cuda.empty_cache()
                 continue
             seconds = (time.perf_counter() - start) / repeats
-            fell_back = "  (static cache FAILED, fell back to dynamic: see the warning)" if mode == "static" and not captioner._static else ""
+            fell_back = ("  (static cache FAILED, fell back to dynamic: see the warning)"
+                         if mode == "static" and not captioner._static else "")
             rates[(mode, batch)] = batch / seconds
             peak = f"  peak {torch.cuda.max_memory_allocated() / 2**30:5.1f} GiB" if cuda else ""
             print(f"llava {mode:>6} batch {batch:>3}: {seconds:7.2f} s/call  {batch / seconds:7.2f} captions/s  "

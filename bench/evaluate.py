@@ -119,7 +119,7 @@ def run(args: argparse.Namespace, tmp: Path) -> None:
             print(f"{name:32s} skipped: {err}")
             continue
         metric = make()
-        rate = timed(lambda: [metric.update(*b) for b in batches], args.pairs, sync)
+        rate = timed(lambda metric=metric: [metric.update(*b) for b in batches], args.pairs, sync)
         print(f"{name:32s} {rate:8.2f} pairs/s")
     p = EvaluateParams()
     triplets = [Triplet(f"p{i}", t, o, o, o) for i, (o, t) in enumerate(zip(outputs, targets))]
@@ -130,7 +130,7 @@ def run(args: argparse.Namespace, tmp: Path) -> None:
         except ImportError as err:
             print(f"{'baseline ' + name:32s} skipped: {err}")
             continue
-        rate = timed(lambda: method.run(triplets), args.pairs, sync)
+        rate = timed(lambda method=method: method.run(triplets), args.pairs, sync)
         print(f"{'baseline ' + name:32s} {rate:8.2f} pairs/s")
 
 

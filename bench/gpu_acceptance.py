@@ -491,7 +491,8 @@ def prepare_weights(args, results: dict[str, Any], phase: int) -> bool:
     if not only:
         return True
     check = subprocess.run([sys.executable, "-m", "pipeline.commands.piq", "models", "check", "--only", *only], cwd=args.work,
-                           capture_output=True, text=True, env={**os.environ, "PYTHONPATH": os.pathsep.join([str(args.work), os.environ.get("PYTHONPATH", "")])})
+                           capture_output=True, text=True,
+                           env={**os.environ, "PYTHONPATH": os.pathsep.join([str(args.work), os.environ.get("PYTHONPATH", "")])})
     last = check.stderr.strip().splitlines()[-1] if check.stderr.strip() else ""
     results.setdefault("models_check", {})[f"phase {phase}"] = {
         "only": only, "returncode": check.returncode, "summary": last, "lines": check.stdout.strip().splitlines()}

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import tempfile
-from collections import defaultdict
 from pathlib import Path
 
 import cv2

@@ -75,9 +75,10 @@ def main() -> None:
             print(f"[{label}] load: {time.perf_counter() - t0:.1f} s")
             animator.animate_batch(neutral, drivers[:2], seeds=seeds[:2])  # warm-up
             animator.clear_driver_cache()
-            cold = timed(lambda: animator.animate_batch(neutral, drivers, seeds=seeds))
-            batched = timed(lambda: animator.animate_batch(neutral, drivers, seeds=seeds))
-            single = timed(lambda: [animator.animate(neutral, f, l, seed=s) for (f, l), s in zip(drivers, seeds)])
+            cold = timed(lambda animator=animator: animator.animate_batch(neutral, drivers, seeds=seeds))
+            batched = timed(lambda animator=animator: animator.animate_batch(neutral, drivers, seeds=seeds))
+            single = timed(lambda animator=animator: [animator.animate(neutral, first, last, seed=s)
+                                                      for (first, last), s in zip(drivers, seeds)])
             results[label] = n / batched
             print(f"[{label}] batched (batch {args.batch_size}), cold: {n / cold:7.2f} images/s   warm: "
                   f"{n / batched:7.2f} images/s   one at a time, warm: {n / single:7.2f} images/s   "

@@ -190,7 +190,7 @@ def measures_table() -> list[str]:
         rgb = np.ascontiguousarray(corpus_rgb(name)[y0:y1, x0:x1])
         mesh = animator.mesh(rgb, name)
 
-        def shot(controls):
+        def shot(controls, rgb=rgb, mesh=mesh):
             return rgb if controls is None else animator.apply(rgb, mesh, mo.program_motion(mesh, mo.Controls(**controls))).image
 
         for pose, c in BLINK_POSES.items():
@@ -203,9 +203,9 @@ def measures_table() -> list[str]:
             print(f"  {name} {pose}: eyes open {opened[0]:.3f} / blink {closed[0]:.3f} (old {opened[1]:.3f} / "
                   f"{closed[1]:.3f})", file=sys.stderr, flush=True)
         plain = {k: _measures(shot(c)) for k, c in NOT_SMILES.items()}
-        for k, c in SMILES.items():
+        for c in SMILES.values():
             got = _measures(shot(c))
-            for n, base in plain.items():
+            for base in plain.values():
                 if got is None or base is None:
                     continue
                 for tally in (smile_pairs, laugh_pairs) if "mouth_open" in c else (smile_pairs,):

@@ -355,7 +355,7 @@ def probe_browse() -> None:
             out(f"1 browse GET {path}, Host rebind.attacker.example, no token",
                 request(srv, "GET", path, host="rebind.attacker.example", length=None)[0])
         out("1 browse GET /api/sets from 127.0.0.1, no token", request(srv, "GET", "/api/sets", length=None)[0])
-        for path in (f"/file/train/{key}/..%2f..%2fmeta.json", f"/file/train/%2e%2e/x", f"/file/train/{key}/a%00.jpg",
+        for path in (f"/file/train/{key}/..%2f..%2fmeta.json", "/file/train/%2e%2e/x", f"/file/train/{key}/a%00.jpg",
                      f"/file/train/{key}/..%5cx.jpg"):
             out(f"browse bad path {path[len('/file/train/'):]}", request(srv, "GET", path, tok, length=None)[0])
     finally:

@@ -25,7 +25,6 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-import numpy as np
 
 from pipeline.config.relight import RelightParams
 from pipeline.config.runner import RunnerParams

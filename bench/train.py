@@ -171,8 +171,11 @@ def unet_floor(model, cfg: Config, args, resolution: int) -> float:
     x = torch.randn(b, 4, lat, 3 * lat, device=device)
     target = torch.randn(b, 4, lat, lat, device=device)
     kw = {"encoder_hidden_states": torch.randn(b, 77, cfg_u.cross_attention_dim, device=device),
-          "added_cond_kwargs": {"text_embeds": torch.randn(b, cfg_u.projection_class_embeddings_input_dim - 6 * cfg_u.addition_time_embed_dim, device=device),
-                                "time_ids": torch.tensor([resolution, 3 * resolution, 0, 0, resolution, 3 * resolution], device=device, dtype=torch.float32).expand(b, 6)}}
+          "added_cond_kwargs": {
+              "text_embeds": torch.randn(b, cfg_u.projection_class_embeddings_input_dim - 6 * cfg_u.addition_time_embed_dim,
+                                         device=device),
+              "time_ids": torch.tensor([resolution, 3 * resolution, 0, 0, resolution, 3 * resolution], device=device,
+                                       dtype=torch.float32).expand(b, 6)}}
     autocast = torch.autocast(device, dtype=torch.bfloat16, enabled=device == "cuda")
 
     def step() -> None:
@@ -191,9 +194,7 @@ def unet_floor(model, cfg: Config, args, resolution: int) -> float:
     for _ in range(args.floor_steps):
         step()
     sync()
-    rate = b * accum * args.floor_steps / (time.perf_counter() - t0)
-    del opt, x, target, kw
-    return rate
+    return b * accum * args.floor_steps / (time.perf_counter() - t0)
 
 
 def driving_encode_ms(model, cfg: Config, resolution: int, n: int = 5) -> float:
@@ -258,8 +259,8 @@ def main() -> None:
         replicate_shards(shards, args.copies)
         cache = (Path(tmp) / "latents", make_cache(args, shards, data, Path(tmp) / "latents"))
         for use in (None, cache):
-            print(f"loader alone ({'cache' if use else 'no cache'}): {loader_rate(args, shards, data, use, 16 if not args.tiny else 2):.1f} "
-                  f"samples/s", flush=True)
+            print(f"loader alone ({'cache' if use else 'no cache'}): "
+                  f"{loader_rate(args, shards, data, use, 16 if not args.tiny else 2):.1f} samples/s", flush=True)
         ran = 0
         for cfg in configs:
             if ran and time.perf_counter() - began > args.budget_s:
@@ -290,7 +291,8 @@ def main() -> None:
                   f"peak {e2e.get('peak_gpu_mem_gib', float('nan')):5.1f} GiB\n    first step {e2e['first_step_s']:.1f} s "
                   f"(compiling {e2e['compile_s']:.1f} s), {e2e['timed_steps']} timed steps in {e2e['steady_s']:.1f} s, "
                   f"{e2e['workers']} loader workers, latent cache {e2e['latent_cache_hits']} hits / "
-                  f"{e2e['latent_cache_misses']} misses, {e2e['driving_encoded_ahead']} driving batches encoded ahead; {e2e['gradient_checkpointing_reason']}\n    driving images' "
+                  f"{e2e['latent_cache_misses']} misses, {e2e['driving_encoded_ahead']} driving batches encoded ahead; "
+                  f"{e2e['gradient_checkpointing_reason']}\n    driving images' "
                   f"VAE encode alone {encode:.1f} ms per micro-step of {cfg.batch}, {encode / (1000 * cfg.batch / rate):.1%} "
                   f"of the end-to-end micro-step ({1000 * cfg.batch / rate:.0f} ms; UNet-only {1000 * cfg.batch / floor:.0f} ms)",
                   flush=True)

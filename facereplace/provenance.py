@@ -24,9 +24,13 @@ import datetime
 import json
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 from xml.sax.saxutils import escape
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from facereplace.facemark import MarkParams
 
 DIGITAL_SOURCE_TYPE = "http://cv.iptc.org/newscodes/digitalsourcetype/compositeWithTrainedAlgorithmicMedia"
 PIQ_NS = "https://github.com/piqperfect/piqperfect/ns/provenance/1.0/"
@@ -84,7 +88,7 @@ def decode_watermark(rgb: np.ndarray, side: int = 1024) -> int:
     return int(sum(int(b) == m for b, m in zip(bits, watermark_bits())))
 
 
-def mark_params(p) -> "MarkParams":
+def mark_params(p) -> MarkParams:
     """The face mark's settings from `replace` params."""
     from facereplace.facemark import MarkParams
 

@@ -7,7 +7,8 @@
    `evaluate.testset_dir` (kept when their plan is unchanged), with images at the model's
    resolution (the trained pipeline's, else data.resolution); adds the user triplet folders.
 2. Runs each method of `evaluate.methods` on each data set, batched, on the GPU when there is
-   one, fed at the model's resolution; scores at `evaluate.resolution` (null: the model's); measures CSIM, FID, AED / APD / AGD, LPIPS, PSNR, SSIM with their backends named.
+   one, fed at the model's resolution; scores at `evaluate.resolution` (null: the model's);
+   measures CSIM, FID, AED / APD / AGD, LPIPS, PSNR, SSIM with their backends named.
 3. Writes `evaluate.out_dir`: metrics.json (dvc metrics), report.json, tables.md, plots/*.csv
    (dvc plots), grids/*.png and per-pair CSVs.
 """

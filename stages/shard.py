@@ -93,7 +93,8 @@ def build_release(p: ShardParams, runner: RunnerParams, seed: int, removals: str
                plan.empty, len(read_ledger(removals).entries))
     stats = {**summary.stats, "splits": splits, "images_per_set": plan.n_images, "relit_per_image": plan.n_relit,
              "sets_refused": dict(sorted(Counter(c for c, _ in plan.refused.values()).items())),
-             "sets_withheld": plan.withheld, "removals_in_ledger": len(read_ledger(removals).entries), "empty_splits": dict(sorted(plan.empty.items()))}
+             "sets_withheld": plan.withheld, "removals_in_ledger": len(read_ledger(removals).entries),
+             "empty_splits": dict(sorted(plan.empty.items()))}
     atomic_write_json(out / "stats.json", stats)
     return stats
 

@@ -4,7 +4,6 @@ layout and loaded through the real path."""
 from __future__ import annotations
 
 import cv2
-import numpy as np
 import pandas as pd
 import pytest
 

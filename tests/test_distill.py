@@ -3,7 +3,6 @@ more closely than the teacher's own 4 steps do (train/distill.py)."""
 from __future__ import annotations
 
 import argparse
-import dataclasses
 from pathlib import Path
 
 import pytest

@@ -83,7 +83,8 @@ def test_piq_evaluate_writes_the_report(tiny_shards, tmp_path, monkeypatch):
     _tiny_model(tmp_path / "model")
     params = yaml.safe_load(Path("params.yaml").read_text())
     params["evaluate"].update(id_shards=[str(tiny_shards), str(tmp_path / "absent")], ood_shards=[str(tiny_shards)],
-                              testset_dir=str(tmp_path / "sets"), out_dir=str(tmp_path / "report"), num_pairs=3, resolution=64, batch_size=2,
+                              testset_dir=str(tmp_path / "sets"), out_dir=str(tmp_path / "report"), num_pairs=3, resolution=64,
+                              batch_size=2,
                               methods=["source", "paste", "classical", "ipadapter", "liveportrait", "piq"],
                               model_dir=str(tmp_path / "model"), num_inference_steps=2, grid_pairs=2)
     params["train"]["reports_dir"] = str(tmp_path / "train")  # the trainer's loss, copied into the headline

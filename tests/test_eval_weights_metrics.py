@@ -213,7 +213,8 @@ def test_bad_3dmm_files_are_errors(deep3d_checkpoints, tmp_path):
     renamed = dict(ckpt, net_recon={k.replace("final_layers.1.", "final_layers.exp."): v for k, v in net.items()})
     torch.save(renamed, tmp_path / "renamed.pth")
     _refused(Face3DMM, tmp_path / "renamed.pth", "missing: final_layers.1.weight")
-    wrong = dict(ckpt, net_recon=dict(net, **{"final_layers.1.weight": torch.zeros(32, 2048, 1, 1), "final_layers.1.bias": torch.zeros(32)}))
+    wrong = dict(ckpt, net_recon=dict(net, **{"final_layers.1.weight": torch.zeros(32, 2048, 1, 1),
+                                              "final_layers.1.bias": torch.zeros(32)}))
     torch.save(wrong, tmp_path / "wrong.pth")
     _refused(Face3DMM, tmp_path / "wrong.pth", "final_layers.1.weight (32, 2048, 1, 1)")
     torch.save({"model": net}, tmp_path / "other.pth")

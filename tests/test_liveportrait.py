@@ -63,7 +63,8 @@ def test_random_checkpoints_load_strictly_and_missing_files_are_named(tmp_path):
         checkpoints.load_models(tmp_path, cfg)
     # A checkpoint of other sizes is refused, naming the file and the first mismatches.
     checkpoints.write_random_checkpoints(tmp_path, seed=0, cfg=cfg)
-    with pytest.raises(WeightsFormatError, match=r"appearance_feature_extractor.pth: missing: .*wrong shape: first.conv.weight \(8, 3, 3, 3\) \(expected \(64, 3, 3, 3\)\)"):
+    with pytest.raises(WeightsFormatError, match=r"appearance_feature_extractor.pth: missing: .*"
+                                                 r"wrong shape: first.conv.weight \(8, 3, 3, 3\) \(expected \(64, 3, 3, 3\)\)"):
         checkpoints.load_models(tmp_path, LivePortraitConfig())
     # Folding the spectral norms for inference changes no output.
     models = checkpoints.load_models(tmp_path, cfg)
@@ -142,7 +143,8 @@ def test_crop_then_paste_back_returns_the_face_in_place(neutral):
     import cv2
     import numpy as np
 
-    from pipeline.backends.animators.liveportrait.crop import CropRule, FaceLandmarks, crop_rotated, face_square, paste_back_rotated, paste_mask
+    from pipeline.backends.animators.liveportrait.crop import (CropRule, FaceLandmarks, crop_rotated, face_square,
+                                                               paste_back_rotated, paste_mask)
     from pipeline.faces.mesh import FaceMeshDetector
 
     mesh = FaceMeshDetector(max_faces=1).detect_one(neutral)

@@ -30,7 +30,8 @@ def test_proposed_faces_are_the_whole_passes_within_mtcnns_jitter(make, detect_c
     for a, b in zip(got, whole):
         assert np.abs(np.subtract(a.box, b.box)).max() < 0.06 * b.short_side
         assert np.abs(a.landmarks - b.landmarks).max() < 0.06 * b.short_side
-    copy = round(photo.shape[0] * detection_factor(photo.shape[:2], p, True)), round(photo.shape[1] * detection_factor(photo.shape[:2], p, True))
+    copy = (round(photo.shape[0] * detection_factor(photo.shape[:2], p, True)),
+            round(photo.shape[1] * detection_factor(photo.shape[:2], p, True)))
     listing = round(photo.shape[0] * detection_factor(photo.shape[:2], p)), round(photo.shape[1] * detection_factor(photo.shape[:2], p))
     assert detect_calls and all(h == w and h < max(copy + listing) for h, w in detect_calls)
 

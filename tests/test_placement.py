@@ -5,7 +5,6 @@ on the CPU and is caught here, as the VAE was once caught only by a crash on the
 """
 from __future__ import annotations
 
-import dataclasses
 import errno
 import json
 import shutil

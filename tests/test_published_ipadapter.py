@@ -8,7 +8,7 @@ import shutil
 
 import numpy as np
 import pytest
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from eval.baselines import build_method
 from eval.baselines.ipadapter import ADAPTERS, check

@@ -97,6 +97,7 @@ def test_a_registrys_entries_are_code_its_stage_runs() -> None:
     fingerprint and dvc.yaml deps (pipeline/engine/codegraph.py reads the registry's entries)."""
     from pipeline.engine import codegraph
 
-    assert {"pipeline.backends.animators.mesh_animator", "pipeline.backends.animators.liveportrait.animator"} <= set(codegraph.closure("stages.animate"))
+    assert {"pipeline.backends.animators.mesh_animator", "pipeline.backends.animators.liveportrait.animator"} \
+        <= set(codegraph.closure("stages.animate"))
     assert {"pipeline.backends.captioners.attributes", "pipeline.backends.captioners.llava"} <= set(codegraph.closure("stages.caption"))
     assert {"eval.baselines.paste", "eval.baselines.piq"} <= set(codegraph.closure("stages.evaluate"))

@@ -19,7 +19,6 @@ from pipeline.backends.relighters import envmaps as E
 from pipeline.faces.paste import composite, feather
 from pipeline.backends.relighters.base import region_mask
 from pipeline.backends.relighters.sh import SHRelighter
-from pipeline.engine.runner import Runner
 from stages.relight import RelightStage, list_items, run, write_preview
 from tests.fixtures.relight_inputs import make_fake_annotate_inputs, portrait_crop
 
@@ -403,7 +402,8 @@ def test_benchmark_runs_on_cpu() -> None:
 
     root = Path(__file__).resolve().parents[1]
     for cmd, expect in ((["--images", "1", "--variants", "1", "--size", "256"], "images/s/core"),
-                        (["--tiny", "--steps", "2", "--batches", "1", "2", "--repeats", "1", "--stage-images", "2", "--size", "256"], "images/s (")):
+                        (["--tiny", "--steps", "2", "--batches", "1", "2", "--repeats", "1", "--stage-images", "2", "--size", "256"],
+                         "images/s (")):
         done = subprocess.run([sys.executable, "-m", "bench.relight", *cmd], cwd=root, capture_output=True, text=True, timeout=300)
         assert done.returncode == 0, done.stderr[-2000:]
         assert expect in done.stdout, done.stdout

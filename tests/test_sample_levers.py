@@ -12,7 +12,7 @@ from train.conditioning import unet_kwargs
 from train.deep_cache import DeepCacheUNet
 from train.sampler import load_sampler, sampling_kwargs
 from train.step_plan import make_plan, step_sigmas
-from tests.fixtures.tiny_sampler import images, make_pipe, sample
+from tests.fixtures.tiny_sampler import make_pipe, sample
 
 
 def euler_timesteps(pipe, steps: int = 50):

@@ -161,7 +161,8 @@ def test_a_rebound_host_name_is_refused_on_both_servers(app, browse) -> None:
     for server, path in ((srv, f"/api/photos/p1-{session.tag}/download"), (srv, "/api/photos"),
                          (srv, f"/api/photos/p1-{session.tag}/original.jpg"), (browse[0], "/api/sets"),
                          (browse[0], f"/file/train/{browse[1]}/i00.jpg")):
-        for host in ("rebind.attacker.example", f"rebind.attacker.example:{server.port}", f"127.0.0.1:{server.port + 1}", "localhost.attacker.example"):
+        for host in ("rebind.attacker.example", f"rebind.attacker.example:{server.port}", f"127.0.0.1:{server.port + 1}",
+                     "localhost.attacker.example"):
             status, _ = send(server, "GET", path, {"X-PIQ-Token": server.token}, length=None, host=host)
             assert status == 421, (path, host)
         for host in (f"localhost:{server.port}", f"[::1]:{server.port}", f"127.0.0.1:{server.port}"):
@@ -441,8 +442,8 @@ def test_in_chromium_the_token_opens_the_page_and_another_site_cannot_drive_it(a
     """The user opened the app (its token URL: the cookie is in the browser), then visits a
     hostile page on another port of 127.0.0.1 (the same site for cookies: SameSite does not
     help there): the server refuses its posts, its <img> of the user's photo and its read
-    (Sec-Fetch-Site; behind it the Origin check, Cross-Origin-Resource-Policy, no CORS headers). Without the token the page is a 401; the page itself
-    breaks no rule of its CSP."""
+    (Sec-Fetch-Site; behind it the Origin check, Cross-Origin-Resource-Policy, no CORS headers).
+    Without the token the page is a 401; the page itself breaks no rule of its CSP."""
     import http.server
 
     from tests.fixtures.chrome import chrome, require_chromium

@@ -44,7 +44,8 @@ def test_release_follows_the_schema(tiny_shards: Path) -> None:
     for shard in shards:
         (key, raw), = list(iter_raw_samples(shard))
         assert "." not in key
-        assert sorted(raw) == sorted(["meta.json"] + [f"i{i:02d}.{ext}" for i in range(3) for ext in ("jpg", "txt", "seg.png", "r1.jpg", "r2.jpg")])
+        assert sorted(raw) == sorted(["meta.json"] + [f"i{i:02d}.{ext}" for i in range(3)
+                                                      for ext in ("jpg", "txt", "seg.png", "r1.jpg", "r2.jpg")])
         sample = decode_sample(key, raw)
         meta = sample.meta
         assert meta["set_id"] == key and meta["n_expressive"] == 2 and meta["n_relit"] == 2 and meta["split"] == "train"

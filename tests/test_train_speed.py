@@ -236,7 +236,7 @@ def test_compile_mode_reaches_every_compiled_region(monkeypatch) -> None:
 
     for setting, expected in (("max-autotune-no-cudagraphs", "max-autotune-no-cudagraphs"), ("default", None)):
         calls: list[tuple[str, dict]] = []
-        monkeypatch.setattr(torch.nn.Module, "compile", lambda self, **kw: calls.append((type(self).__name__, kw)))
+        monkeypatch.setattr(torch.nn.Module, "compile", lambda self, *, _calls=calls, **kw: _calls.append((type(self).__name__, kw)))
         model = PiQModel(tiny_components("sdxl", seed=0), "spatial", 32)
         prepare_for_speed(model, TrainParams(compile="regional", compile_mode=setting), torch.device("cpu"))
         assert {"BasicTransformerBlock", "ResnetBlock2D", "Encoder"} <= {name for name, _ in calls}
@@ -272,7 +272,7 @@ def test_a_run_encoding_ahead_resumes_exactly(tmp_path: Path, tiny_shards: Path,
     resumed = _cached_run(tmp_path / "parts", tiny_shards, cache, 6, encode_ahead=True)
     assert resumed.resumed_from == 3
     assert [s for s, _ in resumed.losses] == [s for s, _ in whole.losses]
-    assert [l for _, l in resumed.losses] == pytest.approx([l for _, l in whole.losses], rel=1e-4)
+    assert [loss for _, loss in resumed.losses] == pytest.approx([loss for _, loss in whole.losses], rel=1e-4)
 
 
 def test_auto_turns_encoding_ahead_off_rather_than_checkpointing_on() -> None:

@@ -260,7 +260,8 @@ def train(
         if step >= max_steps:
             break
     bar.close()
-    figures = {**speed.summary(), **choice.as_metrics(), "checkpointing_trial_s": round(trial_s, 3), "compile_s": round(max(compile_seconds() - compiled_before, 0.0), 3),
+    figures = {**speed.summary(), **choice.as_metrics(), "checkpointing_trial_s": round(trial_s, 3),
+               "compile_s": round(max(compile_seconds() - compiled_before, 0.0), 3),
                "latent_cache_hits": model.latent_hits, "latent_cache_misses": model.latent_misses,
                "driving_encoded_ahead": 0 if ahead is None else ahead.ahead}
     if model._text is not None:
@@ -354,7 +355,7 @@ def write_loss_curve(path: Path, losses: list[tuple[int, float]]) -> None:
     with open(tmp, "w", newline="") as fh:
         writer = csv.writer(fh, delimiter="\t", lineterminator="\n")
         writer.writerow(["step", "loss"])
-        writer.writerows((s, f"{l:.6f}") for s, l in losses)
+        writer.writerows((s, f"{loss:.6f}") for s, loss in losses)
     tmp.replace(path)
 
 
@@ -363,7 +364,7 @@ def summary(result: LoopResult, last_n: int = 10) -> dict[str, Any]:
     window of logged steps. A window is `last_n` steps, or half the run when it is shorter
     (so a 5-step run compares steps 1-2 with 4-5 rather than the same five steps twice); a
     1-step run has one window and equal figures."""
-    losses = [l for _, l in result.losses]
+    losses = [loss for _, loss in result.losses]
     window = max(1, min(last_n, len(losses) // 2))
     mean = lambda xs: sum(xs) / len(xs) if xs else math.nan  # noqa: E731
     return {"steps": result.step, "initial_loss": mean(losses[:window]), "final_loss": mean(losses[-window:]),

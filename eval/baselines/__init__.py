@@ -47,7 +47,7 @@ class PerPair:
         try:
             return self.apply(t)
         except (cv2.error, ValueError, np.linalg.LinAlgError) as err:
-            warnings.warn(f"{self.name}: pair {t.pair_id} failed: {err}")
+            warnings.warn(f"{self.name}: pair {t.pair_id} failed: {err}", stacklevel=2)
             return None
 
 

@@ -26,7 +26,8 @@ from eval.baselines import Unavailable
 from eval.data import Triplet
 from pipeline.weight_files.checks import WeightsFormatError
 
-LIVEPORTRAIT_FORMATS = ("LivePortrait pretrained_weights/liveportrait/ (base_models/*.pth, retargeting_models/stitching_retargeting_module.pth)",)
+LIVEPORTRAIT_FORMATS = ("LivePortrait pretrained_weights/liveportrait/ "
+                        "(base_models/*.pth, retargeting_models/stitching_retargeting_module.pth)",)
 
 
 class LivePortraitBaseline:
@@ -62,6 +63,6 @@ class LivePortraitBaseline:
             try:
                 outs.append(self.animator.animate(t.source, t.source, t.driving, seed=0).image)
             except Reject as err:  # no face in the source or the driving image: a method failure
-                warnings.warn(f"liveportrait: pair {t.pair_id}: {err}")
+                warnings.warn(f"liveportrait: pair {t.pair_id}: {err}", stacklevel=2)
                 outs.append(None)
         return outs

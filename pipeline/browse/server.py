@@ -2,7 +2,8 @@
 
 The server shared with `piq app` (pipeline/browse/http.py: Starlette on uvicorn, a token per
 run, the Host / Origin guard); the page
-(static/index.html, static/app.js, the shared static/common.css) loads nothing from outside. Shards are read lazily: the first request into a shard lists its members
+(static/index.html, static/app.js, the shared static/common.css) loads nothing from outside.
+Shards are read lazily: the first request into a shard lists its members
 from the tar headers (`pipeline.release.shards.tar_offsets`, a few hundred KB read even for a 1 GB
 shard), and every image is then one seek and one read. Filtering uses each split's
 `sets.parquet` (one row per image), falling back to the sets' meta.json when it is absent.
@@ -180,7 +181,8 @@ def routes(release: Release) -> list[BaseRoute]:
 def serve(root: str | Path, host: str = "127.0.0.1", port: int = 0, verbose: bool = False) -> LocalServer:
     """A server bound to (host, port) (port 0: a free one); `start()` it (a thread) or `run()` it."""
     release = Release(root)
-    return LocalServer(lambda guard: make_app(routes(release), guard, {KeyError: lambda err: HTTPError(404, 'not in this release')}), host, port, verbose)
+    return LocalServer(lambda guard: make_app(routes(release), guard, {KeyError: lambda err: HTTPError(404, 'not in this release')}),
+                       host, port, verbose)
 
 
 def main(args: argparse.Namespace) -> int:

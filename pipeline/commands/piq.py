@@ -23,30 +23,42 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "ingest": ("stages.ingest", "sample frames of the crowdsourced clips, keep frontal neutral faces, crop 1024 px (paper B.2)"),
     "drivers": ("stages.drivers", "the driving-video library: 200+ rendered motion programs and checked user clips (paper 3.2, B.2)"),
     "animate": ("stages.animate", "animate every neutral face with 20 drivers, keep each last frame: 21 images a set (paper 3.2, B.2)"),
-    "caption": ("stages.caption", "a detailed caption for every animated image: LLaVA-1.5 or words for the measured expression, pose and light (paper 3.2, B.3)"),
-    "segment": ("stages.segment", "a face-parsing label map (canonical ids) for every animated image: SegFormer or dense-mesh polygons (paper 4.1)"),
+    "caption": ("stages.caption", "a detailed caption for every animated image: LLaVA-1.5 or words for the measured expression, pose "
+                                  "and light (paper 3.2, B.3)"),
+    "segment": ("stages.segment", "a face-parsing label map (canonical ids) for every animated image: SegFormer or dense-mesh polygons "
+                                  "(paper 4.1)"),
     "relight": ("stages.relight", "relight the face and hair of every animated image under K environment maps (paper 4.1, A.1)"),
-    "shard": ("stages.shard", "pack the identity sets into WebDataset shards, split train / test_id / test_ood by identity, with index and dataset card"),
-    "latents": ("stages.latents", "the VAE latents of every training image, as it is and mirrored, so training encodes only the driving face (issue 18)"),
+    "shard": ("stages.shard", "pack the identity sets into WebDataset shards, split train / test_id / test_ood by identity, with index "
+                              "and dataset card"),
+    "latents": ("stages.latents", "the VAE latents of every training image, as it is and mirrored, so training encodes only the driving "
+                                  "face (issue 18)"),
     "shards": ("pipeline.release.verify", "check released shards: `piq shards verify DIR` re-reads, decodes and checksums every sample"),
-    "release": ("pipeline.release.remove", "`piq release remove --participant ID --reason TEXT` (or --video ID): take a person out of the release and keep them out; `piq release digest`: what it means, for cross-machine checks"),
+    "release": ("pipeline.release.remove", "`piq release remove --participant ID --reason TEXT` (or --video ID): take a person out of "
+                                           "the release and keep them out; `piq release digest`: what it means, for cross-machine checks"),
     "browse": ("pipeline.browse.server", "page through released shards in a local web page (no CDN): `piq browse DIR`"),
     "train": ("stages.train", "fine-tune the backbone on [source | driving | noisy target] (paper 3.1, 4.1)"),
     "distill": ("stages.distill", "distil the trained model into a few-step student, guidance folded in, for sample.mode: fast"),
     "sample": ("stages.sample", "sample test pairs with the trained model: 50 steps, guidance 1.5 (paper A.1)"),
     "evaluate": ("stages.evaluate", "ID / OOD test sets, every method, CSIM FID AED APD AGD LPIPS PSNR SSIM +- SEM, tables (paper 4.2)"),
-    "exp": ("pipeline.commands.exp_show", "`piq exp show`: dvc exp show with the headline columns only (the params that differ, the metrics, no dep hashes)"),
+    "exp": ("pipeline.commands.exp_show", "`piq exp show`: dvc exp show with the headline columns only (the params that differ, the "
+                                          "metrics, no dep hashes)"),
     "params": ("pipeline.commands.params_show", "validate params.yaml and print it as resolved"),
-    "platform": ("pipeline.commands.platform_record", "the CPU features, Python and installed packages that wrote dvc.lock (dvc.platform.json; --write records this machine)"),
+    "platform": ("pipeline.commands.platform_record", "the CPU features, Python and installed packages that wrote dvc.lock "
+                                                      "(dvc.platform.json; --write records this machine)"),
     "deps": ("pipeline.commands.code_deps", "check dvc.yaml's code deps against the import graph (--write regenerates them)"),
     # the photo tool (facereplace/): not a stage; "module:attr" names one command of a module
     "faces": ("facereplace.cli:faces", "every face of a photo, numbered left to right: box, score, pose, eyes open, smile (--preview)"),
-    "replace": ("facereplace.cli:replace", "replace a face of PHOTO with the same person's face from REF, watermarked and marked as edited"),
+    "replace": ("facereplace.cli:replace", "replace a face of PHOTO with the same person's face from REF, watermarked and marked as "
+                                           "edited"),
     "verify": ("facereplace.cli:verify", "print an image's invisible watermark and edit provenance; exit 1 when it carries neither"),
-    "best-take": ("facereplace.best_take_cli", "each person's best face of a burst in one photo: base = fewest replacements, --plan to choose, contact sheet"),
-    "provenance": ("facereplace.provenance_cli", "content credentials: `piq provenance init` makes a local C2PA signing pair for the photo tool"),
-    "app": ("facereplace.app.server", "the photo tool as a local web page (no CDN): open photos, click a face, choose its replacement, download"),
-    "models": ("pipeline.commands.models_check", "`piq models check`: are the configured paper models' files complete and in the published layout; `piq models layout`: what goes where"),
+    "best-take": ("facereplace.best_take_cli", "each person's best face of a burst in one photo: base = fewest replacements, --plan to "
+                                               "choose, contact sheet"),
+    "provenance": ("facereplace.provenance_cli", "content credentials: `piq provenance init` makes a local C2PA signing pair for the "
+                                                 "photo tool"),
+    "app": ("facereplace.app.server", "the photo tool as a local web page (no CDN): open photos, click a face, choose its replacement, "
+                                      "download"),
+    "models": ("pipeline.commands.models_check", "`piq models check`: are the configured paper models' files complete and in the "
+                                                 "published layout; `piq models layout`: what goes where"),
 }
 
 
@@ -74,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"piq (PiQPerfect) {version()}")
     parser.add_argument("--verbose", action="store_true", help=VERBOSE_HELP)
     sub = parser.add_subparsers(dest="command", metavar="<command>")
-    for name, (module, help_text) in COMMANDS.items():
+    for name, (_module, help_text) in COMMANDS.items():
         sub.add_parser(name, help=help_text, description=help_text, add_help=False)
     return parser
 

@@ -39,7 +39,8 @@ class ReplaceParams:
     mask_erode_px: int = 12                        # paste mask eroded this much (at the 1024 px crop)
     feather_px: int = 24                           # ... and feathered inwards over this many (1024 px crop)
     rim_px: int = 16                               # colour matched on a ring this wide inside the mask edge
-    blend: Literal["poisson", "poisson_dst", "feather"] = "poisson_dst"  # classical: Poisson blend (OpenCV's seamlessClone, or its equations by a DST: within a level, ~half the cost) then feathered paste
+    # classical: Poisson blend (OpenCV's seamlessClone, or its equations by a DST: within a level, ~half the cost) then feathered paste
+    blend: Literal["poisson", "poisson_dst", "feather"] = "poisson_dst"
     parse_px: int = 512                            # the face parser sees the crop at this side; labels upsampled (nearest)
     occluders: tuple[str, ...] = ("eye_g", "hat", "hair")  # parser labels kept in front of the new face
     hands: bool = True                             # mediapipe hand model: hands over the face stay in front

@@ -34,7 +34,8 @@ class Face:
     yaw: float | None = None                    # degrees (pipeline/faces/mesh.py conventions)
     pitch: float | None = None
     roll: float | None = None
-    eyes_open: float | None = None              # eye opening / eye width, the eyes weighted by how much of each is seen (~0.25-0.35 open, < 0.1 shut)
+    eyes_open: float | None = None              # eye opening / eye width, the eyes weighted by how much of each is seen
+    #                                             (~0.25-0.35 open, < 0.1 shut)
     smile: float | None = None                  # mouth-corner lift over the lip centre, head frame, per interocular
     gaze: tuple[float, float] | None = None     # iris in the eye opening, (0, 0) = looking ahead
     sharpness: float = 0.0                      # variance of the Laplacian of the box at 256 px

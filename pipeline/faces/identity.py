@@ -129,7 +129,8 @@ def _onnx_model(path: Path):
     initialised = {t.name for t in graph.initializer}
     inputs = [i for i in graph.input if i.name not in initialised]
     if len(inputs) != 1 or len(graph.output) != 1:
-        raise WeightsFormatError(path, ARCFACE_FORMATS, f"an ONNX model with {len(inputs)} inputs and {len(graph.output)} outputs (expected 1 and 1)")
+        raise WeightsFormatError(path, ARCFACE_FORMATS,
+                                 f"an ONNX model with {len(inputs)} inputs and {len(graph.output)} outputs (expected 1 and 1)")
     dims = [d.dim_value if d.HasField("dim_value") else d.dim_param or "?" for d in inputs[0].type.tensor_type.shape.dim]
     if len(dims) != 4 or dims[1] != 3 or any(isinstance(d, int) and d != ARCFACE_SIZE for d in dims[2:]):
         raise WeightsFormatError(path, ARCFACE_FORMATS, f"an ONNX model whose input is {dims} (expected [N, 3, 112, 112])")
@@ -171,7 +172,8 @@ def _probe(model, path: Path) -> int:
         with torch.inference_mode():
             out = model(torch.zeros(1, 3, ARCFACE_SIZE, ARCFACE_SIZE))
     except Exception as exc:  # noqa: BLE001 - whatever the scripted code raises on a 112 px input
-        raise WeightsFormatError(path, ARCFACE_FORMATS, f"a TorchScript module that fails on a (1, 3, 112, 112) input ({type(exc).__name__}: {exc})") from exc
+        raise WeightsFormatError(path, ARCFACE_FORMATS,
+                                 f"a TorchScript module that fails on a (1, 3, 112, 112) input ({type(exc).__name__}: {exc})") from exc
     if not isinstance(out, torch.Tensor) or out.ndim != 2 or out.shape[0] != 1:
         got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
         raise WeightsFormatError(path, ARCFACE_FORMATS, f"a TorchScript module returning {got} for one 112 px crop (expected (1, D))")
@@ -207,7 +209,8 @@ class ArcFaceEncoder:
             try:
                 model = torch.jit.load(str(self.weights), map_location="cpu")
             except Exception as exc:  # noqa: BLE001 - a damaged archive or unloadable code
-                raise WeightsFormatError(self.weights, ARCFACE_FORMATS, f"TorchScript that does not load ({type(exc).__name__}: {exc})") from exc
+                raise WeightsFormatError(self.weights, ARCFACE_FORMATS,
+                                         f"TorchScript that does not load ({type(exc).__name__}: {exc})") from exc
             _probe(model.eval(), self.weights)
         else:
             state = strip_prefix(load_state_dict(self.weights, ARCFACE_FORMATS))

@@ -173,7 +173,8 @@ def _clone_dst(fg: np.ndarray, bg: np.ndarray, m: np.ndarray) -> np.ndarray:
     from scipy import fft
 
     patch = np.where(m[..., None] > 0, fg, 0).astype(np.uint8)
-    inside = cv2.erode(m, np.ones((3, 3), np.uint8), iterations=3, borderType=cv2.BORDER_CONSTANT, borderValue=0).astype(np.float32)[..., None] / 255.0
+    inside = cv2.erode(m, np.ones((3, 3), np.uint8), iterations=3, borderType=cv2.BORDER_CONSTANT,
+                       borderValue=0).astype(np.float32)[..., None] / 255.0
     pgx, pgy = _forward_gradients(patch)
     dgx, dgy = _forward_gradients(bg)
     gx = cv2.copyMakeBorder(pgx * inside + dgx * (1 - inside), 1, 1, 1, 1, cv2.BORDER_REFLECT_101)
@@ -244,7 +245,9 @@ def paste_back(photo: np.ndarray, crop: SquareCrop, new_crop: np.ndarray, mask_c
     m = crop_matrix(crop, size)
     m[:, 2] += m[:, :2] @ np.array([x0, y0], np.float64)  # window origin
     win = (x1 - x0, y1 - y0)
-    if size > crop.size:  # the crop was enlarged from the photo: area-average on the way back  # warpAffine has no area filter: resize, then shift by the sub-pixel offset
+    # the crop was enlarged from the photo: area-average on the way back
+    # (warpAffine has no area filter: resize, then shift by the sub-pixel offset)
+    if size > crop.size:
         new_w = cv2.resize(new_crop, (crop.size, crop.size), interpolation=cv2.INTER_AREA)
         mask_w = cv2.resize(mask_crop.astype(np.float32), (crop.size, crop.size), interpolation=cv2.INTER_AREA)
         ox, oy = x0 - crop.x0, y0 - crop.y0

@@ -141,13 +141,16 @@ def write_card(out: Path, metas: list[dict[str, Any]], splits: dict[str, dict[st
                         if splits.get(s, {}).get("shards", 0) == 0)
     clips = _table(["clip (video_id)", "participant", "split", "category", "consent", "license"],
                    [[m["video_id"], m["participant_id"], m["split"], m.get("category") or "not recorded",
-                     m.get("consent") or "not recorded", m.get("license") or "not recorded"] for m in metas]) if metas else "No clip released."
+                     m.get("consent") or "not recorded", m.get("license") or "not recorded"] for m in metas]
+                   ) if metas else "No clip released."
     licence = Counter((m.get("license") or "not recorded") for m in metas)
     consent = Counter((m.get("consent") or "not recorded") for m in metas)
     category = Counter((m.get("category") or "not recorded") for m in metas)
     backends = Counter((stage, b) for m in metas for stage, b in m["backends"].items())
     refused = rejects[rejects["stage"] == "shard"]["code"].value_counts() if len(rejects) else pd.Series(dtype=int)
     people = len({m["participant_id"] for m in metas})
+    identities = f"{people} identit{'y' if people == 1 else 'ies'}"
+    clip_count = f"{len(metas)} clip{'' if len(metas) == 1 else 's'}"
     labels = _table(["id", "name"], [[i, name] for i, name in enumerate(LABEL_NAMES)])
     yaml_text = yaml.safe_dump(front_matter(metas, splits), sort_keys=False, allow_unicode=True, width=1000)
     text = f"""---
@@ -206,7 +209,7 @@ none out: all are in train.
 
 ## Personal and biometric data
 
-Every image in this release shows a person's face ({people} identit{"y" if people == 1 else "ies"}, {len(metas)} clip{"" if len(metas) == 1 else "s"}):
+Every image in this release shows a person's face ({identities}, {clip_count}):
 the neutral face is a frame of their clip, the expressive and relit images are synthetic edits of
 it that keep their identity. Face images, and the landmarks, boxes and label maps derived from them
 (`meta.json`, `iNN.seg.png`), are biometric data when used to identify someone (GDPR art. 4(14),

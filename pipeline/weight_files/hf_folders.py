@@ -23,7 +23,7 @@ import dataclasses
 import json
 import re
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Sequence
 
 from pipeline.weight_files.checks import WeightsFormatError, compare_shapes, tensor_shapes
 

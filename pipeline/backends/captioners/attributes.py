@@ -74,15 +74,15 @@ def expression_label(m: dict[str, float], ref: dict[str, float] | None = None) -
         relative = _relative_label(m, change(ref, m))
         if relative != "neutral":
             return relative  # otherwise the face is as its source: say what the source shows
-    r, l = m["eye_open_r"], m["eye_open_l"]
-    closed_r, closed_l = r < EYES_CLOSED, l < EYES_CLOSED
+    right, left = m["eye_open_r"], m["eye_open_l"]
+    closed_r, closed_l = right < EYES_CLOSED, left < EYES_CLOSED
     # a wide mouth that is not round is a grin; a round one is an "O", whatever its width
     smiling = m["corner_curve"] > CURVE_SMILE or (m["mouth_width"] > WIDE_SMILE and m["mouth_round"] < ROUND)
     opened = m["mouth_open"] > MOUTH_PARTED
-    if closed_r != closed_l and abs(r - l) > WINK_GAP:
+    if closed_r != closed_l and abs(right - left) > WINK_GAP:
         return "wink"
     if smiling and opened:
-        return "laugh" if max(r, l) < EYES_NARROW + 0.04 else "open smile"
+        return "laugh" if max(right, left) < EYES_NARROW + 0.04 else "open smile"
     if smiling:
         return "smile"
     if closed_r and closed_l:
@@ -99,7 +99,7 @@ def expression_label(m: dict[str, float], ref: dict[str, float] | None = None) -
         return "sad"
     if m["brow_raise"] > BROWS_UP:
         return "raised brows"
-    if max(r, l) < EYES_NARROW:
+    if max(right, left) < EYES_NARROW:
         return "squint"
     return "neutral"
 
@@ -242,7 +242,8 @@ def phrases(a: dict[str, float], ref: dict[str, float] | None = None) -> dict[st
 
     yaw, pitch, roll = a["yaw"], a["pitch"], a["roll"]
     if abs(yaw) >= YAW_TURNED:
-        out["head"].append([f"the head is turned well to their {_side(yaw)}", f"the face is seen in three-quarter view, turned to their {_side(yaw)}"])
+        out["head"].append([f"the head is turned well to their {_side(yaw)}",
+                            f"the face is seen in three-quarter view, turned to their {_side(yaw)}"])
     elif abs(yaw) >= YAW_SLIGHT:
         out["head"].append([f"the head is turned slightly to their {_side(yaw)}", f"the face is angled a little to their {_side(yaw)}"])
     else:
@@ -259,7 +260,8 @@ def phrases(a: dict[str, float], ref: dict[str, float] | None = None) -> dict[st
         lit = "right" if a["side_light"] > 0 else "left"
         dark = "left" if lit == "right" else "right"
         out["light"].append([f"light falling from the image {lit} that leaves the {dark} side of the face in shadow",
-                             f"directional side lighting from the {lit} of the frame", f"light from the {lit} and a shadowed {dark} side of the face"])
+                             f"directional side lighting from the {lit} of the frame",
+                             f"light from the {lit} and a shadowed {dark} side of the face"])
     else:
         out["light"].append(["soft, even lighting on the face", "even light with gentle shadows", "diffuse, even light"])
     if a["brightness"] < DIM:
