@@ -1,6 +1,7 @@
 """The offline default: a classical face replacement (Bitouk et al. 2008 in spirit), the classical
-face swap that evaluation's baseline uses too (pipeline/faces/classical_swap.py): similarity
-alignment of REF's face onto the source on the 468 face-mesh points, Lab colour and low-frequency lighting transfer,
+face swap that evaluation's baseline uses too (pipeline/faces/classical_swap.py): REF's face
+carried onto the source's face mesh (`replace.alignment: mesh`, piecewise affine over the 468
+points; `similarity`: one fit, as the baseline; a head pose too far is refused), Lab colour and low-frequency lighting transfer,
 then a Poisson blend into the source crop (OpenCV's seamlessClone, or its equations solved by a
 DST: `replace.blend`)."""
 from __future__ import annotations
@@ -8,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from pipeline.config.replace import ReplaceParams
-from pipeline.faces.classical_swap import align_faces, transfer_appearance
+from pipeline.faces.classical_swap import align_by_mesh, align_faces, transfer_appearance
 from pipeline.faces.paste import poisson
 from pipeline.rejection import Reject
 
@@ -23,10 +24,14 @@ class ClassicalMethod:
 
     def __init__(self, params: ReplaceParams) -> None:
         self.blend = params.blend
+        self.alignment, self.max_pose_difference = params.alignment, params.max_pose_difference
 
     def make_face(self, source: np.ndarray, reference: np.ndarray, driving: np.ndarray | None,
                   caption: str = "") -> tuple[np.ndarray, np.ndarray | None]:
-        got = align_faces(source, reference, "mesh")
+        if self.alignment == "mesh":
+            got = align_by_mesh(source, reference, self.max_pose_difference)
+        else:
+            got = align_faces(source, reference, "mesh")
         if got is None:
             raise Reject("no_face_mesh", "the face mesh found no face in the photo's or REF's face crop to align")
         warped, mask, ms = got

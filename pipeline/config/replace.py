@@ -41,6 +41,10 @@ class ReplaceParams:
     rim_px: int = 16                               # colour matched on a ring this wide inside the mask edge
     # classical: Poisson blend (OpenCV's seamlessClone, or its equations by a DST: within a level, ~half the cost) then feathered paste
     blend: Literal["poisson", "poisson_dst", "feather"] = "poisson_dst"
+    # classical: REF's face onto PHOTO's by their face meshes (mesh: piecewise affine, a turned head
+    # lands on PHOTO's geometry) or by one similarity of the 468 points (similarity: as evaluation's baseline)
+    alignment: Literal["mesh", "similarity"] = "mesh"
+    max_pose_difference: float = 35.0              # degrees of yaw, pitch or roll between the two heads (mesh alignment)
     parse_px: int = 512                            # the face parser sees the crop at this side; labels upsampled (nearest)
     occluders: tuple[str, ...] = ("eye_g", "hat", "hair")  # parser labels kept in front of the new face
     hands: bool = True                             # mediapipe hand model: hands over the face stay in front
@@ -65,6 +69,8 @@ class ReplaceParams:
             raise ValueError("replace.detect_upscale >= 1 and detect_max_side >= 64")
         if min(self.mask_erode_px, self.feather_px, self.rim_px, self.hand_dilate_px, self.driving_erosion_px) < 0:
             raise ValueError("replace pixel widths must be >= 0")
+        if self.alignment not in ("mesh", "similarity") or not 0 < self.max_pose_difference <= 180:
+            raise ValueError("replace.alignment must be mesh or similarity and max_pose_difference within (0, 180]")
         if not 0 <= self.max_pad_fraction <= 0.75 or not 0 <= self.max_face_outside <= 0.5:
             raise ValueError("replace.max_pad_fraction must be within [0, 0.75] and max_face_outside within [0, 0.5]")
         if self.parse_px < 128:

@@ -5,8 +5,10 @@ offline method (facereplace/methods/classical.py) and evaluation's baselines
 
 1. align the driving face to the source by a similarity on the face-mesh landmarks
    (`align_faces`: `five` uses the MTCNN-order five points, `mesh` all 468 face-mesh points,
-   robustly fitted, so it averages expression differences out); the pasted region is the
-   driving face oval, eroded a little so no background of the driving image comes along;
+   robustly fitted, so it averages expression differences out), or, for the photo tool, by the
+   two face meshes themselves (`align_by_mesh`: piecewise affine over the 468 points, so a head
+   turned the other way lands on the source's geometry, which no similarity can do); the pasted
+   region is the driving face oval, eroded a little so no background of the driving image comes along;
 2. colour: match the mean and spread of the driving face to the source face in Lab
    (Reinhard et al. 2001), skin region against skin region;
 3. lighting: multiply by the ratio of the two faces' low-frequency luminance (a smooth shading
@@ -19,11 +21,14 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from scipy.interpolate import LinearNDInterpolator
+
 from pipeline.faces.geometry import similarity
 from pipeline.faces.identity import face_mesh
-from pipeline.faces.mesh import Mesh
+from pipeline.faces.mesh import Mesh, head_pose
 from pipeline.faces.mesh_masks import oval_mask
 from pipeline.faces.paste import mask_window
+from pipeline.rejection import Reject
 
 ERODE = 0.08  # of the interocular distance: keeps the driving background out of the paste
 
@@ -48,6 +53,49 @@ def align_faces(source: np.ndarray, driving: np.ndarray, landmarks: str) -> tupl
     mask = oval_mask(md, ERODE).astype(np.uint8)
     mask = cv2.warpAffine(mask, m, (w, h), flags=cv2.INTER_NEAREST, borderValue=0).astype(bool)
     return warped, mask, ms
+
+
+GRID = 8  # px: the piecewise-affine map is interpolated on this grid, then resized (smooth at this scale)
+RING = 1.6  # radius of the ring of fixed points around the face, in face radii: the warp fades into the similarity
+
+
+def align_by_mesh(source: np.ndarray, driving: np.ndarray, max_pose_difference: float
+                  ) -> tuple[np.ndarray, np.ndarray, Mesh] | None:
+    """Like `align_faces`, but each of the driving face's 468 mesh points lands on the source's
+    own (a piecewise-affine map over their triangulation in the source frame), on top of the
+    robust similarity that places the face; away from the face the map fades back to that
+    similarity. None when either face is not found; `Reject("pose_too_far")` when the two
+    heads' yaw, pitch or roll differ by more than `max_pose_difference` degrees (what a 2D warp
+    of a visible face cannot turn into the other)."""
+    ms, md = face_mesh(source), face_mesh(driving)
+    if ms is None or md is None:
+        return None
+    pose_s, pose_d = head_pose(ms), head_pose(md)
+    worst = max(abs(a - b) for a, b in zip(pose_s, pose_d))
+    if worst > max_pose_difference:
+        raise Reject("pose_too_far", "PHOTO's face is at yaw/pitch/roll {:.0f}/{:.0f}/{:.0f} deg, REF's at {:.0f}/{:.0f}/{:.0f}: "
+                     "{:.0f} deg apart, over replace.max_pose_difference {:.0f}".format(*pose_s, *pose_d, worst,
+                                                                                        max_pose_difference))
+    h, w = source.shape[:2]
+    dst, src = ms.xy[:468].astype(np.float64), md.xy[:468].astype(np.float64)
+    m = similarity(src, dst, robust=True)  # driving -> source
+    inv = cv2.invertAffineTransform(m)
+    placed = dst @ inv[:, :2].T + inv[:, 2]  # where the similarity alone would read each source point
+    centre = dst.mean(0)
+    radius = RING * np.linalg.norm(dst - centre, axis=1).max()
+    angles = np.linspace(0, 2 * np.pi, 32, endpoint=False)
+    ring = centre + radius * np.stack([np.cos(angles), np.sin(angles)], 1)
+    residual = LinearNDInterpolator(np.concatenate([dst, ring]), np.concatenate([src - placed, np.zeros_like(ring)]),
+                                    fill_value=0.0)
+    gy, gx = np.mgrid[0:h + GRID:GRID, 0:w + GRID:GRID].astype(np.float64)
+    coarse = residual(np.stack([gx.ravel(), gy.ravel()], 1)).reshape(gx.shape + (2,)).astype(np.float32)
+    extra = cv2.resize(coarse, (gx.shape[1] * GRID, gx.shape[0] * GRID), interpolation=cv2.INTER_LINEAR)[:h, :w]
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    map_x = inv[0, 0] * xx + inv[0, 1] * yy + inv[0, 2] + extra[..., 0]
+    map_y = inv[1, 0] * xx + inv[1, 1] * yy + inv[1, 2] + extra[..., 1]
+    warped = cv2.remap(driving, map_x.astype(np.float32), map_y.astype(np.float32), cv2.INTER_LINEAR,
+                       borderMode=cv2.BORDER_REFLECT)
+    return warped, oval_mask(ms, ERODE), ms
 
 
 def reinhard(fg: np.ndarray, bg: np.ndarray, mask_fg: np.ndarray, mask_bg: np.ndarray) -> np.ndarray:
