@@ -51,6 +51,24 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def loopback_interface() -> str | None:
+    """This host's loopback network interface ('lo' on Linux, 'lo0' on macOS), or None."""
+    names = [name for _, name in socket.if_nameindex()]
+    return next((n for n in ("lo", "lo0") if n in names), None)
+
+
+def single_host_env() -> dict[str, str]:
+    """What every process of a one-host launch gets: NVLink multicast off (SAFE_NCCL_ENV) and,
+    unless the user chose one, gloo on the loopback interface: gloo otherwise talks on the
+    address the host name resolves to, which a sandboxed or firewalled host may not route to
+    itself, and the ranks then wait on each other until gloo's 30-minute timeout."""
+    env = dict(SAFE_NCCL_ENV)
+    loopback = loopback_interface()
+    if loopback and "GLOO_SOCKET_IFNAME" not in os.environ:
+        env["GLOO_SOCKET_IFNAME"] = loopback
+    return env
+
+
 def launch_command(processes: int, params_path: str, port: int) -> list[str]:
     """`accelerate launch` with the project's config, one process per device, running
     `piq train` again inside each process (where LOCAL_RANK is set, so it trains)."""
@@ -60,10 +78,11 @@ def launch_command(processes: int, params_path: str, port: int) -> list[str]:
 
 
 def launch(args: argparse.Namespace) -> int:
-    """Re-run this command under the launcher, NVLink multicast off in every process."""
+    """Re-run this command under the launcher, NVLink multicast off and gloo on the loopback in
+    every process (`single_host_env`)."""
     cmd = launch_command(args.processes, args.params, free_port())
     print("train: launching", " ".join(cmd), flush=True)
-    return subprocess.run(cmd, env={**os.environ, **SAFE_NCCL_ENV}).returncode
+    return subprocess.run(cmd, env={**os.environ, **single_host_env()}).returncode
 
 
 def main(args: argparse.Namespace) -> int:

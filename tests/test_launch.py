@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -24,6 +25,17 @@ def test_launch_command_uses_the_project_config() -> None:
     assert cmd[cmd.index("--num_processes") + 1] == "8" and cmd[-4:] == ["pipeline.commands.piq", "--params", "params.yaml", "train"]
 
 
+def test_one_host_runs_talk_over_the_loopback(monkeypatch) -> None:
+    from stages.train import SAFE_NCCL_ENV, loopback_interface, single_host_env
+
+    monkeypatch.delenv("GLOO_SOCKET_IFNAME", raising=False)
+    env = single_host_env()
+    assert loopback_interface() in ("lo", "lo0") and env["GLOO_SOCKET_IFNAME"] == loopback_interface()
+    assert all(env[k] == v for k, v in SAFE_NCCL_ENV.items())
+    monkeypatch.setenv("GLOO_SOCKET_IFNAME", "eth7")  # the user's choice stands
+    assert "GLOO_SOCKET_IFNAME" not in single_host_env()
+
+
 @pytest.mark.slow
 def test_two_process_training_keeps_the_effective_batch(tmp_path: Path, tiny_shards: Path) -> None:
     params = yaml.safe_load((REPO / "params.yaml").read_text())
@@ -35,8 +47,8 @@ def test_two_process_training_keeps_the_effective_batch(tmp_path: Path, tiny_sha
     path.write_text(yaml.safe_dump(params))
     env = {k: v for k, v in os.environ.items() if k not in ("NCCL_NVLS_ENABLE", "LOCAL_RANK")}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
-    done = subprocess.run([sys.executable, "-m", "pipeline.commands.piq", "--params", str(path), "train", "--processes", "2"],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    done = run_process_group([sys.executable, "-m", "pipeline.commands.piq", "--params", str(path), "train",
+                              "--processes", "2"], cwd=REPO, env=env, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "accelerate.commands.launch --config_file" in done.stdout
     metrics = json.loads((tmp_path / "reports" / "timing.json").read_text())  # how it ran: not a DVC metric
@@ -48,10 +60,27 @@ def test_two_process_training_keeps_the_effective_batch(tmp_path: Path, tiny_sha
     assert state_dirs == ["step-00000001", "step-00000002"]
 
 
+def run_process_group(cmd: list[str], cwd: Path, env: dict, timeout: float) -> subprocess.CompletedProcess:
+    """`cmd` in its own process group, killed whole at `timeout`: the launcher's worker processes
+    hold the output pipes, so killing the launcher alone (subprocess.run's timeout) would leave
+    the test waiting on them for ever."""
+    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        pytest.fail(f"`{' '.join(cmd[2:])}` still running after {timeout} s:\n{out[-3000:]}\n{err[-3000:]}")
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
+
 def _nan_on_rank_one(rank: int, world: int, port: int, shards: str, tmp: str) -> None:
     """One process of a 2-process gloo run whose rank 1 sees a NaN loss at micro-step 5."""
+    from stages.train import single_host_env
+
     os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world), LOCAL_WORLD_SIZE=str(world),
-                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), **single_host_env())
     from pipeline.config.data import DataParams
     from pipeline.config.train import TrainParams
     from train.backbones import tiny_components
