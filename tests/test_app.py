@@ -28,8 +28,10 @@ BURST = REPO / "samples" / "burst"
 pytestmark = pytest.mark.slow  # face detection on three photos: ~30 s on one core
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def app():
+    """A session and server of the test's own: photos another test uploaded would be candidates
+    here (a random test order made the page test wait for one candidate among two)."""
     session = Session(load_params(REPO / "params.yaml"))
     srv = serve(session).start()
     yield srv, session
