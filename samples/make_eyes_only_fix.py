@@ -27,13 +27,6 @@ from PIL import Image
 REPO = Path(__file__).resolve().parents[1]
 
 
-def label(img: np.ndarray, text: str) -> np.ndarray:
-    out = np.full((img.shape[0] + 30, img.shape[1], 3), 255, np.uint8)
-    out[30:] = img
-    cv2.putText(out, text, (6, 21), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (20, 20, 20), 2, cv2.LINE_AA)
-    return out
-
-
 def piq(*args: str) -> str:
     done = subprocess.run([sys.executable, "-m", "pipeline.commands.piq", *args], cwd=REPO, capture_output=True,
                           text=True)
@@ -47,6 +40,7 @@ def main() -> None:
     ap.add_argument("--out", default=str(REPO / "docs" / "eyes_only_fix.jpg"))
     args = ap.parse_args()
     sys.path.insert(0, str(REPO))
+    from samples.make_before_after import label
     from tests.fixtures.corpus import blink_burst
 
     with tempfile.TemporaryDirectory() as tmp:
