@@ -8,6 +8,7 @@ the evaluation's identity encoder, so who-is-who works across photos.
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -65,12 +66,14 @@ class Composite:
 def replace_many(base: LoadedPhoto, swaps: Sequence[Swap], method, params, tool: str,
                  inputs: dict[str, str] | None = None, cross_identity: bool = False,
                  identity_encoder: str | None = None, edit_time: str | None = None,
-                 credentials=None) -> Composite:
+                 credentials=None, originals: dict[str, Path] | None = None) -> Composite:
     """`base` with every swap applied in turn (each paste touches only its own face's mask, so
     the faces found in `base` stay valid), watermarked and recorded once. `edit_time`: the
     record's time (default: SOURCE_DATE_EPOCH or now, `provenance.edit_time`). `credentials`
     (`facereplace.credentials.load_signer`'s): the file is signed, `base` its parent ingredient
-    and each other photo a face came from a component."""
+    and each other photo a face came from a component; `originals`: where to read those photos'
+    bytes (by sha256) when `photo.path` names them only (the app keeps server paths out of
+    everything it shows)."""
     if not swaps:
         raise Reject("nothing_to_replace", f"{base.name}: no face to replace")
     cfg = ReplaceConfig.from_params(params)
@@ -94,7 +97,9 @@ def replace_many(base: LoadedPhoto, swaps: Sequence[Swap], method, params, tool:
         from facereplace.credentials import Ingredient, sign
 
         sources = list({id(s.source): s.source for s in swaps if s.source is not base}.values())
-        ingredient = lambda lp: Ingredient(lp.name, lp.photo.format, lp.photo.path.read_bytes())  # noqa: E731
+        files = originals or {}  # sha256 -> file, where `photo.path` is a display name (the app's uploads)
+        ingredient = lambda lp: Ingredient(lp.name, lp.photo.format,  # noqa: E731
+                                           files.get(lp.photo.sha256, lp.photo.path).read_bytes())
         data = sign(data, base.photo.format, base.name, ingredient(base), [ingredient(s) for s in sources],
                     method.name, tool, credentials, record.as_dict())
     return Composite(image, marked, data, record, boxes, edits)

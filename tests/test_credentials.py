@@ -129,3 +129,43 @@ def test_best_take_and_its_pictures_carry_credentials(pair, capsys) -> None:
         s = got.summary()
         assert [i["relationship"] for i in s["ingredients"]] == ["parentOf", "componentOf"], name
         assert s["actions"][-1]["action"] == "c2pa.edited", name
+
+
+def test_the_apps_download_carries_credentials(pair, tmp_path) -> None:
+    """`piq app` signs what it hands out as `piq replace` does: the photo as parent, the photo
+    the face came from as component, read from the session's uploads (whose server paths the app
+    never shows)."""
+    import shutil
+
+    from facereplace.app.session import Session
+    from facereplace.credentials import read_credentials
+    from pipeline.config.params import load_params
+
+    root, cert, key = pair
+    session = Session(load_params(_params(root, cert, key)))
+    try:
+        ids = []
+        for name in ("shot_0.jpg", "shot_2.jpg"):
+            upload = session.folder / f"upload-{name}"
+            shutil.copy(REPO / "samples" / "burst" / name, upload)
+            ids.append(session.add(name, upload)["id"])
+        (cand,) = session.candidates(ids[0], 0)[:1]
+        session.replace(ids[0], 0, cand["photo"], cand["face"])
+        data, name = session.result_file(ids[0])
+    finally:
+        session.close()
+    (tmp_path / name).write_bytes(data)
+    got = read_credentials(tmp_path / name)
+    assert got is not None and got.state == "Valid" and not got.data_changed
+    s = got.summary()
+    assert [i["relationship"] for i in s["ingredients"]] == ["parentOf", "componentOf"]
+    assert s["actions"][-1]["action"] == "c2pa.edited"
+    assert str(session.folder) not in json.dumps(s)  # no server path in what the file tells
+
+
+def test_the_app_refuses_a_bad_pair_before_it_listens(pair, tmp_path, capsys) -> None:
+    root, cert, _ = pair
+    params = _params(tmp_path, cert, tmp_path / "missing.key")
+    assert piq(["--params", str(params), "app", "--port", "0"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("piq app: error: no_certificate") and err.count("\n") == 1

@@ -22,6 +22,7 @@ import asyncio
 import logging
 import re
 import secrets
+import sys
 import warnings
 from pathlib import Path
 from typing import Any
@@ -178,7 +179,11 @@ def main(args: argparse.Namespace) -> int:
     if args.method:
         params = dataclasses.replace(params, replace=dataclasses.replace(params.replace, method=args.method))
     remove_stale()
-    session = Session(params)
+    try:
+        session = Session(params)
+    except Reject as err:  # e.g. the signing pair: one line, before anything listens
+        print(f"piq app: error: {err}", file=sys.stderr)
+        return 2
     try:
         server = serve(session, args.host, args.port, args.verbose)
     except BaseException:

@@ -23,6 +23,7 @@ import numpy as np
 
 from facereplace.app.folders import session_folder
 from facereplace.compose import Composite, LoadedPhoto, Swap, load_faces, replace_many
+from facereplace.credentials import load_signer
 from facereplace.identity_match import distance
 from pipeline.rejection import Reject
 
@@ -54,6 +55,10 @@ class Session:
         self._by_sha: dict[str, LoadedPhoto] = {}
         self._person_faces: list[list[np.ndarray]] = []
         self.lock = threading.Lock()
+        # the signing pair of `provenance` (None: downloads unsigned, as `piq replace`); a missing,
+        # expired or mismatched pair is refused here, before the server starts
+        self.credentials = load_signer(params.provenance)
+        self._originals: dict[str, Path] = {}   # sha256 -> upload file: the signature's ingredients
         self.folder = session_folder()      # uploads; deleted by close (server.py: on every way out)
         self.tag = secrets.token_hex(4)     # in every photo id: a new session's ids never name an old one's
 
@@ -111,6 +116,7 @@ class Session:
                                                 f"{self.params.app.max_photos} photos")
             photo_id = f"p{len(self.entries) + 1}-{self.tag}"
             photo = read_photo(upload, self.params.replace.max_pixels)
+            self._originals.setdefault(photo.sha256, Path(upload))
             photo.path = Path(safe)
             loaded = self._by_sha.get(photo.sha256)
             if loaded is None:
@@ -170,7 +176,8 @@ class Session:
             swaps = {**e.swaps, face: Swap(face, src.loaded, source_face, d)}
             inputs = {e.loaded.name: e.loaded.photo.sha256} | {s.source.name: s.source.photo.sha256 for s in swaps.values()}
             e.composite = replace_many(e.loaded, [swaps[k] for k in sorted(swaps)], self.method, self.params, "piq app",
-                                       inputs=inputs, identity_encoder=self.matcher.name)
+                                       inputs=inputs, identity_encoder=self.matcher.name,
+                                       credentials=self.credentials, originals=self._originals)
             e.swaps = swaps
             return self.describe(e)
 
