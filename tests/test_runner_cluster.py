@@ -103,4 +103,5 @@ def test_worker_dying_mid_write_is_redone_and_never_counts(cluster, tmp_path: Pa
     for item in work:
         assert (out / "out" / f"{item.id}.txt").read_text() == f"{item.data['value'] * 3}\n" * 100
     records = StageState(out).load()
-    assert all(records[i.id]["attempts"] == 2 for i in work if i.id.startswith("die")), "each died once, then done"
+    attempts = {i.id: records[i.id]["attempts"] for i in work if i.id.startswith("die")}
+    assert all(n == 2 for n in attempts.values()), f"each died once, then done: {attempts}"
