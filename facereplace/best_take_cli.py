@@ -58,11 +58,11 @@ def sign_picture(data: bytes, path: str, take: BestTake, credentials) -> bytes:
     name a pair and a face was replaced; the after half already carries the invisible mark."""
     if credentials is None or take.composite is None:
         return data
-    from facereplace.credentials import Ingredient, sign
+    from facereplace.compose import ingredient
+    from facereplace.credentials import sign
 
     base = take.shots[take.plan.base]
     sources = [take.shots[s] for s in sorted(set(take.plan.picks) - {take.plan.base})]
-    ingredient = lambda lp: Ingredient(lp.name, lp.photo.format, lp.photo.path.read_bytes())  # noqa: E731
     fmt = "PNG" if Path(path).suffix.lower() == ".png" else "JPEG"
     return sign(data, fmt, Path(path).name, ingredient(base), [ingredient(s) for s in sources],
                 take.composite.record.method, "piq best-take", credentials, take.composite.record.as_dict())

@@ -63,6 +63,14 @@ class Composite:
     edits: list[tuple] = dataclasses.field(default_factory=list)   # (face, paste alpha) per replaced face: the mark's areas
 
 
+def ingredient(lp: LoadedPhoto, originals: dict[str, Path] | None = None):
+    """A signed file's ingredient made of a photo: its name, format and bytes, read from
+    `originals` (sha256 -> file) where `photo.path` is only a display name (the app's uploads)."""
+    from facereplace.credentials import Ingredient
+
+    return Ingredient(lp.name, lp.photo.format, (originals or {}).get(lp.photo.sha256, lp.photo.path).read_bytes())
+
+
 def replace_many(base: LoadedPhoto, swaps: Sequence[Swap], method, params, tool: str,
                  inputs: dict[str, str] | None = None, cross_identity: bool = False,
                  identity_encoder: str | None = None, edit_time: str | None = None,
@@ -94,12 +102,9 @@ def replace_many(base: LoadedPhoto, swaps: Sequence[Swap], method, params, tool:
                         tool=tool, **({"time": edit_time} if edit_time else {}))
     data = encode_photo(base.photo, marked, params.replace.jpeg_quality, build_xmp(record))
     if credentials is not None:
-        from facereplace.credentials import Ingredient, sign
+        from facereplace.credentials import sign
 
         sources = list({id(s.source): s.source for s in swaps if s.source is not base}.values())
-        files = originals or {}  # sha256 -> file, where `photo.path` is a display name (the app's uploads)
-        ingredient = lambda lp: Ingredient(lp.name, lp.photo.format,  # noqa: E731
-                                           files.get(lp.photo.sha256, lp.photo.path).read_bytes())
-        data = sign(data, base.photo.format, base.name, ingredient(base), [ingredient(s) for s in sources],
-                    method.name, tool, credentials, record.as_dict())
+        data = sign(data, base.photo.format, base.name, ingredient(base, originals),
+                    [ingredient(s, originals) for s in sources], method.name, tool, credentials, record.as_dict())
     return Composite(image, marked, data, record, boxes, edits)
