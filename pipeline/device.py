@@ -7,6 +7,7 @@ a CPU (CPU bf16/fp16 convolutions are slow and gain nothing).
 """
 from __future__ import annotations
 
+import os
 from typing import Any
 
 DTYPE_NAMES = ("bf16", "fp16", "fp32")
@@ -34,21 +35,37 @@ def is_cuda(device: Any = "auto") -> bool:
 
 
 def fix_cpu_threads(threads: int) -> int:
-    """On a CPU-only machine, run torch's intra-op work on exactly `threads` threads (params'
-    `cpu_threads`) and return that; on a GPU machine change nothing and return 0.
+    """On a CPU-only machine, run torch's intra-op work on a fixed number of threads and return
+    it: `threads` (params' `cpu_threads`) shared out among the processes a launcher started on
+    this host (`LOCAL_WORLD_SIZE`, set by `accelerate launch` / torchrun), at least one each. On
+    a GPU machine change nothing and return 0.
 
-    Why: a float sum split over N threads is added in another order than over M threads, so
-    the tiny CPU model trained with torch's default (the core count, or whatever
+    Why fixed: a float sum split over N threads is added in another order than over M threads,
+    so the tiny CPU model trained with torch's default (the core count, or whatever
     OMP_NUM_THREADS a parent process left: the runner sets it to 1 for its in-process workers,
     and a test suite's `dvc repro` inherited it) gave other weights, samples and metrics than a
     clean clone. With the count fixed, the same params give the same bytes on any machine of the
-    same instruction set, loaded or not (measured: docs/BENCHMARKS.md)."""
+    same instruction set, loaded or not (measured: docs/BENCHMARKS.md).
+
+    Why shared out: oneDNN's convolutions wait for their threads in a spin barrier. Two training
+    processes of two threads each on two cores ran the same two steps in 16 s when the scheduler
+    happened to place them well and in 190-660 s inside a test suite (every rank at 100% CPU on
+    one `pause` loop of the barrier), and CI ran out of time on it."""
     import torch
 
     if is_cuda():
         return 0
+    threads = max(1, threads // local_processes())
     torch.set_num_threads(threads)
     return threads
+
+
+def local_processes() -> int:
+    """How many processes a launcher started on this host (`LOCAL_WORLD_SIZE`); 1 without one."""
+    try:
+        return max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    except ValueError:
+        return 1
 
 
 def resolve_dtype(name: str, device: Any) -> Any:

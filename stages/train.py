@@ -97,7 +97,7 @@ def main(args: argparse.Namespace) -> int:
     if refusal:  # one line, exit 2: not a traceback from the loader
         print(refusal, file=sys.stderr)
         return 2
-    fix_cpu_threads(params.cpu_threads)  # before any torch work: CPU floats must not depend on the machine
+    threads = fix_cpu_threads(params.cpu_threads)  # before any torch work: CPU floats must not depend on the machine
     tp, dp = params.train, params.data
     accelerator = make_accelerator(tp)
     comps = build_components(tp.backbone, tp.pretrained_dir, params.seed, tp.concat)  # checks the folder first
@@ -127,7 +127,7 @@ def main(args: argparse.Namespace) -> int:
                    "latent_cache": tp.latents_dir is not None}
         run_facts = {**result.throughput, "resumed_from": metrics.pop("resumed_from"),
                      "processes": accelerator.num_processes, "accumulation": accelerator.gradient_accumulation_steps,
-                     "export_s": round(time.perf_counter() - t0, 3)}
+                     "cpu_threads_per_process": threads, "export_s": round(time.perf_counter() - t0, 3)}
         if accelerator.num_processes > 1:  # did the launcher hand every process the multicast-off settings?
             run_facts["multicast_off_all_ranks"] = launched_safe
         write_metrics(reports / "metrics.json", metrics)

@@ -25,10 +25,11 @@ print(inherited, fixed, torch.get_num_threads(), (a @ b).sum(dim=0).double().sum
 """
 
 
-def probe(omp: str | None) -> list[str]:
-    """Run PROBE with OMP/MKL_NUM_THREADS set to `omp` (None: unset, torch takes the core count)."""
-    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
-    env["PYTHONPATH"] = str(REPO)
+def probe(omp: str | None, **extra: str) -> list[str]:
+    """Run PROBE with OMP/MKL_NUM_THREADS set to `omp` (None: unset, torch takes the core count)
+    and `extra` in its environment."""
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "LOCAL_WORLD_SIZE")}
+    env.update(PYTHONPATH=str(REPO), **extra)
     if omp is not None:
         env.update(OMP_NUM_THREADS=omp, MKL_NUM_THREADS=omp)
     done = subprocess.run([sys.executable, "-c", PROBE], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
@@ -42,3 +43,12 @@ def test_cpu_threads_do_not_depend_on_the_inherited_environment() -> None:
     assert one[0] == "1"  # what torch took from the environment
     assert one[1:3] == default[1:3] == ["2", "2"]  # params.yaml's cpu_threads: 2, whatever was inherited
     assert one[3] == default[3], "the same matmul must give the same bits under either environment"
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the fixed count applies to CPU-only machines")
+def test_processes_of_one_launch_share_the_threads() -> None:
+    """Under `accelerate launch --num_processes 2` each process gets cpu_threads / 2: two
+    processes of two threads on two cores spun in oneDNN's barriers for minutes."""
+    assert probe(None, LOCAL_WORLD_SIZE="2")[1:3] == ["1", "1"]
+    assert probe(None, LOCAL_WORLD_SIZE="8")[1:3] == ["1", "1"]  # never fewer than one
+    assert probe(None, LOCAL_WORLD_SIZE="1")[1:3] == ["2", "2"]
