@@ -21,8 +21,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from scipy.interpolate import LinearNDInterpolator
-
+from pipeline.faces.displacement import dense_displacement
 from pipeline.faces.geometry import similarity
 from pipeline.faces.identity import face_mesh
 from pipeline.faces.mesh import Mesh, head_pose
@@ -85,11 +84,7 @@ def align_by_mesh(source: np.ndarray, driving: np.ndarray, max_pose_difference: 
     radius = RING * np.linalg.norm(dst - centre, axis=1).max()
     angles = np.linspace(0, 2 * np.pi, 32, endpoint=False)
     ring = centre + radius * np.stack([np.cos(angles), np.sin(angles)], 1)
-    residual = LinearNDInterpolator(np.concatenate([dst, ring]), np.concatenate([src - placed, np.zeros_like(ring)]),
-                                    fill_value=0.0)
-    gy, gx = np.mgrid[0:h + GRID:GRID, 0:w + GRID:GRID].astype(np.float64)
-    coarse = residual(np.stack([gx.ravel(), gy.ravel()], 1)).reshape(gx.shape + (2,)).astype(np.float32)
-    extra = cv2.resize(coarse, (gx.shape[1] * GRID, gx.shape[0] * GRID), interpolation=cv2.INTER_LINEAR)[:h, :w]
+    extra = dense_displacement(np.concatenate([dst, ring]), np.concatenate([src - placed, np.zeros_like(ring)]), h, w, GRID)
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     map_x = inv[0, 0] * xx + inv[0, 1] * yy + inv[0, 2] + extra[..., 0]
     map_y = inv[1, 0] * xx + inv[1, 1] * yy + inv[1, 2] + extra[..., 1]

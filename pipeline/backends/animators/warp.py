@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
-from scipy.interpolate import LinearNDInterpolator
-
 from pipeline.faces import mesh as fm
+from pipeline.faces.displacement import dense_displacement
 
 GRID = 4  # displacement computed every GRID pixels, then interpolated (smooth, ~20x cheaper)
 
@@ -35,10 +34,7 @@ def warp(image: np.ndarray, src_xy: np.ndarray, dst_xy: np.ndarray, ring_scale: 
     fixed = anchors(src_xy, w, h, ring_scale)
     points = np.concatenate([dst_xy, fixed])
     shift = np.concatenate([src_xy - dst_xy, np.zeros_like(fixed)])
-    gy, gx = np.mgrid[0 : h + GRID : GRID, 0 : w + GRID : GRID].astype(np.float32)
-    interp = LinearNDInterpolator(points, shift, fill_value=0.0)
-    coarse = interp(np.stack([gx.ravel(), gy.ravel()], 1)).reshape(gx.shape + (2,)).astype(np.float32)
-    dense = cv2.resize(coarse, (gx.shape[1] * GRID, gx.shape[0] * GRID), interpolation=cv2.INTER_LINEAR)[:h, :w]
+    dense = dense_displacement(points, shift, h, w, GRID)
     moved = np.abs(dense).max(-1) > 1e-3
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     out = cv2.remap(image, xx + dense[..., 0], yy + dense[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
