@@ -11,7 +11,9 @@
 
 The plan format (JSON): {"base": "<shot file name>", "people": {"<person number>": "<shot file
 name>", ...}, "regions": {"<person number>": "eyes", ...}}; a person not listed keeps the
-automatic choice for that base. The region (facereplace/regions.py) is the part of the face
+automatic choice for that base. A saved plan also lists each person's `best_take.candidates`
+best shots ("candidates", best first) and every face's scores; both are read back as notes only:
+any shot showing the person can be named. The region (facereplace/regions.py) is the part of the face
 replaced: by default the one that fixes what the pick gains most on (a blink: the eyes; a
 smile: the lower face; `fix_region`).
 """
@@ -68,6 +70,13 @@ class Candidate:
     score: float
 
 
+def offered(cands: Sequence[Candidate], k: int) -> list[Candidate]:
+    """A person's best `k` faces of the burst, best score first (ties: the earlier shot): what
+    the contact sheet draws, the plan file lists and the app shows, so a user picks among the
+    few worth taking instead of scanning every shot of a long burst."""
+    return sorted(cands, key=lambda c: (-c.score, c.shot))[:k]
+
+
 def score_people(people: Sequence[Person], faces: Sequence[Sequence[Any]], p: BestTakeParams) -> list[list[Candidate]]:
     """Per person, a candidate per shot where they were found (shot order)."""
     out = []
@@ -93,9 +102,11 @@ class Plan:
     def replaced(self) -> list[int]:
         return [n for n, s in enumerate(self.picks) if s != self.base]
 
-    def to_json(self, names: Sequence[str], candidates: Sequence[Sequence[Candidate]]) -> dict[str, Any]:
-        """The plan file (see the module doc) plus the scores it was made from."""
+    def to_json(self, names: Sequence[str], candidates: Sequence[Sequence[Candidate]], k: int) -> dict[str, Any]:
+        """The plan file (see the module doc), each person's `k` best shots ("candidates", best
+        first) and the scores it was made from."""
         return {"base": names[self.base], "people": {str(n): names[s] for n, s in enumerate(self.picks)},
+                "candidates": {str(n): [names[c.shot] for c in offered(cands, k)] for n, cands in enumerate(candidates)},
                 "scores": {str(n): {names[c.shot]: {"score": round(c.score, 4), **{k: round(v, 4) for k, v in c.parts.items()}}
                                     for c in cands} for n, cands in enumerate(candidates)}}
 
@@ -159,7 +170,7 @@ def read_plan(path: str | Path, names: Sequence[str], candidates: Sequence[Seque
         data = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as err:
         raise Reject("bad_plan", f"{path}: not a readable JSON plan ({err})") from err
-    if not isinstance(data, dict) or set(data) - {"base", "people", "scores", "regions"}:
+    if not isinstance(data, dict) or set(data) - {"base", "people", "scores", "regions", "candidates"}:
         raise Reject("bad_plan", f"{path}: expected {{\"base\": shot, \"people\": {{person: shot}}}}")
     lookup = {n: i for i, n in enumerate(names)} | {Path(n).name: i for i, n in enumerate(names)}
 

@@ -114,11 +114,11 @@ def make_best_take(shots: list[LoadedPhoto], params, method=None, plan_path: str
                                  inputs={s.name: s.photo.sha256 for s in shots}, identity_encoder=identity_encoder,
                                  edit_time=edit_time, credentials=credentials)
     after = composite.unmarked if composite else base.photo.rgb
-    sheet = contact_sheet([s.photo.rgb for s in shots], names, candidates, plan, bt.contact_tile)
+    sheet = contact_sheet([s.photo.rgb for s in shots], names, candidates, plan, bt.contact_tile, bt.candidates)
     pair = before_after(base.photo.rgb, after, composite.boxes if composite else [])
     if composite:  # the picture shows the composite: it carries the mark too
         pair = mark_after(pair, base.photo.rgb.shape[:2], composite.edits, params.replace, params.ingest)
-    return BestTake(shots, plan, {**plan.to_json(names, candidates), "regions": chosen}, composite, sheet, pair)
+    return BestTake(shots, plan, {**plan.to_json(names, candidates, bt.candidates), "regions": chosen}, composite, sheet, pair)
 
 
 def plan_regions(path: str, n_people: int) -> dict[int, str]:

@@ -1,11 +1,13 @@
 """Pictures of a best take: the contact sheet (each person's candidates, scores and the choice)
 and the before / after pair.
 
-The sheet is a grid: one row per person, one column per shot of the burst; each cell is that
-person's face in that shot (a square around the face box), its total score and the five
-measures' scores under it. The face chosen for the person is framed green, the base shot's
-column is headed BASE, and a person missing from a shot gets an empty cell. Drawn with OpenCV's
-Hershey fonts only (no font files, same pixels everywhere), so the sheet is reproducible.
+The sheet is a grid: one row per person; the first column is that person's face in the base shot
+(headed with the base's name), the next ones their `best_take.candidates` best faces of the
+burst, best score first (a face the user's plan picked outside them comes last). Each cell is a
+square around the face box with its shot's name, total score and the five measures' scores under
+it; the face chosen for the person is framed green (the base cell when the face is kept). Drawn
+with OpenCV's Hershey fonts only (no font files, same pixels everywhere), so the sheet is
+reproducible.
 """
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from facereplace.best_take import Candidate, Plan
+from facereplace.best_take import Candidate, Plan, offered
 from pipeline.faces.crop import extract_crop
 from pipeline.faces.geometry import square_crop
 
@@ -40,34 +42,42 @@ def thumbnail(rgb: np.ndarray, box: Sequence[float], size: int) -> np.ndarray:
     return extract_crop(rgb, square_crop(tuple(box), 1.4), size, "constant")
 
 
+def person_cells(cands: Sequence[Candidate], plan: Plan, person: int, k: int) -> list[Candidate]:
+    """The faces the sheet shows for one person: the base shot's, then the `k` best (and the
+    pick, when a plan chose a face outside them)."""
+    by_shot = {c.shot: c for c in cands}
+    ranked = offered(cands, k)
+    if plan.picks[person] not in {c.shot for c in ranked}:
+        ranked.append(by_shot[plan.picks[person]])
+    return [by_shot[plan.base], *ranked]
+
+
 def contact_sheet(images: Sequence[np.ndarray], names: Sequence[str], candidates: Sequence[Sequence[Candidate]],
-                  plan: Plan, tile: int = 160) -> np.ndarray:
+                  plan: Plan, tile: int = 160, k: int = 3) -> np.ndarray:
     """The sheet as an RGB uint8 image (see the module doc)."""
     pad = 8
     cell_w, cell_h = tile + 2 * pad, tile + TEXT_H + 2 * pad
-    sheet = np.full((HEAD_H + cell_h * len(candidates), SIDE_W + cell_w * len(names), 3), PAPER, np.uint8)
-    for s, name in enumerate(names):
-        x = SIDE_W + s * cell_w + pad
-        label = f"{name}  BASE" if s == plan.base else name
-        _text(sheet, label, (x, HEAD_H - 10), _fit(label, tile, 0.5), BASE if s == plan.base else INK, 1)
-    for n, cands in enumerate(candidates):
+    rows = [person_cells(cands, plan, n, k) for n, cands in enumerate(candidates)]
+    columns = max(len(r) for r in rows)
+    sheet = np.full((HEAD_H + cell_h * len(rows), SIDE_W + cell_w * columns, 3), PAPER, np.uint8)
+    for col in range(columns):
+        label = f"BASE {names[plan.base]}" if col == 0 else f"best {col}" if col <= k else "plan's pick"
+        _text(sheet, label, (SIDE_W + col * cell_w + pad, HEAD_H - 10), _fit(label, tile, 0.5), BASE if col == 0 else INK, 1)
+    for n, cells in enumerate(rows):
         y = HEAD_H + n * cell_h + pad
         _text(sheet, f"person {n}", (8, y + tile // 2), 0.45, INK)
         how = "auto" if plan.automatic[n] else "plan"
         _text(sheet, "replaced" if plan.picks[n] != plan.base else "kept", (8, y + tile // 2 + 20), 0.4, DIM)
         _text(sheet, f"({how})", (8, y + tile // 2 + 38), 0.4, DIM)
-        by_shot = {c.shot: c for c in cands}
-        for s in range(len(names)):
-            x = SIDE_W + s * cell_w + pad
-            c = by_shot.get(s)
-            if c is None:
-                _text(sheet, "not found", (x + 8, y + tile // 2), 0.45, DIM)
-                continue
-            sheet[y:y + tile, x:x + tile] = thumbnail(images[s], c.face.box, tile)
-            if plan.picks[n] == s:
+        framed = 0 if plan.picks[n] == plan.base else next(i for i, c in enumerate(cells) if i and c.shot == plan.picks[n])
+        for col, c in enumerate(cells):
+            x = SIDE_W + col * cell_w + pad
+            sheet[y:y + tile, x:x + tile] = thumbnail(images[c.shot], c.face.box, tile)
+            if col == framed:
                 cv2.rectangle(sheet, (x - 4, y - 4), (x + tile + 3, y + tile + 3), CHOSEN, 4)
             p = c.parts
-            _text(sheet, f"score {c.score:.2f}", (x, y + tile + 18), 0.5, CHOSEN if plan.picks[n] == s else INK)
+            head = f"{names[c.shot]}  {c.score:.2f}"
+            _text(sheet, head, (x, y + tile + 18), _fit(head, tile, 0.5), CHOSEN if col == framed else INK)
             line1 = f"eyes {p['eyes_open']:.2f} smile {p['smile']:.2f}"
             line2 = f"gaze {p['gaze']:.2f} pose {p['frontal']:.2f} sharp {p['sharpness']:.2f}"
             _text(sheet, line1, (x, y + tile + 36), _fit(line1, tile, 0.38), DIM)

@@ -11,7 +11,7 @@ import pytest
 from facereplace.app.session import Entry, Session
 from facereplace.best_take import Candidate, Plan
 from facereplace.compose import LoadedPhoto
-from facereplace.contact_sheet import CHOSEN, HEAD_H, SIDE_W, before_after, contact_sheet
+from facereplace.contact_sheet import CHOSEN, HEAD_H, SIDE_W, before_after, contact_sheet, thumbnail
 from facereplace.photo_io import Photo
 from pipeline.config.params import load_params
 from pipeline.rejection import Reject
@@ -59,25 +59,56 @@ def test_people_are_grouped_by_identity_whatever_their_place() -> None:
         s.close()
 
 
-def test_contact_sheet_frames_the_choice_and_marks_the_base() -> None:
+def test_candidates_are_the_best_scored_faces_of_the_person(monkeypatch) -> None:
+    """The app offers best_take.candidates faces, best take's score first (an open-eyed face
+    before a nearer blinking one), not every face by identity distance."""
+    import dataclasses
+
+    def photo(name: str, eyes: float, who: np.ndarray) -> LoadedPhoto:
+        rgb = np.zeros((300, 800, 3), np.uint8)
+        return LoadedPhoto(name, Photo(Path(name), rgb, "JPEG", "0" * 64),
+                           [FakeAppFace(0, (100.0, 50.0, 200.0, 170.0), eyes_open=eyes)], [who])
+
+    params = load_params(REPO / "params.yaml")
+    s = Session(dataclasses.replace(params, best_take=dataclasses.replace(params.best_take, candidates=2)))
+    try:
+        shots = [photo("blink.jpg", 0.05, ALICE), photo("near_blink.jpg", 0.08, ALICE + 0.001),
+                 photo("open.jpg", 0.30, ALICE + 0.02), photo("half.jpg", 0.18, ALICE + 0.01)]
+        for n, loaded in enumerate(shots, 1):
+            s.entries[f"p{n}"] = Entry(f"p{n}", "photo", loaded, [s._person_of(e) for e in loaded.embeddings])
+        got = s.candidates("p1", 0)
+        assert [c["name"] for c in got] == ["open.jpg", "half.jpg"]  # 2 offered; the nearest (near_blink) is not
+        assert got[0]["score"] > got[1]["score"] and got[0]["distance"] > got[1]["distance"]
+    finally:
+        s.close()
+
+
+def test_contact_sheet_shows_the_base_face_then_the_best_candidates() -> None:
     rng = np.random.default_rng(0)
     images = [rng.integers(0, 255, (300, 800, 3), dtype=np.uint8) for _ in range(3)]
     parts = {k: 0.5 for k in ("eyes_open", "smile", "gaze", "sharpness", "frontal")}
     faces = [FakeFace(0, (100, 50, 200, 170)), FakeFace(1, (500, 50, 600, 170))]
-    cands = [[Candidate(s, faces[0], parts, 0.5) for s in range(3)],
-             [Candidate(s, faces[1], parts, 0.5) for s in (0, 2)]]            # person 1 missing from shot 1
-    plan = Plan(base=2, picks=[1, 2], automatic=[True, False])
+    cands = [[Candidate(s, faces[0], parts, score) for s, score in ((0, 0.5), (1, 0.9), (2, 0.7))],
+             [Candidate(s, faces[1], parts, score) for s, score in ((0, 0.2), (2, 0.6))]]  # person 1 not in shot 1
+    plan = Plan(base=2, picks=[1, 0], automatic=[True, False])  # the plan gives person 1 their worse face
     tile = 96
-    sheet = contact_sheet(images, ["a.jpg", "b.jpg", "c.jpg"], cands, plan, tile)
+    sheet = contact_sheet(images, ["a.jpg", "b.jpg", "c.jpg"], cands, plan, tile, k=1)
     cell_w, cell_h = tile + 16, tile + 58 + 16
+    # person 0: base c.jpg, best b.jpg; person 1: base c.jpg, best c.jpg, then the plan's pick a.jpg
     assert sheet.shape == (HEAD_H + 2 * cell_h, SIDE_W + 3 * cell_w, 3)
 
-    def framed(person: int, shot: int) -> bool:
-        x, y = SIDE_W + shot * cell_w + 8 - 3, HEAD_H + person * cell_h + 8 - 3
+    def cell(person: int, col: int) -> np.ndarray:
+        x, y = SIDE_W + col * cell_w + 8, HEAD_H + person * cell_h + 8
+        return sheet[y:y + tile, x:x + tile]
+
+    def framed(person: int, col: int) -> bool:
+        x, y = SIDE_W + col * cell_w + 8 - 3, HEAD_H + person * cell_h + 8 - 3
         return bool(np.all(sheet[y, x + tile // 2] == CHOSEN))
 
-    assert framed(0, 1) and framed(1, 2) and not framed(0, 0) and not framed(0, 2) and not framed(1, 0)
-    empty = sheet[HEAD_H + cell_h + 8:HEAD_H + cell_h + 8 + tile, SIDE_W + cell_w + 8:SIDE_W + cell_w + 8 + tile]
-    assert empty.std() < 40, "person 1's cell in shot 1 is empty (not found)"
+    assert framed(0, 1) and framed(1, 2) and not any(framed(0, c) for c in (0, 2)) and not any(framed(1, c) for c in (0, 1))
+    assert np.array_equal(cell(0, 0), thumbnail(images[2], faces[0].box, tile))    # the base's face first
+    assert np.array_equal(cell(0, 1), thumbnail(images[1], faces[0].box, tile))    # then the best one
+    assert np.array_equal(cell(1, 2), thumbnail(images[0], faces[1].box, tile))    # the plan's pick last
+    assert cell(0, 2).std() < 1, "person 0 has no third cell"
     pair = before_after(images[0], images[1], [(100, 50, 200, 170)], max_width=1000)
     assert pair.shape[1] == 1000 and pair.shape[0] == round((300 * 1000) / (1600 + 8))

@@ -116,8 +116,13 @@ def test_user_plan_chooses_per_person_and_is_checked(tmp_path: Path) -> None:
     names = [s.name for s in shots]
     cands = score_people(people, [s.faces for s in shots], P)
     auto = choose_plan(cands, 3, people, P)
-    saved = auto.to_json(names, cands)
+    saved = auto.to_json(names, cands, 2)
     assert saved["base"] == "c.jpg" and saved["people"] == {"0": "b.jpg", "1": "c.jpg"}
+    for n, shots_ranked in saved["candidates"].items():  # each person's 2 best shots, best first
+        scores = saved["scores"][n]
+        assert len(shots_ranked) == 2 and scores[shots_ranked[0]]["score"] >= scores[shots_ranked[1]]["score"]
+        assert all(scores[s]["score"] <= scores[shots_ranked[1]]["score"] for s in set(scores) - set(shots_ranked))
+    assert saved["candidates"]["0"][0] == "b.jpg"  # Alice's pick is her best face
     assert set(saved["scores"]["0"]) == {"a.jpg", "b.jpg", "c.jpg"}
     plan_file = tmp_path / "plan.json"
     plan_file.write_text(json.dumps({"base": "b.jpg", "people": {"1": "a.jpg"}}))

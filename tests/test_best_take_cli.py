@@ -13,6 +13,7 @@ from PIL import Image
 
 from facereplace.best_take_cli import load_burst, make_best_take
 from facereplace.compose import load_faces
+from facereplace.contact_sheet import HEAD_H, SIDE_W
 from facereplace.photo_io import Photo
 from facereplace.provenance import digital_source_type, verify
 from pipeline.commands.piq import main as piq
@@ -55,6 +56,11 @@ def test_base_is_the_shot_needing_one_replacement_from_the_best_face(written: Pa
     assert scores["0"]["shot_0.jpg"]["eyes_open"] < 0.5 < scores["0"]["shot_1.jpg"]["eyes_open"], "the blink is seen"
     assert scores["1"]["shot_1.jpg"]["eyes_open"] < scores["1"]["shot_0.jpg"]["eyes_open"]
     assert scores["0"]["shot_2.jpg"]["frontal"] < scores["0"]["shot_1.jpg"]["frontal"], "looking away is seen"
+    # best_take.candidates (3): each person's best shots, best first; the astronaut's pick leads
+    for n, ranked in plan["candidates"].items():
+        assert sorted(ranked) == sorted(scores[n]) and [scores[n][s]["score"] for s in ranked] == sorted(
+            (scores[n][s]["score"] for s in ranked), reverse=True)
+    assert plan["candidates"]["0"][0] == "shot_1.jpg"
 
 
 def test_output_is_marked_and_records_every_input(written: Path) -> None:
@@ -70,6 +76,8 @@ def test_output_is_marked_and_records_every_input(written: Path) -> None:
     for name in ("sheet.jpg", "ba.jpg"):
         img = np.asarray(Image.open(written / name))
         assert img.ndim == 3 and img.std() > 20, name
+    sheet = np.asarray(Image.open(written / "sheet.jpg"))  # 2 people; the base's face and 3 best per person
+    assert sheet.shape[:2] == (HEAD_H + 2 * (160 + 58 + 16), SIDE_W + 4 * (160 + 16))
 
 
 def test_composite_touches_only_the_replaced_face_and_reruns_to_the_same_bytes(written: Path, shots, params,

@@ -142,20 +142,27 @@ class Session:
         return len(self._person_faces) - 1
 
     def candidates(self, photo_id: str, face: int) -> list[dict[str, Any]]:
-        """The same person's faces in the session's other photos and references, nearest first."""
+        """The same person's faces in the session's other photos and references: the
+        `best_take.candidates` best by best take's score (eyes open, smile, gaze, sharpness,
+        pose, relative to this person's faces in the session), best first; ties by identity
+        distance."""
+        from facereplace.best_take import measure_scores, total_score
+
         e = self.entry(photo_id)
         self._check_face(e, face)
         person, mine = e.persons[face], e.loaded.embeddings[face]
+        found = [(other, f, emb) for other in self.entries.values() if other.id != e.id
+                 for f, p, emb in zip(other.loaded.faces, other.persons, other.loaded.embeddings) if p == person]
+        bt = self.params.best_take
+        peers = [e.loaded.faces[face]] + [f for _, f, _ in found]
         out = []
-        for other in self.entries.values():
-            if other.id == e.id:
-                continue
-            for f, p, emb in zip(other.loaded.faces, other.persons, other.loaded.embeddings):
-                if p == person:
-                    d = distance(mine, emb) if mine is not None and emb is not None else None
-                    out.append({"photo": other.id, "name": other.loaded.name, "role": other.role, "face": f.index,
-                                "distance": None if d is None else round(d, 4), **{k: f.as_dict()[k] for k in ("eyes_open", "smile")}})
-        return sorted(out, key=lambda c: (c["distance"] is None, c["distance"] or 0.0))
+        for other, f, emb in found:
+            d = distance(mine, emb) if mine is not None and emb is not None else None
+            out.append({"photo": other.id, "name": other.loaded.name, "role": other.role, "face": f.index,
+                        "score": round(total_score(measure_scores(f, peers, bt), bt), 4),
+                        "distance": None if d is None else round(d, 4), **{k: f.as_dict()[k] for k in ("eyes_open", "smile")}})
+        out.sort(key=lambda c: (-c["score"], c["distance"] is None, c["distance"] or 0.0))
+        return out[:bt.candidates]
 
     def replace(self, photo_id: str, face: int, source_id: str, source_face: int) -> dict[str, Any]:
         """Face `face` of the photo gets `source_face` of the source: the same person only (the

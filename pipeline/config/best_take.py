@@ -39,6 +39,7 @@ class BestTakeParams:
     min_gain: float = 0.05             # a face is replaced only if the chosen one scores this much higher
     max_shift: float = 1.0             # one person across the burst: face centres within this x the face size
     contact_tile: int = 160            # contact sheet: face thumbnail side (px)
+    candidates: int = 3                # faces offered per person (the best by score): the sheet, the plan file, the app
     region: Literal["auto", "face", "eyes", "mouth", "upper", "lower"] = "auto"  # auto: from what the pick fixes
 
     def validate(self) -> None:
@@ -46,5 +47,7 @@ class BestTakeParams:
             raise ValueError("best_take.eyes_open_full, smile_full, gaze_limit, frontal_limit_deg and max_shift must be > 0")
         if not 0 <= self.min_gain < 1:
             raise ValueError("best_take.min_gain must be within [0, 1)")
+        if self.candidates < 1:
+            raise ValueError("best_take.candidates must be >= 1")
         if not 48 <= self.contact_tile <= 1024:
             raise ValueError("best_take.contact_tile must be within [48, 1024] px")

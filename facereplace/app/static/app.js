@@ -121,7 +121,7 @@ async function selectFace(index) {
     img.src = `/api/photos/${c.photo}/faces/${c.face}.jpg`;
     img.alt = `${c.name} face ${c.face}`;
     const cap = document.createElement("figcaption");
-    cap.textContent = `${c.name} #${c.face}${c.role === "reference" ? " (reference)" : ""} · eyes ${c.eyes_open ?? "?"} · id ${c.distance ?? "?"}`;
+    cap.textContent = `${c.name} #${c.face}${c.role === "reference" ? " (reference)" : ""} · score ${c.score} · eyes ${c.eyes_open ?? "?"} · id ${c.distance ?? "?"}`;
     fig.append(img, cap);
     fig.addEventListener("click", () => replaceWith(c.photo, c.face));
     list.append(fig);
