@@ -53,7 +53,7 @@ def _post(srv: LocalServer, path: str, body: bytes, kind: str = "application/oct
 def test_page_replaces_a_face_and_downloads_it_marked(app, tmp_path: Path) -> None:
     require_chromium()
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
+    from selenium.webdriver.support.ui import Select, WebDriverWait
 
     srv, session = app
     downloads = tmp_path / "downloads"
@@ -78,7 +78,8 @@ def test_page_replaces_a_face_and_downloads_it_marked(app, tmp_path: Path) -> No
         wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#candidates .cand")) == 2)
         ref_id = driver.find_elements(By.CSS_SELECTOR, "#strip .thumb")[-1].get_attribute("data-id")
         ref = [c for c in driver.find_elements(By.CSS_SELECTOR, "#candidates .cand") if c.get_attribute("data-photo") == ref_id]
-        assert ref and "(reference)" in ref[0].text
+        assert ref and "(reference)" in ref[0].text and "score" in ref[0].text
+        Select(driver.find_element(By.ID, "region")).select_by_value("eyes")  # a blink: the eyes only
         ref[0].click()
         loaded = "const a = document.getElementById('after'); return !a.hidden && a.complete && a.naturalWidth > 0"
         wait.until(lambda d: d.execute_script(loaded))
@@ -102,7 +103,7 @@ def test_page_replaces_a_face_and_downloads_it_marked(app, tmp_path: Path) -> No
     v = verify(target)
     assert v.watermarked and v.metadata["edit"]["tool"] == "piq app"
     (face,) = v.metadata["edit"]["faces"]
-    assert face["face"] == 0 and face["reference"] == "shot_1.jpg"
+    assert face["face"] == 0 and face["reference"] == "shot_1.jpg" and face["region"] == "eyes"
     assert set(v.metadata["edit"]["inputs"]) == {"shot_0.jpg", "shot_1.jpg"}
 
 

@@ -12,7 +12,7 @@ API: POST `/api/photos?name=&role=photo|reference` (body: the file, its image ty
 photo; GET `/api/photos` lists them; GET `/api/photos/<id>/original.jpg`, `/result.jpg` (the
 page's pictures), `/download` (the edited file: input's format, watermark, provenance);
 GET `/api/photos/<id>/faces/<n>.jpg` a face's thumbnail, `/api/photos/<id>/faces/<n>/candidates`
-the same person's faces elsewhere; POST `/api/replace` {photo, face, source, source_face},
+the same person's faces elsewhere; POST `/api/replace` {photo, face, source, source_face[, region]},
 POST `/api/photos/<id>/reset`. Bad input answers 4xx with {"error": "<code>: <message>"}.
 """
 from __future__ import annotations
@@ -47,6 +47,7 @@ READ_REASONS = {"unreadable_image": "not a JPEG or PNG this tool can read, or da
                 "unsupported_format": "the tool reads and writes JPEG and PNG only",
                 "too_many_pixels": "too many pixels (replace.max_pixels)"}
 REPLACE_FIELDS = {"photo": str, "face": int, "source": str, "source_face": int}
+REPLACE_OPTIONAL = {"region": str}  # the part of the face replaced (facereplace/regions.py); default replace.region
 
 
 def public_error(err: Reject, name: str) -> HTTPError:
@@ -128,8 +129,14 @@ def routes(session: Session) -> list[BaseRoute]:
         return send_json({"candidates": session.candidates(request.path_params["photo"], request.path_params["face"])})
 
     async def replace(request: Request) -> Response:
-        req = fields(await read_json(request), REPLACE_FIELDS)
-        return send_json(await run_in_threadpool(session.replace, req["photo"], req["face"], req["source"], req["source_face"]))
+        from facereplace.regions import REGIONS
+
+        req = fields(await read_json(request), REPLACE_FIELDS, REPLACE_OPTIONAL)
+        region = req.get("region")
+        if region is not None and region not in REGIONS:
+            raise HTTPError(400, f"region: expected one of {', '.join(REGIONS)}")
+        return send_json(await run_in_threadpool(session.replace, req["photo"], req["face"], req["source"], req["source_face"],
+                                                 region))
 
     async def reset(request: Request) -> Response:
         await read_json(request)
@@ -144,14 +151,16 @@ def routes(session: Session) -> list[BaseRoute]:
             Route("/api/photos/{photo}/{what}", picture)]
 
 
-def fields(req: Any, schema: dict[str, type]) -> dict[str, Any]:
-    """The request's fields, each of its type (a bool is not an int); 400 naming the first wrong one."""
+def fields(req: Any, schema: dict[str, type], optional: dict[str, type] | None = None) -> dict[str, Any]:
+    """The request's fields, each of its type (a bool is not an int); `optional` ones may be
+    left out; 400 naming the first wrong one."""
+    optional = optional or {}
     if not isinstance(req, dict):
         raise HTTPError(400, f"the body must be a JSON object with {', '.join(schema)}")
-    unknown = sorted(set(req) - set(schema))
+    unknown = sorted(set(req) - set(schema) - set(optional))
     if unknown:
         raise HTTPError(400, f"unknown field {unknown[0][:40]}")
-    for key, kind in schema.items():
+    for key, kind in {**schema, **{k: t for k, t in optional.items() if k in req}}.items():
         value = req.get(key)
         if not isinstance(value, kind) or isinstance(value, bool):
             raise HTTPError(400, f"{key}: expected {'an integer' if kind is int else 'a string'}")

@@ -164,9 +164,10 @@ class Session:
         out.sort(key=lambda c: (-c["score"], c["distance"] is None, c["distance"] or 0.0))
         return out[:bt.candidates]
 
-    def replace(self, photo_id: str, face: int, source_id: str, source_face: int) -> dict[str, Any]:
+    def replace(self, photo_id: str, face: int, source_id: str, source_face: int,
+                region: str | None = None) -> dict[str, Any]:
         """Face `face` of the photo gets `source_face` of the source: the same person only (the
-        identity guard of `piq replace`)."""
+        identity guard of `piq replace`); `region`: the part replaced (None: replace.region)."""
         with self.lock:
             e, src = self.entry(photo_id), self.entry(source_id)
             self._check_face(e, face)
@@ -180,7 +181,7 @@ class Session:
                 raise Reject("identity_mismatch", f"{src.loaded.name} face {source_face} is at identity distance "
                                                   f"{d:.3f} from {e.loaded.name} face {face}, over "
                                                   f"replace.max_identity_distance {limit:.3f}: not the same person")
-            swaps = {**e.swaps, face: Swap(face, src.loaded, source_face, d)}
+            swaps = {**e.swaps, face: Swap(face, src.loaded, source_face, d, region)}
             inputs = {e.loaded.name: e.loaded.photo.sha256} | {s.source.name: s.source.photo.sha256 for s in swaps.values()}
             e.composite = replace_many(e.loaded, [swaps[k] for k in sorted(swaps)], self.method, self.params, "piq app",
                                        inputs=inputs, identity_encoder=self.matcher.name,

@@ -130,7 +130,7 @@ async function selectFace(index) {
 
 async function replaceWith(source, sourceFace) {
   const p = await call("/api/replace", { method: "POST", headers: { "Content-Type": "application/json" },
-    body: JSON.stringify({ photo: state.current, face: state.face, source, source_face: sourceFace }) });
+    body: JSON.stringify({ photo: state.current, face: state.face, source, source_face: sourceFace, region: $("region").value }) });
   replacePhoto(p);
   const face = state.face;
   show(p.id);
