@@ -79,6 +79,9 @@ def test_candidates_are_the_best_scored_faces_of_the_person(monkeypatch) -> None
         got = s.candidates("p1", 0)
         assert [c["name"] for c in got] == ["open.jpg", "half.jpg"]  # 2 offered; the nearest (near_blink) is not
         assert got[0]["score"] > got[1]["score"] and got[0]["distance"] > got[1]["distance"]
+        ref = photo("ref.jpg", 0.06, ALICE + 0.005)  # an uploaded reference is offered whatever its score
+        s.entries["p5"] = Entry("p5", "reference", ref, [s._person_of(e) for e in ref.embeddings])
+        assert [c["name"] for c in s.candidates("p1", 0)] == ["open.jpg", "half.jpg", "ref.jpg"]
     finally:
         s.close()
 

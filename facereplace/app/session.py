@@ -144,8 +144,9 @@ class Session:
     def candidates(self, photo_id: str, face: int) -> list[dict[str, Any]]:
         """The same person's faces in the session's other photos and references: the
         `best_take.candidates` best by best take's score (eyes open, smile, gaze, sharpness,
-        pose, relative to this person's faces in the session), best first; ties by identity
-        distance."""
+        pose, relative to this person's faces in the session), best first, ties by identity
+        distance; then any uploaded reference of them not among those (the user brought it for
+        this)."""
         from facereplace.best_take import measure_scores, total_score
 
         e = self.entry(photo_id)
@@ -162,7 +163,7 @@ class Session:
                         "score": round(total_score(measure_scores(f, peers, bt), bt), 4),
                         "distance": None if d is None else round(d, 4), **{k: f.as_dict()[k] for k in ("eyes_open", "smile")}})
         out.sort(key=lambda c: (-c["score"], c["distance"] is None, c["distance"] or 0.0))
-        return out[:bt.candidates]
+        return out[:bt.candidates] + [c for c in out[bt.candidates:] if c["role"] == "reference"]
 
     def replace(self, photo_id: str, face: int, source_id: str, source_face: int,
                 region: str | None = None) -> dict[str, Any]:
