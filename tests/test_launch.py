@@ -48,7 +48,7 @@ def test_two_process_training_keeps_the_effective_batch(tmp_path: Path, tiny_sha
     path.write_text(yaml.safe_dump(params))
     env = {k: v for k, v in os.environ.items() if k not in ("NCCL_NVLS_ENABLE", "LOCAL_RANK")}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
-    done = run_process_group([sys.executable, "-m", "pipeline.commands.piq", "--params", str(path), "train",
+    done = run_with_deadline([sys.executable, "-m", "pipeline.commands.piq", "--params", str(path), "train",
                               "--processes", "2"], cwd=REPO, env=env, timeout=1200)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "accelerate.commands.launch --config_file" in done.stdout
@@ -62,7 +62,7 @@ def test_two_process_training_keeps_the_effective_batch(tmp_path: Path, tiny_sha
     assert state_dirs == ["step-00000001", "step-00000002"]
 
 
-def run_process_group(cmd: list[str], cwd: Path, env: dict, timeout: float) -> subprocess.CompletedProcess:
+def run_with_deadline(cmd: list[str], cwd: Path, env: dict, timeout: float) -> subprocess.CompletedProcess:
     """`cmd` killed with every process under it at `timeout`. The launcher's workers hold the
     output pipes and torch's elastic agent starts each in a session of its own, so neither
     subprocess.run's timeout (the launcher alone) nor a kill of the launcher's process group
