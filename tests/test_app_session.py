@@ -82,6 +82,11 @@ def test_candidates_are_the_best_scored_faces_of_the_person(monkeypatch) -> None
         ref = photo("ref.jpg", 0.06, ALICE + 0.005)  # an uploaded reference is offered whatever its score
         s.entries["p5"] = Entry("p5", "reference", ref, [s._person_of(e) for e in ref.embeddings])
         assert [c["name"] for c in s.candidates("p1", 0)] == ["open.jpg", "half.jpg", "ref.jpg"]
+        # `auto`: what the source fixes, as best take chooses: the blink by the eyes
+        assert s.region_for("p1", 0, "p3", 0) == "eyes"
+        s.entries["p6"] = Entry("p6", "photo", photo("smile.jpg", 0.05, ALICE), [0])
+        s.entries["p6"].loaded.faces[0].smile = 0.12
+        assert s.region_for("p1", 0, "p6", 0) == "lower"  # the same eyes, a broader smile: the lower face
     finally:
         s.close()
 

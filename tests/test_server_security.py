@@ -338,7 +338,7 @@ def test_remove_stale_keeps_other_users_and_live_sessions(tmp_path: Path) -> Non
     ({"photo": "p1", "face": 0, "source": "p1", "source_face": 0, "x": 1}, "unknown field x"),
     ({"photo": "p1", "face": 0, "source": "p1", "source_face": 0, "region": 3}, "region: expected a string"),
     ({"photo": "p1", "face": 0, "source": "p1", "source_face": 0, "region": "nose"},
-     "region: expected one of face, eyes, mouth, upper, lower"),
+     "region: expected one of auto, face, eyes, mouth, upper, lower"),
     ([1, 2], "the body must be a JSON object with photo, face, source, source_face"),
     ("{not json", "the body is not JSON")])
 def test_json_of_wrong_types_is_refused_with_a_short_reason(app, body, reason: str) -> None:

@@ -47,7 +47,7 @@ READ_REASONS = {"unreadable_image": "not a JPEG or PNG this tool can read, or da
                 "unsupported_format": "the tool reads and writes JPEG and PNG only",
                 "too_many_pixels": "too many pixels (replace.max_pixels)"}
 REPLACE_FIELDS = {"photo": str, "face": int, "source": str, "source_face": int}
-REPLACE_OPTIONAL = {"region": str}  # the part of the face replaced (facereplace/regions.py); default replace.region
+REPLACE_OPTIONAL = {"region": str}  # the part replaced (facereplace/regions.py, or auto: what the source fixes); default replace.region
 
 
 def public_error(err: Reject, name: str) -> HTTPError:
@@ -133,8 +133,8 @@ def routes(session: Session) -> list[BaseRoute]:
 
         req = fields(await read_json(request), REPLACE_FIELDS, REPLACE_OPTIONAL)
         region = req.get("region")
-        if region is not None and region not in REGIONS:
-            raise HTTPError(400, f"region: expected one of {', '.join(REGIONS)}")
+        if region is not None and region not in ("auto", *REGIONS):
+            raise HTTPError(400, f"region: expected one of auto, {', '.join(REGIONS)}")
         return send_json(await run_in_threadpool(session.replace, req["photo"], req["face"], req["source"], req["source_face"],
                                                  region))
 

@@ -168,7 +168,8 @@ class Session:
     def replace(self, photo_id: str, face: int, source_id: str, source_face: int,
                 region: str | None = None) -> dict[str, Any]:
         """Face `face` of the photo gets `source_face` of the source: the same person only (the
-        identity guard of `piq replace`); `region`: the part replaced (None: replace.region)."""
+        identity guard of `piq replace`); `region`: the part replaced (None: replace.region;
+        `auto`: what the source fixes, as best take chooses: `region_for`)."""
         with self.lock:
             e, src = self.entry(photo_id), self.entry(source_id)
             self._check_face(e, face)
@@ -182,6 +183,8 @@ class Session:
                 raise Reject("identity_mismatch", f"{src.loaded.name} face {source_face} is at identity distance "
                                                   f"{d:.3f} from {e.loaded.name} face {face}, over "
                                                   f"replace.max_identity_distance {limit:.3f}: not the same person")
+            if region == "auto":
+                region = self.region_for(photo_id, face, source_id, source_face)
             swaps = {**e.swaps, face: Swap(face, src.loaded, source_face, d, region)}
             inputs = {e.loaded.name: e.loaded.photo.sha256} | {s.source.name: s.source.photo.sha256 for s in swaps.values()}
             e.composite = replace_many(e.loaded, [swaps[k] for k in sorted(swaps)], self.method, self.params, "piq app",
@@ -189,6 +192,23 @@ class Session:
                                        credentials=self.credentials, originals=self._originals)
             e.swaps = swaps
             return self.describe(e)
+
+    def region_for(self, photo_id: str, face: int, source_id: str, source_face: int) -> str:
+        """The part of the face that replacing it by the source's face fixes, chosen as best take
+        chooses (`fix_region`: the measure gaining most; a blink: the eyes, a smile: the lower
+        face, else the whole face), both faces scored among this person's faces in the session."""
+        from facereplace.best_take import Candidate, fix_region, measure_scores, total_score
+
+        bt = dataclasses.replace(self.params.best_take, region="auto")
+        e, src = self.entry(photo_id), self.entry(source_id)
+        person = e.persons[face]
+        peers = [f for x in self.entries.values() for f, p in zip(x.loaded.faces, x.persons) if p == person]
+
+        def scored(entry: Entry, index: int) -> Candidate:
+            parts = measure_scores(entry.loaded.faces[index], peers, bt)
+            return Candidate(0, entry.loaded.faces[index], parts, total_score(parts, bt))
+
+        return fix_region(scored(e, face), scored(src, source_face), bt)
 
     def reset(self, photo_id: str) -> dict[str, Any]:
         with self.lock:
