@@ -70,6 +70,13 @@ class Candidate:
     score: float
 
 
+def scored(shot: int, face: Any, peers: Sequence[Any], p: BestTakeParams) -> Candidate:
+    """`face` (of `shot`) as a candidate: its measures scored among `peers` and their weighted
+    total. Best take's burst and `piq app`'s session both score faces this way."""
+    parts = measure_scores(face, peers, p)
+    return Candidate(shot, face, parts, total_score(parts, p))
+
+
 def offered(cands: Sequence[Candidate], k: int) -> list[Candidate]:
     """A person's best `k` faces of the burst, best score first (ties: the earlier shot): what
     the contact sheet draws, the plan file lists and the app shows, so a user picks among the
@@ -83,11 +90,7 @@ def score_people(people: Sequence[Person], faces: Sequence[Sequence[Any]], p: Be
     for person in people:
         found = [(si, faces[si][fi]) for si, fi in sorted(person.faces.items())]
         peers = [f for _, f in found]
-        cands = []
-        for si, f in found:
-            parts = measure_scores(f, peers, p)
-            cands.append(Candidate(si, f, parts, total_score(parts, p)))
-        out.append(cands)
+        out.append([scored(si, f, peers, p) for si, f in found])
     return out
 
 

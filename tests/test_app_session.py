@@ -1,8 +1,9 @@
 """`piq app`'s session and the best-take pictures on plain data (no detection): people grouped
-by identity alone across photos, candidates nearest first, the identity guard, the contact
-sheet's layout and choice frame."""
+by identity alone across photos, candidates ranked by best take's score, the identity guard,
+the contact sheet's layout and choice frame."""
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -59,11 +60,9 @@ def test_people_are_grouped_by_identity_whatever_their_place() -> None:
         s.close()
 
 
-def test_candidates_are_the_best_scored_faces_of_the_person(monkeypatch) -> None:
+def test_candidates_are_the_best_scored_faces_of_the_person() -> None:
     """The app offers best_take.candidates faces, best take's score first (an open-eyed face
     before a nearer blinking one), not every face by identity distance."""
-    import dataclasses
-
     def photo(name: str, eyes: float, who: np.ndarray) -> LoadedPhoto:
         rgb = np.zeros((300, 800, 3), np.uint8)
         return LoadedPhoto(name, Photo(Path(name), rgb, "JPEG", "0" * 64),

@@ -147,7 +147,7 @@ class Session:
         pose, relative to this person's faces in the session), best first, ties by identity
         distance; then any uploaded reference of them not among those (the user brought it for
         this)."""
-        from facereplace.best_take import measure_scores, total_score
+        from facereplace.best_take import scored
 
         e = self.entry(photo_id)
         self._check_face(e, face)
@@ -160,7 +160,7 @@ class Session:
         for other, f, emb in found:
             d = distance(mine, emb) if mine is not None and emb is not None else None
             out.append({"photo": other.id, "name": other.loaded.name, "role": other.role, "face": f.index,
-                        "score": round(total_score(measure_scores(f, peers, bt), bt), 4),
+                        "score": round(scored(0, f, peers, bt).score, 4),
                         "distance": None if d is None else round(d, 4), **{k: f.as_dict()[k] for k in ("eyes_open", "smile")}})
         out.sort(key=lambda c: (-c["score"], c["distance"] is None, c["distance"] or 0.0))
         return out[:bt.candidates] + [c for c in out[bt.candidates:] if c["role"] == "reference"]
@@ -197,18 +197,13 @@ class Session:
         """The part of the face that replacing it by the source's face fixes, chosen as best take
         chooses (`fix_region`: the measure gaining most; a blink: the eyes, a smile: the lower
         face, else the whole face), both faces scored among this person's faces in the session."""
-        from facereplace.best_take import Candidate, fix_region, measure_scores, total_score
+        from facereplace.best_take import fix_region, scored
 
         bt = dataclasses.replace(self.params.best_take, region="auto")
         e, src = self.entry(photo_id), self.entry(source_id)
         person = e.persons[face]
         peers = [f for x in self.entries.values() for f, p in zip(x.loaded.faces, x.persons) if p == person]
-
-        def scored(entry: Entry, index: int) -> Candidate:
-            parts = measure_scores(entry.loaded.faces[index], peers, bt)
-            return Candidate(0, entry.loaded.faces[index], parts, total_score(parts, bt))
-
-        return fix_region(scored(e, face), scored(src, source_face), bt)
+        return fix_region(scored(0, e.loaded.faces[face], peers, bt), scored(0, src.loaded.faces[source_face], peers, bt), bt)
 
     def reset(self, photo_id: str) -> dict[str, Any]:
         with self.lock:
